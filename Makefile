@@ -1,0 +1,45 @@
+# Driftline: the commands a user runs. `make help` lists them.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STACK  := deploy/stack.sh
+PYTEST_ARGS ?=
+
+.PHONY: help venv stack-up stack-down stack-status test unit demo bench clean
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(BIN)/driftline: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(BIN)/driftline  ## create .venv and install Driftline with its dev tools
+
+stack-up:  ## start local Kafka (KRaft) and Redis, reusing running ones (idempotent)
+	@$(STACK) up
+
+stack-down:  ## stop the services that stack-up started
+	@$(STACK) down
+
+stack-status:  ## show whether Kafka and Redis are reachable
+	@$(STACK) status
+
+test: venv stack-up  ## the whole suite, unit and integration, on the real services
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: venv  ## unit tests only (no services needed)
+	$(BIN)/python -m pytest -m 'not integration' $(PYTEST_ARGS)
+
+demo: venv stack-up  ## replay a drifting example data set and watch alerts arrive
+	$(BIN)/driftline demo $(DEMO_ARGS)
+
+bench: venv stack-up  ## throughput benchmark (prints figures)
+	$(BIN)/python benchmarks/throughput.py
+
+clean:  ## remove the virtual environment and local service data
+	-$(STACK) down
+	rm -rf $(VENV) .stack *.egg-info

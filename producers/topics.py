@@ -1,0 +1,38 @@
+"""Create Driftline's topics when they do not exist yet."""
+
+from __future__ import annotations
+
+import confluent_kafka
+from confluent_kafka.admin import AdminClient, NewTopic
+
+__all__ = ["KafkaUnreachable", "ensure_topics"]
+
+
+class KafkaUnreachable(Exception):
+    pass
+
+
+def ensure_topics(bootstrap: str, topics: list[str], partitions: int, timeout_s: float = 15.0) -> list[str]:
+    """Create the missing ones; returns the names created. Raises KafkaUnreachable."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 5000})
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except confluent_kafka.KafkaException as exc:
+        raise KafkaUnreachable(
+            f"Kafka is unreachable at {bootstrap} ({exc.args[0].str() if exc.args else exc}); "
+            "start it with 'make stack-up' or set DRIFTLINE_KAFKA_BOOTSTRAP") from None
+    missing = [t for t in dict.fromkeys(topics) if t not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=-1) for t in missing],
+                                  operation_timeout=timeout_s)
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result(timeout_s)
+            created.append(name)
+        except confluent_kafka.KafkaException as exc:
+            if exc.args and exc.args[0].code() == confluent_kafka.KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise KafkaUnreachable(f"could not create topic {name!r}: {exc}") from None
+    return created

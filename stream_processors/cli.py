@@ -1,0 +1,221 @@
+"""``driftline``: the command line. Errors are one line on stderr and exit code 1."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import orjson
+
+from stream_processors.errors import DriftlineError
+from stream_processors.settings import Settings, load_settings
+
+__all__ = ["main", "build_parser"]
+
+_ENV_HELP = ("Connections come from flags, else DRIFTLINE_KAFKA_BOOTSTRAP (default localhost:9092), "
+             "DRIFTLINE_REDIS_URL (default redis://localhost:6379/0) and DRIFTLINE_APP_ID (default driftline).")
+
+
+def _connection_flags(parser: argparse.ArgumentParser, redis_too: bool = True) -> None:
+    group = parser.add_argument_group("connections")
+    group.add_argument("--kafka-bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers")
+    if redis_too:
+        group.add_argument("--redis-url", metavar="URL", help="Redis URL, e.g. redis://localhost:6379/0")
+    group.add_argument("--app-id", metavar="NAME",
+                       help="worker app id: consumer group and namespace of the state in Redis")
+
+
+def _column_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("columns (every column not named here is a feature)")
+    group.add_argument("--id-column", metavar="C", help="column holding the event id (default: event_id if present, "
+                                                        "else row numbers)")
+    group.add_argument("--timestamp-column", metavar="C", help="epoch seconds or dates (default: timestamp if "
+                                                               "present, else the time of sending)")
+    group.add_argument("--prediction-column", metavar="C", help="the model's output (default: prediction)")
+    group.add_argument("--score-column", metavar="C", help="score or probability (default: score if present)")
+    group.add_argument("--label-column", metavar="C", help="ground truth, sent as label events (default: label "
+                                                           "if present)")
+    group.add_argument("--features", metavar="a,b,c", help="only these columns are features")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="driftline",
+        description="Driftline watches ML models in production: inference events in from Kafka, statistics "
+                    "and drift alerts out. Start the local services with 'make stack-up', then run "
+                    "'driftline worker' and 'driftline replay', and read results with 'driftline status' "
+                    "and 'driftline alerts'. 'driftline demo' does all of it.",
+        epilog=_ENV_HELP)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("worker", help="run a stream processor (consume events, update state, publish alerts)",
+                       description="Run one Driftline worker. Start several with the same --app-id to share "
+                                   "the partitions. SIGTERM or Ctrl-C stops it cleanly; a killed worker "
+                                   "resumes where its saved state ends.", epilog=_ENV_HELP)
+    _connection_flags(p)
+    p.add_argument("--inference-topic", metavar="T", help="topic of inference events (default driftline.inference)")
+    p.add_argument("--control-topic", metavar="T", help="topic for alerts (default driftline.control)")
+    p.add_argument("--dead-letter-topic", metavar="T", help="topic for rejected events (default "
+                                                            "driftline.deadletter)")
+    p.add_argument("--cooldown-events", type=int, metavar="N",
+                   help="after an alert on a feature, further alerts on it wait this many events (default 5000)")
+    p.add_argument("--max-message-bytes", type=int, metavar="N",
+                   help="messages larger than this are dead-lettered (default 1048576)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
+
+    p = sub.add_parser("replay", help="send a CSV or Parquet data set as inference (and label) events",
+                       description="Replay a data set as inference events of one model version, in batch "
+                                   "envelopes keyed by the model. Column types are inferred: numbers are "
+                                   "numeric, true/false columns boolean, anything else categorical.",
+                       epilog="Example: driftline replay --model credit --model-version 1 --data credit.csv "
+                              "--rate 2000. " + _ENV_HELP)
+    p.add_argument("--model", required=True, help="model id (the Kafka key)")
+    p.add_argument("--model-version", required=True, help="model version")
+    p.add_argument("--data", required=True, metavar="FILE", help=".csv, .csv.gz or .parquet")
+    _column_flags(p)
+    p.add_argument("--labels", metavar="FILE", help="a separate file of labels: its id column and label column "
+                                                    "are named by --id-column and --label-column")
+    p.add_argument("--batch-size", type=int, default=500, metavar="N", help="events per message (default 500)")
+    p.add_argument("--rate", type=float, metavar="EVENTS_PER_S", help="pace the replay (default: as fast as "
+                                                                      "Kafka takes it)")
+    p.add_argument("--inference-topic", metavar="T")
+    p.add_argument("--label-topic", metavar="T")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _connection_flags(p, redis_too=False)
+
+    p = sub.add_parser("alerts", help="print alerts from the control topic",
+                       description="Print drift and other alerts. Without --follow: the alerts already "
+                                   "published, then exit. With --follow: new alerts as they arrive (add "
+                                   "--from-beginning for the old ones too) until Ctrl-C or --timeout.",
+                       epilog=_ENV_HELP)
+    p.add_argument("--model", help="only this model's alerts")
+    p.add_argument("--from-beginning", action="store_true", help="with --follow, start from the oldest alert")
+    p.add_argument("--follow", action="store_true", help="keep waiting for new alerts")
+    p.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--json", action="store_true", help="one alert JSON object per line")
+    p.add_argument("--control-topic", metavar="T")
+    _connection_flags(p, redis_too=False)
+
+    p = sub.add_parser("status", help="show a model's statistics from Redis",
+                       description="Show the statistics the workers keep for a model: per feature count, "
+                                   "missing, mean, std, min, max and quantiles, or category frequencies.",
+                       epilog=_ENV_HELP)
+    p.add_argument("--model", required=True)
+    p.add_argument("--model-version", help="default: the version updated last")
+    p.add_argument("--json", action="store_true", help="print the status as one JSON object")
+    _connection_flags(p)
+
+    p = sub.add_parser("demo", help="replay a drifting example data set and show alerts as they arrive",
+                       description="Generate an example data set whose 'income' shifts half way, start a "
+                                   "worker, replay the data and print the drift alerts as they arrive, then "
+                                   "the model's status. Needs Kafka and Redis ('make stack-up').",
+                       epilog=_ENV_HELP)
+    p.add_argument("--events", type=int, default=20_000, help="rows in the example data (default 20000)")
+    p.add_argument("--rate", type=float, default=2000.0, help="replay pace in events/s (default 2000)")
+    p.add_argument("--data-dir", default="demo-data", help="where the example CSV is written (default demo-data)")
+    _connection_flags(p)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    names = ("kafka_bootstrap", "redis_url", "app_id", "inference_topic", "label_topic", "control_topic",
+             "dead_letter_topic", "cooldown_events", "max_message_bytes", "log_level")
+    return load_settings({n: getattr(args, n, None) for n in names})
+
+
+def _dump(obj: object) -> None:
+    sys.stdout.write(orjson.dumps(obj).decode() + "\n")
+    sys.stdout.flush()
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_processors.run import run_worker
+
+    return run_worker(settings)
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from producers.replay import load_table, plan_columns, replay, rows_to_events
+    from producers.topics import KafkaUnreachable, ensure_topics
+
+    df = load_table(args.data)
+    plan = plan_columns(df, args.id_column, args.timestamp_column, args.prediction_column, args.score_column,
+                        args.label_column if not args.labels else None,
+                        args.features.split(",") if args.features else None)
+    events, labels = rows_to_events(df, plan, args.model)
+    if args.labels:
+        label_df = load_table(args.labels)
+        label_plan = plan_columns(label_df.assign(prediction=0), args.id_column, args.timestamp_column,
+                                  "prediction", None, args.label_column or "label", None)
+        _, labels = rows_to_events(label_df.assign(prediction=0), label_plan, args.model)
+    try:
+        ensure_topics(settings.kafka_bootstrap, [settings.inference_topic, settings.label_topic],
+                      settings.topic_partitions, timeout_s=10)
+    except KafkaUnreachable as exc:
+        raise DriftlineError(str(exc)) from None
+    result = replay(settings.kafka_bootstrap, args.model, args.model_version, events, labels,
+                    settings.inference_topic, settings.label_topic, batch_size=args.batch_size, rate=args.rate)
+    summary = {"model": args.model, "model_version": args.model_version, "events": result.events,
+               "labels": result.labels, "messages": result.messages, "failed": result.failed,
+               "seconds": round(result.seconds, 3), "features": plan.features}
+    if args.json:
+        _dump(summary)
+    else:
+        kinds = ", ".join(f"{k} ({v})" for k, v in plan.features.items())
+        print(f"replayed {result.events} events and {result.labels} labels of model {args.model} "
+              f"v{args.model_version} in {result.messages} messages ({result.seconds:.1f}s); features: {kinds}")
+    if result.failed:
+        print(f"driftline: error: Kafka refused {result.failed} events", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_processors.reading import format_alert, iter_alerts
+
+    for alert in iter_alerts(settings, args.from_beginning, args.follow, args.timeout, args.model):
+        if args.json:
+            _dump(alert)
+        else:
+            print(format_alert(alert), flush=True)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_processors.reading import model_status, print_status
+
+    status = model_status(settings, args.model, args.model_version)
+    if args.json:
+        _dump(status)
+    else:
+        print_status(status)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_processors.demo import run_demo
+
+    return run_demo(settings, events=args.events, rate=args.rate, data_dir=args.data_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from producers.replay import ReplayError
+
+    try:
+        settings = _settings(args)
+        handler = {"worker": cmd_worker, "replay": cmd_replay, "alerts": cmd_alerts, "status": cmd_status,
+                   "demo": cmd_demo}[args.command]
+        return handler(args, settings)
+    except (DriftlineError, ReplayError) as exc:
+        print(f"driftline: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""What ``driftline alerts`` and ``driftline status`` read and how they print it."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+
+import confluent_kafka
+import orjson
+
+from stream_processors.errors import ServiceUnavailable, UnknownModel
+from stream_processors.settings import Settings
+from stream_processors.state_store import RedisStateStore
+
+__all__ = ["format_alert", "iter_alerts", "model_status", "print_status"]
+
+
+def iter_alerts(settings: Settings, from_beginning: bool, follow: bool, timeout_s: float | None,
+                model: str | None = None, on_idle: Callable[[], bool] | None = None) -> Iterator[dict]:
+    """Alerts from the control topic, in arrival order.
+
+    Without ``follow``: everything already on the topic, then stop. With
+    ``follow``: new alerts (all of them with ``from_beginning``) until
+    ``timeout_s`` passes, Ctrl-C, or ``on_idle`` returns True.
+    """
+    consumer = confluent_kafka.Consumer({
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": f"driftline-alerts-{uuid.uuid4().hex[:12]}",
+        "auto.offset.reset": "earliest" if (from_beginning or not follow) else "latest",
+        "enable.auto.commit": False,
+        "socket.connection.setup.timeout.ms": 5000,
+    })
+    try:
+        metadata = consumer.list_topics(settings.control_topic, timeout=10)
+    except confluent_kafka.KafkaException:
+        consumer.close()
+        raise ServiceUnavailable(f"Kafka is unreachable at {settings.kafka_bootstrap}; "
+                                 "start it with 'make stack-up' or set DRIFTLINE_KAFKA_BOOTSTRAP") from None
+    topic = metadata.topics.get(settings.control_topic)
+    if topic is None or topic.error is not None:
+        consumer.close()
+        if follow:
+            raise ServiceUnavailable(f"control topic {settings.control_topic!r} does not exist yet: "
+                                     "start a worker first ('driftline worker')")
+        return
+    partitions = list(topic.partitions)
+    ends = {}
+    for p in partitions:
+        _low, high = consumer.get_watermark_offsets(confluent_kafka.TopicPartition(settings.control_topic, p),
+                                                    timeout=10)
+        ends[p] = high
+    if not follow and _at_end({}, ends):
+        consumer.close()
+        return
+    consumer.subscribe([settings.control_topic])
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    positions: dict[int, int] = {}
+    try:
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            msg = consumer.poll(0.5)
+            if msg is None:
+                if not follow and _at_end(positions, ends):
+                    return
+                if on_idle is not None and on_idle():
+                    return
+                continue
+            if msg.error():
+                continue
+            positions[msg.partition()] = msg.offset() + 1
+            try:
+                alert = orjson.loads(msg.value())
+            except orjson.JSONDecodeError:
+                continue
+            if model is None or alert.get("model") == model:
+                yield alert
+            if not follow and _at_end(positions, ends):
+                return
+    finally:
+        consumer.close()
+
+
+def _at_end(positions: dict[int, int], ends: dict[int, int]) -> bool:
+    return all(positions.get(p, 0) >= end for p, end in ends.items() if end > 0)
+
+
+def format_alert(alert: dict) -> str:
+    when = datetime.fromtimestamp(alert.get("created_at", 0), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    evidence = alert.get("evidence", {})
+    feature = alert.get("feature") or "-"
+    return (f"{when} {alert.get('severity', '?').upper():8} {alert.get('type')}: model {alert.get('model')} "
+            f"v{alert.get('model_version')} feature {feature} by {alert.get('detector')} "
+            f"(statistic {alert.get('statistic', float('nan')):.4g}, threshold {alert.get('threshold', 0):.4g}) "
+            f"at event {evidence.get('last_event_id')} after {evidence.get('events_seen')} events")
+
+
+def model_status(settings: Settings, model: str, version: str | None = None) -> dict:
+    """The status of one model: its latest-updated version unless one is named."""
+    from stream_processors.model_state import ModelState
+
+    store = RedisStateStore(settings.redis_url, settings.app_id)
+    try:
+        store.ping()
+    except ServiceUnavailable:
+        raise ServiceUnavailable(f"Redis is unreachable at {settings.redis_url}; start it with 'make stack-up' "
+                                 "or set DRIFTLINE_REDIS_URL") from None
+    known = store.models()
+    versions = {v: t for (m, v), t in known.items() if m == model}
+    if not versions:
+        names = sorted({m for m, _ in known})
+        hint = f"known models: {', '.join(names)}" if names else "no model has been seen yet"
+        raise UnknownModel(f"unknown model {model!r} for worker app {settings.app_id!r}; {hint}")
+    if version is None:
+        version = max(versions, key=versions.get)
+    elif version not in versions:
+        raise UnknownModel(f"model {model!r} has no version {version!r}; versions seen: {sorted(versions)}")
+    state = store.load([(model, version)])[(model, version)]
+    status = ModelState.from_dict(state, settings).describe()
+    status["versions"] = sorted(versions)
+    return status
+
+
+def print_status(status: dict, out=sys.stdout) -> None:
+    out.write(f"model {status['model']} version {status['model_version']}: {status['events']} events "
+              f"(versions seen: {', '.join(status['versions'])}); last event {status['last_event_id']}\n")
+    rows = dict(status["features"])
+    if status.get("prediction"):
+        rows["(prediction)"] = status["prediction"]
+    for name, f in rows.items():
+        if f["kind"] == "numeric":
+            out.write(f"  {name:24} numeric     n={f['count']:<8} missing={f['missing']:<6} "
+                      f"mean={_fmt(f['mean'])} std={_fmt(f['std'])} min={_fmt(f['min'])} "
+                      f"p50={_fmt(f['p50'])} max={_fmt(f['max'])}")
+        else:
+            top = sorted(f["frequencies"].items(), key=lambda kv: -kv[1])[:4]
+            shown = ", ".join(f"{k}: {v}" for k, v in top)
+            out.write(f"  {name:24} {f['kind']:11} n={f['count']:<8} missing={f['missing']:<6} {shown}")
+        if f.get("type_mismatches"):
+            out.write(f" type_mismatches={f['type_mismatches']}")
+        if "last_alert_at_event" in f:
+            out.write(f"  [drift alert at event #{f['last_alert_at_event']}]")
+        out.write("\n")
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.6g}"

@@ -1,0 +1,36 @@
+"""Start a worker: check the services, create the topics, run the faust app."""
+
+from __future__ import annotations
+
+import logging
+
+from producers.topics import KafkaUnreachable, ensure_topics
+from stream_processors.errors import ServiceUnavailable
+from stream_processors.settings import Settings
+from stream_processors.state_store import RedisStateStore
+
+__all__ = ["run_worker"]
+
+
+def run_worker(settings: Settings) -> int:
+    try:
+        RedisStateStore(settings.redis_url, settings.app_id).ping()
+    except ServiceUnavailable:
+        raise ServiceUnavailable(f"Redis is unreachable at {settings.redis_url}; start it with 'make stack-up' "
+                                 "or set DRIFTLINE_REDIS_URL") from None
+    try:
+        ensure_topics(settings.kafka_bootstrap, [settings.inference_topic, settings.label_topic,
+                                                 settings.control_topic, settings.dead_letter_topic],
+                      settings.topic_partitions, timeout_s=10)
+    except KafkaUnreachable as exc:
+        raise ServiceUnavailable(str(exc)) from None
+
+    import faust
+
+    from stream_processors.worker import build_app
+
+    app = build_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    logging.getLogger("driftline").setLevel(settings.log_level.upper())
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,91 @@
+"""Typed, frozen settings; the environment is read here and nowhere else.
+
+Precedence: command-line flag, then ``DRIFTLINE_*`` environment variable, then
+the default below. Every field's variable is its name upper-cased with the
+``DRIFTLINE_`` prefix (``kafka_bootstrap`` ← ``DRIFTLINE_KAFKA_BOOTSTRAP``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from stream_processors.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = "localhost:9092"
+    redis_url: str = "redis://localhost:6379/0"
+    app_id: str = "driftline"
+    """Consumer group of the workers, and the namespace of their state in Redis."""
+    inference_topic: str = "driftline.inference"
+    label_topic: str = "driftline.labels"
+    control_topic: str = "driftline.control"
+    dead_letter_topic: str = "driftline.deadletter"
+    topic_partitions: int = 4
+    max_message_bytes: int = 1_048_576
+    batch_max_messages: int = 200
+    batch_within_s: float = 0.2
+    baseline_size: int = 500
+    block_size: int = 20
+    ph_threshold: float = 25.0
+    ph_delta: float = 0.5
+    adwin_delta: float = 0.002
+    cooldown_events: int = 5000
+    max_features: int = 500
+    session_timeout_s: float = 10.0
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        positive = ("topic_partitions", "max_message_bytes", "batch_max_messages", "baseline_size", "block_size",
+                    "max_features")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.batch_within_s <= 0 or self.ph_threshold <= 0 or self.session_timeout_s <= 0:
+            raise ConfigError("batch_within_s, ph_threshold and session_timeout_s must be positive")
+        if not 0 < self.adwin_delta < 1:
+            raise ConfigError(f"adwin_delta must be in (0, 1), got {self.adwin_delta}")
+        if self.cooldown_events < 0:
+            raise ConfigError(f"cooldown_events must be 0 or more, got {self.cooldown_events}")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"DRIFTLINE_REDIS_URL must start with redis://, rediss:// or unix://, "
+                              f"got {self.redis_url!r}")
+
+    def replace(self, **changes) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def env_name(field_name: str) -> str:
+    return "DRIFTLINE_" + field_name.upper()
+
+
+def load_settings(overrides: Mapping[str, object] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from flags (``overrides``, None meaning not given) over the environment."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        raw = environ.get(env_name(f.name))
+        if raw is not None and raw != "":
+            values[f.name] = _convert(f.name, f.type, raw)
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = value
+    return Settings(**values)
+
+
+def _convert(name: str, type_name: str, raw: str) -> object:
+    try:
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{env_name(name)}={raw!r} is not a valid {type_name}") from None
+    return raw

@@ -1,0 +1,148 @@
+"""Where model state and the offsets it came from live: Redis, or memory in tests.
+
+One commit writes the new state of every model a batch touched together with
+the new offset of every partition it read, atomically (a Lua script). The
+script first checks that each partition's stored offset is still the one the
+batch started from: a worker that lost its partitions in a rebalance and
+wakes up late cannot overwrite the state its successor wrote.
+
+Keys, under the worker's app id::
+
+    driftline:{app}:offsets            hash  "topic:partition" -> last applied offset
+    driftline:{app}:state:{model}:{v}  JSON  ModelState.to_dict()
+    driftline:{app}:models             hash  "{model}\\t{version}" -> last update (epoch s)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import orjson
+import redis
+
+from stream_processors.errors import ServiceUnavailable
+
+__all__ = ["MemoryStateStore", "RedisStateStore", "StateStore", "TopicPartition"]
+
+TopicPartition = tuple[str, int]
+
+_COMMIT = """
+local n = tonumber(ARGV[1])
+for i = 0, n - 1 do
+  local stored = redis.call('HGET', KEYS[1], ARGV[2 + 3 * i])
+  if (stored or '-1') ~= ARGV[3 + 3 * i] then return 0 end
+end
+for i = 0, n - 1 do
+  redis.call('HSET', KEYS[1], ARGV[2 + 3 * i], ARGV[4 + 3 * i])
+end
+local base = 2 + 3 * n
+local now = ARGV[base]
+for j = 3, #KEYS do
+  redis.call('SET', KEYS[j], ARGV[base + j - 2])
+  redis.call('HSET', KEYS[2], ARGV[base + #KEYS - 2 + j - 2], now)
+end
+return 1
+"""
+
+
+class StateStore(Protocol):
+    def offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Last applied offset per partition; -1 where none was applied."""
+
+    def load(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
+        """Saved state per (model, version); None where there is none."""
+
+    def commit(self, offsets: dict[TopicPartition, tuple[int, int]],
+               states: dict[tuple[str, str], dict]) -> bool:
+        """Write states and move offsets from ``(expected, new)``; False on a conflict."""
+
+    def models(self) -> dict[tuple[str, str], float]:
+        """Every (model, version) with state, and when it was last updated."""
+
+
+def _field(tp: TopicPartition) -> str:
+    return f"{tp[0]}:{tp[1]}"
+
+
+class RedisStateStore:
+    def __init__(self, url: str, app_id: str) -> None:
+        self._redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        self._url = url
+        self._prefix = f"driftline:{app_id}"
+        self._offsets_key = f"{self._prefix}:offsets"
+        self._models_key = f"{self._prefix}:models"
+        self._commit = self._redis.register_script(_COMMIT)
+
+    def _state_key(self, model: str, version: str) -> str:
+        return f"{self._prefix}:state:{model}:{version}"
+
+    def _call(self, fn, *args):
+        try:
+            return fn(*args)
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"Redis at {self._url} failed: {exc}") from exc
+
+    def ping(self) -> None:
+        self._call(self._redis.ping)
+
+    def offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if not partitions:
+            return {}
+        raw = self._call(self._redis.hmget, self._offsets_key, [_field(tp) for tp in partitions])
+        return {tp: -1 if v is None else int(v) for tp, v in zip(partitions, raw)}
+
+    def load(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
+        if not models:
+            return {}
+        raw = self._call(self._redis.mget, [self._state_key(m, v) for m, v in models])
+        return {key: None if value is None else orjson.loads(value) for key, value in zip(models, raw)}
+
+    def commit(self, offsets: dict[TopicPartition, tuple[int, int]],
+               states: dict[tuple[str, str], dict]) -> bool:
+        argv: list[object] = [len(offsets)]
+        for tp, (expected, new) in offsets.items():
+            argv += [_field(tp), str(expected), str(new)]
+        argv.append(repr(time.time()))
+        keys = [self._offsets_key, self._models_key]
+        keys += [self._state_key(m, v) for m, v in states]
+        argv += [orjson.dumps(s) for s in states.values()]
+        argv += [f"{m}\t{v}" for m, v in states]
+        return bool(self._call(self._commit, keys, argv))
+
+    def models(self) -> dict[tuple[str, str], float]:
+        raw = self._call(self._redis.hgetall, self._models_key)
+        out = {}
+        for member, updated in raw.items():
+            model, _, version = member.decode().partition("\t")
+            out[(model, version)] = float(updated)
+        return out
+
+
+class MemoryStateStore:
+    """The same contract in a dict, for tests of the logic without Redis."""
+
+    def __init__(self) -> None:
+        self._offsets: dict[TopicPartition, int] = {}
+        self._states: dict[tuple[str, str], bytes] = {}
+        self._updated: dict[tuple[str, str], float] = {}
+
+    def offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self._offsets.get(tp, -1) for tp in partitions}
+
+    def load(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
+        return {k: orjson.loads(self._states[k]) if k in self._states else None for k in models}
+
+    def commit(self, offsets: dict[TopicPartition, tuple[int, int]],
+               states: dict[tuple[str, str], dict]) -> bool:
+        if any(self._offsets.get(tp, -1) != expected for tp, (expected, _new) in offsets.items()):
+            return False
+        for tp, (_expected, new) in offsets.items():
+            self._offsets[tp] = new
+        for key, state in states.items():
+            self._states[key] = orjson.dumps(state)
+            self._updated[key] = time.time()
+        return True
+
+    def models(self) -> dict[tuple[str, str], float]:
+        return dict(self._updated)
