@@ -108,7 +108,7 @@ class NumericDriftMonitor:
             self._seen += z.size
             return []
         ends = np.arange(first - 1, z.size, b)  # index of each complete block's last value
-        sums = np.add.reduceat(z, np.r_[0, ends[:-1] + 1])[: ends.size]
+        sums = np.add.reduceat(z[: ends[-1] + 1], np.r_[0, ends[:-1] + 1])
         sums[0] += self._block_sum
         signals = sums / math.sqrt(b)
         firings = []

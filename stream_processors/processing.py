@@ -7,8 +7,8 @@ batch, which is what makes a restart lose nothing and count nothing twice:
 1. Read the stored offset of each partition; skip every message at or below
    it (already applied before a crash).
 2. Decode and validate; rejected events become dead-letter records.
-3. Load the state of each model version the batch touches, apply its events
-   in offset order, collect drift findings as alerts.
+3. Load the state of each model version the batch touches, apply each
+   message's events in offset order, collect drift findings as alerts.
 4. (worker) Publish alerts and dead letters and wait for Kafka's ack.
 5. (worker) Commit all new states and offsets in one atomic step, guarded by
    the offsets read in step 1.
@@ -85,26 +85,33 @@ class BatchProcessor:
             tp = (m.topic, m.partition)
             expected = outcome.offsets.get(tp, (stored[tp], stored[tp]))[0]
             outcome.offsets[tp] = (expected, m.offset)
-        by_model: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        # Each message's events are applied as one unit, never merged with the
+        # next message's: how a consumer happens to group messages (which
+        # differs after a restart) then cannot change a single bit of the state.
+        units: list[tuple[tuple[str, str], list[dict]]] = []
         for m in fresh:
             decoded = decode_message(m.value, self._settings.max_message_bytes)
             for rejection in decoded.rejections:
                 outcome.dead_letters.append(self._dead_letter(m, rejection))
             if decoded.kind == "label":
-                # Labels are joined by the label agent; on this topic they are misrouted.
+                # Labels have their own topic; on this one they are misrouted.
                 for event in decoded.events:
                     outcome.dead_letters.append(self._dead_letter(
                         m, _Reason("label event on the inference topic", event["model"], event["event_id"])))
                 continue
+            groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
             for event in decoded.events:
-                by_model[(event["model"], event["model_version"])].append(event)
-        saved = self._store.load(list(by_model))
-        for key, events in by_model.items():
-            state = self._restore(key, saved.get(key))
-            for finding in state.apply(events):
-                outcome.alerts.append(drift_alert(finding, time.time()))
-            outcome.states[key] = state.to_dict()
+                groups[(event["model"], event["model_version"])].append(event)
+            units.extend(groups.items())
+        keys = list(dict.fromkeys(key for key, _ in units))
+        saved = self._store.load(keys)
+        states = {key: self._restore(key, saved.get(key)) for key in keys}
+        now = time.time()
+        for key, events in units:
+            for finding in states[key].apply(events):
+                outcome.alerts.append(drift_alert(finding, now))
             outcome.events += len(events)
+        outcome.states = {key: state.to_dict() for key, state in states.items()}
         for letter in outcome.dead_letters:
             label = reason_class(letter["reason"])
             outcome.rejected_by_reason[label] = outcome.rejected_by_reason.get(label, 0) + 1

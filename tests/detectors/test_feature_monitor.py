@@ -1,0 +1,66 @@
+import numpy as np
+import orjson
+import pytest
+
+from detectors import NumericDriftMonitor
+
+
+def _run(values, chunks, restore=False):
+    monitor = NumericDriftMonitor()
+    firings, offset = [], 0
+    for chunk in np.array_split(values, chunks):
+        if restore:
+            monitor = NumericDriftMonitor.from_dict(orjson.loads(orjson.dumps(monitor.to_dict())))
+        firings += [(f.detector, f.position + offset, f.events_seen) for f in monitor.update(chunk)]
+        offset += chunk.size
+    return firings
+
+
+def _shifted(seed, n=12000, at=6000, shift=1.0):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(100.0, 5.0, n)
+    values[at:] += shift * 5.0
+    values[rng.random(n) < 0.03] = np.nan
+    return values
+
+
+@pytest.mark.parametrize("chunks", [7, 61, 400])
+def test_same_firings_whatever_the_batching(chunks):
+    values = _shifted(0)
+    assert _run(values, chunks) == _run(values, 1)
+
+
+def test_same_firings_after_save_and_restore_between_batches():
+    values = _shifted(1)
+    assert _run(values, 53, restore=True) == _run(values, 1)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_one_sigma_shift_is_found_soon_after_it_starts(seed):
+    values = _shifted(seed)
+    firings = _run(values, 1)
+    assert firings, "a 1 sigma shift must be detected"
+    first = min(p for _, p, _ in firings)
+    assert 6000 <= first <= 6000 + 400
+
+
+def test_quiet_on_a_long_stationary_stream():
+    rng = np.random.default_rng(11)
+    for _ in range(5):
+        assert _run(rng.normal(0, 1, 100_000), 50) == []
+
+
+def test_position_names_the_last_value_of_the_block():
+    monitor = NumericDriftMonitor(baseline_size=100, block_size=10)
+    rng = np.random.default_rng(5)
+    values = np.r_[rng.normal(0, 1, 1000), rng.normal(3, 1, 1000)]
+    firings = monitor.update(values)
+    assert firings
+    # the baseline is 100 values, then blocks of 10: a block ends at 100 + 10k - 1
+    assert all((f.position - 99) % 10 == 0 for f in firings)
+    assert all(f.events_seen == f.position + 1 for f in firings)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        NumericDriftMonitor(block_size=0)

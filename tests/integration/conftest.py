@@ -1,0 +1,170 @@
+"""Fixtures for tests on the real services that deploy/stack.sh starts.
+
+Each test gets its own topics and worker app id, so tests never see each
+other's events or state. A service that is not reachable fails the test
+(it is never skipped): run ``make stack-up`` or ``make test``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import confluent_kafka
+import orjson
+import pytest
+import redis
+
+from producers.topics import ensure_topics
+from stream_processors.model_state import ModelState
+from stream_processors.settings import Settings, load_settings
+from stream_processors.state_store import RedisStateStore
+
+pytestmark = pytest.mark.integration
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    settings = load_settings()
+    host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
+    if not _reachable(host, int(port)):
+        pytest.fail(f"Kafka is not reachable at {settings.kafka_bootstrap}: run 'make stack-up'")
+    try:
+        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        pytest.fail(f"Redis is not reachable at {settings.redis_url}: run 'make stack-up'")
+    return settings
+
+
+@pytest.fixture
+def settings(base_settings: Settings) -> Settings:
+    """Settings with topics and app id of this test's own."""
+    tag = f"it-{uuid.uuid4().hex[:10]}"
+    s = base_settings.replace(app_id=tag, inference_topic=f"{tag}.inference", label_topic=f"{tag}.labels",
+                              control_topic=f"{tag}.control", dead_letter_topic=f"{tag}.deadletter",
+                              session_timeout_s=3.0)
+    ensure_topics(s.kafka_bootstrap, [s.inference_topic, s.label_topic, s.control_topic, s.dead_letter_topic],
+                  s.topic_partitions)
+    return s
+
+
+def settings_env(s: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    for name, value in vars(s).items():
+        env["DRIFTLINE_" + name.upper()] = str(value)
+    return env
+
+
+def run_cli(s: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stream_processors.cli", *args], env=settings_env(s),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@dataclass
+class WorkerProcess:
+    settings: Settings
+    log_path: Path
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> WorkerProcess:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "stream_processors.cli", "worker"],
+                                     env=settings_env(self.settings), stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=60)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def worker_factory(tmp_path):
+    started: list[WorkerProcess] = []
+
+    def make(s: Settings, name: str = "worker") -> WorkerProcess:
+        w = WorkerProcess(s, tmp_path / f"{name}.log")
+        started.append(w)
+        return w
+
+    yield make
+    for w in started:
+        if w.alive():
+            w.kill(signal.SIGTERM)
+
+
+def end_offsets(s: Settings, topic: str) -> dict[int, int]:
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": "driftline-probe"})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: consumer.get_watermark_offsets(confluent_kafka.TopicPartition(topic, p), timeout=10)[1]
+                for p in parts}
+    finally:
+        consumer.close()
+
+
+def wait_until_applied(s: Settings, worker: WorkerProcess | None = None, timeout: float = 120) -> None:
+    """Wait until the worker app's saved offsets reach the end of the inference topic."""
+    store = RedisStateStore(s.redis_url, s.app_id)
+    ends = end_offsets(s, s.inference_topic)
+    want = {(s.inference_topic, p): end - 1 for p, end in ends.items() if end > 0}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if store.offsets(list(want)) == want:
+            return
+        if worker is not None and not worker.alive():
+            raise AssertionError(f"worker exited with {worker.proc.returncode}:\n{worker.log()[-3000:]}")
+        time.sleep(0.25)
+    raise AssertionError(f"worker did not catch up in {timeout}s: {store.offsets(list(want))} != {want}\n"
+                         + (worker.log()[-3000:] if worker else ""))
+
+
+def read_topic(s: Settings, topic: str, timeout: float = 20) -> list[dict]:
+    """Every record on a topic, decoded from JSON."""
+    ends = end_offsets(s, topic)
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": s.kafka_bootstrap,
+                                         "group.id": f"probe-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
+                                         "enable.auto.commit": False})
+    consumer.assign([confluent_kafka.TopicPartition(topic, p, 0) for p in ends])
+    seen = {p: 0 for p in ends}
+    out = []
+    deadline = time.monotonic() + timeout
+    try:
+        while any(seen[p] < ends[p] for p in ends) and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            seen[msg.partition()] = msg.offset() + 1
+            out.append(orjson.loads(msg.value()))
+    finally:
+        consumer.close()
+    return out
+
+
+def model_state(s: Settings, model: str, version: str) -> dict | None:
+    return RedisStateStore(s.redis_url, s.app_id).load([(model, version)])[(model, version)]
+
+
+def describe(s: Settings, model: str, version: str) -> dict:
+    return ModelState.from_dict(model_state(s, model, version), s).describe()

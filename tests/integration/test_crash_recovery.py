@@ -1,0 +1,72 @@
+"""A worker killed with SIGKILL again and again ends with exactly the state of one never killed."""
+
+import random
+import signal
+import threading
+import time
+
+import pytest
+
+from producers.example_data import drifting_credit_data
+from producers.replay import plan_columns, replay, rows_to_events
+from producers.topics import ensure_topics
+from stream_processors.state_store import RedisStateStore
+
+from .conftest import model_state, read_topic, wait_until_applied
+
+pytestmark = pytest.mark.integration
+
+
+def _applied(settings) -> int:
+    """Messages this worker app has applied so far, over all partitions."""
+    store = RedisStateStore(settings.redis_url, settings.app_id)
+    offsets = store.offsets([(settings.inference_topic, p) for p in range(settings.topic_partitions)])
+    return sum(o + 1 for o in offsets.values())
+
+
+def _wait_for_progress(settings, worker, beyond: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _applied(settings) <= beyond:
+        assert worker.alive(), worker.log()[-3000:]
+        assert time.monotonic() < deadline, f"no progress past {beyond} messages in {timeout}s"
+        time.sleep(0.1)
+
+
+def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(settings, worker_factory):
+    # Same input topic; its own group, state and output topics.
+    steady = settings.replace(app_id=settings.app_id + "-steady", control_topic=settings.control_topic + "-steady",
+                              dead_letter_topic=settings.dead_letter_topic + "-steady")
+    ensure_topics(steady.kafka_bootstrap, [steady.control_topic, steady.dead_letter_topic], 4)
+    frame = drifting_credit_data(n=30000, seed=5)
+    events, _ = rows_to_events(frame, plan_columns(frame), "credit")
+    sender = threading.Thread(target=replay, kwargs=dict(
+        bootstrap=settings.kafka_bootstrap, model="credit", model_version="1", events=events, labels=[],
+        inference_topic=settings.inference_topic, label_topic=settings.label_topic, batch_size=50, rate=500))
+    uninterrupted = worker_factory(steady, "steady").start()
+    crashing = worker_factory(settings, "crashing").start()
+    sender.start()
+    rng = random.Random(7)
+    progress_at_kills = [0]
+    while sender.is_alive() and len(progress_at_kills) <= 5:
+        _wait_for_progress(settings, crashing, beyond=progress_at_kills[-1])
+        time.sleep(rng.uniform(0.0, 1.5))  # then kill at a random moment of its work
+        assert crashing.kill(signal.SIGKILL) == -signal.SIGKILL
+        progress_at_kills.append(_applied(settings))
+        crashing.start()
+    sender.join()
+    wait_until_applied(steady, uninterrupted, timeout=180)
+    wait_until_applied(settings, crashing, timeout=180)
+
+    total_messages = 30000 // 50
+    mid_stream = [p for p in progress_at_kills[1:] if 0 < p < total_messages]
+    assert len(set(mid_stream)) >= 4, f"kills should land while work is under way: {progress_at_kills}"
+
+    survived = model_state(settings, "credit", "1")
+    reference = model_state(steady, "credit", "1")
+    assert survived["events"] == 30000
+    assert survived == reference  # every statistic and detector state, bit for bit
+
+    crashed_ids = {a["id"] for a in read_topic(settings, settings.control_topic)}
+    steady_ids = {a["id"] for a in read_topic(steady, steady.control_topic)}
+    assert steady_ids, "the data drifts: alerts are expected"
+    assert crashed_ids == steady_ids  # a restart may publish an alert again, never a different one

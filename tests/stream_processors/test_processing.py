@@ -1,0 +1,129 @@
+"""The batch processor on the in-memory store: exactly-once state, dead letters, alerts."""
+
+import numpy as np
+import orjson
+import pytest
+
+from producers.events import encode_envelope
+from producers.example_data import drifting_credit_data
+from producers.replay import plan_columns, rows_to_events
+from stream_processors.model_state import ModelState
+from stream_processors.processing import BatchProcessor, IncomingMessage
+from stream_processors.settings import Settings
+from stream_processors.state_store import MemoryStateStore
+
+SETTINGS = Settings()
+
+
+def _messages(frame, model="credit", version="1", batch=250, topic="t", partition=0):
+    events, _ = rows_to_events(frame, plan_columns(frame), model)
+    return [IncomingMessage(topic, partition, i, encode_envelope(model, events[j:j + batch], version))
+            for i, j in enumerate(range(0, len(events), batch))]
+
+
+def _run(store, messages, batch_messages):
+    processor = BatchProcessor(SETTINGS, store)
+    alerts = []
+    for start in range(0, len(messages), batch_messages):
+        outcome = processor.process(messages[start:start + batch_messages])
+        assert store.commit(outcome.offsets, outcome.states)
+        alerts += outcome.alerts
+    return alerts
+
+
+def _state(store, model="credit", version="1"):
+    return ModelState.from_dict(store.load([(model, version)])[(model, version)], SETTINGS)
+
+
+def test_statistics_equal_numpy():
+    frame = drifting_credit_data(n=6000, seed=3)
+    store = MemoryStateStore()
+    _run(store, _messages(frame), batch_messages=5)
+    status = _state(store).describe()
+    assert status["events"] == 6000
+    for name in ("age", "income", "debt_ratio"):
+        col = frame[name].to_numpy()
+        present = col[~np.isnan(col)]
+        f = status["features"][name]
+        assert f["count"] == present.size and f["missing"] == col.size - present.size
+        assert f["mean"] == pytest.approx(present.mean(), rel=1e-9)
+        assert f["std"] == pytest.approx(present.std(ddof=1), rel=1e-9)
+        assert (f["min"], f["max"]) == (present.min(), present.max())
+    assert status["features"]["region"]["frequencies"] == frame["region"].value_counts().to_dict()
+    assert status["features"]["homeowner"]["frequencies"] == {
+        "true": int(frame["homeowner"].sum()), "false": int((~frame["homeowner"]).sum())}
+
+
+def test_redelivered_messages_are_not_counted_twice():
+    frame = drifting_credit_data(n=4000, seed=1)
+    messages = _messages(frame)
+    once, twice = MemoryStateStore(), MemoryStateStore()
+    alerts_once = _run(once, messages, batch_messages=3)
+    processor = BatchProcessor(SETTINGS, twice)
+    alerts_twice = []
+    # at-least-once delivery: every batch arrives, then arrives again overlapping the next
+    for start in range(0, len(messages), 3):
+        for window in (messages[max(0, start - 2):start + 3], messages[start:start + 3]):
+            outcome = processor.process(window)
+            assert twice.commit(outcome.offsets, outcome.states)
+            alerts_twice += outcome.alerts
+    assert twice.load([("credit", "1")]) == once.load([("credit", "1")])
+    assert [a["id"] for a in alerts_twice] == [a["id"] for a in alerts_once]
+
+
+def test_batching_does_not_change_the_outcome():
+    frame = drifting_credit_data(n=16000, seed=2)
+    messages = _messages(frame, batch=100)
+    a, b = MemoryStateStore(), MemoryStateStore()
+    alerts_a = _run(a, messages, batch_messages=1)
+    alerts_b = _run(b, messages, batch_messages=37)
+    assert a.load([("credit", "1")]) == b.load([("credit", "1")])
+    assert [x["id"] for x in alerts_a] == [x["id"] for x in alerts_b]
+    assert {x["feature"] for x in alerts_a} >= {"income"}
+
+
+def test_stale_batch_is_refused_by_the_offset_guard():
+    frame = drifting_credit_data(n=1000, seed=0)
+    messages = _messages(frame)
+    store = MemoryStateStore()
+    processor = BatchProcessor(SETTINGS, store)
+    late = processor.process(messages[:2])
+    assert store.commit(processor.process(messages[:2]).offsets, {})
+    assert not store.commit(late.offsets, late.states)
+
+
+def test_dead_letters_keep_reason_and_source_and_spare_the_rest():
+    good = [{"event_id": f"g{i}", "timestamp": 1.0, "features": {"x": float(i)}, "prediction": 0}
+            for i in range(4)]
+    bad = {"event_id": "b1", "timestamp": 1.0, "features": {"x": [1]}, "prediction": 0}
+    messages = [IncomingMessage("t", 0, 0, encode_envelope("m", good[:2] + [bad] + good[2:], "1")),
+                IncomingMessage("t", 0, 1, b"{oops"),
+                IncomingMessage("t", 1, 0, orjson.dumps({"schema_version": 1, "kind": "label", "model": "m",
+                                                         "event_id": "e", "label": 1, "timestamp": 1.0}))]
+    store = MemoryStateStore()
+    outcome = BatchProcessor(SETTINGS, store).process(messages)
+    assert outcome.events == 4
+    reasons = [(d["event_id"], d["source"]["offset"], d["reason"][:20]) for d in outcome.dead_letters]
+    assert reasons == [("b1", 0, "wrong type: feature "), (None, 1, "malformed JSON: Expe"),
+                       ("e", 0, "label event on the i")]
+    assert outcome.rejected_by_reason == {"wrong_type": 1, "malformed_json": 1, "invalid": 1}
+    assert outcome.offsets == {("t", 0): (-1, 1), ("t", 1): (-1, 0)}
+
+
+def test_type_mismatch_counts_as_missing_and_mismatch():
+    events = [{"event_id": f"e{i}", "timestamp": 1.0, "features": {"x": v}, "prediction": 0}
+              for i, v in enumerate([1.0, 2.0, "three", True, None])]
+    store = MemoryStateStore()
+    outcome = BatchProcessor(SETTINGS, store).process([IncomingMessage("t", 0, 0, encode_envelope("m", events, "1"))])
+    x = ModelState.from_dict(outcome.states[("m", "1")], SETTINGS).describe()["features"]["x"]
+    assert (x["count"], x["missing"], x["type_mismatches"]) == (2, 3, 2)
+
+
+def test_cooldown_limits_alerts_per_feature():
+    frame = drifting_credit_data(n=20000, seed=4, shift_sigma=2.0)
+    store = MemoryStateStore()
+    alerts = _run(store, _messages(frame), batch_messages=10)
+    income = [a for a in alerts if a["feature"] == "income"]
+    assert len(income) == 1
+    assert income[0]["evidence"]["last_event_id"] >= "app-0010000"
+    assert income[0]["severity"] == "critical"
