@@ -57,13 +57,14 @@ class QuantileSketch:
         self.max_buckets = max_buckets
         self.min_value = min_value
         self._log_gamma = math.log((1.0 + alpha) / (1.0 - alpha))
-        self._positive: dict[int, int] = {}
-        self._negative: dict[int, int] = {}
+        # Dense bucket counts per sign: counts[i] is bucket ``offset + i``.
+        self._positive = _Buckets()
+        self._negative = _Buckets()
         self._zero = 0
 
     @property
     def count(self) -> int:
-        return self._zero + sum(self._positive.values()) + sum(self._negative.values())
+        return self._zero + self._positive.total + self._negative.total
 
     def update(self, values: np.ndarray) -> None:
         values = np.asarray(values, dtype=np.float64)
@@ -73,25 +74,13 @@ class QuantileSketch:
         magnitude = np.abs(values)
         small = magnitude < self.min_value
         self._zero += int(small.sum())
-        self._add_keys(self._positive, magnitude[(values > 0) & ~small])
-        self._add_keys(self._negative, magnitude[(values < 0) & ~small])
-
-    def _add_keys(self, store: dict[int, int], magnitudes: np.ndarray) -> None:
-        if magnitudes.size == 0:
-            return
-        keys = np.ceil(np.log(magnitudes) / self._log_gamma).astype(np.int64)
-        unique, counts = np.unique(keys, return_counts=True)
-        for key, n in zip(unique.tolist(), counts.tolist()):
-            store[key] = store.get(key, 0) + n
-        self._collapse(store)
-
-    def _collapse(self, store: dict[int, int]) -> None:
-        if len(store) <= self.max_buckets:
-            return
-        keys = sorted(store)
-        cut = keys[len(keys) - self.max_buckets]
-        pooled = sum(store.pop(k) for k in keys if k < cut)
-        store[cut] += pooled
+        for buckets, part in ((self._positive, magnitude[(values > 0) & ~small]),
+                              (self._negative, magnitude[(values < 0) & ~small])):
+            if part.size:
+                keys = np.ceil(np.log(part) / self._log_gamma).astype(np.int64)
+                lo = int(keys.min())
+                buckets.add(lo, np.bincount(keys - lo))
+                buckets.collapse(self.max_buckets)
 
     def _value(self, key: int) -> float:
         gamma = math.exp(self._log_gamma)
@@ -105,28 +94,25 @@ class QuantileSketch:
         if total == 0:
             return math.nan
         rank = q * (total - 1)
-        seen = 0
-        for key in sorted(self._negative, reverse=True):
-            seen += self._negative[key]
-            if seen > rank:
-                return -self._value(key)
-        seen += self._zero
-        if seen > rank:
+        neg, pos = self._negative, self._positive
+        if rank < neg.total:  # most negative first: the negative buckets from the top key down
+            idx = int(np.searchsorted(np.cumsum(neg.counts[::-1]), rank, side="right"))
+            return -self._value(neg.offset + neg.counts.size - 1 - idx)
+        rank -= neg.total
+        if rank < self._zero:
             return 0.0
-        for key in sorted(self._positive):
-            seen += self._positive[key]
-            if seen > rank:
-                return self._value(key)
-        return self._value(max(self._positive))
+        rank -= self._zero
+        idx = int(np.searchsorted(np.cumsum(pos.counts), rank, side="right"))
+        return self._value(pos.offset + min(idx, pos.counts.size - 1))
 
     def __iadd__(self, other: QuantileSketch) -> QuantileSketch:
         if other.alpha != self.alpha or other.min_value != self.min_value:
             raise ValueError("only sketches with the same alpha and min_value merge")
         self._zero += other._zero
         for mine, theirs in ((self._positive, other._positive), (self._negative, other._negative)):
-            for key, n in theirs.items():
-                mine[key] = mine.get(key, 0) + n
-            self._collapse(mine)
+            if theirs.total:
+                mine.add(theirs.offset, theirs.counts)
+                mine.collapse(self.max_buckets)
         return self
 
     def to_dict(self) -> dict:
@@ -135,8 +121,8 @@ class QuantileSketch:
             "max_buckets": self.max_buckets,
             "min_value": self.min_value,
             "zero": self._zero,
-            "positive": [[k, n] for k, n in sorted(self._positive.items())],
-            "negative": [[k, n] for k, n in sorted(self._negative.items())],
+            "positive": self._positive.to_dict(),
+            "negative": self._negative.to_dict(),
         }
 
     @classmethod
@@ -144,6 +130,44 @@ class QuantileSketch:
         sketch = cls(alpha=float(state["alpha"]), max_buckets=int(state["max_buckets"]),
                      min_value=float(state["min_value"]))
         sketch._zero = int(state["zero"])
-        sketch._positive = {int(k): int(n) for k, n in state["positive"]}
-        sketch._negative = {int(k): int(n) for k, n in state["negative"]}
+        sketch._positive = _Buckets.from_dict(state["positive"])
+        sketch._negative = _Buckets.from_dict(state["negative"])
         return sketch
+
+
+class _Buckets:
+    """Contiguous bucket counts starting at key ``offset``."""
+
+    def __init__(self, offset: int = 0, counts: np.ndarray | None = None) -> None:
+        self.offset = offset
+        self.counts = np.zeros(0, dtype=np.int64) if counts is None else counts
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum())
+
+    def add(self, offset: int, counts: np.ndarray) -> None:
+        if self.counts.size == 0:
+            self.offset, self.counts = offset, counts.astype(np.int64, copy=True)
+            return
+        lo = min(self.offset, offset)
+        hi = max(self.offset + self.counts.size, offset + counts.size)
+        if lo != self.offset or hi != self.offset + self.counts.size:
+            grown = np.zeros(hi - lo, dtype=np.int64)
+            grown[self.offset - lo:self.offset - lo + self.counts.size] = self.counts
+            self.offset, self.counts = lo, grown
+        self.counts[offset - lo:offset - lo + counts.size] += counts
+
+    def collapse(self, max_buckets: int) -> None:
+        excess = self.counts.size - max_buckets
+        if excess > 0:  # pool the buckets nearest zero into the lowest one kept
+            self.counts[excess] += self.counts[:excess].sum()
+            self.counts = self.counts[excess:].copy()
+            self.offset += excess
+
+    def to_dict(self) -> dict:
+        return {"offset": self.offset, "counts": self.counts.tolist()}
+
+    @classmethod
+    def from_dict(cls, state: dict) -> _Buckets:
+        return cls(int(state["offset"]), np.asarray(state["counts"], dtype=np.int64))

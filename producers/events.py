@@ -52,6 +52,7 @@ KINDS = ("inference", "label")
 MAX_ID_LENGTH = 256
 _EXCERPT = 2048
 _SCALARS = (int, float, str, bool)
+_FEATURE_TYPES = frozenset({int, float, str, bool, type(None)})
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,14 @@ def decode_message(raw: bytes | None, max_bytes: int) -> DecodedMessage:
     if len(raw) > max_bytes:
         return DecodedMessage(rejections=[Rejection(
             f"oversized message: {len(raw)} bytes, the limit is {max_bytes}", excerpt=_excerpt(raw))])
+    lenient = False
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError:
         doc = _lenient_loads(raw)
         if isinstance(doc, Rejection):
             return DecodedMessage(rejections=[doc])
+        lenient = True  # only this parser lets NaN and infinity through
     if not isinstance(doc, dict):
         return DecodedMessage(rejections=[Rejection(
             f"message is a JSON {type(doc).__name__}, expected an object", excerpt=_excerpt(raw))])
@@ -134,9 +137,9 @@ def decode_message(raw: bytes | None, max_bytes: int) -> DecodedMessage:
                                                 model=_str_or_none(shared.get("model")),
                                                 excerpt=_excerpt(orjson.dumps(event))))
                 continue
-            _collect(validate({**shared, **event}), out)
+            _collect(validate({**shared, **event}, lenient), out)
     else:
-        _collect(validate(doc), out)
+        _collect(validate(doc, lenient), out)
     return out
 
 
@@ -173,7 +176,7 @@ def _validate_common(event: dict) -> Rejection | tuple[str, str, float]:
     return model, event_id, timestamp
 
 
-def _validate_inference(event: dict) -> dict | Rejection:
+def _validate_inference(event: dict, lenient: bool) -> dict | Rejection:
     common = _validate_common(event)
     if isinstance(common, Rejection):
         return common
@@ -191,14 +194,16 @@ def _validate_inference(event: dict) -> dict | Rejection:
         reason = "missing field 'features'" if features is None else \
             f"wrong type: 'features' must be an object, got {_describe(features)}"
         return _reject(reason, event, model, event_id)
-    for name, value in features.items():
-        if value is None:
-            continue
-        if not isinstance(value, _SCALARS):
-            return _reject(f"wrong type: feature '{name}' must be a number, string, boolean or null, "
-                           f"got {_describe(value)}", event, model, event_id)
-        if isinstance(value, float) and not math.isfinite(value):
-            return _reject(f"feature '{name}' is not finite ({value})", event, model, event_id)
+    # The common case is checked at C speed; the loop below only runs to name the culprit.
+    if lenient or not _FEATURE_TYPES.issuperset(map(type, features.values())):
+        for name, value in features.items():
+            if value is None:
+                continue
+            if not isinstance(value, _SCALARS):
+                return _reject(f"wrong type: feature '{name}' must be a number, string, boolean or null, "
+                               f"got {_describe(value)}", event, model, event_id)
+            if isinstance(value, float) and not math.isfinite(value):
+                return _reject(f"feature '{name}' is not finite ({value})", event, model, event_id)
     prediction = event.get("prediction")
     if prediction is None:
         return _reject("missing field 'prediction'", event, model, event_id)
@@ -213,7 +218,7 @@ def _validate_inference(event: dict) -> dict | Rejection:
             "features": features, "prediction": prediction, "score": score}
 
 
-def _validate_label(event: dict) -> dict | Rejection:
+def _validate_label(event: dict, lenient: bool) -> dict | Rejection:
     common = _validate_common(event)
     if isinstance(common, Rejection):
         return common

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from producers.topics import KafkaUnreachable, ensure_topics
@@ -27,10 +28,13 @@ def run_worker(settings: Settings) -> int:
 
     import faust
 
+    from stream_processors.kafka_tuning import limit_fetch_wait
     from stream_processors.worker import build_app
 
+    limit_fetch_wait(settings.fetch_max_wait_ms)
     app = build_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
     logging.getLogger("driftline").setLevel(settings.log_level.upper())
+    gc.freeze()  # the modules and app built so far live for good: the collector need not rescan them
     worker.execute_from_commandline()
     return 0

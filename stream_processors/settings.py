@@ -29,8 +29,8 @@ class Settings:
     dead_letter_topic: str = "driftline.deadletter"
     topic_partitions: int = 4
     max_message_bytes: int = 1_048_576
-    batch_max_messages: int = 200
-    batch_within_s: float = 0.2
+    batch_max_messages: int = 20
+    batch_within_s: float = 0.05
     baseline_size: int = 500
     block_size: int = 20
     ph_threshold: float = 25.0
@@ -39,11 +39,12 @@ class Settings:
     cooldown_events: int = 5000
     max_features: int = 500
     session_timeout_s: float = 10.0
+    fetch_max_wait_ms: int = 100
     log_level: str = "info"
 
     def __post_init__(self) -> None:
         positive = ("topic_partitions", "max_message_bytes", "batch_max_messages", "baseline_size", "block_size",
-                    "max_features")
+                    "max_features", "fetch_max_wait_ms")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

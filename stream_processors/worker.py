@@ -8,6 +8,7 @@ Kafka are unavailable so that nothing is acknowledged before it is saved.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import faust
@@ -61,7 +62,7 @@ def build_app(settings: Settings) -> faust.App:
         attempt = 0
         while True:
             try:
-                outcome = processor.process(messages)
+                outcome = _without_cyclic_gc(processor.process, messages)
                 await publish(outcome)
                 if outcome.offsets and not store.commit(outcome.offsets, outcome.states):
                     _log.warning("partitions %s were advanced by another worker; this batch's state is dropped",
@@ -85,3 +86,20 @@ def build_app(settings: Settings) -> faust.App:
                                           e.message.key) for e in events])
 
     return app
+
+
+def _without_cyclic_gc(fn, *args):
+    """Run ``fn`` with the cyclic collector paused.
+
+    Decoding a batch allocates ~10 dicts per event that live until the batch
+    ends; with the collector on, they trigger full collections over the
+    worker's whole heap (measured: a third of the batch time). Batches are
+    bounded and their garbage is acyclic, so reference counting frees it.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return fn(*args)
+    finally:
+        if enabled:
+            gc.enable()

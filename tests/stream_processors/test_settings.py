@@ -1,0 +1,28 @@
+import pytest
+
+from stream_processors.errors import ConfigError
+from stream_processors.settings import Settings, load_settings
+
+
+def test_flags_override_environment_override_defaults():
+    env = {"DRIFTLINE_KAFKA_BOOTSTRAP": "k:1", "DRIFTLINE_COOLDOWN_EVENTS": "7", "DRIFTLINE_APP_ID": "envapp"}
+    s = load_settings({"app_id": "flagapp", "redis_url": None}, environ=env)
+    assert (s.kafka_bootstrap, s.cooldown_events, s.app_id) == ("k:1", 7, "flagapp")
+    assert s.redis_url == Settings().redis_url
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"DRIFTLINE_BLOCK_SIZE": "ten"}, "DRIFTLINE_BLOCK_SIZE='ten' is not a valid int"),
+    ({"DRIFTLINE_BLOCK_SIZE": "0"}, "block_size must be at least 1"),
+    ({"DRIFTLINE_ADWIN_DELTA": "3"}, "adwin_delta must be in (0, 1)"),
+    ({"DRIFTLINE_REDIS_URL": "localhost:6379"}, "must start with redis://"),
+])
+def test_bad_values_are_clear_errors(env, message):
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ=env)
+    assert message in str(err.value)
+
+
+def test_settings_are_frozen():
+    with pytest.raises(AttributeError):
+        Settings().app_id = "x"
