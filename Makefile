@@ -29,13 +29,19 @@ stack-status:  ## show whether Kafka and Redis are reachable
 	@$(STACK) status
 
 test: venv stack-up  ## the whole suite, unit and integration, on the real services
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests: failing" >&2; fi; exit $$rc
 
 unit: venv  ## unit tests only (no services needed)
 	$(BIN)/python -m pytest -m 'not integration' $(PYTEST_ARGS)
 
-demo: venv stack-up  ## replay a drifting example data set and watch alerts arrive
-	$(BIN)/driftline demo $(DEMO_ARGS)
+demo: venv  ## replay a drifting example data set and watch alerts arrive (KEEP_STACK=1 keeps services up)
+	@if $(STACK) status >/dev/null 2>&1; then started=no; else started=yes; fi; \
+	trap 'true' INT; \
+	$(STACK) up && $(BIN)/driftline demo $(DEMO_ARGS); rc=$$?; \
+	if [ "$$started" = yes ] && [ -z "$(KEEP_STACK)" ]; then $(STACK) down; \
+	else echo "demo: Kafka and Redis left running ('make stack-down' stops them)"; fi; \
+	exit $$rc
 
 bench: venv stack-up  ## throughput benchmark (prints figures)
 	$(BIN)/python benchmarks/throughput.py

@@ -32,6 +32,11 @@ def drifting_credit_data(n: int = 20_000, shift_at: int | None = None, shifted_f
     if shifted_feature not in data:
         raise ValueError(f"shifted_feature must be one of {sorted(data)}")
     data[shifted_feature][shift_at:] += shift_sigma * sigma[shifted_feature]
+    data["age"] = np.clip(data["age"], 18.0, 95.0).round(1)
+    data["income"] = np.clip(data["income"], 0.0, None).round(2)
+    data["tenure_years"] = np.clip(data["tenure_years"], 0.0, None).round(2)
+    data["n_accounts"] = np.clip(data["n_accounts"], 0.0, None).round(0)
+    data["debt_ratio"] = np.clip(data["debt_ratio"], 0.0, 1.5).round(4)
     data["debt_ratio"][rng.random(n) < 0.02] = np.nan
     region = rng.choice(["north", "south", "east", "west"], size=n, p=[0.4, 0.3, 0.2, 0.1])
     homeowner = rng.random(n) < 0.55
@@ -48,3 +53,20 @@ def drifting_credit_data(n: int = 20_000, shift_at: int | None = None, shifted_f
         "label": (rng.random(n) < score).astype(int),
     })
     return frame
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m producers.example_data",
+                                     description="Write the example data set (income shifts half way) to a CSV.")
+    parser.add_argument("out", help="CSV file to write")
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    drifting_credit_data(n=args.rows, seed=args.seed).to_csv(args.out, index=False)
+    print(f"wrote {args.rows} rows to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

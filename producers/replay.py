@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from producers.events import encode_envelope
+from producers.topics import KAFKA_CLIENT_LOG
 
 __all__ = ["ColumnPlan", "ReplayError", "ReplayResult", "load_table", "plan_columns", "replay", "rows_to_events"]
 
@@ -193,7 +194,7 @@ def replay(bootstrap: str, model: str, model_version: str, events: list[dict], l
         raise ReplayError("--rate must be positive")
     producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "linger.ms": 10,
                                          "enable.idempotence": True, "message.max.bytes": 4_000_000,
-                                         "message.timeout.ms": int(timeout_s * 1000)})
+                                         "message.timeout.ms": int(timeout_s * 1000)}, logger=KAFKA_CLIENT_LOG)
     failed = 0
 
     def on_delivery(err, _msg, n):

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import confluent_kafka
 from confluent_kafka.admin import AdminClient, NewTopic
 
-__all__ = ["KafkaUnreachable", "ensure_topics"]
+__all__ = ["KAFKA_CLIENT_LOG", "KafkaUnreachable", "ensure_topics"]
+
+KAFKA_CLIENT_LOG = logging.getLogger("driftline.kafka")
+"""Where librdkafka's own log lines go (instead of raw stderr); errors reach users as exceptions."""
 
 
 class KafkaUnreachable(Exception):
@@ -14,7 +19,8 @@ class KafkaUnreachable(Exception):
 
 def ensure_topics(bootstrap: str, topics: list[str], partitions: int, timeout_s: float = 15.0) -> list[str]:
     """Create the missing ones; returns the names created. Raises KafkaUnreachable."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 5000})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 5000},
+                        logger=KAFKA_CLIENT_LOG)
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except confluent_kafka.KafkaException as exc:

@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # librdkafka reports every failed reconnect; what matters reaches the user as one error line.
+    logging.getLogger("driftline.kafka").setLevel(logging.CRITICAL)
     from producers.replay import ReplayError
 
     try:

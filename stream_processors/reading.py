@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 import confluent_kafka
 import orjson
 
+from producers.topics import KAFKA_CLIENT_LOG
 from stream_processors.errors import ServiceUnavailable, UnknownModel
 from stream_processors.settings import Settings
 from stream_processors.state_store import RedisStateStore
@@ -32,9 +33,9 @@ def iter_alerts(settings: Settings, from_beginning: bool, follow: bool, timeout_
         "auto.offset.reset": "earliest" if (from_beginning or not follow) else "latest",
         "enable.auto.commit": False,
         "socket.connection.setup.timeout.ms": 5000,
-    })
+    }, logger=KAFKA_CLIENT_LOG)
     try:
-        metadata = consumer.list_topics(settings.control_topic, timeout=10)
+        metadata = consumer.list_topics(settings.control_topic, timeout=5)
     except confluent_kafka.KafkaException:
         consumer.close()
         raise ServiceUnavailable(f"Kafka is unreachable at {settings.kafka_bootstrap}; "

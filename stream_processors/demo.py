@@ -1,0 +1,121 @@
+"""``driftline demo``: a drifting data set through a real worker, alerts as they arrive."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from producers.example_data import drifting_credit_data
+from producers.replay import plan_columns, replay, rows_to_events
+from producers.topics import KafkaUnreachable, ensure_topics
+from stream_processors.errors import ServiceUnavailable
+from stream_processors.reading import format_alert, iter_alerts, model_status, print_status
+from stream_processors.settings import Settings
+from stream_processors.state_store import RedisStateStore
+
+__all__ = ["run_demo"]
+
+MODEL, VERSION = "credit", "1"
+
+
+def _say(text: str) -> None:
+    print(f"demo: {text}", flush=True)
+
+
+def _worker_env(s: Settings) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env.update({"DRIFTLINE_" + k.upper(): str(v) for k, v in vars(s).items()})
+    return env
+
+
+def run_demo(settings: Settings, events: int, rate: float, data_dir: str) -> int:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    s = settings.replace(app_id=f"driftline-demo-{stamp}", inference_topic=f"driftline-demo-{stamp}.inference",
+                         label_topic=f"driftline-demo-{stamp}.labels", control_topic=f"driftline-demo-{stamp}.control",
+                         dead_letter_topic=f"driftline-demo-{stamp}.deadletter", log_level="warning")
+    try:
+        RedisStateStore(s.redis_url, s.app_id).ping()
+    except ServiceUnavailable:
+        raise ServiceUnavailable(f"Redis is unreachable at {s.redis_url}; start it with 'make stack-up'") from None
+    try:
+        ensure_topics(s.kafka_bootstrap, [s.inference_topic, s.label_topic, s.control_topic, s.dead_letter_topic],
+                      s.topic_partitions, timeout_s=10)
+    except KafkaUnreachable as exc:
+        raise ServiceUnavailable(str(exc)) from None
+
+    out = Path(data_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = drifting_credit_data(n=events)
+    data_path = out / "credit.csv"
+    frame.to_csv(data_path, index=False)
+    _say(f"wrote {events} loan applications to {data_path}; 'income' rises by one standard deviation "
+         f"from event app-{events // 2:07d} on, nothing else changes")
+
+    log_path = out / f"worker-{stamp}.log"
+    log = open(log_path, "wb")
+    worker = subprocess.Popen([sys.executable, "-m", "stream_processors.cli", "worker"], env=_worker_env(s),
+                              stdout=log, stderr=subprocess.STDOUT)
+    _say(f"started a worker (app id {s.app_id}, log {log_path})")
+    rows, _labels = rows_to_events(frame, plan_columns(frame), MODEL)
+    sent = threading.Event()
+    failure: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            replay(s.kafka_bootstrap, MODEL, VERSION, rows, [], s.inference_topic, s.label_topic, batch_size=100,
+                   rate=rate, progress=False)
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+        finally:
+            sent.set()
+
+    _say(f"replaying at {rate:.0f} events/s; drift alerts appear below as the worker raises them (Ctrl-C stops)")
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    store = RedisStateStore(s.redis_url, s.app_id)
+    caught_up_at: list[float] = []
+
+    def finished() -> bool:
+        if worker.poll() is not None:
+            raise ServiceUnavailable(f"the worker exited ({worker.returncode}); see {log_path}")
+        if not sent.is_set():
+            return False
+        state = store.load([(MODEL, VERSION)])[(MODEL, VERSION)]
+        if state is None or state["events"] < len(rows):
+            return False
+        caught_up_at.append(time.monotonic())
+        return time.monotonic() - caught_up_at[0] > 2.0  # a moment for the last alerts to arrive
+
+    try:
+        count = 0
+        for alert in iter_alerts(s, from_beginning=True, follow=True, timeout_s=max(120.0, 3 * events / rate),
+                                 on_idle=finished):
+            count += 1
+            print(f"  ALERT {format_alert(alert)}", flush=True)
+        if failure:
+            raise ServiceUnavailable(f"the replay failed: {failure[0]}")
+        _say(f"done: {len(rows)} events replayed, {count} alerts\n")
+        print_status(model_status(s, MODEL, VERSION))
+        print()
+        _say("look again with:")
+        flags = f"--app-id {s.app_id}"
+        print(f"  driftline status --model {MODEL} {flags}")
+        print(f"  driftline alerts --model {MODEL} --control-topic {s.control_topic}")
+        return 0
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+    finally:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        log.close()

@@ -1,0 +1,86 @@
+"""Every command helps a new user, and every failure is one line and exit code 1."""
+
+import pytest
+
+from stream_processors.cli import build_parser, main
+
+COMMANDS = ["worker", "replay", "alerts", "status", "demo"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: driftline {command}")
+    assert "DRIFTLINE_KAFKA_BOOTSTRAP" in out  # says where connections come from
+    assert len(out.splitlines()) > 8
+
+
+def test_top_level_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert all(c in out for c in COMMANDS)
+    assert "make stack- up" in out or "make stack-up" in out
+
+
+def test_no_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([])
+    assert exit_.value.code == 2
+    assert "usage: driftline" in capsys.readouterr().err
+
+
+def _one_line_error(capsys, argv, monkeypatch, env=None):
+    for key, value in (env or {}).items():
+        monkeypatch.setenv(key, value)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("driftline: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_redis_unreachable(capsys, monkeypatch):
+    err = _one_line_error(capsys, ["status", "--model", "m"], monkeypatch,
+                          {"DRIFTLINE_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert "Redis is unreachable at redis://127.0.0.1:1/0" in err and "make stack-up" in err
+
+
+def test_worker_with_redis_unreachable(capsys, monkeypatch):
+    err = _one_line_error(capsys, ["worker", "--redis-url", "redis://127.0.0.1:1/0"], monkeypatch)
+    assert "Redis is unreachable" in err
+
+
+def test_kafka_unreachable(capsys, monkeypatch):
+    err = _one_line_error(capsys, ["alerts"], monkeypatch, {"DRIFTLINE_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
+    assert "Kafka is unreachable at 127.0.0.1:1" in err
+
+
+def test_bad_data_file(capsys, monkeypatch, tmp_path):
+    err = _one_line_error(capsys, ["replay", "--model", "m", "--model-version", "1", "--data",
+                                   str(tmp_path / "nope.csv")], monkeypatch)
+    assert "does not exist" in err
+    bad = tmp_path / "data.txt"
+    bad.write_text("a,b\n1,2\n")
+    err = _one_line_error(capsys, ["replay", "--model", "m", "--model-version", "1", "--data", str(bad)],
+                          monkeypatch)
+    assert "unsupported file type '.txt'" in err
+
+
+def test_missing_column(capsys, monkeypatch, tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("x,y\n1,2\n")
+    err = _one_line_error(capsys, ["replay", "--model", "m", "--model-version", "1", "--data", str(data)],
+                          monkeypatch)
+    assert "no prediction column" in err and "--prediction-column" in err
+
+
+def test_bad_setting(capsys, monkeypatch):
+    err = _one_line_error(capsys, ["status", "--model", "m"], monkeypatch, {"DRIFTLINE_BLOCK_SIZE": "many"})
+    assert "DRIFTLINE_BLOCK_SIZE='many'" in err
+
+
+def test_parser_builds():
+    assert build_parser().prog == "driftline"

@@ -1,0 +1,62 @@
+"""docker-compose.yml and the local stack agree with the code (the file is parsed, not run)."""
+
+import shutil
+import subprocess
+from dataclasses import fields
+from pathlib import Path
+
+import yaml
+
+from stream_processors.cli import build_parser
+from stream_processors.settings import Settings, env_name
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+KNOWN_ENV = {env_name(f.name) for f in fields(Settings)}
+COMMANDS = set(build_parser()._subparsers._group_actions[0].choices)
+
+
+def _driftline_services():
+    return {name: svc for name, svc in SERVICES.items() if svc.get("image") == "driftline:local"}
+
+
+def test_services_present():
+    assert {"kafka", "redis", "worker-1", "worker-2", "demo-replay"} <= set(SERVICES)
+    assert SERVICES["kafka"]["image"].startswith("apache/kafka:4.")
+    assert "broker,controller" in SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
+    assert "--appendonly" in SERVICES["redis"]["command"]  # persistence on
+
+
+def test_driftline_environment_names_are_settings():
+    for name, svc in _driftline_services().items():
+        env = svc["environment"]
+        assert set(env) <= KNOWN_ENV, (name, set(env) - KNOWN_ENV)
+        host, port = env["DRIFTLINE_KAFKA_BOOTSTRAP"].split(":")
+        assert host in SERVICES and f"PLAINTEXT://{host}:{port}" in SERVICES[host]["environment"][
+            "KAFKA_ADVERTISED_LISTENERS"]
+        assert env["DRIFTLINE_REDIS_URL"].startswith("redis://redis:6379")
+
+
+def test_commands_exist():
+    for name in ("worker-1", "worker-2"):
+        assert SERVICES[name]["command"][0] in COMMANDS
+    replay = SERVICES["demo-replay"]["command"][0]
+    assert "python -m producers.example_data" in replay
+    assert "driftline replay" in replay
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["driftline"]' in dockerfile
+
+
+def test_published_ports_match_defaults():
+    assert "6379:6379" in SERVICES["redis"]["ports"]
+    assert int(Settings().redis_url.rsplit(":", 1)[1].split("/")[0]) == 6379
+
+
+def test_compose_config_is_valid_where_a_docker_client_exists():
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
+        return  # the parse checks above still ran; nothing more to ask of this machine
+    result = subprocess.run([docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
