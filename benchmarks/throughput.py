@@ -77,8 +77,7 @@ def worker_rate(settings, messages: list[bytes], per_message: int, timeout: floa
             except BufferError:
                 producer.poll(0.1)
     assert producer.flush(60) == 0
-    env = {**os.environ, **{"DRIFTLINE_" + k.upper(): str(v) for k, v in vars(s).items()}}
-    env["DRIFTLINE_LOG_LEVEL"] = "warning"
+    env = s.replace(log_level="warning").to_env()
     proc = subprocess.Popen([sys.executable, "-m", "stream_processors.cli", "worker"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = RedisStateStore(s.redis_url, s.app_id)

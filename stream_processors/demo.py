@@ -26,14 +26,6 @@ def _say(text: str) -> None:
     print(f"demo: {text}", flush=True)
 
 
-def _worker_env(s: Settings) -> dict[str, str]:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
-    env.update({"DRIFTLINE_" + k.upper(): str(v) for k, v in vars(s).items()})
-    return env
-
-
 def run_demo(settings: Settings, events: int, rate: float, data_dir: str) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     s = settings.replace(app_id=f"driftline-demo-{stamp}", inference_topic=f"driftline-demo-{stamp}.inference",
@@ -59,7 +51,7 @@ def run_demo(settings: Settings, events: int, rate: float, data_dir: str) -> int
 
     log_path = out / f"worker-{stamp}.log"
     log = open(log_path, "wb")
-    worker = subprocess.Popen([sys.executable, "-m", "stream_processors.cli", "worker"], env=_worker_env(s),
+    worker = subprocess.Popen([sys.executable, "-m", "stream_processors.cli", "worker"], env=s.to_env(),
                               stdout=log, stderr=subprocess.STDOUT)
     _say(f"started a worker (app id {s.app_id}, log {log_path})")
     rows, _labels = rows_to_events(frame, plan_columns(frame), MODEL)

@@ -61,6 +61,16 @@ class Settings:
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
 
+    def to_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``base`` (default: this process's environment) without its DRIFTLINE_* variables, plus these settings.
+
+        What a child process (a worker started by ``driftline demo``, say) needs to see exactly these settings.
+        """
+        base = os.environ if base is None else base
+        env = {k: v for k, v in base.items() if not k.startswith("DRIFTLINE_")}
+        env.update({env_name(f.name): str(getattr(self, f.name)) for f in fields(self)})
+        return env
+
 
 def env_name(field_name: str) -> str:
     return "DRIFTLINE_" + field_name.upper()

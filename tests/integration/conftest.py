@@ -7,7 +7,6 @@ other's events or state. A service that is not reachable fails the test
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -63,15 +62,8 @@ def settings(base_settings: Settings) -> Settings:
     return s
 
 
-def settings_env(s: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
-    for name, value in vars(s).items():
-        env["DRIFTLINE_" + name.upper()] = str(value)
-    return env
-
-
 def run_cli(s: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stream_processors.cli", *args], env=settings_env(s),
+    return subprocess.run([sys.executable, "-m", "stream_processors.cli", *args], env=s.to_env(),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -84,7 +76,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "stream_processors.cli", "worker"],
-                                     env=settings_env(self.settings), stdout=log, stderr=subprocess.STDOUT)
+                                     env=self.settings.to_env(), stdout=log, stderr=subprocess.STDOUT)
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> int:

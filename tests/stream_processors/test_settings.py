@@ -26,3 +26,10 @@ def test_bad_values_are_clear_errors(env, message):
 def test_settings_are_frozen():
     with pytest.raises(AttributeError):
         Settings().app_id = "x"
+
+
+def test_to_env_round_trips_through_load_settings():
+    s = Settings(app_id="x", cooldown_events=9, batch_within_s=0.3)
+    env = s.to_env({"DRIFTLINE_STALE": "1", "PATH": "/bin"})
+    assert "DRIFTLINE_STALE" not in env and env["PATH"] == "/bin"
+    assert load_settings(environ=env) == s
