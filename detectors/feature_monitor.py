@@ -7,12 +7,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detectors.cusum import Cusum, cusum_threshold
 from detectors.moments import NumericSummary
 from detectors.online import AdwinDetector, PageHinkleyDetector, StateVersionError
+from detectors.quantiles import QuantileSketch
 
-__all__ = ["Firing", "NumericDriftMonitor"]
+__all__ = ["DETECTORS", "Firing", "NumericDriftMonitor"]
 
-_FORMAT = "driftline.numeric_drift_monitor/1"
+_FORMAT = "driftline.numeric_drift_monitor/2"
+DETECTORS = ("cusum", "adwin", "page_hinkley")
 
 
 @dataclass(frozen=True)
@@ -25,136 +28,224 @@ class Firing:
     position: int
     """Index, in the batch given to ``update``, of the last value the detector had seen."""
     events_seen: int
-    """Values this monitor had seen up to and including that one."""
+    """Present values this monitor had seen up to and including that one."""
     shift_sigma: float
-    """Recent mean minus baseline mean, in baseline standard deviations."""
+    """Mean of the firing block minus the baseline mean, in baseline standard deviations of a value."""
 
 
 class NumericDriftMonitor:
-    """ADWIN and Page-Hinkley on the standardised block means of one feature.
+    """Change detectors on the standardised block means of one feature.
 
-    The first ``baseline_size`` present values form the baseline (mean and
-    standard deviation) that standardises every later value. Values are then
-    grouped into consecutive blocks of ``block_size``; each block's mean,
-    scaled to unit variance under the baseline (``mean * sqrt(block_size)``),
-    feeds both detectors. Block means tame heavy tails and keep the per-event
-    cost vectorised; a firing still names the last value of its block. Missing
-    values (NaN) are skipped.
+    1. Pilot: the first ``pilot_size`` present values fix winsorising limits
+       at their ``winsor`` and ``1 - winsor`` quantiles, so single extreme
+       values (heavy tails) cannot dominate a block.
+    2. Baseline: the next ``baseline_blocks`` blocks of ``block_size``
+       clipped values give the baseline mean and the spread of a block mean,
+       measured rather than assumed: autocorrelated data, whose block means
+       vary more than independent draws, are standardised by what they do.
+    3. Monitoring: each block mean, standardised by the baseline, feeds the
+       chosen detectors: a two-sided CUSUM tuned for a shift of
+       ``design_shift`` baseline standard deviations with an in-control run
+       length of ``arl0_blocks`` blocks; ADWIN (river) with confidence
+       ``adwin_delta``; Page-Hinkley (river), off by default. A firing names
+       the last value of its block.
 
-    Parameters
-    ----------
-    baseline_size
-        Values taken as the self-baseline.
-    block_size
-        Values per detector update.
-    ph_threshold, ph_delta
-        Page-Hinkley's lambda and tolerated change, in block-signal units.
-    adwin_delta
-        ADWIN's confidence.
+    With a reference (``from_reference``), phases 1 and 2 come from the
+    reference data and the baseline stays after a firing. Without one, the
+    monitor starts over at phase 1 after a firing: the new level becomes the
+    new normal.
 
     Examples
     --------
     >>> import numpy as np
     >>> rng = np.random.default_rng(3)
-    >>> values = np.r_[rng.normal(10, 2, 4000), rng.normal(12, 2, 2000)]
+    >>> values = np.r_[rng.normal(10, 2, 8000), rng.normal(11, 2, 2000)]
     >>> monitor = NumericDriftMonitor()
-    >>> firings = monitor.update(values)
-    >>> [(f.detector, f.position) for f in firings]
-    [('page_hinkley', 4139), ('adwin', 4139)]
+    >>> [(f.detector, f.position) for f in monitor.update(values)]
+    [('cusum', 8139)]
     """
 
-    def __init__(self, baseline_size: int = 500, block_size: int = 20, ph_threshold: float = 25.0,
-                 ph_delta: float = 0.5, adwin_delta: float = 0.002) -> None:
-        if baseline_size < 2 or block_size < 1:
-            raise ValueError("baseline_size must be at least 2 and block_size at least 1")
-        self.baseline_size = baseline_size
+    def __init__(self, block_size: int = 20, pilot_size: int = 1000, baseline_blocks: int = 200,
+                 winsor: float = 0.001, design_shift: float = 0.5, arl0_blocks: float = 1e7,
+                 adwin_delta: float = 1e-5, ph_threshold: float = 25.0, ph_delta: float = 0.5,
+                 detectors: tuple[str, ...] = ("cusum", "adwin"), rebaseline: bool = True) -> None:
+        if block_size < 1 or pilot_size < 10 or baseline_blocks < 10:
+            raise ValueError("block_size >= 1, pilot_size >= 10 and baseline_blocks >= 10 are required")
+        if not 0 <= winsor < 0.5 or design_shift <= 0 or arl0_blocks <= 1:
+            raise ValueError("0 <= winsor < 0.5, design_shift > 0 and arl0_blocks > 1 are required")
+        unknown = set(detectors) - set(DETECTORS)
+        if unknown or not detectors:
+            raise ValueError(f"detectors must be a non-empty subset of {DETECTORS}, got {detectors}")
         self.block_size = block_size
+        self.pilot_size = pilot_size
+        self.baseline_blocks = baseline_blocks
+        self.winsor = winsor
+        self.design_shift = design_shift
+        self.arl0_blocks = arl0_blocks
+        self.adwin_delta = adwin_delta
         self.ph_threshold = ph_threshold
         self.ph_delta = ph_delta
-        self.adwin_delta = adwin_delta
-        self._baseline = NumericSummary()
+        self.detectors = tuple(detectors)
+        self.rebaseline = rebaseline
+        self._k = design_shift * math.sqrt(block_size) / 2
+        self._h = cusum_threshold(self._k, 2 * arl0_blocks)  # two sides share the run length
+        self._restart()
         self._seen = 0
+
+    def _restart(self) -> None:
+        self._phase = "pilot"
+        self._pilot = QuantileSketch(alpha=0.005)
+        self._limits = (-math.inf, math.inf)
+        self._blocks = NumericSummary()       # baseline block means
+        self._mean = 0.0                      # baseline mean of a clipped value
+        self._block_sd = 1.0                  # baseline sd of a block mean
+        self._value_sd = 1.0                  # baseline sd of a value (for shift_sigma)
         self._block_sum = 0.0
         self._block_n = 0
-        self._recent = 0.0
-        self._ph = PageHinkleyDetector(threshold=ph_threshold, delta=ph_delta)
-        self._adwin = AdwinDetector(delta=adwin_delta)
+        self._fresh_detectors()
+
+    def _fresh_detectors(self) -> None:
+        self._cusum = Cusum(self._k, self._h)
+        self._adwin = AdwinDetector(delta=self.adwin_delta)
+        self._ph = PageHinkleyDetector(threshold=self.ph_threshold, delta=self.ph_delta)
+
+    @classmethod
+    def from_reference(cls, values: np.ndarray, **params) -> NumericDriftMonitor:
+        """Scenario I: limits and baseline from reference values, in their original order."""
+        monitor = cls(**{**params, "rebaseline": False})
+        values = np.asarray(values, dtype=np.float64)
+        present = values[~np.isnan(values)]
+        b = monitor.block_size
+        if present.size < b * 10:
+            raise ValueError(f"a reference needs at least {b * 10} present values, got {present.size}")
+        lo, hi = np.quantile(present, [monitor.winsor, 1 - monitor.winsor])
+        clipped = np.clip(present, lo, hi)
+        means = clipped[: present.size // b * b].reshape(-1, b).mean(axis=1)
+        monitor._limits = (float(lo), float(hi))
+        monitor._set_baseline(float(clipped.mean()), float(means.std(ddof=1)), float(clipped.std(ddof=1)))
+        return monitor
+
+    def _set_baseline(self, mean: float, block_sd: float, value_sd: float) -> None:
+        self._mean = mean
+        self._block_sd = block_sd if block_sd > 0 else 1.0
+        self._value_sd = value_sd if value_sd > 0 else 1.0
+        self._phase = "monitoring"
+        self._blocks = NumericSummary()
+        self._pilot = QuantileSketch(alpha=0.005)
 
     @property
-    def warmed_up(self) -> bool:
-        return self._baseline.count >= self.baseline_size
+    def monitoring(self) -> bool:
+        return self._phase == "monitoring"
 
     def update(self, values: np.ndarray) -> list[Firing]:
         values = np.asarray(values, dtype=np.float64)
         positions = np.flatnonzero(~np.isnan(values))
         present = values[positions]
-        if not self.warmed_up:
-            take = min(self.baseline_size - self._baseline.count, present.size)
-            self._baseline.update(present[:take])
-            self._seen += take
-            positions, present = positions[take:], present[take:]
-            if present.size == 0:
-                return []
-        scale = self._baseline.std if self._baseline.std > 0 else 1.0
-        z = (present - self._baseline.mean) / scale
-        return self._feed_blocks(z, positions)
-
-    def _feed_blocks(self, z: np.ndarray, positions: np.ndarray) -> list[Firing]:
-        b = self.block_size
-        first = b - self._block_n  # values still needed to complete the open block
-        if z.size < first:
-            self._block_sum += float(z.sum())
-            self._block_n += z.size
-            self._seen += z.size
-            return []
-        ends = np.arange(first - 1, z.size, b)  # index of each complete block's last value
-        sums = np.add.reduceat(z[: ends[-1] + 1], np.r_[0, ends[:-1] + 1])
-        sums[0] += self._block_sum
-        signals = sums / math.sqrt(b)
-        firings = []
-        base_seen = self._seen
-        for signal, end in zip(signals.tolist(), ends.tolist()):
-            self._recent = 0.8 * self._recent + 0.2 * signal / math.sqrt(b)
-            seen = base_seen + end + 1
-            ph_fired = self._ph.update(signal)
-            adwin_fired = self._adwin.update(signal)
-            if ph_fired:
-                firings.append(Firing(self._ph.name, self._ph.statistic, self.ph_threshold,
-                                      int(positions[end]), seen, self._recent))
-            if adwin_fired:
-                firings.append(Firing(self._adwin.name, abs(self._adwin.estimation) / math.sqrt(b),
-                                      self.adwin_delta, int(positions[end]), seen, self._recent))
-        tail = z[ends[-1] + 1:]
-        self._block_sum = float(tail.sum())
-        self._block_n = tail.size
-        self._seen += z.size
+        firings: list[Firing] = []
+        start = 0
+        while start < present.size:
+            if self._phase == "pilot":
+                take = min(self.pilot_size - self._pilot.count, present.size - start)
+                self._pilot.update(present[start:start + take])
+                self._seen += take
+                start += take
+                if self._pilot.count >= self.pilot_size:
+                    self._limits = (self._pilot.quantile(self.winsor), self._pilot.quantile(1 - self.winsor))
+                    self._phase = "baseline"
+                continue
+            done, fired = self._feed_blocks(present[start:], positions[start:], firings)
+            start += done
+            if fired and self.rebaseline:
+                self._restart()
         return firings
+
+    def _feed_blocks(self, values: np.ndarray, positions: np.ndarray, firings: list[Firing]) -> tuple[int, bool]:
+        """Feed whole blocks until the phase changes or a detector fires; returns (values used, fired)."""
+        b = self.block_size
+        clipped = np.clip(values, *self._limits)
+        first = b - self._block_n
+        if clipped.size < first:
+            self._block_sum += float(clipped.sum())
+            self._block_n += clipped.size
+            self._seen += clipped.size
+            return clipped.size, False
+        ends = np.arange(first - 1, clipped.size, b)
+        sums = np.add.reduceat(clipped[: ends[-1] + 1], np.r_[0, ends[:-1] + 1])
+        sums[0] += self._block_sum
+        means = sums / b
+        for i, (mean, end) in enumerate(zip(means.tolist(), ends.tolist())):
+            seen = self._seen + end + 1
+            if self._phase == "baseline":
+                self._blocks.update(np.array([mean]))
+                if self._blocks.count >= self.baseline_blocks:
+                    sd = self._blocks.std
+                    self._set_baseline(self._blocks.mean, sd, sd * math.sqrt(b))
+                    return self._consume(clipped, end), False
+                continue
+            if self._detect(mean, int(positions[end]), seen, firings):
+                return self._consume(clipped, end), True
+        return self._consume(clipped, ends[-1], tail=True), False
+
+    def _consume(self, clipped: np.ndarray, end: int, tail: bool = False) -> int:
+        """Close the block ending at ``end``; keep the rest of the batch as the open block if ``tail``."""
+        self._block_sum, self._block_n = 0.0, 0
+        used = end + 1
+        if tail:
+            rest = clipped[used:]
+            self._block_sum, self._block_n = float(rest.sum()), rest.size
+            used = clipped.size
+        self._seen += used
+        return used
+
+    def _detect(self, block_mean: float, position: int, seen: int, firings: list[Firing]) -> bool:
+        signal = (block_mean - self._mean) / self._block_sd
+        shift = (block_mean - self._mean) / self._value_sd
+        fired = []
+        if "cusum" in self.detectors and self._cusum.update(signal):
+            fired.append(Firing("cusum", self._cusum.statistic, self._h, position, seen, shift))
+        if "adwin" in self.detectors and self._adwin.update(signal):
+            fired.append(Firing("adwin", abs(self._adwin.estimation), self.adwin_delta, position, seen, shift))
+        if "page_hinkley" in self.detectors and self._ph.update(signal):
+            fired.append(Firing("page_hinkley", self._ph.statistic, self.ph_threshold, position, seen, shift))
+        if fired:
+            firings.extend(fired)
+            self._fresh_detectors()
+        return bool(fired)
 
     def to_dict(self) -> dict:
         return {
             "format": _FORMAT,
-            "params": {"baseline_size": self.baseline_size, "block_size": self.block_size,
-                       "ph_threshold": self.ph_threshold, "ph_delta": self.ph_delta,
-                       "adwin_delta": self.adwin_delta},
-            "baseline": self._baseline.to_dict(),
-            "seen": self._seen,
-            "block_sum": self._block_sum,
-            "block_n": self._block_n,
-            "recent": self._recent,
-            "page_hinkley": self._ph.to_dict(),
-            "adwin": self._adwin.to_dict(),
+            "params": {"block_size": self.block_size, "pilot_size": self.pilot_size,
+                       "baseline_blocks": self.baseline_blocks, "winsor": self.winsor,
+                       "design_shift": self.design_shift, "arl0_blocks": self.arl0_blocks,
+                       "adwin_delta": self.adwin_delta, "ph_threshold": self.ph_threshold,
+                       "ph_delta": self.ph_delta, "detectors": list(self.detectors), "rebaseline": self.rebaseline},
+            "phase": self._phase, "seen": self._seen, "pilot": self._pilot.to_dict(),
+            "limits": [_finite(x) for x in self._limits], "blocks": self._blocks.to_dict(),
+            "mean": self._mean, "block_sd": self._block_sd, "value_sd": self._value_sd,
+            "block_sum": self._block_sum, "block_n": self._block_n,
+            "cusum": self._cusum.to_dict(), "adwin": self._adwin.to_dict(), "page_hinkley": self._ph.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, state: dict) -> NumericDriftMonitor:
         if state.get("format") != _FORMAT:
             raise StateVersionError(f"unknown monitor state format {state.get('format')!r}")
-        monitor = cls(**state["params"])
-        monitor._baseline = NumericSummary.from_dict(state["baseline"])
-        monitor._seen = int(state["seen"])
-        monitor._block_sum = float(state["block_sum"])
-        monitor._block_n = int(state["block_n"])
-        monitor._recent = float(state["recent"])
-        monitor._ph = PageHinkleyDetector.from_dict(state["page_hinkley"])
-        monitor._adwin = AdwinDetector.from_dict(state["adwin"])
-        return monitor
+        params = dict(state["params"])
+        params["detectors"] = tuple(params["detectors"])
+        m = cls(**params)
+        m._phase, m._seen = state["phase"], int(state["seen"])
+        m._pilot = QuantileSketch.from_dict(state["pilot"])
+        lo, hi = state["limits"]
+        m._limits = (-math.inf if lo is None else lo, math.inf if hi is None else hi)
+        m._blocks = NumericSummary.from_dict(state["blocks"])
+        m._mean, m._block_sd, m._value_sd = state["mean"], state["block_sd"], state["value_sd"]
+        m._block_sum, m._block_n = float(state["block_sum"]), int(state["block_n"])
+        m._cusum = Cusum.from_dict(state["cusum"])
+        m._adwin = AdwinDetector.from_dict(state["adwin"])
+        m._ph = PageHinkleyDetector.from_dict(state["page_hinkley"])
+        return m
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None

@@ -51,16 +51,56 @@ def test_quiet_on_a_long_stationary_stream():
 
 
 def test_position_names_the_last_value_of_the_block():
-    monitor = NumericDriftMonitor(baseline_size=100, block_size=10)
+    monitor = NumericDriftMonitor(pilot_size=100, baseline_blocks=10, block_size=10)
     rng = np.random.default_rng(5)
     values = np.r_[rng.normal(0, 1, 1000), rng.normal(3, 1, 1000)]
     firings = monitor.update(values)
     assert firings
-    # the baseline is 100 values, then blocks of 10: a block ends at 100 + 10k - 1
-    assert all((f.position - 99) % 10 == 0 for f in firings)
+    # pilot 100 values, baseline 10 blocks of 10, then blocks of 10: a block ends at 200 + 10k - 1
+    assert all((f.position - 199) % 10 == 0 for f in firings)
     assert all(f.events_seen == f.position + 1 for f in firings)
+
+
+def _ar1(rng, n, phi=0.5):
+    noise = rng.normal(0, 1, n)
+    out = np.empty(n)
+    out[0] = noise[0]
+    for i in range(1, n):
+        out[i] = phi * out[i - 1] + noise[i]
+    return out
+
+
+@pytest.mark.parametrize("make", [lambda r: _ar1(r, 300_000), lambda r: r.standard_t(3, 300_000)],
+                         ids=["ar1", "student_t3"])
+def test_quiet_on_autocorrelated_and_heavy_tailed_streams(make):
+    assert _run(make(np.random.default_rng(2)), 30) == []
+
+
+def test_with_a_reference_the_baseline_is_known_from_the_start():
+    rng = np.random.default_rng(8)
+    monitor = NumericDriftMonitor.from_reference(rng.normal(50, 4, 20000))
+    assert monitor.monitoring
+    firings = monitor.update(np.r_[rng.normal(50, 4, 300), rng.normal(52, 4, 600)])
+    assert firings and 300 <= firings[0].position <= 300 + 300
+    assert firings[0].shift_sigma > 0.25
+
+
+def test_without_reference_a_firing_starts_a_new_baseline():
+    rng = np.random.default_rng(9)
+    values = np.r_[rng.normal(0, 1, 8000), rng.normal(1, 1, 30000)]
+    firings = NumericDriftMonitor().update(values)
+    assert len({f.position for f in firings}) == 1  # the new level becomes the new normal
+
+
+def test_page_hinkley_can_be_chosen():
+    rng = np.random.default_rng(10)
+    monitor = NumericDriftMonitor(detectors=("page_hinkley",))
+    firings = monitor.update(np.r_[rng.normal(0, 1, 6000), rng.normal(2, 1, 1000)])
+    assert firings and {f.detector for f in firings} == {"page_hinkley"}
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError):
         NumericDriftMonitor(block_size=0)
+    with pytest.raises(ValueError):
+        NumericDriftMonitor(detectors=("magic",))

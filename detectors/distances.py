@@ -1,0 +1,64 @@
+"""Distances and tests between a window's binned counts and a reference's.
+
+All take counts over the same bins (numeric values binned by the reference's
+quantiles, or categories). Which one decides and which ones are evidence is
+documented in the README ("How drift is detected").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["binned_ks", "chi_square_homogeneity", "jensen_shannon", "population_stability_index"]
+
+
+def _proportions(counts: np.ndarray, eps: float = 0.0) -> np.ndarray:
+    counts = np.asarray(counts, dtype=np.float64) + eps
+    return counts / counts.sum()
+
+
+def population_stability_index(reference: np.ndarray, window: np.ndarray, eps: float = 0.5) -> float:
+    """PSI = sum((w - r) * ln(w / r)) over bins; ``eps`` is added to every count so empty bins stay finite."""
+    r, w = _proportions(reference, eps), _proportions(window, eps)
+    return float(np.sum((w - r) * np.log(w / r)))
+
+
+def jensen_shannon(reference: np.ndarray, window: np.ndarray) -> float:
+    """Jensen-Shannon distance (base 2, in [0, 1]) between the two binned distributions."""
+    r, w = _proportions(reference), _proportions(window)
+    m = 0.5 * (r + w)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_r = np.where(r > 0, r * np.log2(r / m), 0.0).sum()
+        kl_w = np.where(w > 0, w * np.log2(w / m), 0.0).sum()
+    return float(np.sqrt(max(0.0, 0.5 * (kl_r + kl_w))))
+
+
+def binned_ks(reference: np.ndarray, window: np.ndarray) -> float:
+    """Largest gap between the two cumulative distributions at the bin edges (KS on binned data)."""
+    return float(np.max(np.abs(np.cumsum(_proportions(reference)) - np.cumsum(_proportions(window)))))
+
+
+def chi_square_homogeneity(reference: np.ndarray, window: np.ndarray) -> tuple[float, int]:
+    """Pearson's chi-square statistic of the 2 x bins table, and its degrees of freedom.
+
+    Bins empty in both samples are left out.
+    """
+    table = np.vstack([np.asarray(reference, dtype=np.float64), np.asarray(window, dtype=np.float64)])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or table[1].sum() == 0 or table[0].sum() == 0:
+        return 0.0, max(table.shape[1] - 1, 1)
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    statistic = float(np.sum((table - expected) ** 2 / expected))
+    return statistic, table.shape[1] - 1
+
+
+def chi_square_sf(statistic: float, dof: int) -> float:
+    return float(stats.chi2.sf(statistic, dof))
+
+
+def binomial_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    if k <= 0:
+        return 1.0
+    return float(stats.binom.sf(k - 1, n, p))

@@ -1,0 +1,305 @@
+"""Tumbling-window tests of one feature against its reference: distribution and data quality."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors.distances import (binned_ks, binomial_sf, chi_square_homogeneity, chi_square_sf, jensen_shannon,
+                                 population_stability_index)
+from detectors.frequencies import category_key
+from detectors.online import StateVersionError
+from detectors.quantiles import QuantileSketch
+
+__all__ = ["FeatureWindowTest", "WindowFinding"]
+
+_FORMAT = "driftline.window_test/1"
+NUMERIC, CATEGORICAL = "numeric", "categorical"
+
+
+@dataclass(frozen=True)
+class WindowFinding:
+    """One test of one completed window; the caller decides significance across the model."""
+
+    test: str            # chi_square | missing_rate | out_of_range | unseen_category
+    alert_type: str      # drift | data_quality
+    statistic: float
+    p_value: float
+    position: int        # index, in the batch given to update, of the window's last value
+    evidence: dict
+
+
+class FeatureWindowTest:
+    """Compares each tumbling window of ``window_size`` events with a reference.
+
+    Numeric values are binned at the reference's quantiles (``bins``
+    equiprobable bins), categories by name (the reference's most frequent
+    ``max_categories``, the rest pooled). Per window:
+
+    - ``chi_square``: Pearson's homogeneity test of window vs reference
+      counts. Its p-value is calibrated by an inflation factor measured on the
+      reference itself: the reference is cut into windows of the same size and
+      each is tested against the rest; the mean statistic over its degrees of
+      freedom (at least 1, raised by its standard error) divides the
+      statistic. Autocorrelated data, whose windows vary more than
+      independent draws, thus raise no extra alarms. PSI, Jensen-Shannon and
+      binned KS come along as evidence.
+    - ``missing_rate``: binomial test of the window's missing count against
+      the reference's missing rate.
+    - ``out_of_range`` (numeric): values outside the reference's [min, max],
+      against the 2 / (n + 1) chance of an exchangeable new value.
+    - ``unseen_category`` (categorical): values of categories the reference
+      never had, against the Good-Turing estimate of unseen mass.
+
+    Without a reference (``from_reference`` not used), the feature's own first
+    events make one: ``edge_events`` events fix the bins, the next
+    ``baseline_windows`` windows give the counts and the calibration.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(1)
+    >>> test = FeatureWindowTest.from_reference("numeric", rng.normal(0, 1, 20000), window_size=500)
+    >>> [f.test for f in test.update(rng.normal(0, 1, 500)) if f.p_value < 1e-6]
+    []
+    >>> [f.test for f in test.update(rng.normal(0, 2, 500)) if f.p_value < 1e-6]
+    ['chi_square', 'out_of_range']
+    """
+
+    def __init__(self, kind: str, window_size: int = 500, bins: int = 10, edge_events: int = 2000,
+                 baseline_windows: int = 8, max_categories: int = 50) -> None:
+        if kind not in (NUMERIC, CATEGORICAL):
+            raise ValueError(f"kind must be numeric or categorical, got {kind!r}")
+        if window_size < 20 or bins < 2 or edge_events < bins or baseline_windows < 2 or max_categories < 1:
+            raise ValueError("window_size >= 20, bins >= 2, edge_events >= bins, baseline_windows >= 2, "
+                             "max_categories >= 1")
+        self.kind = kind
+        self.window_size = window_size
+        self.bins = bins
+        self.edge_events = edge_events
+        self.baseline_windows = baseline_windows
+        self.max_categories = max_categories
+        self._phase = "edges"
+        self._seen = 0
+        self._sketch = QuantileSketch(alpha=0.005)   # numeric, edges phase
+        self._edge_counts: dict[str, int] = {}       # categorical, edges phase
+        self._edge_range = [math.inf, -math.inf]
+        self._edges: list[float] = []
+        self._categories: list[str] = []
+        self._baseline: list[list[int]] = []         # per baseline window: counts..., missing, total
+        self._reference: dict = {}
+        self._window = self._empty_window()
+
+    # -- reference -------------------------------------------------------------------------------------------
+    @classmethod
+    def from_reference(cls, kind: str, values, window_size: int = 500, bins: int = 10,
+                       max_categories: int = 50) -> FeatureWindowTest:
+        """Scenario I: bins, counts and calibration from reference data, in its original order."""
+        test = cls(kind, window_size=window_size, bins=bins, max_categories=max_categories)
+        if kind == NUMERIC:
+            values = np.asarray(values, dtype=np.float64)
+            present = values[~np.isnan(values)]
+            if present.size < bins:
+                raise ValueError(f"a numeric reference needs at least {bins} present values")
+            test._edges = np.unique(np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1])).tolist()
+            test._edge_range = [float(present.min()), float(present.max())]
+        else:
+            values = [None if v is None else category_key(v) for v in values]
+            counts: dict[str, int] = {}
+            for v in values:
+                if v is not None:
+                    counts[v] = counts.get(v, 0) + 1
+            test._edge_counts = counts
+            test._categories = sorted(counts, key=lambda c: (-counts[c], c))[:max_categories]
+        windows = [test._count(values[i:i + window_size]) for i in range(0, len(values), window_size)]
+        full = [w for w in windows if w[-1] == window_size] or windows
+        test._finish_reference(full, sum(np.asarray(w) for w in windows).tolist())
+        return test
+
+    def _finish_reference(self, windows: list[list[int]], total: list[int]) -> None:
+        counts = np.asarray(total[:-2], dtype=np.int64)
+        missing, n_total = total[-2], total[-1]
+        present = int(counts.sum())
+        stats = []
+        for w in windows:
+            w = np.asarray(w)
+            stat, dof = chi_square_homogeneity(counts - w[:-2], w[:-2])
+            stats.append((stat, dof))
+        dof = max(np.mean([d for _, d in stats]) if stats else 1.0, 1.0)
+        ratio = float(np.mean([s / d for s, d in stats])) if stats else 1.0
+        # upper confidence bound of the inflation: chi2/dof has relative sd sqrt(2/dof)
+        inflation = max(1.0, ratio) * (1.0 + 2.0 * math.sqrt(2.0 / dof) / math.sqrt(max(len(stats), 1)))
+        singletons = sum(1 for c in self._edge_counts.values() if c == 1) if self.kind == CATEGORICAL else 0
+        self._reference = {
+            "counts": counts.tolist(), "missing": int(missing), "total": int(n_total), "present": present,
+            "inflation": inflation, "min": self._edge_range[0], "max": self._edge_range[1],
+            "unseen_rate": (singletons + 0.5) / (present + 1.0),
+        }
+        self._phase = "testing"
+        self._sketch = QuantileSketch(alpha=0.005)
+        self._edge_counts = {}
+        self._baseline = []
+
+    @property
+    def ready(self) -> bool:
+        return self._phase == "testing"
+
+    # -- counting --------------------------------------------------------------------------------------------
+    def _n_bins(self) -> int:
+        return len(self._edges) + 1 if self.kind == NUMERIC else len(self._categories) + 1
+
+    def _empty_window(self) -> dict:
+        return {"counts": None, "missing": 0, "total": 0, "outside": 0, "unseen": 0}
+
+    def _bin_index(self, values) -> tuple[np.ndarray, int, int]:
+        """Bin counts of the present values, how many are missing, how many lie outside / are unseen."""
+        if self.kind == NUMERIC:
+            values = np.asarray(values, dtype=np.float64)
+            present = values[~np.isnan(values)]
+            idx = np.searchsorted(np.asarray(self._edges), present, side="right")
+            outside = int(np.count_nonzero((present < self._edge_range[0]) | (present > self._edge_range[1])))
+            return np.bincount(idx, minlength=self._n_bins()), int(values.size - present.size), outside
+        lookup = {c: i for i, c in enumerate(self._categories)}
+        other = len(self._categories)
+        keys = [category_key(v) for v in values if v is not None]
+        idx = np.fromiter((lookup.get(k, other) for k in keys), dtype=np.int64, count=len(keys))
+        known = self._edge_counts if self._phase != "testing" else None
+        unseen = sum(1 for k in keys if k not in lookup and (known is None or k not in known))
+        return np.bincount(idx, minlength=self._n_bins()), len(values) - len(keys), unseen
+
+    def _count(self, values) -> list[int]:
+        counts, missing, _ = self._bin_index(values)
+        return counts.tolist() + [missing, len(values)]
+
+    # -- streaming -------------------------------------------------------------------------------------------
+    def update(self, values) -> list[WindowFinding]:
+        """Values of consecutive events (NaN or None for missing); findings of every window completed."""
+        n = len(values)
+        start, findings = 0, []
+        while start < n:
+            if self._phase == "edges":
+                take = min(self.edge_events - self._seen, n - start)
+                self._collect_edges(values[start:start + take])
+                self._seen += take
+                start += take
+                if self._seen >= self.edge_events:
+                    self._fix_bins()
+                continue
+            take = min(self.window_size - self._window["total"], n - start)
+            self._add_to_window(values[start:start + take])
+            self._seen += take
+            start += take
+            if self._window["total"] == self.window_size:
+                if self._phase == "baseline":
+                    w = self._window
+                    self._baseline.append(w["counts"].tolist() + [w["missing"], w["total"]])
+                    if len(self._baseline) >= self.baseline_windows:
+                        total = np.sum(np.asarray(self._baseline), axis=0).tolist()
+                        self._finish_reference(self._baseline, total)
+                else:
+                    findings += self._test_window(start - 1)
+                self._window = self._empty_window()
+        return findings
+
+    def _collect_edges(self, values) -> None:
+        if self.kind == NUMERIC:
+            values = np.asarray(values, dtype=np.float64)
+            present = values[~np.isnan(values)]
+            self._sketch.update(present)
+            if present.size:
+                self._edge_range = [min(self._edge_range[0], float(present.min())),
+                                    max(self._edge_range[1], float(present.max()))]
+        else:
+            for v in values:
+                if v is not None:
+                    k = category_key(v)
+                    self._edge_counts[k] = self._edge_counts.get(k, 0) + 1
+
+    def _fix_bins(self) -> None:
+        if self.kind == NUMERIC:
+            if self._sketch.count < self.bins:
+                self._seen = 0  # nearly all missing so far: keep collecting
+                return
+            qs = [self._sketch.quantile(q) for q in np.linspace(0, 1, self.bins + 1)[1:-1]]
+            self._edges = sorted(set(qs))
+        else:
+            counts = self._edge_counts
+            self._categories = sorted(counts, key=lambda c: (-counts[c], c))[: self.max_categories]
+        self._phase = "baseline"
+
+    def _add_to_window(self, values) -> None:
+        counts, missing, odd = self._bin_index(values)
+        w = self._window
+        w["counts"] = counts if w["counts"] is None else w["counts"] + counts
+        w["missing"] += missing
+        w["total"] += len(values)
+        w["outside" if self.kind == NUMERIC else "unseen"] += odd
+
+    def _test_window(self, position: int) -> list[WindowFinding]:
+        ref, w = self._reference, self._window
+        ref_counts = np.asarray(ref["counts"])
+        findings = []
+        present = int(w["counts"].sum())
+        if present:
+            stat, dof = chi_square_homogeneity(ref_counts, w["counts"])
+            findings.append(WindowFinding(
+                "chi_square", "drift", stat, chi_square_sf(stat / ref["inflation"], dof), position,
+                {"dof": dof, "inflation": round(ref["inflation"], 4),
+                 "psi": population_stability_index(ref_counts, w["counts"]),
+                 "jensen_shannon": jensen_shannon(ref_counts, w["counts"]),
+                 "ks": binned_ks(ref_counts, w["counts"]), "window_events": w["total"]}))
+        p_missing = (ref["missing"] + 0.5) / (ref["total"] + 1.0)
+        findings.append(WindowFinding(
+            "missing_rate", "data_quality", w["missing"] / w["total"],
+            binomial_sf(w["missing"], w["total"], p_missing), position,
+            {"reference_rate": ref["missing"] / max(ref["total"], 1), "missing": w["missing"],
+             "window_events": w["total"]}))
+        if present and self.kind == NUMERIC:
+            p_out = min(1.0, 2.0 / (ref["present"] + 1.0))
+            findings.append(WindowFinding(
+                "out_of_range", "data_quality", w["outside"] / present, binomial_sf(w["outside"], present, p_out),
+                position, {"reference_min": ref["min"], "reference_max": ref["max"], "outside": w["outside"]}))
+        elif present:
+            findings.append(WindowFinding(
+                "unseen_category", "data_quality", w["unseen"] / present,
+                binomial_sf(w["unseen"], present, min(1.0, ref["unseen_rate"])), position,
+                {"unseen": w["unseen"], "known_categories": len(self._categories)}))
+        return findings
+
+    # -- saved form ------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        w = self._window
+        return {
+            "format": _FORMAT, "kind": self.kind,
+            "params": {"window_size": self.window_size, "bins": self.bins, "edge_events": self.edge_events,
+                       "baseline_windows": self.baseline_windows, "max_categories": self.max_categories},
+            "phase": self._phase, "seen": self._seen, "sketch": self._sketch.to_dict(),
+            "edge_counts": self._edge_counts, "edge_range": [_finite(x) for x in self._edge_range],
+            "edges": self._edges, "categories": self._categories, "baseline": self._baseline,
+            "reference": self._reference,
+            "window": {**w, "counts": None if w["counts"] is None else w["counts"].tolist()},
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict) -> FeatureWindowTest:
+        if state.get("format") != _FORMAT:
+            raise StateVersionError(f"unknown window test state format {state.get('format')!r}")
+        test = cls(state["kind"], **state["params"])
+        test._phase, test._seen = state["phase"], int(state["seen"])
+        test._sketch = QuantileSketch.from_dict(state["sketch"])
+        test._edge_counts = {str(k): int(v) for k, v in state["edge_counts"].items()}
+        lo, hi = state["edge_range"]
+        test._edge_range = [math.inf if lo is None else lo, -math.inf if hi is None else hi]
+        test._edges, test._categories = list(state["edges"]), list(state["categories"])
+        test._baseline = [list(map(int, w)) for w in state["baseline"]]
+        test._reference = dict(state["reference"])
+        w = dict(state["window"])
+        w["counts"] = None if w["counts"] is None else np.asarray(w["counts"], dtype=np.int64)
+        test._window = w
+        return test
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
