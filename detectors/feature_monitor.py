@@ -42,7 +42,8 @@ class NumericDriftMonitor:
     2. Baseline: the next ``baseline_blocks`` blocks of ``block_size``
        clipped values give the baseline mean and the spread of a block mean,
        measured rather than assumed: autocorrelated data, whose block means
-       vary more than independent draws, are standardised by what they do.
+       vary more than independent draws, are standardised by what they do
+       (by the upper bound of the estimate, two standard errors up).
     3. Monitoring: each block mean, standardised by the baseline, feeds the
        chosen detectors: a two-sided CUSUM tuned for a shift of
        ``design_shift`` baseline standard deviations with an in-control run
@@ -62,11 +63,11 @@ class NumericDriftMonitor:
     >>> values = np.r_[rng.normal(10, 2, 8000), rng.normal(11, 2, 2000)]
     >>> monitor = NumericDriftMonitor()
     >>> [(f.detector, f.position) for f in monitor.update(values)]
-    [('cusum', 8139)]
+    [('cusum', 8239)]
     """
 
     def __init__(self, block_size: int = 20, pilot_size: int = 1000, baseline_blocks: int = 200,
-                 winsor: float = 0.001, design_shift: float = 0.5, arl0_blocks: float = 1e7,
+                 winsor: float = 0.005, design_shift: float = 0.5, arl0_blocks: float = 1e8,
                  adwin_delta: float = 1e-5, ph_threshold: float = 25.0, ph_delta: float = 0.5,
                  detectors: tuple[str, ...] = ("cusum", "adwin"), rebaseline: bool = True) -> None:
         if block_size < 1 or pilot_size < 10 or baseline_blocks < 10:
@@ -179,7 +180,9 @@ class NumericDriftMonitor:
                 self._blocks.update(np.array([mean]))
                 if self._blocks.count >= self.baseline_blocks:
                     sd = self._blocks.std
-                    self._set_baseline(self._blocks.mean, sd, sd * math.sqrt(b))
+                    # the spread is estimated from these blocks only: take its upper bound (2 standard errors)
+                    upper = sd * (1 + 2 / math.sqrt(2 * (self._blocks.count - 1)))
+                    self._set_baseline(self._blocks.mean, upper, sd * math.sqrt(b))
                     return self._consume(clipped, end), False
                 continue
             if self._detect(mean, int(positions[end]), seen, firings):

@@ -44,8 +44,11 @@ class FeatureWindowTest:
       each is tested against the rest; the mean statistic over its degrees of
       freedom (at least 1, raised by its standard error) divides the
       statistic. Autocorrelated data, whose windows vary more than
-      independent draws, thus raise no extra alarms. PSI, Jensen-Shannon and
-      binned KS come along as evidence.
+      independent draws, thus raise no extra alarms. With reference data in
+      hand, the factor is also computed from the autocorrelation of each
+      bin's indicator over the whole reference (a design effect), and the
+      larger of the two is used. PSI, Jensen-Shannon and binned KS come along
+      as evidence.
     - ``missing_rate``: binomial test of the window's missing count against
       the reference's missing rate.
     - ``out_of_range`` (numeric): values outside the reference's [min, max],
@@ -86,6 +89,7 @@ class FeatureWindowTest:
         self._sketch = QuantileSketch(alpha=0.005)   # numeric, edges phase
         self._edge_counts: dict[str, int] = {}       # categorical, edges phase
         self._edge_range = [math.inf, -math.inf]
+        self._range_n = 0                            # present values the range was taken over
         self._edges: list[float] = []
         self._categories: list[str] = []
         self._baseline: list[list[int]] = []         # per baseline window: counts..., missing, total
@@ -105,6 +109,7 @@ class FeatureWindowTest:
                 raise ValueError(f"a numeric reference needs at least {bins} present values")
             test._edges = np.unique(np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1])).tolist()
             test._edge_range = [float(present.min()), float(present.max())]
+            test._range_n = int(present.size)
         else:
             values = [None if v is None else category_key(v) for v in values]
             counts: dict[str, int] = {}
@@ -115,10 +120,39 @@ class FeatureWindowTest:
             test._categories = sorted(counts, key=lambda c: (-counts[c], c))[:max_categories]
         windows = [test._count(values[i:i + window_size]) for i in range(0, len(values), window_size)]
         full = [w for w in windows if w[-1] == window_size] or windows
-        test._finish_reference(full, sum(np.asarray(w) for w in windows).tolist())
+        test._finish_reference(full, sum(np.asarray(w) for w in windows).tolist(),
+                               design_effect=test._design_effect(values))
         return test
 
-    def _finish_reference(self, windows: list[list[int]], total: list[int]) -> None:
+    def _design_effect(self, values, max_lag: int = 50) -> float:
+        """Expected chi-square inflation of dependent data, from the reference's bin autocorrelations.
+
+        A bin's count over a window of n has variance n p (1 - p) (1 + 2 sum_k rho(k)); the chi-square
+        statistic's mean grows by the (1 - p)-weighted average of those factors. Lags are Bartlett-weighted.
+        """
+        if self.kind == NUMERIC:
+            values = np.asarray(values, dtype=np.float64)
+            present = values[~np.isnan(values)]
+            idx = np.searchsorted(np.asarray(self._edges), present, side="right")
+        else:
+            lookup = {c: i for i, c in enumerate(self._categories)}
+            idx = np.fromiter((lookup.get(v, len(self._categories)) for v in values if v is not None), dtype=np.int64)
+        n, bins = idx.size, self._n_bins()
+        if n < 4 * max_lag:
+            return 1.0
+        p = np.bincount(idx, minlength=bins) / n
+        var = p * (1 - p)
+        factor = np.ones(bins)
+        for k in range(1, max_lag + 1):
+            same = idx[:-k][idx[:-k] == idx[k:]]
+            joint = np.bincount(same, minlength=bins) / (n - k)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rho = np.where(var > 0, (joint - p * p) / var, 0.0)
+            factor += 2 * (1 - k / (max_lag + 1)) * rho
+        weights = 1 - p
+        return float(max(1.0, np.sum(weights * factor) / np.sum(weights)))
+
+    def _finish_reference(self, windows: list[list[int]], total: list[int], design_effect: float = 1.0) -> None:
         counts = np.asarray(total[:-2], dtype=np.int64)
         missing, n_total = total[-2], total[-1]
         present = int(counts.sum())
@@ -131,10 +165,12 @@ class FeatureWindowTest:
         ratio = float(np.mean([s / d for s, d in stats])) if stats else 1.0
         # upper confidence bound of the inflation: chi2/dof has relative sd sqrt(2/dof)
         inflation = max(1.0, ratio) * (1.0 + 2.0 * math.sqrt(2.0 / dof) / math.sqrt(max(len(stats), 1)))
+        inflation = max(inflation, design_effect)
         singletons = sum(1 for c in self._edge_counts.values() if c == 1) if self.kind == CATEGORICAL else 0
         self._reference = {
             "counts": counts.tolist(), "missing": int(missing), "total": int(n_total), "present": present,
             "inflation": inflation, "min": self._edge_range[0], "max": self._edge_range[1],
+            "range_n": self._range_n,
             "unseen_rate": (singletons + 0.5) / (present + 1.0),
         }
         self._phase = "testing"
@@ -203,14 +239,18 @@ class FeatureWindowTest:
                 self._window = self._empty_window()
         return findings
 
+    def _widen_range(self, present: np.ndarray) -> None:
+        if present.size:
+            self._edge_range = [min(self._edge_range[0], float(present.min())),
+                                max(self._edge_range[1], float(present.max()))]
+            self._range_n += int(present.size)
+
     def _collect_edges(self, values) -> None:
         if self.kind == NUMERIC:
             values = np.asarray(values, dtype=np.float64)
             present = values[~np.isnan(values)]
             self._sketch.update(present)
-            if present.size:
-                self._edge_range = [min(self._edge_range[0], float(present.min())),
-                                    max(self._edge_range[1], float(present.max()))]
+            self._widen_range(present)
         else:
             for v in values:
                 if v is not None:
@@ -230,6 +270,9 @@ class FeatureWindowTest:
         self._phase = "baseline"
 
     def _add_to_window(self, values) -> None:
+        if self._phase == "baseline" and self.kind == NUMERIC:
+            values = np.asarray(values, dtype=np.float64)
+            self._widen_range(values[~np.isnan(values)])
         counts, missing, odd = self._bin_index(values)
         w = self._window
         w["counts"] = counts if w["counts"] is None else w["counts"] + counts
@@ -250,21 +293,23 @@ class FeatureWindowTest:
                  "psi": population_stability_index(ref_counts, w["counts"]),
                  "jensen_shannon": jensen_shannon(ref_counts, w["counts"]),
                  "ks": binned_ks(ref_counts, w["counts"]), "window_events": w["total"]}))
+        c = ref["inflation"]  # dependent data: fewer effective events than counted
         p_missing = (ref["missing"] + 0.5) / (ref["total"] + 1.0)
         findings.append(WindowFinding(
             "missing_rate", "data_quality", w["missing"] / w["total"],
-            binomial_sf(w["missing"], w["total"], p_missing), position,
+            _binomial_sf_effective(w["missing"], w["total"], p_missing, c), position,
             {"reference_rate": ref["missing"] / max(ref["total"], 1), "missing": w["missing"],
              "window_events": w["total"]}))
         if present and self.kind == NUMERIC:
-            p_out = min(1.0, 2.0 / (ref["present"] + 1.0))
+            p_out = min(1.0, 2.0 / (ref["range_n"] + 1.0))
             findings.append(WindowFinding(
-                "out_of_range", "data_quality", w["outside"] / present, binomial_sf(w["outside"], present, p_out),
+                "out_of_range", "data_quality", w["outside"] / present,
+                _binomial_sf_effective(w["outside"], present, p_out, c),
                 position, {"reference_min": ref["min"], "reference_max": ref["max"], "outside": w["outside"]}))
         elif present:
             findings.append(WindowFinding(
                 "unseen_category", "data_quality", w["unseen"] / present,
-                binomial_sf(w["unseen"], present, min(1.0, ref["unseen_rate"])), position,
+                _binomial_sf_effective(w["unseen"], present, min(1.0, ref["unseen_rate"]), c), position,
                 {"unseen": w["unseen"], "known_categories": len(self._categories)}))
         return findings
 
@@ -278,6 +323,7 @@ class FeatureWindowTest:
             "phase": self._phase, "seen": self._seen, "sketch": self._sketch.to_dict(),
             "edge_counts": self._edge_counts, "edge_range": [_finite(x) for x in self._edge_range],
             "edges": self._edges, "categories": self._categories, "baseline": self._baseline,
+            "range_n": self._range_n,
             "reference": self._reference,
             "window": {**w, "counts": None if w["counts"] is None else w["counts"].tolist()},
         }
@@ -293,12 +339,18 @@ class FeatureWindowTest:
         lo, hi = state["edge_range"]
         test._edge_range = [math.inf if lo is None else lo, -math.inf if hi is None else hi]
         test._edges, test._categories = list(state["edges"]), list(state["categories"])
+        test._range_n = int(state["range_n"])
         test._baseline = [list(map(int, w)) for w in state["baseline"]]
         test._reference = dict(state["reference"])
         w = dict(state["window"])
         w["counts"] = None if w["counts"] is None else np.asarray(w["counts"], dtype=np.int64)
         test._window = w
         return test
+
+
+def _binomial_sf_effective(k: int, n: int, p: float, inflation: float) -> float:
+    """Binomial tail with counts scaled to an effective sample size of n / inflation."""
+    return binomial_sf(int(k / inflation), max(1, round(n / inflation)), p)
 
 
 def _finite(x: float) -> float | None:

@@ -15,7 +15,8 @@ import pandas as pd
 from producers.events import encode_envelope
 from producers.topics import KAFKA_CLIENT_LOG
 
-__all__ = ["ColumnPlan", "ReplayError", "ReplayResult", "load_table", "plan_columns", "replay", "rows_to_events"]
+__all__ = ["ColumnPlan", "ReplayError", "ReplayResult", "feature_columns", "load_table", "plan_columns", "replay",
+           "rows_to_events", "scalar_values"]
 
 
 class ReplayError(Exception):
@@ -26,7 +27,7 @@ class ReplayError(Exception):
 class ColumnPlan:
     id_column: str | None
     timestamp_column: str | None
-    prediction_column: str
+    prediction_column: str | None
     score_column: str | None
     label_column: str | None
     features: dict[str, str]
@@ -70,7 +71,8 @@ def _kind(series: pd.Series) -> str:
 
 def plan_columns(df: pd.DataFrame, id_column: str | None = None, timestamp_column: str | None = None,
                  prediction_column: str | None = None, score_column: str | None = None,
-                 label_column: str | None = None, features: list[str] | None = None) -> ColumnPlan:
+                 label_column: str | None = None, features: list[str] | None = None,
+                 require_prediction: bool = True) -> ColumnPlan:
     """Decide which column plays which role; every other column is a feature."""
     columns = set(df.columns)
 
@@ -89,7 +91,7 @@ def plan_columns(df: pd.DataFrame, id_column: str | None = None, timestamp_colum
     plan = dict(
         id_column=pick(id_column, "event_id", "id"),
         timestamp_column=pick(timestamp_column, "timestamp", "timestamp"),
-        prediction_column=pick(prediction_column, "prediction", "prediction", required=True),
+        prediction_column=pick(prediction_column, "prediction", "prediction", required=require_prediction),
         score_column=pick(score_column, "score", "score"),
         label_column=pick(label_column, "label", "label"),
     )
@@ -115,7 +117,12 @@ def _column_values(series: pd.Series, kind: str) -> list:
     return [None if pd.isna(v) else str(v) for v in series.tolist()]
 
 
-def _scalar_values(series: pd.Series) -> list:
+def feature_columns(df: pd.DataFrame, plan: ColumnPlan) -> dict[str, tuple[str, list]]:
+    """Each feature's kind and values in row order (None for missing)."""
+    return {name: (kind, _column_values(df[name], kind)) for name, kind in plan.features.items()}
+
+
+def scalar_values(series: pd.Series) -> list:
     return [None if pd.isna(v) else (v.item() if hasattr(v, "item") else v) for v in series.tolist()]
 
 
@@ -136,11 +143,11 @@ def rows_to_events(df: pd.DataFrame, plan: ColumnPlan, model: str) -> tuple[list
     n = len(df)
     ids = [str(v) for v in df[plan.id_column].tolist()] if plan.id_column else [f"{model}-{i}" for i in range(n)]
     times = _timestamps(df, plan, time.time())
-    features = {name: _column_values(df[name], kind) for name, kind in plan.features.items()}
+    features = feature_columns(df, plan)
     names = list(features)
-    columns = [features[name] for name in names]
-    predictions = _scalar_values(df[plan.prediction_column])
-    scores = _scalar_values(df[plan.score_column]) if plan.score_column else [None] * n
+    columns = [features[name][1] for name in names]
+    predictions = scalar_values(df[plan.prediction_column])
+    scores = scalar_values(df[plan.score_column]) if plan.score_column else [None] * n
     events = []
     for i in range(n):
         if predictions[i] is None:
@@ -152,7 +159,7 @@ def rows_to_events(df: pd.DataFrame, plan: ColumnPlan, model: str) -> tuple[list
         events.append(event)
     labels = []
     if plan.label_column:
-        for i, label in enumerate(_scalar_values(df[plan.label_column])):
+        for i, label in enumerate(scalar_values(df[plan.label_column])):
             if label is not None:
                 labels.append({"event_id": ids[i], "label": label, "timestamp": times[i]})
     return events, labels

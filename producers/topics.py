@@ -17,8 +17,9 @@ class KafkaUnreachable(Exception):
     pass
 
 
-def ensure_topics(bootstrap: str, topics: list[str], partitions: int, timeout_s: float = 15.0) -> list[str]:
-    """Create the missing ones; returns the names created. Raises KafkaUnreachable."""
+def ensure_topics(bootstrap: str, topics: list[str], partitions: int, timeout_s: float = 15.0,
+                  config: dict[str, str] | None = None) -> list[str]:
+    """Create the missing ones (with topic ``config``); returns the names created. Raises KafkaUnreachable."""
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 5000},
                         logger=KAFKA_CLIENT_LOG)
     try:
@@ -30,7 +31,8 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int, timeout_s:
     missing = [t for t in dict.fromkeys(topics) if t not in existing]
     if not missing:
         return []
-    futures = admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=-1) for t in missing],
+    futures = admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=-1, config=config or {})
+                                   for t in missing],
                                   operation_timeout=timeout_s)
     created = []
     for name, future in futures.items():

@@ -7,26 +7,24 @@ Schema (every field always present)::
                     id, so consumers drop duplicates after a worker restart
     type            "drift" | "data_quality" | "performance" | "retrain"
     model, model_version
-    feature         feature name, "__prediction__", or null for model-level alerts
-    detector        "adwin" | "page_hinkley" | ...
+    feature         feature name, "__prediction__", "__score__", or null for model-level alerts
+    detector        "cusum" | "adwin" | "page_hinkley" | "chi_square" | "missing_rate" |
+                    "out_of_range" | "unseen_category" | "type_mismatch"
     severity        "warning" | "critical"
-    statistic       the detector's test value when it fired
-    threshold       the value it was compared with
+    statistic       the value the decision was made on
+    threshold       what it was compared with (evidence.decision says how)
     scenario        "reference" | "no_reference"
     created_at      epoch seconds when the worker decided
-    evidence        {"last_event_id", "events_seen", ...detector specifics}
+    evidence        {"last_event_id", "events_seen", "decision", ...test specifics}
 """
 
 from __future__ import annotations
 
 import hashlib
 
-from stream_processors.model_state import DriftFinding
+from stream_processors.model_state import Finding
 
-__all__ = ["alert_id", "drift_alert", "CRITICAL_SHIFT_SIGMA"]
-
-CRITICAL_SHIFT_SIGMA = 1.0
-"""A drift whose recent mean moved this many baseline standard deviations is critical."""
+__all__ = ["alert_id", "finding_alert"]
 
 
 def alert_id(alert_type: str, model: str, model_version: str, feature: str | None, detector: str,
@@ -35,24 +33,20 @@ def alert_id(alert_type: str, model: str, model_version: str, feature: str | Non
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def drift_alert(finding: DriftFinding, created_at: float) -> dict:
-    severity = "critical" if abs(finding.shift_sigma) >= CRITICAL_SHIFT_SIGMA else "warning"
+def finding_alert(finding: Finding, created_at: float) -> dict:
+    evidence = {k: v for k, v in finding.evidence.items() if k != "position"}
     return {
-        "id": alert_id("drift", finding.model, finding.model_version, finding.feature, finding.detector,
+        "id": alert_id(finding.alert_type, finding.model, finding.model_version, finding.feature, finding.detector,
                        finding.last_event_id),
-        "type": "drift",
+        "type": finding.alert_type,
         "model": finding.model,
         "model_version": finding.model_version,
         "feature": finding.feature,
         "detector": finding.detector,
-        "severity": severity,
+        "severity": finding.severity,
         "statistic": finding.statistic,
         "threshold": finding.threshold,
-        "scenario": "no_reference",
+        "scenario": finding.scenario,
         "created_at": created_at,
-        "evidence": {
-            "last_event_id": finding.last_event_id,
-            "events_seen": finding.events_seen,
-            "shift_sigma": finding.shift_sigma,
-        },
+        "evidence": {"last_event_id": finding.last_event_id, "events_seen": finding.events_seen, **evidence},
     }

@@ -64,6 +64,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="messages larger than this are dead-lettered (default 1048576)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
 
+    p = sub.add_parser("profile", help="build a reference profile from training data and register it",
+                       description="Profile training data for one model version (Scenario I): per numeric "
+                                   "feature moments, quantiles, histogram bins and the online detectors' "
+                                   "baseline; per categorical or boolean feature frequencies; the prediction "
+                                   "and score distributions; labels and the model's performance on them where "
+                                   "a label column exists. The profile is registered in Redis and on the "
+                                   "compacted topic driftline.profiles; workers compare that version's "
+                                   "production events with it from their next batch.",
+                       epilog="Example: driftline profile --model credit --model-version 1 --data train.csv. "
+                              + _ENV_HELP)
+    p.add_argument("--model", required=True, help="model id")
+    p.add_argument("--model-version", required=True, help="model version the profile is for")
+    p.add_argument("--data", required=True, metavar="FILE", help=".csv, .csv.gz or .parquet")
+    _column_flags(p)
+    p.add_argument("--window-size", type=int, metavar="N",
+                   help="events per comparison window (default 500, DRIFTLINE_WINDOW_SIZE)")
+    p.add_argument("--json", action="store_true", help="print what was profiled as JSON")
+    _connection_flags(p)
+
     p = sub.add_parser("replay", help="send a CSV or Parquet data set as inference (and label) events",
                        description="Replay a data set as inference events of one model version, in batch "
                                    "envelopes keyed by the model. Column types are inferred: numbers are "
@@ -120,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> Settings:
     names = ("kafka_bootstrap", "redis_url", "app_id", "inference_topic", "label_topic", "control_topic",
-             "dead_letter_topic", "cooldown_events", "max_message_bytes", "log_level")
+             "dead_letter_topic", "cooldown_events", "max_message_bytes", "log_level", "window_size")
     return load_settings({n: getattr(args, n, None) for n in names})
 
 
@@ -171,6 +190,41 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace, settings: Settings) -> int:
+    from producers.replay import load_table, plan_columns
+    from stream_processors.profiles import profile_from_table, register_profile
+
+    df = load_table(args.data)
+    plan = plan_columns(df, args.id_column, args.timestamp_column, args.prediction_column, args.score_column,
+                        args.label_column, args.features.split(",") if args.features else None,
+                        require_prediction=False)
+    profile = profile_from_table(df, plan, args.model, args.model_version, settings)
+    register_profile(settings, profile)
+    columns = {name: entry["kind"] for name, entry in profile.columns.items()}
+    summary = {"model": args.model, "model_version": args.model_version, "rows": profile.rows,
+               "window_size": settings.window_size, "columns": columns, "labels": profile.labels,
+               "performance": profile.performance, "registered": {"redis": f"driftline:profile:{args.model}:"
+                                                                           f"{args.model_version}",
+                                                                  "topic": settings.profile_topic}}
+    if args.json:
+        _dump(summary)
+        return 0
+    features = ", ".join(f"{k} ({v})" for k, v in columns.items() if not k.startswith("__"))
+    print(f"profiled {profile.rows} rows of model {args.model} v{args.model_version}")
+    print(f"  features: {features}")
+    for name, label in (("__prediction__", "prediction"), ("__score__", "score")):
+        if name in columns:
+            print(f"  {label}: {columns[name]}")
+    if profile.performance:
+        figures = ", ".join(f"{k} {v:.4g}" for k, v in profile.performance.items()
+                            if isinstance(v, float))
+        print(f"  performance on the reference ({profile.performance['task']}, "
+              f"{profile.performance['count']} labelled rows): {figures}")
+    print(f"  comparison windows of {settings.window_size} events")
+    print(f"registered in Redis and on topic {settings.profile_topic}; workers use it from their next batch")
+    return 0
+
+
 def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     from stream_processors.reading import format_alert, iter_alerts
 
@@ -209,14 +263,19 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = _settings(args)
-        handler = {"worker": cmd_worker, "replay": cmd_replay, "alerts": cmd_alerts, "status": cmd_status,
-                   "demo": cmd_demo}[args.command]
+        handler = {"worker": cmd_worker, "profile": cmd_profile, "replay": cmd_replay, "alerts": cmd_alerts,
+                   "status": cmd_status, "demo": cmd_demo}[args.command]
         return handler(args, settings)
     except (DriftlineError, ReplayError) as exc:
         print(f"driftline: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `driftline status ... | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

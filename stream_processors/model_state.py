@@ -1,26 +1,31 @@
-"""Everything Driftline knows about one model version, updated a batch at a time."""
+"""Everything Driftline knows about one model version, updated one message at a time."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors import CategoryFrequencies, NumericDriftMonitor, NumericSummary, QuantileSketch, StateVersionError
+from detectors import CategoryFrequencies, NumericSummary, QuantileSketch, StateVersionError
+from detectors.feature_monitor import NumericDriftMonitor
+from detectors.profile import ReferenceProfile
+from detectors.window_test import FeatureWindowTest
 from stream_processors.settings import Settings
 
-__all__ = ["DriftFinding", "ModelState"]
+__all__ = ["Finding", "ModelState", "PREDICTION", "SCORE"]
 
-_FORMAT = "driftline.model_state/1"
+_FORMAT = "driftline.model_state/2"
 _NUMBER_TYPES = (int, float)
 NUMERIC, CATEGORICAL, BOOLEAN = "numeric", "categorical", "boolean"
 PREDICTION = "__prediction__"
+SCORE = "__score__"
 
 
 @dataclass(frozen=True)
-class DriftFinding:
-    """A detector firing that survived the cooldown: the makings of an alert."""
+class Finding:
+    """A decision that survived the model-level threshold and the cooldown: the makings of an alert."""
 
+    alert_type: str          # drift | data_quality
     model: str
     model_version: str
     feature: str
@@ -29,7 +34,9 @@ class DriftFinding:
     threshold: float
     last_event_id: str
     events_seen: int
-    shift_sigma: float
+    scenario: str
+    severity: str
+    evidence: dict = field(default_factory=dict)
 
 
 def _kind_of(value: object) -> str | None:
@@ -57,19 +64,25 @@ def _categorical_column(column: list, kind: str) -> tuple[list, int]:
 
 
 class ModelState:
-    """Statistics and detectors of one model version.
+    """Statistics, detectors and window tests of one model version.
 
-    Feature kinds are fixed by the first non-null value seen; later values of
-    another kind are counted as type mismatches and treated as missing. At
-    most ``max_features`` features are tracked; further names are counted in
-    ``untracked_features``. Numeric predictions are monitored like a feature
-    named ``__prediction__``.
+    Scenario I (a reference profile is registered for the version): each
+    profiled column is compared with the reference from its first event.
+    Scenario II (no profile): each column makes its own baseline from its
+    first events. Feature kinds are fixed by the profile, else by the first
+    non-null value; later values of another kind are counted as type
+    mismatches (a data-quality alert) and treated as missing. Numeric
+    predictions and scores are monitored like features (``__prediction__``,
+    ``__score__``).
     """
 
-    def __init__(self, model: str, model_version: str, settings: Settings) -> None:
+    def __init__(self, model: str, model_version: str, settings: Settings,
+                 profile: ReferenceProfile | None = None) -> None:
         self.model = model
         self.model_version = model_version
         self._settings = settings
+        self._profile = profile
+        self.scenario = "reference" if profile else "no_reference"
         self.events = 0
         self.last_event_id: str | None = None
         self.last_event_time: float | None = None
@@ -78,48 +91,75 @@ class ModelState:
         self.sketches: dict[str, QuantileSketch] = {}
         self.categorical: dict[str, CategoryFrequencies] = {}
         self.monitors: dict[str, NumericDriftMonitor] = {}
+        self.window_tests: dict[str, FeatureWindowTest] = {}
         self.mismatches: dict[str, int] = {}
-        self.last_alert_at: dict[str, int] = {}
+        self.last_alert_at: dict[str, int] = {}  # episode key -> event count of its last firing
         self.untracked_features = 0
         self.early_missing: dict[str, int] = {}
+        if profile:
+            for name, entry in profile.columns.items():
+                self.kinds[name] = entry["kind"]
 
-    def apply(self, events: list[dict]) -> list[DriftFinding]:
-        """Fold a batch of valid events (all of this model version) into the state."""
+    def adopt_profile(self, profile: ReferenceProfile) -> None:
+        """Switch to Scenario I when a profile is registered after this version's first events.
+
+        Statistics stay; the detectors and window tests of profiled columns are replaced by the reference's.
+        """
+        self._profile = profile
+        self.scenario = "reference"
+        for name, entry in profile.columns.items():
+            if self.kinds.setdefault(name, entry["kind"]) != entry["kind"]:
+                continue  # production disagrees with the profile on the kind: keep what production does
+            if name in self.window_tests:
+                self.window_tests[name] = profile.window_test(name)
+            if name in self.monitors and entry.get("monitor"):
+                self.monitors[name] = profile.monitor(name)
+
+    # -- applying events -------------------------------------------------------------------------------------
+    def apply(self, events: list[dict]) -> list[Finding]:
+        """Fold the valid events of one message (all of this model version) into the state."""
         if not events:
             return []
         n = len(events)
         ids = [e["event_id"] for e in events]
         columns = {PREDICTION: [e["prediction"] for e in events]}
+        scores = [e["score"] for e in events]
+        if SCORE in self.kinds or any(type(s) in _NUMBER_TYPES for s in scores):
+            columns[SCORE] = [s if type(s) in _NUMBER_TYPES else None for s in scores]
         feature_dicts = [e["features"] for e in events]
         for name in self._feature_names(feature_dicts):
             columns[name] = [f.get(name) for f in feature_dicts]
-        findings: list[DriftFinding] = []
+        online: list[Finding] = []
+        windowed: list[tuple[str, object]] = []
         for name, column in columns.items():
             kind = self.kinds.get(name) or next((k for k in map(_kind_of, column) if k), None)
             if kind is None:  # only nulls so far: the kind is not known yet
                 self.early_missing[name] = self.early_missing.get(name, 0) + n
                 continue
             self.kinds[name] = kind
+            self._ensure(name, kind)
             if kind == NUMERIC:
                 values, mismatched = _numeric_column(column)
-                self._ensure(name, kind).update(values)
+                self.numeric[name].update(values)
                 self.sketches[name].update(values)
                 for firing in self.monitors[name].update(values):
-                    finding = self._finding(name, firing, ids)
-                    if finding:
-                        findings.append(finding)
+                    online.append(self._online_finding(name, firing, ids))
             else:
                 values, mismatched = _categorical_column(column, kind)
-                self._ensure(name, kind).update(values)
+                self.categorical[name].update(values)
+            windowed += [(name, f) for f in self.window_tests[name].update(values)]
             if mismatched:
                 self.mismatches[name] = self.mismatches.get(name, 0) + mismatched
+                online.append(self._mismatch_finding(name, mismatched, ids[-1]))
+        findings = [f for f in online if f is not None and self._cooled_down(f, self.events + n)]
+        findings += self._significant(windowed, ids)
         self.events += n
         self.last_event_id = ids[-1]
         self.last_event_time = max(e["timestamp"] for e in events)
         return findings
 
     def _feature_names(self, feature_dicts: list[dict]) -> list[str]:
-        names = [k for k in self.kinds if k != PREDICTION] + list(self.early_missing)
+        names = [k for k in self.kinds if k not in (PREDICTION, SCORE)] + list(self.early_missing)
         known = set(names)
         for name in set().union(*feature_dicts) - known:
             if len(names) < self._settings.max_features:
@@ -128,58 +168,103 @@ class ModelState:
                 self.untracked_features += 1
         return names
 
-    def _ensure(self, name: str, kind: str):
+    def _ensure(self, name: str, kind: str) -> None:
+        if name in self.window_tests:
+            return
         s = self._settings
+        early = self.early_missing.pop(name, 0)
+        reference = self._profile.window_test(name) if self._profile else None
+        test_kind = NUMERIC if kind == NUMERIC else CATEGORICAL
+        self.window_tests[name] = reference or FeatureWindowTest(
+            test_kind, window_size=s.window_size, edge_events=s.edge_events, baseline_windows=s.baseline_windows)
         if kind == NUMERIC:
-            if name not in self.numeric:
-                self.numeric[name] = summary = NumericSummary()
-                summary.update(np.full(self.early_missing.pop(name, 0), np.nan))
-                self.sketches[name] = QuantileSketch()
-                self.monitors[name] = NumericDriftMonitor(
-                    baseline_size=s.baseline_size, block_size=s.block_size, ph_threshold=s.ph_threshold,
-                    ph_delta=s.ph_delta, adwin_delta=s.adwin_delta)
-            return self.numeric[name]
-        if name not in self.categorical:
-            self.categorical[name] = freq = CategoryFrequencies()
-            freq.update([None] * self.early_missing.pop(name, 0))
-        return self.categorical[name]
+            self.numeric[name] = NumericSummary()
+            self.numeric[name].update(np.full(early, np.nan))
+            self.sketches[name] = QuantileSketch()
+            reference_monitor = self._profile.monitor(name) if self._profile else None
+            self.monitors[name] = reference_monitor or NumericDriftMonitor(**s.monitor_params())
+        else:
+            self.categorical[name] = CategoryFrequencies()
+            self.categorical[name].update([None] * early)
 
-    def _finding(self, name: str, firing, ids: list[str]) -> DriftFinding | None:
-        at = self.events + firing.position + 1  # this model's event count at the firing
-        last = self.last_alert_at.get(name)
-        if last is not None and at - last < self._settings.cooldown_events:
-            return None
-        self.last_alert_at[name] = at
-        return DriftFinding(self.model, self.model_version, name, firing.detector, firing.statistic,
-                            firing.threshold, ids[firing.position], firing.events_seen, firing.shift_sigma)
+    # -- decisions -------------------------------------------------------------------------------------------
+    def _cooled_down(self, finding: Finding, at: int) -> bool:
+        """One alert per episode: a firing within ``cooldown_events`` of the previous one (alerted or
+        not) extends the episode instead of alerting again."""
+        key = finding.feature if finding.alert_type == "drift" else f"{finding.feature}:{finding.detector}"
+        last = self.last_alert_at.get(key)
+        self.last_alert_at[key] = at
+        return last is None or at - last >= self._settings.cooldown_events
 
+    def _online_finding(self, name: str, firing, ids: list[str]) -> Finding:
+        severity = "critical" if abs(firing.shift_sigma) >= 1.0 else "warning"
+        return Finding("drift", self.model, self.model_version, name, firing.detector, firing.statistic,
+                       firing.threshold, ids[firing.position], firing.events_seen, self.scenario, severity,
+                       {"shift_sigma": firing.shift_sigma, "decision": "statistic > threshold",
+                        "position": firing.position})
+
+    def _mismatch_finding(self, name: str, count: int, last_id: str) -> Finding:
+        return Finding("data_quality", self.model, self.model_version, name, "type_mismatch", float(count), 0.0,
+                       last_id, self.events, self.scenario, "critical",
+                       {"expected_kind": self.kinds[name], "mismatched_values": count,
+                        "decision": "statistic > threshold", "position": -1})
+
+    def tests_per_window(self) -> int:
+        """Distribution, missing rate, and range or unseen categories: three per ready column."""
+        return 3 * sum(1 for t in self.window_tests.values() if t.ready)
+
+    def _significant(self, windowed: list, ids: list[str]) -> list[Finding]:
+        """Model-level control: a window test alerts only below alpha / (tests per window of this model)."""
+        if not windowed:
+            return []
+        threshold = self._settings.window_alpha / max(self.tests_per_window(), 1)
+        out = []
+        for name, f in windowed:
+            if f.p_value >= threshold:
+                continue
+            severity = "critical" if f.alert_type == "drift" and f.evidence.get("psi", 0) >= 0.25 else "warning"
+            finding = Finding(f.alert_type, self.model, self.model_version, name, f.test, f.p_value, threshold,
+                              ids[f.position], self.events + f.position + 1, self.scenario, severity,
+                              {**f.evidence, "test_statistic": f.statistic, "decision": "p_value < threshold",
+                               "position": f.position})
+            if self._cooled_down(finding, self.events + f.position + 1):
+                out.append(finding)
+        return out
+
+    # -- reading ---------------------------------------------------------------------------------------------
     def describe(self) -> dict:
         """The statistics as ``driftline status`` shows them."""
         features = {}
         for name in sorted(self.kinds):
             kind = self.kinds[name]
-            if kind == NUMERIC:
+            if kind == NUMERIC and name in self.numeric:
                 s, q = self.numeric[name], self.sketches[name]
                 entry = {"kind": kind, "count": s.count, "missing": s.missing, "mean": _num(s.mean),
                          "std": _num(s.std), "min": _num(s.min), "max": _num(s.max),
                          "p50": _num(q.quantile(0.5)), "p90": _num(q.quantile(0.9)), "p99": _num(q.quantile(0.99))}
-            else:
+            elif name in self.categorical:
                 f = self.categorical[name]
                 entry = {"kind": kind, "count": f.count, "missing": f.missing, "frequencies": f.frequencies}
+            else:
+                continue  # profiled but not seen yet
             entry["type_mismatches"] = self.mismatches.get(name, 0)
             if name in self.last_alert_at:
-                entry["last_alert_at_event"] = self.last_alert_at[name]
+                entry["last_drift_at_event"] = self.last_alert_at[name]
             features[name] = entry
         prediction = features.pop(PREDICTION, None)
-        return {"model": self.model, "model_version": self.model_version, "events": self.events,
-                "last_event_id": self.last_event_id, "last_event_time": self.last_event_time,
-                "untracked_features": self.untracked_features, "prediction": prediction, "features": features}
+        score = features.pop(SCORE, None)
+        return {"model": self.model, "model_version": self.model_version, "scenario": self.scenario,
+                "events": self.events, "last_event_id": self.last_event_id, "last_event_time": self.last_event_time,
+                "untracked_features": self.untracked_features, "prediction": prediction, "score": score,
+                "features": features}
 
+    # -- saved form ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {
             "format": _FORMAT,
             "model": self.model,
             "model_version": self.model_version,
+            "scenario": self.scenario,
             "events": self.events,
             "last_event_id": self.last_event_id,
             "last_event_time": self.last_event_time,
@@ -188,6 +273,7 @@ class ModelState:
             "sketches": {k: v.to_dict() for k, v in self.sketches.items()},
             "categorical": {k: v.to_dict() for k, v in self.categorical.items()},
             "monitors": {k: v.to_dict() for k, v in self.monitors.items()},
+            "window_tests": {k: v.to_dict() for k, v in self.window_tests.items()},
             "mismatches": self.mismatches,
             "last_alert_at": self.last_alert_at,
             "untracked_features": self.untracked_features,
@@ -195,10 +281,12 @@ class ModelState:
         }
 
     @classmethod
-    def from_dict(cls, state: dict, settings: Settings) -> ModelState:
+    def from_dict(cls, state: dict, settings: Settings, profile: ReferenceProfile | None = None) -> ModelState:
         if state.get("format") != _FORMAT:
             raise StateVersionError(f"unknown model state format {state.get('format')!r}")
         ms = cls(state["model"], state["model_version"], settings)
+        ms._profile = profile if state["scenario"] == "reference" else None
+        ms.scenario = state["scenario"]
         ms.events = int(state["events"])
         ms.last_event_id = state["last_event_id"]
         ms.last_event_time = state["last_event_time"]
@@ -207,6 +295,7 @@ class ModelState:
         ms.sketches = {k: QuantileSketch.from_dict(v) for k, v in state["sketches"].items()}
         ms.categorical = {k: CategoryFrequencies.from_dict(v) for k, v in state["categorical"].items()}
         ms.monitors = {k: NumericDriftMonitor.from_dict(v) for k, v in state["monitors"].items()}
+        ms.window_tests = {k: FeatureWindowTest.from_dict(v) for k, v in state["window_tests"].items()}
         ms.mismatches = {k: int(v) for k, v in state["mismatches"].items()}
         ms.last_alert_at = {k: int(v) for k, v in state["last_alert_at"].items()}
         ms.untracked_features = int(state["untracked_features"])

@@ -26,8 +26,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from detectors import StateVersionError
+from detectors.profile import ReferenceProfile
 from producers.events import decode_message
-from stream_processors.alerts import drift_alert
+from stream_processors.alerts import finding_alert
 from stream_processors.model_state import ModelState
 from stream_processors.settings import Settings
 from stream_processors.state_store import StateStore, TopicPartition
@@ -105,11 +106,14 @@ class BatchProcessor:
             units.extend(groups.items())
         keys = list(dict.fromkeys(key for key, _ in units))
         saved = self._store.load(keys)
-        states = {key: self._restore(key, saved.get(key)) for key in keys}
+        # A profile matters for a new version, or one that ran without a reference so far.
+        wanted = [k for k in keys if saved.get(k) is None or saved[k].get("scenario") == "no_reference"]
+        profiles = self._store.profiles(wanted)
+        states = {key: self._restore(key, saved.get(key), profiles.get(key)) for key in keys}
         now = time.time()
         for key, events in units:
             for finding in states[key].apply(events):
-                outcome.alerts.append(drift_alert(finding, now))
+                outcome.alerts.append(finding_alert(finding, now))
             outcome.events += len(events)
         outcome.states = {key: state.to_dict() for key, state in states.items()}
         for letter in outcome.dead_letters:
@@ -117,14 +121,23 @@ class BatchProcessor:
             outcome.rejected_by_reason[label] = outcome.rejected_by_reason.get(label, 0) + 1
         return outcome
 
-    def _restore(self, key: tuple[str, str], saved: dict | None) -> ModelState:
+    def _restore(self, key: tuple[str, str], saved: dict | None, profile_state: dict | None) -> ModelState:
+        profile = None
+        if profile_state is not None:
+            try:
+                profile = ReferenceProfile.from_dict(profile_state)
+            except (StateVersionError, KeyError, TypeError, ValueError) as exc:
+                _log.error("profile of model %s version %s cannot be read (%s); ignoring it", key[0], key[1], exc)
         if saved is None:
-            return ModelState(key[0], key[1], self._settings)
+            return ModelState(key[0], key[1], self._settings, profile)
         try:
-            return ModelState.from_dict(saved, self._settings)
+            state = ModelState.from_dict(saved, self._settings)
         except (StateVersionError, KeyError, TypeError, ValueError) as exc:
             _log.error("state of model %s version %s cannot be read (%s); starting it afresh", key[0], key[1], exc)
-            return ModelState(key[0], key[1], self._settings)
+            return ModelState(key[0], key[1], self._settings, profile)
+        if profile is not None:
+            state.adopt_profile(profile)
+        return state
 
     def _dead_letter(self, m: IncomingMessage, rejection) -> dict:
         return {

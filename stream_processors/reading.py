@@ -126,11 +126,14 @@ def model_status(settings: Settings, model: str, version: str | None = None) -> 
 
 
 def print_status(status: dict, out=sys.stdout) -> None:
-    out.write(f"model {status['model']} version {status['model_version']}: {status['events']} events "
+    scenario = "against its reference profile" if status["scenario"] == "reference" else "no reference profile"
+    out.write(f"model {status['model']} version {status['model_version']}: {status['events']} events, {scenario} "
               f"(versions seen: {', '.join(status['versions'])}); last event {status['last_event_id']}\n")
     rows = dict(status["features"])
     if status.get("prediction"):
         rows["(prediction)"] = status["prediction"]
+    if status.get("score"):
+        rows["(score)"] = status["score"]
     for name, f in rows.items():
         if f["kind"] == "numeric":
             out.write(f"  {name:24} numeric     n={f['count']:<8} missing={f['missing']:<6} "
@@ -142,8 +145,8 @@ def print_status(status: dict, out=sys.stdout) -> None:
             out.write(f"  {name:24} {f['kind']:11} n={f['count']:<8} missing={f['missing']:<6} {shown}")
         if f.get("type_mismatches"):
             out.write(f" type_mismatches={f['type_mismatches']}")
-        if "last_alert_at_event" in f:
-            out.write(f"  [drift alert at event #{f['last_alert_at_event']}]")
+        if "last_drift_at_event" in f:
+            out.write(f"  [drift seen at event #{f['last_drift_at_event']}]")
         out.write("\n")
 
 

@@ -26,6 +26,13 @@ def run_worker(settings: Settings) -> int:
     except KafkaUnreachable as exc:
         raise ServiceUnavailable(str(exc)) from None
 
+    from stream_processors.profiles import restore_profiles
+
+    restored = restore_profiles(settings)
+    if restored:
+        logging.getLogger("driftline").warning("restored %d reference profiles from %s into Redis", restored,
+                                               settings.profile_topic)
+
     import faust
 
     from stream_processors.kafka_tuning import limit_fetch_wait

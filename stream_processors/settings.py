@@ -27,15 +27,26 @@ class Settings:
     label_topic: str = "driftline.labels"
     control_topic: str = "driftline.control"
     dead_letter_topic: str = "driftline.deadletter"
+    profile_topic: str = "driftline.profiles"
     topic_partitions: int = 4
     max_message_bytes: int = 1_048_576
     batch_max_messages: int = 20
     batch_within_s: float = 0.05
-    baseline_size: int = 500
+    # online detectors on numeric columns (detectors/feature_monitor.py)
+    detectors: str = "cusum,adwin"
     block_size: int = 20
+    pilot_size: int = 1000
+    baseline_blocks: int = 200
+    design_shift: float = 0.5
+    arl0_blocks: float = 1e8
+    adwin_delta: float = 1e-5
     ph_threshold: float = 25.0
     ph_delta: float = 0.5
-    adwin_delta: float = 0.002
+    # tumbling-window tests (detectors/window_test.py)
+    window_size: int = 500
+    window_alpha: float = 1e-5
+    edge_events: int = 2000
+    baseline_windows: int = 8
     cooldown_events: int = 5000
     max_features: int = 500
     session_timeout_s: float = 10.0
@@ -43,8 +54,9 @@ class Settings:
     log_level: str = "info"
 
     def __post_init__(self) -> None:
-        positive = ("topic_partitions", "max_message_bytes", "batch_max_messages", "baseline_size", "block_size",
-                    "max_features", "fetch_max_wait_ms")
+        positive = ("topic_partitions", "max_message_bytes", "batch_max_messages", "block_size", "pilot_size",
+                    "baseline_blocks", "window_size", "edge_events", "baseline_windows", "max_features",
+                    "fetch_max_wait_ms")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -52,11 +64,26 @@ class Settings:
             raise ConfigError("batch_within_s, ph_threshold and session_timeout_s must be positive")
         if not 0 < self.adwin_delta < 1:
             raise ConfigError(f"adwin_delta must be in (0, 1), got {self.adwin_delta}")
+        if not 0 < self.window_alpha < 1 or self.design_shift <= 0 or self.arl0_blocks <= 1:
+            raise ConfigError("window_alpha must be in (0, 1), design_shift positive, arl0_blocks above 1")
+        from detectors.feature_monitor import DETECTORS
+
+        chosen = [d.strip() for d in self.detectors.split(",") if d.strip()]
+        if not chosen or set(chosen) - set(DETECTORS):
+            raise ConfigError(f"DRIFTLINE_DETECTORS must name some of {', '.join(DETECTORS)}, got {self.detectors!r}")
         if self.cooldown_events < 0:
             raise ConfigError(f"cooldown_events must be 0 or more, got {self.cooldown_events}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"DRIFTLINE_REDIS_URL must start with redis://, rediss:// or unix://, "
                               f"got {self.redis_url!r}")
+
+    def monitor_params(self) -> dict:
+        """Keyword arguments of NumericDriftMonitor."""
+        return {"block_size": self.block_size, "pilot_size": self.pilot_size,
+                "baseline_blocks": self.baseline_blocks, "design_shift": self.design_shift,
+                "arl0_blocks": self.arl0_blocks, "adwin_delta": self.adwin_delta,
+                "ph_threshold": self.ph_threshold, "ph_delta": self.ph_delta,
+                "detectors": tuple(d.strip() for d in self.detectors.split(",") if d.strip())}
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)

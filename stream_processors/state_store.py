@@ -11,6 +11,7 @@ Keys, under the worker's app id::
     driftline:{app}:offsets            hash  "topic:partition" -> last applied offset
     driftline:{app}:state:{model}:{v}  JSON  ModelState.to_dict()
     driftline:{app}:models             hash  "{model}\\t{version}" -> last update (epoch s)
+    driftline:profile:{model}:{v}      JSON  ReferenceProfile.to_dict(), shared by every app
 """
 
 from __future__ import annotations
@@ -59,6 +60,13 @@ class StateStore(Protocol):
 
     def models(self) -> dict[tuple[str, str], float]:
         """Every (model, version) with state, and when it was last updated."""
+
+    def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
+        """Registered reference profile per (model, version); None where there is none."""
+
+
+def profile_key(model: str, version: str) -> str:
+    return f"driftline:profile:{model}:{version}"
 
 
 def _field(tp: TopicPartition) -> str:
@@ -110,6 +118,16 @@ class RedisStateStore:
         argv += [f"{m}\t{v}" for m, v in states]
         return bool(self._call(self._commit, keys, argv))
 
+    def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
+        if not models:
+            return {}
+        raw = self._call(self._redis.mget, [profile_key(m, v) for m, v in models])
+        return {key: None if value is None else orjson.loads(value) for key, value in zip(models, raw)}
+
+    def put_profile(self, profile: dict, only_if_absent: bool = False) -> bool:
+        key = profile_key(profile["model"], profile["model_version"])
+        return bool(self._call(self._redis.set, key, orjson.dumps(profile), None, None, only_if_absent))
+
     def models(self) -> dict[tuple[str, str], float]:
         raw = self._call(self._redis.hgetall, self._models_key)
         out = {}
@@ -123,6 +141,7 @@ class MemoryStateStore:
     """The same contract in a dict, for tests of the logic without Redis."""
 
     def __init__(self) -> None:
+        self._profiles: dict[tuple[str, str], bytes] = {}
         self._offsets: dict[TopicPartition, int] = {}
         self._states: dict[tuple[str, str], bytes] = {}
         self._updated: dict[tuple[str, str], float] = {}
@@ -146,3 +165,13 @@ class MemoryStateStore:
 
     def models(self) -> dict[tuple[str, str], float]:
         return dict(self._updated)
+
+    def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
+        return {k: orjson.loads(self._profiles[k]) if k in self._profiles else None for k in models}
+
+    def put_profile(self, profile: dict, only_if_absent: bool = False) -> bool:
+        key = (profile["model"], profile["model_version"])
+        if only_if_absent and key in self._profiles:
+            return False
+        self._profiles[key] = orjson.dumps(profile)
+        return True

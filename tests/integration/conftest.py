@@ -56,7 +56,7 @@ def settings(base_settings: Settings) -> Settings:
     tag = f"it-{uuid.uuid4().hex[:10]}"
     s = base_settings.replace(app_id=tag, inference_topic=f"{tag}.inference", label_topic=f"{tag}.labels",
                               control_topic=f"{tag}.control", dead_letter_topic=f"{tag}.deadletter",
-                              session_timeout_s=3.0)
+                              profile_topic=f"{tag}.profiles", session_timeout_s=3.0)
     ensure_topics(s.kafka_bootstrap, [s.inference_topic, s.label_topic, s.control_topic, s.dead_letter_topic],
                   s.topic_partitions)
     return s

@@ -56,7 +56,7 @@ def test_mean_shift_in_one_feature_alerts_on_that_feature_only(settings, worker_
     assert status["features"]["region"]["frequencies"] == frame["region"].value_counts().to_dict()
 
     human = run_cli(settings, "status", "--model", "credit")
-    assert "tenure_years" in human.stdout and "drift alert" in human.stdout
+    assert "tenure_years" in human.stdout and "drift seen" in human.stdout
 
 
 def test_unknown_model_is_one_clear_line(settings, worker_factory):

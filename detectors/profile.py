@@ -1,0 +1,126 @@
+"""A reference profile of training data: what production is compared with in Scenario I."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from detectors.feature_monitor import NumericDriftMonitor
+from detectors.frequencies import CategoryFrequencies
+from detectors.moments import NumericSummary
+from detectors.online import StateVersionError
+from detectors.window_test import FeatureWindowTest
+
+__all__ = ["ReferenceProfile", "build_profile"]
+
+_FORMAT = "driftline.reference_profile/1"
+NUMERIC = "numeric"
+
+
+@dataclass
+class ReferenceProfile:
+    """Per column (features, ``__prediction__``, ``__score__``): kind, summary, window test and,
+    for numeric columns, the online monitor's baseline; plus labels and performance on the reference."""
+
+    model: str
+    model_version: str
+    rows: int
+    created_at: float
+    columns: dict[str, dict] = field(default_factory=dict)
+    labels: dict | None = None
+    performance: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {"format": _FORMAT, "model": self.model, "model_version": self.model_version, "rows": self.rows,
+                "created_at": self.created_at, "columns": self.columns, "labels": self.labels,
+                "performance": self.performance}
+
+    @classmethod
+    def from_dict(cls, state: dict) -> ReferenceProfile:
+        if state.get("format") != _FORMAT:
+            raise StateVersionError(f"unknown profile format {state.get('format')!r}")
+        return cls(state["model"], state["model_version"], int(state["rows"]), float(state["created_at"]),
+                   dict(state["columns"]), state.get("labels"), state.get("performance"))
+
+    def kind(self, column: str) -> str | None:
+        entry = self.columns.get(column)
+        return entry["kind"] if entry else None
+
+    def window_test(self, column: str) -> FeatureWindowTest | None:
+        entry = self.columns.get(column)
+        return FeatureWindowTest.from_dict(entry["window_test"]) if entry else None
+
+    def monitor(self, column: str) -> NumericDriftMonitor | None:
+        entry = self.columns.get(column)
+        return NumericDriftMonitor.from_dict(entry["monitor"]) if entry and entry.get("monitor") else None
+
+
+def build_profile(model: str, model_version: str, columns: dict[str, tuple[str, list | np.ndarray]],
+                  created_at: float, window_size: int = 500, monitor_params: dict | None = None,
+                  predictions: list | None = None, labels: list | None = None) -> ReferenceProfile:
+    """Profile columns given as ``name -> (kind, values in row order)``; kind numeric, categorical or boolean.
+
+    Numeric values are floats with NaN for missing; other kinds use None.
+    With ``predictions`` and ``labels`` (same rows), the label distribution and
+    the model's performance on the reference are profiled too.
+    """
+    rows = {len(values) for _, values in columns.values()}
+    if len(rows) != 1:
+        raise ValueError("every column must have the same number of rows")
+    profile = ReferenceProfile(model, model_version, rows.pop(), created_at)
+    for name, (kind, values) in columns.items():
+        entry: dict = {"kind": kind}
+        if kind == NUMERIC:
+            values = np.asarray(values, dtype=np.float64)
+            summary = NumericSummary()
+            summary.update(values)
+            present = values[~np.isnan(values)]
+            entry["summary"] = summary.to_dict()
+            entry["quantiles"] = dict(zip(["p01", "p05", "p25", "p50", "p75", "p95", "p99"],
+                                          np.quantile(present, [.01, .05, .25, .5, .75, .95, .99]).tolist())) \
+                if present.size else {}
+            entry["window_test"] = FeatureWindowTest.from_reference(NUMERIC, values, window_size=window_size).to_dict()
+            try:
+                entry["monitor"] = NumericDriftMonitor.from_reference(values, **(monitor_params or {})).to_dict()
+            except ValueError:
+                entry["monitor"] = None  # too few values for a baseline: the window test still runs
+        else:
+            freq = CategoryFrequencies()
+            freq.update(values)
+            entry["summary"] = freq.to_dict()
+            entry["window_test"] = FeatureWindowTest.from_reference("categorical", values,
+                                                                    window_size=window_size).to_dict()
+        profile.columns[name] = entry
+    if labels is not None and predictions is not None:
+        profile.labels, profile.performance = _labels_and_performance(predictions, labels)
+    return profile
+
+
+def _labels_and_performance(predictions: list, labels: list) -> tuple[dict, dict]:
+    pairs = [(p, y) for p, y in zip(predictions, labels) if y is not None and p is not None]
+    if not pairs:
+        return {"count": 0}, {}
+    ys = [y for _, y in pairs]
+    numeric = all(isinstance(y, (int, float)) and not isinstance(y, bool) for y in ys)
+    discrete = not numeric or all(float(y).is_integer() for y in ys) and len(set(ys)) <= 20
+    if discrete:
+        freq = CategoryFrequencies()
+        freq.update(ys)
+        accuracy = float(np.mean([_same_class(p, y) for p, y in pairs]))
+        return ({"kind": "categorical", "count": len(ys), "frequencies": freq.frequencies},
+                {"task": "classification", "accuracy": accuracy, "count": len(pairs)})
+    p = np.array([float(p) for p, _ in pairs])
+    y = np.array(ys, dtype=np.float64)
+    err = p - y
+    return ({"kind": NUMERIC, "count": len(ys), "mean": float(y.mean()), "std": float(y.std(ddof=1))},
+            {"task": "regression", "mae": float(np.abs(err).mean()), "rmse": float(math.sqrt((err ** 2).mean())),
+             "mean_error": float(err.mean()), "count": len(pairs)})
+
+
+def _same_class(prediction: object, label: object) -> bool:
+    numbers = (int, float)
+    if isinstance(prediction, numbers) and isinstance(label, numbers):
+        return float(prediction) == float(label)
+    return str(prediction).lower() == str(label).lower()
