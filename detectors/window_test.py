@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.distances import (binned_ks, binomial_sf, chi_square_homogeneity, chi_square_sf, jensen_shannon,
-                                 population_stability_index)
+from detectors.distances import (binned_ks, binned_wasserstein, binomial_sf, chi_square_homogeneity, chi_square_sf,
+                                 jensen_shannon, population_stability_index)
 from detectors.frequencies import category_key
 from detectors.online import StateVersionError
 from detectors.quantiles import QuantileSketch
@@ -287,12 +287,14 @@ class FeatureWindowTest:
         present = int(w["counts"].sum())
         if present:
             stat, dof = chi_square_homogeneity(ref_counts, w["counts"])
+            evidence = {"dof": dof, "inflation": round(ref["inflation"], 4),
+                        "psi": population_stability_index(ref_counts, w["counts"]),
+                        "jensen_shannon": jensen_shannon(ref_counts, w["counts"]),
+                        "ks": binned_ks(ref_counts, w["counts"]), "window_events": w["total"]}
+            if self.kind == NUMERIC:
+                evidence["wasserstein"] = binned_wasserstein(ref_counts, w["counts"], np.asarray(self._edges))
             findings.append(WindowFinding(
-                "chi_square", "drift", stat, chi_square_sf(stat / ref["inflation"], dof), position,
-                {"dof": dof, "inflation": round(ref["inflation"], 4),
-                 "psi": population_stability_index(ref_counts, w["counts"]),
-                 "jensen_shannon": jensen_shannon(ref_counts, w["counts"]),
-                 "ks": binned_ks(ref_counts, w["counts"]), "window_events": w["total"]}))
+                "chi_square", "drift", stat, chi_square_sf(stat / ref["inflation"], dof), position, evidence))
         c = ref["inflation"]  # dependent data: fewer effective events than counted
         p_missing = (ref["missing"] + 0.5) / (ref["total"] + 1.0)
         findings.append(WindowFinding(
