@@ -105,7 +105,9 @@ def reference_profile(case: str, seed: int, settings: Settings):
     spec = {name: ("numeric" if name.startswith("x") else "categorical",
                    col if name.startswith("x") else list(col)) for name, col in columns.items()}
     return build_profile("bench", "1", spec, created_at=0.0, window_size=settings.window_size,
-                         monitor_params=settings.monitor_params())
+                         monitor_params=settings.monitor_params(),
+                         category_monitor_params=settings.category_monitor_params(),
+                         category_monitors=settings.category_monitors)
 
 
 def run_stream(case: str, scenario: str, seed: int, n: int, change_at: int | None) -> tuple[list[dict], int]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -77,7 +78,10 @@ def worker_rate(settings, messages: list[bytes], per_message: int, timeout: floa
             except BufferError:
                 producer.poll(0.1)
     assert producer.flush(60) == 0
-    env = s.replace(log_level="warning").to_env()
+    with socket.socket() as sock:  # metrics on, as in production, on a free port
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = s.replace(log_level="warning", metrics_port=port, metrics_host="127.0.0.1").to_env()
     proc = subprocess.Popen([sys.executable, "-m", "stream_processors.cli", "worker"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = RedisStateStore(s.redis_url, s.app_id)

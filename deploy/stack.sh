@@ -10,7 +10,8 @@
 # are reused and never stopped by `down`. What is missing is installed:
 # the Kafka broker jars are resolved from Maven Central (deploy/kafka/pom.xml)
 # into DRIFTLINE_CACHE (default ~/.cache/driftline), redis-server comes from
-# Debian's package. Data, logs and pid files live in DRIFTLINE_STACK_DIR
+# Debian's package, and Debian's prometheus (with promtool) is installed for the
+# tests, which start their own. Data, logs and pid files live in DRIFTLINE_STACK_DIR
 # (default .stack/ in the repository).
 set -euo pipefail
 
@@ -53,7 +54,7 @@ pid_alive() {  # pidfile
 }
 
 apt_install() {  # package
-    command -v apt-get >/dev/null || die "$1 is missing and this is not a Debian system: install $1 yourself, or point DRIFTLINE_${2}_URL at a running one"
+    command -v apt-get >/dev/null || die "$1 is missing and this is not a Debian system: install $1 yourself"
     [ "$(id -u)" = 0 ] || die "$1 is missing: run 'sudo apt-get install -y $1', then 'make stack-up' again"
     say "installing $1 from Debian's packages"
     if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null 2>&1; then
@@ -137,10 +138,19 @@ status_line() {  # name host port pidfile
     fi
 }
 
+prometheus_installed() {
+    # Tests start their own Prometheus on loopback; the stack only makes sure it is installed.
+    if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
+        return 0
+    fi
+    apt_install prometheus PROMETHEUS
+}
+
 case "${1:-}" in
     up)
         kafka_up
         redis_up
+        prometheus_installed
         ;;
     down)
         stop_pidfile kafka "$stack_dir/kafka/kafka.pid"

@@ -138,6 +138,14 @@ class NumericDriftMonitor:
     def monitoring(self) -> bool:
         return self._phase == "monitoring"
 
+    @property
+    def cusum_statistic(self) -> float:
+        return self._cusum.statistic
+
+    @property
+    def cusum_threshold(self) -> float:
+        return self._h
+
     def update(self, values: np.ndarray) -> list[Firing]:
         values = np.asarray(values, dtype=np.float64)
         positions = np.flatnonzero(~np.isnan(values))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from detectors.feature_monitor import NumericDriftMonitor
-from detectors.frequencies import CategoryFrequencies
+from detectors.frequencies import CategoryFrequencies, category_key
 from detectors.moments import NumericSummary
 from detectors.online import StateVersionError
 from detectors.window_test import FeatureWindowTest
@@ -52,6 +52,10 @@ class ReferenceProfile:
         entry = self.columns.get(column)
         return FeatureWindowTest.from_dict(entry["window_test"]) if entry else None
 
+    def category_monitors(self, column: str) -> dict[str, NumericDriftMonitor]:
+        entry = self.columns.get(column) or {}
+        return {c: NumericDriftMonitor.from_dict(m) for c, m in (entry.get("category_monitors") or {}).items()}
+
     def monitor(self, column: str) -> NumericDriftMonitor | None:
         entry = self.columns.get(column)
         return NumericDriftMonitor.from_dict(entry["monitor"]) if entry and entry.get("monitor") else None
@@ -59,7 +63,8 @@ class ReferenceProfile:
 
 def build_profile(model: str, model_version: str, columns: dict[str, tuple[str, list | np.ndarray]],
                   created_at: float, window_size: int = 500, monitor_params: dict | None = None,
-                  predictions: list | None = None, labels: list | None = None) -> ReferenceProfile:
+                  predictions: list | None = None, labels: list | None = None,
+                  category_monitor_params: dict | None = None, category_monitors: int = 4) -> ReferenceProfile:
     """Profile columns given as ``name -> (kind, values in row order)``; kind numeric, categorical or boolean.
 
     Numeric values are floats with NaN for missing; other kinds use None.
@@ -90,8 +95,18 @@ def build_profile(model: str, model_version: str, columns: dict[str, tuple[str, 
             freq = CategoryFrequencies()
             freq.update(values)
             entry["summary"] = freq.to_dict()
-            entry["window_test"] = FeatureWindowTest.from_reference("categorical", values,
-                                                                    window_size=window_size).to_dict()
+            test = FeatureWindowTest.from_reference("categorical", values, window_size=window_size)
+            entry["window_test"] = test.to_dict()
+            entry["category_monitors"] = {}
+            keys = np.array([None if v is None else category_key(v) for v in values], dtype=object)
+            present = keys != None  # noqa: E711  (elementwise)
+            for category in test.categories[:category_monitors]:
+                indicator = np.where(present, (keys == category).astype(np.float64), np.nan)
+                try:
+                    entry["category_monitors"][category] = NumericDriftMonitor.from_reference(
+                        indicator, **(category_monitor_params or {})).to_dict()
+                except ValueError:
+                    pass  # too few values for a baseline
         profile.columns[name] = entry
     if labels is not None and predictions is not None:
         profile.labels, profile.performance = _labels_and_performance(predictions, labels)

@@ -95,6 +95,7 @@ class FeatureWindowTest:
         self._baseline: list[list[int]] = []         # per baseline window: counts..., missing, total
         self._reference: dict = {}
         self._window = self._empty_window()
+        self._last_p: float | None = None
 
     # -- reference -------------------------------------------------------------------------------------------
     @classmethod
@@ -181,6 +182,16 @@ class FeatureWindowTest:
     @property
     def ready(self) -> bool:
         return self._phase == "testing"
+
+    @property
+    def categories(self) -> list[str]:
+        """A categorical column's known categories, most frequent first (empty until they are fixed)."""
+        return list(self._categories)
+
+    @property
+    def last_p_value(self) -> float | None:
+        """p-value of the last completed window's distribution test."""
+        return self._last_p
 
     # -- counting --------------------------------------------------------------------------------------------
     def _n_bins(self) -> int:
@@ -293,8 +304,8 @@ class FeatureWindowTest:
                         "ks": binned_ks(ref_counts, w["counts"]), "window_events": w["total"]}
             if self.kind == NUMERIC:
                 evidence["wasserstein"] = binned_wasserstein(ref_counts, w["counts"], np.asarray(self._edges))
-            findings.append(WindowFinding(
-                "chi_square", "drift", stat, chi_square_sf(stat / ref["inflation"], dof), position, evidence))
+            self._last_p = chi_square_sf(stat / ref["inflation"], dof)
+            findings.append(WindowFinding("chi_square", "drift", stat, self._last_p, position, evidence))
         c = ref["inflation"]  # dependent data: fewer effective events than counted
         p_missing = (ref["missing"] + 0.5) / (ref["total"] + 1.0)
         findings.append(WindowFinding(
@@ -326,7 +337,7 @@ class FeatureWindowTest:
             "edge_counts": self._edge_counts, "edge_range": [_finite(x) for x in self._edge_range],
             "edges": self._edges, "categories": self._categories, "baseline": self._baseline,
             "range_n": self._range_n,
-            "reference": self._reference,
+            "reference": self._reference, "last_p": self._last_p,
             "window": {**w, "counts": None if w["counts"] is None else w["counts"].tolist()},
         }
 
@@ -344,6 +355,7 @@ class FeatureWindowTest:
         test._range_n = int(state["range_n"])
         test._baseline = [list(map(int, w)) for w in state["baseline"]]
         test._reference = dict(state["reference"])
+        test._last_p = state["last_p"]
         w = dict(state["window"])
         w["counts"] = None if w["counts"] is None else np.asarray(w["counts"], dtype=np.int64)
         test._window = w

@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after an alert on a feature, further alerts on it wait this many events (default 5000)")
     p.add_argument("--max-message-bytes", type=int, metavar="N",
                    help="messages larger than this are dead-lettered (default 1048576)")
+    p.add_argument("--metrics-port", type=int, metavar="N",
+                   help="serve Prometheus metrics on this port (default 9464, DRIFTLINE_METRICS_PORT; 0: off)")
+    p.add_argument("--metrics-host", metavar="H",
+                   help="address for the metrics server (default 0.0.0.0, DRIFTLINE_METRICS_HOST)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
 
     p = sub.add_parser("profile", help="build a reference profile from training data and register it",
@@ -139,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> Settings:
     names = ("kafka_bootstrap", "redis_url", "app_id", "inference_topic", "label_topic", "control_topic",
-             "dead_letter_topic", "cooldown_events", "max_message_bytes", "log_level", "window_size")
+             "dead_letter_topic", "cooldown_events", "max_message_bytes", "log_level", "window_size",
+             "metrics_port", "metrics_host")
     return load_settings({n: getattr(args, n, None) for n in names})
 
 

@@ -30,7 +30,8 @@ def run_demo(settings: Settings, events: int, rate: float, data_dir: str) -> int
     stamp = time.strftime("%Y%m%d-%H%M%S")
     s = settings.replace(app_id=f"driftline-demo-{stamp}", inference_topic=f"driftline-demo-{stamp}.inference",
                          label_topic=f"driftline-demo-{stamp}.labels", control_topic=f"driftline-demo-{stamp}.control",
-                         dead_letter_topic=f"driftline-demo-{stamp}.deadletter", log_level="warning")
+                         dead_letter_topic=f"driftline-demo-{stamp}.deadletter", log_level="warning",
+                         metrics_port=0)
     try:
         RedisStateStore(s.redis_url, s.app_id).ping()
     except ServiceUnavailable:

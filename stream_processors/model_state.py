@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -9,6 +10,7 @@ import numpy as np
 from detectors import CategoryFrequencies, NumericSummary, QuantileSketch, StateVersionError
 from detectors.feature_monitor import NumericDriftMonitor
 from detectors.profile import ReferenceProfile
+from detectors.frequencies import category_key
 from detectors.window_test import FeatureWindowTest
 from stream_processors.settings import Settings
 
@@ -92,6 +94,7 @@ class ModelState:
         self.categorical: dict[str, CategoryFrequencies] = {}
         self.monitors: dict[str, NumericDriftMonitor] = {}
         self.window_tests: dict[str, FeatureWindowTest] = {}
+        self.category_monitors: dict[str, dict[str, NumericDriftMonitor]] = {}
         self.mismatches: dict[str, int] = {}
         self.last_alert_at: dict[str, int] = {}  # episode key -> event count of its last firing
         self.untracked_features = 0
@@ -114,6 +117,7 @@ class ModelState:
                 self.window_tests[name] = profile.window_test(name)
             if name in self.monitors and entry.get("monitor"):
                 self.monitors[name] = profile.monitor(name)
+            self.category_monitors.pop(name, None)  # rebuilt from the profile's at the next event
 
     # -- applying events -------------------------------------------------------------------------------------
     def apply(self, events: list[dict]) -> list[Finding]:
@@ -148,6 +152,8 @@ class ModelState:
                 values, mismatched = _categorical_column(column, kind)
                 self.categorical[name].update(values)
             windowed += [(name, f) for f in self.window_tests[name].update(values)]
+            if kind != NUMERIC:
+                online += self._category_findings(name, values, ids)
             if mismatched:
                 self.mismatches[name] = self.mismatches.get(name, 0) + mismatched
                 online.append(self._mismatch_finding(name, mismatched, ids[-1]))
@@ -186,6 +192,27 @@ class ModelState:
         else:
             self.categorical[name] = CategoryFrequencies()
             self.categorical[name].update([None] * early)
+
+    def _category_findings(self, name: str, values: list, ids: list[str]) -> list[Finding]:
+        """CUSUM/ADWIN on the 0/1 indicator of each top category, once the top categories are known."""
+        monitors = self.category_monitors.get(name)
+        if monitors is None:
+            categories = self.window_tests[name].categories[: self._settings.category_monitors]
+            if not categories:
+                return []  # the window test is still learning which categories there are
+            reference = self._profile.category_monitors(name) if self._profile else {}
+            monitors = self.category_monitors[name] = {
+                c: reference.get(c) or NumericDriftMonitor(**self._settings.category_monitor_params())
+                for c in categories}
+        keys = np.array([None if v is None else category_key(v) for v in values], dtype=object)
+        present = keys != None  # noqa: E711  (elementwise)
+        out = []
+        for category, monitor in monitors.items():
+            indicator = np.where(present, (keys == category).astype(np.float64), np.nan)
+            for firing in monitor.update(indicator):
+                finding = self._online_finding(name, firing, ids)
+                out.append(Finding(**{**finding.__dict__, "evidence": {**finding.evidence, "category": category}}))
+        return out
 
     # -- decisions -------------------------------------------------------------------------------------------
     def _cooled_down(self, finding: Finding, at: int) -> bool:
@@ -232,6 +259,24 @@ class ModelState:
         return out
 
     # -- reading ---------------------------------------------------------------------------------------------
+    def readings(self) -> list[tuple[str, str, float, float]]:
+        """(feature, detector, statistic, threshold) now, higher meaning more drifted: the CUSUM sum and its
+        threshold; for the window test, -log10 of the last p-value and of the model-level threshold."""
+        out = []
+        for name, monitor in self.monitors.items():
+            if monitor.monitoring and "cusum" in monitor.detectors:
+                out.append((name, "cusum", monitor.cusum_statistic, monitor.cusum_threshold))
+        threshold = self._settings.window_alpha / max(self.tests_per_window(), 1)
+        for name, test in self.window_tests.items():
+            if test.last_p_value is not None:
+                out.append((name, "chi_square", -math.log10(max(test.last_p_value, 1e-300)), -math.log10(threshold)))
+        return out
+
+    def drifting(self) -> dict[str, bool]:
+        """Per column: is it in a drift episode (a drift firing within the last cooldown_events events)?"""
+        return {name: name in self.last_alert_at and self.events - self.last_alert_at[name]
+                < self._settings.cooldown_events for name in self.kinds if name in self.window_tests}
+
     def describe(self) -> dict:
         """The statistics as ``driftline status`` shows them."""
         features = {}
@@ -274,6 +319,7 @@ class ModelState:
             "categorical": {k: v.to_dict() for k, v in self.categorical.items()},
             "monitors": {k: v.to_dict() for k, v in self.monitors.items()},
             "window_tests": {k: v.to_dict() for k, v in self.window_tests.items()},
+            "category_monitors": {k: {c: m.to_dict() for c, m in v.items()} for k, v in self.category_monitors.items()},
             "mismatches": self.mismatches,
             "last_alert_at": self.last_alert_at,
             "untracked_features": self.untracked_features,
@@ -296,6 +342,8 @@ class ModelState:
         ms.categorical = {k: CategoryFrequencies.from_dict(v) for k, v in state["categorical"].items()}
         ms.monitors = {k: NumericDriftMonitor.from_dict(v) for k, v in state["monitors"].items()}
         ms.window_tests = {k: FeatureWindowTest.from_dict(v) for k, v in state["window_tests"].items()}
+        ms.category_monitors = {k: {c: NumericDriftMonitor.from_dict(m) for c, m in v.items()}
+                                for k, v in state["category_monitors"].items()}
         ms.mismatches = {k: int(v) for k, v in state["mismatches"].items()}
         ms.last_alert_at = {k: int(v) for k, v in state["last_alert_at"].items()}
         ms.untracked_features = int(state["untracked_features"])

@@ -56,6 +56,11 @@ class BatchOutcome:
     events: int = 0
     skipped_messages: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    # for metrics: per (model, version)
+    events_by_model: dict[tuple[str, str], int] = field(default_factory=dict)
+    newest_event_time: dict[tuple[str, str], float] = field(default_factory=dict)
+    readings: dict[tuple[str, str], list[tuple[str, str, float, float]]] = field(default_factory=dict)
+    drifting: dict[tuple[str, str], dict[str, bool]] = field(default_factory=dict)
 
 
 def reason_class(reason: str) -> str:
@@ -115,7 +120,13 @@ class BatchProcessor:
             for finding in states[key].apply(events):
                 outcome.alerts.append(finding_alert(finding, now))
             outcome.events += len(events)
+            outcome.events_by_model[key] = outcome.events_by_model.get(key, 0) + len(events)
         outcome.states = {key: state.to_dict() for key, state in states.items()}
+        for key, state in states.items():
+            if state.last_event_time is not None:
+                outcome.newest_event_time[key] = state.last_event_time
+            outcome.readings[key] = state.readings()
+            outcome.drifting[key] = state.drifting()
         for letter in outcome.dead_letters:
             label = reason_class(letter["reason"])
             outcome.rejected_by_reason[label] = outcome.rejected_by_reason.get(label, 0) + 1

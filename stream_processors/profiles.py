@@ -56,7 +56,9 @@ def profile_from_table(df: pd.DataFrame, plan: ColumnPlan, model: str, model_ver
             columns[SCORE] = (NUMERIC, _as_column(NUMERIC, scores))
     labels = scalar_values(df[plan.label_column]) if plan.label_column else None
     return build_profile(model, model_version, columns, created_at=time.time(), window_size=settings.window_size,
-                         monitor_params=settings.monitor_params(), predictions=predictions, labels=labels)
+                         monitor_params=settings.monitor_params(),
+                         category_monitor_params=settings.category_monitor_params(),
+                         category_monitors=settings.category_monitors, predictions=predictions, labels=labels)
 
 
 def register_profile(settings: Settings, profile: ReferenceProfile) -> None:

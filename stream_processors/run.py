@@ -39,7 +39,21 @@ def run_worker(settings: Settings) -> int:
     from stream_processors.worker import build_app
 
     limit_fetch_wait(settings.fetch_max_wait_ms)
-    app = build_app(settings)
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from stream_processors.metrics import RedisModelCollector, WorkerMetrics
+
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, max_feature_series=settings.max_feature_series)
+    registry.register(RedisModelCollector(RedisStateStore(settings.redis_url, settings.app_id)))
+    if settings.metrics_port:
+        try:
+            start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+        except OSError as exc:
+            raise ServiceUnavailable(f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} "
+                                     f"({exc.strerror}); choose another with --metrics-port or "
+                                     "DRIFTLINE_METRICS_PORT (0 turns metrics off)") from None
+    app = build_app(settings, metrics)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
     logging.getLogger("driftline").setLevel(settings.log_level.upper())
     gc.freeze()  # the modules and app built so far live for good: the collector need not rescan them

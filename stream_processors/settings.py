@@ -42,6 +42,10 @@ class Settings:
     adwin_delta: float = 1e-5
     ph_threshold: float = 25.0
     ph_delta: float = 0.5
+    # the same detectors on the frequency of each of a categorical column's top categories
+    category_monitors: int = 4
+    category_block_size: int = 100
+    category_baseline_blocks: int = 40
     # tumbling-window tests (detectors/window_test.py)
     window_size: int = 500
     window_alpha: float = 1e-5
@@ -49,6 +53,11 @@ class Settings:
     baseline_windows: int = 8
     cooldown_events: int = 5000
     max_features: int = 500
+    metrics_port: int = 9464
+    """Port of the worker's /metrics (0: no metrics server)."""
+    metrics_host: str = "0.0.0.0"
+    max_feature_series: int = 100
+    """Per-feature metric series exported per model version; the rest are counted, not exported."""
     session_timeout_s: float = 10.0
     fetch_max_wait_ms: int = 100
     log_level: str = "info"
@@ -56,6 +65,7 @@ class Settings:
     def __post_init__(self) -> None:
         positive = ("topic_partitions", "max_message_bytes", "batch_max_messages", "block_size", "pilot_size",
                     "baseline_blocks", "window_size", "edge_events", "baseline_windows", "max_features",
+                    "category_block_size", "category_baseline_blocks",
                     "fetch_max_wait_ms")
         for name in positive:
             if getattr(self, name) < 1:
@@ -71,6 +81,8 @@ class Settings:
         chosen = [d.strip() for d in self.detectors.split(",") if d.strip()]
         if not chosen or set(chosen) - set(DETECTORS):
             raise ConfigError(f"DRIFTLINE_DETECTORS must name some of {', '.join(DETECTORS)}, got {self.detectors!r}")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"metrics_port must be 0..65535, got {self.metrics_port}")
         if self.cooldown_events < 0:
             raise ConfigError(f"cooldown_events must be 0 or more, got {self.cooldown_events}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -84,6 +96,11 @@ class Settings:
                 "arl0_blocks": self.arl0_blocks, "adwin_delta": self.adwin_delta,
                 "ph_threshold": self.ph_threshold, "ph_delta": self.ph_delta,
                 "detectors": tuple(d.strip() for d in self.detectors.split(",") if d.strip())}
+
+    def category_monitor_params(self) -> dict:
+        """NumericDriftMonitor arguments for a category's 0/1 indicator: larger blocks, a shorter baseline."""
+        return {**self.monitor_params(), "block_size": self.category_block_size,
+                "baseline_blocks": self.category_baseline_blocks, "winsor": 0.0}
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -10,7 +10,7 @@ Keys, under the worker's app id::
 
     driftline:{app}:offsets            hash  "topic:partition" -> last applied offset
     driftline:{app}:state:{model}:{v}  JSON  ModelState.to_dict()
-    driftline:{app}:models             hash  "{model}\\t{version}" -> last update (epoch s)
+    driftline:{app}:models             hash  "{model}\\t{version}" -> {"events", "updated"} (JSON)
     driftline:profile:{model}:{v}      JSON  ReferenceProfile.to_dict(), shared by every app
 """
 
@@ -37,11 +37,11 @@ end
 for i = 0, n - 1 do
   redis.call('HSET', KEYS[1], ARGV[2 + 3 * i], ARGV[4 + 3 * i])
 end
-local base = 2 + 3 * n
-local now = ARGV[base]
+local base = 1 + 3 * n  -- ARGV after the offsets: states, then members, then summaries
+local s = #KEYS - 2
 for j = 3, #KEYS do
   redis.call('SET', KEYS[j], ARGV[base + j - 2])
-  redis.call('HSET', KEYS[2], ARGV[base + #KEYS - 2 + j - 2], now)
+  redis.call('HSET', KEYS[2], ARGV[base + s + j - 2], ARGV[base + 2 * s + j - 2])
 end
 return 1
 """
@@ -111,11 +111,12 @@ class RedisStateStore:
         argv: list[object] = [len(offsets)]
         for tp, (expected, new) in offsets.items():
             argv += [_field(tp), str(expected), str(new)]
-        argv.append(repr(time.time()))
         keys = [self._offsets_key, self._models_key]
         keys += [self._state_key(m, v) for m, v in states]
         argv += [orjson.dumps(s) for s in states.values()]
         argv += [f"{m}\t{v}" for m, v in states]
+        now = time.time()
+        argv += [orjson.dumps({"events": s["events"], "updated": now}) for s in states.values()]
         return bool(self._call(self._commit, keys, argv))
 
     def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
@@ -128,13 +129,17 @@ class RedisStateStore:
         key = profile_key(profile["model"], profile["model_version"])
         return bool(self._call(self._redis.set, key, orjson.dumps(profile), None, None, only_if_absent))
 
-    def models(self) -> dict[tuple[str, str], float]:
+    def model_summaries(self) -> dict[tuple[str, str], dict]:
+        """Per (model, version): {"events", "updated"} as of its last commit."""
         raw = self._call(self._redis.hgetall, self._models_key)
         out = {}
-        for member, updated in raw.items():
+        for member, summary in raw.items():
             model, _, version = member.decode().partition("\t")
-            out[(model, version)] = float(updated)
+            out[(model, version)] = orjson.loads(summary)
         return out
+
+    def models(self) -> dict[tuple[str, str], float]:
+        return {key: summary["updated"] for key, summary in self.model_summaries().items()}
 
 
 class MemoryStateStore:
@@ -145,6 +150,7 @@ class MemoryStateStore:
         self._offsets: dict[TopicPartition, int] = {}
         self._states: dict[tuple[str, str], bytes] = {}
         self._updated: dict[tuple[str, str], float] = {}
+        self._events: dict[tuple[str, str], int] = {}
 
     def offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self._offsets.get(tp, -1) for tp in partitions}
@@ -161,7 +167,11 @@ class MemoryStateStore:
         for key, state in states.items():
             self._states[key] = orjson.dumps(state)
             self._updated[key] = time.time()
+            self._events[key] = state["events"]
         return True
+
+    def model_summaries(self) -> dict[tuple[str, str], dict]:
+        return {key: {"events": self._events[key], "updated": t} for key, t in self._updated.items()}
 
     def models(self) -> dict[tuple[str, str], float]:
         return dict(self._updated)

@@ -13,8 +13,12 @@ import logging
 
 import faust
 import orjson
+from aiokafka.errors import KafkaError
+
+import time
 
 from stream_processors.errors import ServiceUnavailable
+from stream_processors.metrics import WorkerMetrics
 from stream_processors.processing import BatchOutcome, BatchProcessor, IncomingMessage
 from stream_processors.settings import Settings
 from stream_processors.state_store import RedisStateStore
@@ -25,7 +29,7 @@ _log = logging.getLogger("driftline.worker")
 _RETRY_S = (0.5, 1.0, 2.0, 5.0)
 
 
-def build_app(settings: Settings) -> faust.App:
+def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
@@ -61,31 +65,56 @@ def build_app(settings: Settings) -> faust.App:
     async def handle(messages: list[IncomingMessage]) -> None:
         attempt = 0
         while True:
+            started = time.perf_counter()
             try:
                 outcome = _without_cyclic_gc(processor.process, messages)
+            except ServiceUnavailable as exc:
+                metrics.redis_errors.inc()
+                attempt = await _backoff(attempt, exc)
+                continue
+            try:
                 await publish(outcome)
-                if outcome.offsets and not store.commit(outcome.offsets, outcome.states):
-                    _log.warning("partitions %s were advanced by another worker; this batch's state is dropped",
-                                 sorted(outcome.offsets))
-                if outcome.events or outcome.dead_letters:
-                    _log.info("applied %d events, %d rejected, %d alerts, %d messages already applied",
-                              outcome.events, len(outcome.dead_letters), len(outcome.alerts),
-                              outcome.skipped_messages)
-                return
-            except (ServiceUnavailable, OSError, asyncio.TimeoutError) as exc:
-                # Nothing is acknowledged until the state is saved: wait and redo the batch.
-                delay = _RETRY_S[min(attempt, len(_RETRY_S) - 1)]
-                _log.error("batch not saved (%s); retrying in %.1fs", exc, delay)
-                attempt += 1
-                await asyncio.sleep(delay)
+            except (OSError, asyncio.TimeoutError, KafkaError) as exc:
+                metrics.kafka_errors.inc()
+                attempt = await _backoff(attempt, exc)
+                continue
+            try:
+                saved = not outcome.offsets or store.commit(outcome.offsets, outcome.states)
+            except ServiceUnavailable as exc:
+                metrics.redis_errors.inc()
+                attempt = await _backoff(attempt, exc)
+                continue
+            if saved:
+                metrics.observe(outcome, time.perf_counter() - started)
+            else:
+                metrics.conflicts.inc()
+                _log.warning("partitions %s were advanced by another worker; this batch's state is dropped",
+                             sorted(outcome.offsets))
+            if outcome.events or outcome.dead_letters:
+                _log.info("applied %d events, %d rejected, %d alerts, %d messages already applied",
+                          outcome.events, len(outcome.dead_letters), len(outcome.alerts), outcome.skipped_messages)
+            return
 
     @app.agent(source, concurrency=1)
     async def inference(stream):
         async for events in stream.take_events(settings.batch_max_messages, within=settings.batch_within_s):
             await handle([IncomingMessage(e.message.topic, e.message.partition, e.message.offset, e.value,
                                           e.message.key) for e in events])
+            last = {}
+            for e in events:
+                last[e.message.tp] = e.message.offset
+            for tp, offset in last.items():
+                metrics.set_consumer_lag(tp.topic, tp.partition, app.consumer.highwater(tp) - offset - 1)
 
     return app
+
+
+async def _backoff(attempt: int, exc: Exception) -> int:
+    """Nothing is acknowledged until the state is saved: wait, then the caller redoes the batch."""
+    delay = _RETRY_S[min(attempt, len(_RETRY_S) - 1)]
+    _log.error("batch not saved (%s); retrying in %.1fs", exc, delay)
+    await asyncio.sleep(delay)
+    return attempt + 1
 
 
 def _without_cyclic_gc(fn, *args):

@@ -56,10 +56,16 @@ def settings(base_settings: Settings) -> Settings:
     tag = f"it-{uuid.uuid4().hex[:10]}"
     s = base_settings.replace(app_id=tag, inference_topic=f"{tag}.inference", label_topic=f"{tag}.labels",
                               control_topic=f"{tag}.control", dead_letter_topic=f"{tag}.deadletter",
-                              profile_topic=f"{tag}.profiles", session_timeout_s=3.0)
+                              profile_topic=f"{tag}.profiles", session_timeout_s=3.0, metrics_port=0)
     ensure_topics(s.kafka_bootstrap, [s.inference_topic, s.label_topic, s.control_topic, s.dead_letter_topic],
                   s.topic_partitions)
     return s
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def run_cli(s: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -10,7 +10,7 @@ import yaml
 from stream_processors.cli import build_parser
 from stream_processors.settings import Settings, env_name
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 KNOWN_ENV = {env_name(f.name) for f in fields(Settings)}
@@ -60,3 +60,15 @@ def test_compose_config_is_valid_where_a_docker_client_exists():
     result = subprocess.run([docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_prometheus_scrapes_the_workers_at_their_metrics_port():
+    prom = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
+    workers = {name: svc for name, svc in SERVICES.items() if svc.get("command") == ["worker"]}
+    assert len(workers) == 2
+    expected = {f"{name}:{svc['environment']['DRIFTLINE_METRICS_PORT']}" for name, svc in workers.items()}
+    assert targets == expected
+    assert int(Settings().metrics_port) == 9464
+    assert "./deploy/prometheus:/etc/prometheus:ro" in SERVICES["prometheus"]["volumes"]
+    assert SERVICES["grafana"]["image"].startswith("grafana/grafana")

@@ -1,0 +1,81 @@
+from prometheus_client import CollectorRegistry, generate_latest
+
+from producers.events import encode_envelope
+from producers.example_data import drifting_credit_data
+from producers.replay import plan_columns, rows_to_events
+from stream_processors.metrics import METRIC_NAMES, RedisModelCollector, WorkerMetrics
+from stream_processors.processing import BatchProcessor, IncomingMessage
+from stream_processors.settings import Settings
+from stream_processors.state_store import MemoryStateStore
+
+
+def _messages(n=16000, batch=500):
+    frame = drifting_credit_data(n=n, seed=6, shift_sigma=2.0)
+    events, _ = rows_to_events(frame, plan_columns(frame), "credit")
+    msgs = [IncomingMessage("t", 0, i, encode_envelope("credit", events[j:j + batch], "1"))
+            for i, j in enumerate(range(0, n, batch))]
+    return msgs + [IncomingMessage("t", 0, len(msgs), b"{broken")]
+
+
+def _run(metrics, store):
+    processor = BatchProcessor(Settings(), store)
+    alerts = []
+    for m in _messages():
+        outcome = processor.process([m])
+        assert store.commit(outcome.offsets, outcome.states)
+        metrics.observe(outcome, 0.01, now=outcome.newest_event_time.get(("credit", "1"), 0) + 2.0)
+        alerts += outcome.alerts
+    return alerts
+
+
+def test_counters_and_gauges_follow_the_outcomes():
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    store = MemoryStateStore()
+    alerts = _run(metrics, store)
+    value = registry.get_sample_value
+    assert value("driftline_events_processed_total", {"model": "credit", "model_version": "1"}) == 16000
+    assert value("driftline_events_rejected_total", {"reason": "malformed_json"}) == 1
+    assert value("driftline_batches_total") == 33
+    assert value("driftline_batch_processing_seconds_count") == 33
+    assert value("driftline_event_lag_seconds_sum", {"model": "credit"}) == 2.0 * 32
+    published = sum(value("driftline_alerts_published_total", {"model": "credit", "type": t, "severity": s}) or 0
+                    for t in ("drift", "data_quality") for s in ("warning", "critical"))
+    assert published == len(alerts) > 0
+    labels = {"model": "credit", "model_version": "1", "feature": "income", "detector": "cusum"}
+    assert value("driftline_drift_threshold", labels) > 0
+    assert value("driftline_drift_statistic", labels) is not None
+    assert value("driftline_feature_drifting", {"model": "credit", "model_version": "1", "feature": "income"}) == 1
+    assert value("driftline_feature_drifting", {"model": "credit", "model_version": "1", "feature": "age"}) == 0
+
+
+def test_feature_series_are_capped_per_model_and_the_rest_counted():
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, max_feature_series=3)
+    _run(metrics, MemoryStateStore())
+    text = generate_latest(registry).decode()
+    features = {line.split('feature="')[1].split('"')[0] for line in text.splitlines()
+                if line.startswith("driftline_feature_drifting{")}
+    assert len(features) == 3
+    assert registry.get_sample_value("driftline_metric_series_dropped_total", {"model": "credit"}) > 0
+
+
+def test_model_status_comes_from_the_store_at_scrape_time():
+    store = MemoryStateStore()
+    registry = CollectorRegistry()
+    registry.register(RedisModelCollector(store))
+    assert registry.get_sample_value("driftline_model_events", {"model": "credit", "model_version": "1"}) is None
+    _run(WorkerMetrics(CollectorRegistry()), store)  # another worker's work, seen through the store
+    assert registry.get_sample_value("driftline_model_events", {"model": "credit", "model_version": "1"}) == 16000
+
+
+def test_every_exported_name_is_declared():
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    registry.register(RedisModelCollector(MemoryStateStore()))
+    _run(metrics, MemoryStateStore())
+    metrics.set_consumer_lag("t", 0, 5)
+    metrics.triggers.labels("credit")
+    metrics.redis_errors.inc()
+    exported = {m.name + ("_total" if m.type == "counter" else "") for m in registry.collect()}
+    assert exported == set(METRIC_NAMES)
