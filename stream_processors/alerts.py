@@ -9,7 +9,8 @@ Schema (every field always present)::
     model, model_version
     feature         feature name, "__prediction__", "__score__", or null for model-level alerts
     detector        "cusum" | "adwin" | "page_hinkley" | "chi_square" | "missing_rate" |
-                    "out_of_range" | "unseen_category" | "type_mismatch"
+                    "out_of_range" | "unseen_category" | "type_mismatch" | "realized_accuracy" |
+                    "realized_mae" | "cbpe_accuracy" | "confidence_accuracy" | "retrain_policy"
     severity        "warning" | "critical"
     statistic       the value the decision was made on
     threshold       what it was compared with (evidence.decision says how)
@@ -20,17 +21,9 @@ Schema (every field always present)::
 
 from __future__ import annotations
 
-import hashlib
-
-from stream_processors.model_state import Finding
+from stream_processors.model_state import Finding, alert_id
 
 __all__ = ["alert_id", "finding_alert"]
-
-
-def alert_id(alert_type: str, model: str, model_version: str, feature: str | None, detector: str,
-             last_event_id: str) -> str:
-    text = "\x1f".join([alert_type, model, model_version, feature or "", detector, last_event_id])
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def finding_alert(finding: Finding, created_at: float) -> dict:

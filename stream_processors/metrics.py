@@ -95,6 +95,13 @@ class WorkerMetrics:
             self.rejected.labels(reason).inc(n)
         for alert in outcome.alerts:
             self.alerts.labels(alert["model"], alert["type"], alert["severity"]).inc()
+            if alert["type"] == "retrain":
+                self.triggers.labels(alert["model"]).inc()
+        for (model, version), readings in outcome.performance.items():
+            for metric, kind, value, bound in readings:
+                self.performance.labels(model, version, metric, kind).set(value)
+                if bound is not None:
+                    self.performance_bound.labels(model, version, metric).set(bound)
         for (model, version), readings in outcome.readings.items():
             for feature, detector, statistic, threshold in readings:
                 if self._exported(model, version, feature):

@@ -12,25 +12,35 @@ from detectors.feature_monitor import NumericDriftMonitor
 from detectors.profile import ReferenceProfile
 from detectors.frequencies import category_key
 from detectors.window_test import FeatureWindowTest
+from stream_processors.performance_tracker import ERROR, PerformanceTracker
 from stream_processors.settings import Settings
 
-__all__ = ["Finding", "ModelState", "PREDICTION", "SCORE"]
+__all__ = ["Finding", "ModelState", "PREDICTION", "SCORE", "alert_id"]
 
-_FORMAT = "driftline.model_state/2"
+_FORMAT = "driftline.model_state/3"
 _NUMBER_TYPES = (int, float)
 NUMERIC, CATEGORICAL, BOOLEAN = "numeric", "categorical", "boolean"
 PREDICTION = "__prediction__"
 SCORE = "__score__"
 
 
+def alert_id(alert_type: str, model: str, model_version: str, feature: str | None, detector: str,
+             last_event_id: str) -> str:
+    """Deterministic: the same decision always has the same id."""
+    import hashlib
+
+    text = "\x1f".join([alert_type, model, model_version, feature or "", detector, last_event_id])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True)
 class Finding:
     """A decision that survived the model-level threshold and the cooldown: the makings of an alert."""
 
-    alert_type: str          # drift | data_quality
+    alert_type: str          # drift | data_quality | performance | retrain
     model: str
     model_version: str
-    feature: str
+    feature: str | None
     detector: str
     statistic: float
     threshold: float
@@ -99,6 +109,9 @@ class ModelState:
         self.last_alert_at: dict[str, int] = {}  # episode key -> event count of its last firing
         self.untracked_features = 0
         self.early_missing: dict[str, int] = {}
+        self.performance = PerformanceTracker(settings, profile.performance if profile else None)
+        self.recent_drift: dict[str, int] = {}   # feature -> event count of its latest drift alert
+        self.last_trigger_at: int | None = None
         if profile:
             for name, entry in profile.columns.items():
                 self.kinds[name] = entry["kind"]
@@ -110,6 +123,8 @@ class ModelState:
         """
         self._profile = profile
         self.scenario = "reference"
+        if profile.performance and self.performance.source != "reference":
+            self.performance = PerformanceTracker(self._settings, profile.performance)
         for name, entry in profile.columns.items():
             if self.kinds.setdefault(name, entry["kind"]) != entry["kind"]:
                 continue  # production disagrees with the profile on the kind: keep what production does
@@ -159,10 +174,56 @@ class ModelState:
                 online.append(self._mismatch_finding(name, mismatched, ids[-1]))
         findings = [f for f in online if f is not None and self._cooled_down(f, self.events + n)]
         findings += self._significant(windowed, ids)
+        for f in self.performance.on_predictions(events):
+            findings += self._performance_finding(f, ids[f.position], None)
         self.events += n
         self.last_event_id = ids[-1]
         self.last_event_time = max(e["timestamp"] for e in events)
-        return findings
+        return findings + self._policy(findings)
+
+    def apply_labels(self, joined: list) -> list[Finding]:
+        """Fold labels joined to this version's predictions into its performance."""
+        findings = []
+        for f in self.performance.on_labels(joined):
+            feature = ERROR if f.evidence.get("stream") == "errors" else None
+            findings += self._performance_finding(f, joined[f.position].event_id, feature)
+        return findings + self._policy(findings)
+
+    def _performance_finding(self, f, last_event_id: str, feature: str | None) -> list[Finding]:
+        finding = Finding("performance", self.model, self.model_version, feature, f.detector, f.statistic,
+                          f.threshold, last_event_id, self.events, self.scenario, "critical", dict(f.evidence))
+        return [finding] if self._cooled_down(finding, self.events) else []
+
+    def _policy(self, findings: list[Finding]) -> list[Finding]:
+        """Retrain when performance falls, or when several features drift at once; once per episode."""
+        s = self._settings
+        at = self.events
+        reasons = [f for f in findings if f.alert_type == "performance"
+                   or (s.trigger_on_data_quality and f.alert_type == "data_quality" and f.severity == "critical")]
+        for f in findings:  # input features only: outputs move with their inputs, that is one cause
+            if f.alert_type == "drift" and f.feature and f.feature not in (PREDICTION, SCORE):
+                self.recent_drift[f.feature] = at
+        self.recent_drift = {k: v for k, v in self.recent_drift.items() if at - v <= s.trigger_window_events}
+        drifted = sorted(self.recent_drift)
+        if not reasons and len(drifted) < s.trigger_drift_features:
+            return []
+        if self.last_trigger_at is not None and at - self.last_trigger_at < s.trigger_cooldown_events:
+            return []
+        self.last_trigger_at = at
+        cause = reasons[0] if reasons else max(findings, key=lambda f: f.events_seen, default=None)
+        if cause is None:
+            return []
+        evidence = {"reasons": [{"id": alert_id(f.alert_type, f.model, f.model_version, f.feature, f.detector,
+                                                f.last_event_id), "type": f.alert_type, "feature": f.feature,
+                                 "detector": f.detector, "statistic": f.statistic, "threshold": f.threshold}
+                                for f in reasons],
+                    "drifted_features": drifted, "rule": "performance" if reasons else
+                    f"{len(drifted)} features drifted within {s.trigger_window_events} events",
+                    "decision": "statistic >= threshold"}
+        statistic = float(len(reasons)) if reasons else float(len(drifted))
+        threshold = 1.0 if reasons else float(s.trigger_drift_features)
+        return [Finding("retrain", self.model, self.model_version, None, "retrain_policy", statistic, threshold,
+                        cause.last_event_id, self.events, self.scenario, "critical", evidence)]
 
     def _feature_names(self, feature_dicts: list[dict]) -> list[str]:
         names = [k for k in self.kinds if k not in (PREDICTION, SCORE)] + list(self.early_missing)
@@ -218,7 +279,8 @@ class ModelState:
     def _cooled_down(self, finding: Finding, at: int) -> bool:
         """One alert per episode: a firing within ``cooldown_events`` of the previous one (alerted or
         not) extends the episode instead of alerting again."""
-        key = finding.feature if finding.alert_type == "drift" else f"{finding.feature}:{finding.detector}"
+        key = finding.feature if finding.alert_type == "drift" else \
+            f"{finding.alert_type}:{finding.feature}:{finding.detector}"
         last = self.last_alert_at.get(key)
         self.last_alert_at[key] = at
         return last is None or at - last >= self._settings.cooldown_events
@@ -298,8 +360,12 @@ class ModelState:
             features[name] = entry
         prediction = features.pop(PREDICTION, None)
         score = features.pop(SCORE, None)
+        perf = self.performance
+        performance = {"task": perf.task, "baseline": perf.baseline, "baseline_from": perf.source,
+                       "windows": perf.history, "estimated_accuracy": perf.estimated,
+                       "estimated_baseline": perf.estimate_baseline}
         return {"model": self.model, "model_version": self.model_version, "scenario": self.scenario,
-                "events": self.events, "last_event_id": self.last_event_id, "last_event_time": self.last_event_time,
+                "performance": performance, "events": self.events, "last_event_id": self.last_event_id, "last_event_time": self.last_event_time,
                 "untracked_features": self.untracked_features, "prediction": prediction, "score": score,
                 "features": features}
 
@@ -324,6 +390,9 @@ class ModelState:
             "last_alert_at": self.last_alert_at,
             "untracked_features": self.untracked_features,
             "early_missing": self.early_missing,
+            "performance": self.performance.to_dict(),
+            "recent_drift": self.recent_drift,
+            "last_trigger_at": self.last_trigger_at,
         }
 
     @classmethod
@@ -348,6 +417,9 @@ class ModelState:
         ms.last_alert_at = {k: int(v) for k, v in state["last_alert_at"].items()}
         ms.untracked_features = int(state["untracked_features"])
         ms.early_missing = {k: int(v) for k, v in state["early_missing"].items()}
+        ms.performance = PerformanceTracker.from_dict(state["performance"], settings)
+        ms.recent_drift = {k: int(v) for k, v in state["recent_drift"].items()}
+        ms.last_trigger_at = state["last_trigger_at"]
         return ms
 
 

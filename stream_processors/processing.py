@@ -8,10 +8,11 @@ batch, which is what makes a restart lose nothing and count nothing twice:
    it (already applied before a crash).
 2. Decode and validate; rejected events become dead-letter records.
 3. Load the state of each model version the batch touches, apply each
-   message's events in offset order, collect drift findings as alerts.
+   message's events in offset order, collect findings as alerts; then join
+   the batch's labels to predictions and fold them into performance.
 4. (worker) Publish alerts and dead letters and wait for Kafka's ack.
-5. (worker) Commit all new states and offsets in one atomic step, guarded by
-   the offsets read in step 1.
+5. (worker) Commit all new states, the label join's writes and the offsets in
+   one atomic step, guarded by the offsets read in step 1.
 6. (worker) Acknowledge the messages so faust commits them to Kafka.
 
 A crash before 5 replays the batch: the state is as before, and alerts come
@@ -29,6 +30,7 @@ from detectors import StateVersionError
 from detectors.profile import ReferenceProfile
 from producers.events import decode_message
 from stream_processors.alerts import finding_alert
+from stream_processors.label_join import LabelJoin
 from stream_processors.model_state import ModelState
 from stream_processors.settings import Settings
 from stream_processors.state_store import StateStore, TopicPartition
@@ -61,6 +63,11 @@ class BatchOutcome:
     newest_event_time: dict[tuple[str, str], float] = field(default_factory=dict)
     readings: dict[tuple[str, str], list[tuple[str, str, float, float]]] = field(default_factory=dict)
     drifting: dict[tuple[str, str], dict[str, bool]] = field(default_factory=dict)
+    performance: dict[tuple[str, str], list[tuple[str, str, float, float | None]]] = field(default_factory=dict)
+    # the label join's writes, committed with the states and offsets
+    writes: list[tuple] = field(default_factory=list)
+    labels: int = 0
+    unmatched_labels: int = 0
 
 
 def reason_class(reason: str) -> str:
@@ -77,6 +84,7 @@ class BatchProcessor:
     def __init__(self, settings: Settings, store: StateStore) -> None:
         self._settings = settings
         self._store = store
+        self._join = LabelJoin(settings, store)
 
     def process(self, messages: list[IncomingMessage]) -> BatchOutcome:
         outcome = BatchOutcome()
@@ -95,42 +103,57 @@ class BatchProcessor:
         # next message's: how a consumer happens to group messages (which
         # differs after a restart) then cannot change a single bit of the state.
         units: list[tuple[tuple[str, str], list[dict]]] = []
+        labels: dict[str, list[dict]] = defaultdict(list)
         for m in fresh:
             decoded = decode_message(m.value, self._settings.max_message_bytes)
             for rejection in decoded.rejections:
                 outcome.dead_letters.append(self._dead_letter(m, rejection))
             if decoded.kind == "label":
-                # Labels have their own topic; on this one they are misrouted.
                 for event in decoded.events:
-                    outcome.dead_letters.append(self._dead_letter(
-                        m, _Reason("label event on the inference topic", event["model"], event["event_id"])))
+                    labels[event["model"]].append(event)
                 continue
             groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
             for event in decoded.events:
                 groups[(event["model"], event["model_version"])].append(event)
             units.extend(groups.items())
-        keys = list(dict.fromkeys(key for key, _ in units))
-        saved = self._store.load(keys)
-        # A profile matters for a new version, or one that ran without a reference so far.
-        wanted = [k for k in keys if saved.get(k) is None or saved[k].get("scenario") == "no_reference"]
-        profiles = self._store.profiles(wanted)
-        states = {key: self._restore(key, saved.get(key), profiles.get(key)) for key in keys}
+        states = self._load(list(dict.fromkeys(key for key, _ in units)))
         now = time.time()
+        predictions: dict[str, list[tuple[str, dict]]] = defaultdict(list)
         for key, events in units:
             for finding in states[key].apply(events):
                 outcome.alerts.append(finding_alert(finding, now))
             outcome.events += len(events)
             outcome.events_by_model[key] = outcome.events_by_model.get(key, 0) + len(events)
+            predictions[key[0]].extend((key[1], e) for e in events)
+        # Labels after the batch's predictions, so a label and its prediction in one batch meet.
+        join = self._join.run(predictions, labels, now)
+        outcome.writes = join.writes
+        outcome.labels = sum(len(v) for v in labels.values())
+        outcome.unmatched_labels = sum(join.unmatched.values())
+        states.update(self._load([k for k in join.joined if k not in states]))
+        for key, joined in join.joined.items():
+            for finding in states[key].apply_labels(joined):
+                outcome.alerts.append(finding_alert(finding, now))
         outcome.states = {key: state.to_dict() for key, state in states.items()}
         for key, state in states.items():
             if state.last_event_time is not None:
                 outcome.newest_event_time[key] = state.last_event_time
             outcome.readings[key] = state.readings()
             outcome.drifting[key] = state.drifting()
+            outcome.performance[key] = state.performance.readings()
         for letter in outcome.dead_letters:
             label = reason_class(letter["reason"])
             outcome.rejected_by_reason[label] = outcome.rejected_by_reason.get(label, 0) + 1
         return outcome
+
+    def _load(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], ModelState]:
+        if not keys:
+            return {}
+        saved = self._store.load(keys)
+        # A profile matters for a new version, or one that ran without a reference so far.
+        wanted = [k for k in keys if saved.get(k) is None or saved[k].get("scenario") == "no_reference"]
+        profiles = self._store.profiles(wanted)
+        return {key: self._restore(key, saved.get(key), profiles.get(key)) for key in keys}
 
     def _restore(self, key: tuple[str, str], saved: dict | None, profile_state: dict | None) -> ModelState:
         profile = None

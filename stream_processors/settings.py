@@ -52,6 +52,17 @@ class Settings:
     edge_events: int = 2000
     baseline_windows: int = 8
     cooldown_events: int = 5000
+    # labels and performance (stream_processors/label_join.py, performance_tracker.py)
+    label_wait_s: float = 3600.0
+    prediction_ttl_s: int = 604800
+    performance_window: int = 1000
+    performance_baseline_windows: int = 2
+    performance_min_drop: float = 0.02
+    # retrain policy
+    trigger_drift_features: int = 3
+    trigger_window_events: int = 20000
+    trigger_cooldown_events: int = 50000
+    trigger_on_data_quality: bool = False
     max_features: int = 500
     metrics_port: int = 9464
     """Port of the worker's /metrics (0: no metrics server)."""
@@ -65,7 +76,8 @@ class Settings:
     def __post_init__(self) -> None:
         positive = ("topic_partitions", "max_message_bytes", "batch_max_messages", "block_size", "pilot_size",
                     "baseline_blocks", "window_size", "edge_events", "baseline_windows", "max_features",
-                    "category_block_size", "category_baseline_blocks",
+                    "category_block_size", "category_baseline_blocks", "performance_window",
+                    "performance_baseline_windows", "prediction_ttl_s", "trigger_drift_features",
                     "fetch_max_wait_ms")
         for name in positive:
             if getattr(self, name) < 1:
@@ -136,6 +148,12 @@ def load_settings(overrides: Mapping[str, object] | None = None,
 
 
 def _convert(name: str, type_name: str, raw: str) -> object:
+    if type_name == "bool":
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{env_name(name)}={raw!r} is not a boolean (true/false)")
     try:
         if type_name == "int":
             return int(raw)

@@ -12,6 +12,10 @@ Keys, under the worker's app id::
     driftline:{app}:state:{model}:{v}  JSON  ModelState.to_dict()
     driftline:{app}:models             hash  "{model}\\t{version}" -> {"events", "updated"} (JSON)
     driftline:profile:{model}:{v}      JSON  ReferenceProfile.to_dict(), shared by every app
+    driftline:{app}:pred:{model}:{id}  JSON  a prediction kept for its label (expires)
+    driftline:{app}:label:{model}:{id} JSON  a label waiting for its prediction (expires)
+    driftline:{app}:waiting:{model}    zset  waiting labels by deadline
+    driftline:{app}:labels             hash  "{model}:pending" / "{model}:unmatched" / "{model}:joined" counts
 """
 
 from __future__ import annotations
@@ -42,6 +46,18 @@ local s = #KEYS - 2
 for j = 3, #KEYS do
   redis.call('SET', KEYS[j], ARGV[base + j - 2])
   redis.call('HSET', KEYS[2], ARGV[base + s + j - 2], ARGV[base + 2 * s + j - 2])
+end
+-- then the label join's writes: op, key, two arguments
+local i = base + 3 * s + 1
+while i <= #ARGV do
+  local op, key, a, b = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if op == 'setex' then redis.call('SET', key, b, 'EX', a)
+  elseif op == 'del' then redis.call('DEL', key)
+  elseif op == 'zadd' then redis.call('ZADD', key, a, b)
+  elseif op == 'zrem' then redis.call('ZREM', key, b)
+  elseif op == 'hincrby' then redis.call('HINCRBY', key, a, b)
+  end
+  i = i + 4
 end
 return 1
 """
@@ -107,7 +123,7 @@ class RedisStateStore:
         return {key: None if value is None else orjson.loads(value) for key, value in zip(models, raw)}
 
     def commit(self, offsets: dict[TopicPartition, tuple[int, int]],
-               states: dict[tuple[str, str], dict]) -> bool:
+               states: dict[tuple[str, str], dict], writes: list[tuple] = ()) -> bool:
         argv: list[object] = [len(offsets)]
         for tp, (expected, new) in offsets.items():
             argv += [_field(tp), str(expected), str(new)]
@@ -117,7 +133,28 @@ class RedisStateStore:
         argv += [f"{m}\t{v}" for m, v in states]
         now = time.time()
         argv += [orjson.dumps({"events": s["events"], "updated": now}) for s in states.values()]
+        for op, key, a, b in writes:
+            argv += [op, self._prefix + ":" + key, a, b]
         return bool(self._call(self._commit, keys, argv))
+
+    # -- the label join: keys relative to the app's prefix --------------------------------------------------
+    def get_many(self, keys: list[str]) -> list[dict | None]:
+        if not keys:
+            return []
+        raw = self._call(self._redis.mget, [self._prefix + ":" + k for k in keys])
+        return [None if v is None else orjson.loads(v) for v in raw]
+
+    def hash_get(self, key: str, field: str) -> int:
+        value = self._call(self._redis.hget, self._prefix + ":" + key, field)
+        return 0 if value is None else int(value)
+
+    def hash_all(self, key: str) -> dict[str, int]:
+        raw = self._call(self._redis.hgetall, self._prefix + ":" + key)
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    def due(self, key: str, now: float) -> list[str]:
+        raw = self._call(self._redis.zrangebyscore, self._prefix + ":" + key, "-inf", now)
+        return [m.decode() for m in raw]
 
     def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
         if not models:
@@ -151,6 +188,9 @@ class MemoryStateStore:
         self._states: dict[tuple[str, str], bytes] = {}
         self._updated: dict[tuple[str, str], float] = {}
         self._events: dict[tuple[str, str], int] = {}
+        self._kv: dict[str, bytes] = {}
+        self._zsets: dict[str, dict[str, float]] = {}
+        self._hashes: dict[str, dict[str, int]] = {}
 
     def offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self._offsets.get(tp, -1) for tp in partitions}
@@ -159,9 +199,21 @@ class MemoryStateStore:
         return {k: orjson.loads(self._states[k]) if k in self._states else None for k in models}
 
     def commit(self, offsets: dict[TopicPartition, tuple[int, int]],
-               states: dict[tuple[str, str], dict]) -> bool:
+               states: dict[tuple[str, str], dict], writes: list[tuple] = ()) -> bool:
         if any(self._offsets.get(tp, -1) != expected for tp, (expected, _new) in offsets.items()):
             return False
+        for op, key, a, b in writes:
+            if op == "setex":
+                self._kv[key] = b
+            elif op == "del":
+                self._kv.pop(key, None)
+            elif op == "zadd":
+                self._zsets.setdefault(key, {})[b] = float(a)
+            elif op == "zrem":
+                self._zsets.get(key, {}).pop(b, None)
+            elif op == "hincrby":
+                h = self._hashes.setdefault(key, {})
+                h[a] = h.get(a, 0) + int(b)
         for tp, (_expected, new) in offsets.items():
             self._offsets[tp] = new
         for key, state in states.items():
@@ -172,6 +224,19 @@ class MemoryStateStore:
 
     def model_summaries(self) -> dict[tuple[str, str], dict]:
         return {key: {"events": self._events[key], "updated": t} for key, t in self._updated.items()}
+
+    def get_many(self, keys: list[str]) -> list[dict | None]:
+        return [orjson.loads(self._kv[k]) if k in self._kv else None for k in keys]
+
+    def hash_get(self, key: str, field: str) -> int:
+        return self._hashes.get(key, {}).get(field, 0)
+
+    def hash_all(self, key: str) -> dict[str, int]:
+        return dict(self._hashes.get(key, {}))
+
+    def due(self, key: str, now: float) -> list[str]:
+        return sorted((m for m, score in self._zsets.get(key, {}).items() if score <= now),
+                      key=lambda m: self._zsets[key][m])
 
     def models(self) -> dict[tuple[str, str], float]:
         return dict(self._updated)

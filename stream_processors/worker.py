@@ -48,7 +48,9 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
     )
     store = RedisStateStore(settings.redis_url, settings.app_id)
     processor = BatchProcessor(settings, store)
-    source = app.topic(settings.inference_topic, key_type=bytes, value_type=bytes)
+    # Both keyed by model, with the same partition count: faust gives a worker the same partitions of
+    # each, so a model's labels meet its predictions in one place.
+    source = app.topic(settings.inference_topic, settings.label_topic, key_type=bytes, value_type=bytes)
 
     async def publish(outcome: BatchOutcome) -> None:
         futures = []
@@ -79,7 +81,7 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
                 attempt = await _backoff(attempt, exc)
                 continue
             try:
-                saved = not outcome.offsets or store.commit(outcome.offsets, outcome.states)
+                saved = not outcome.offsets or store.commit(outcome.offsets, outcome.states, outcome.writes)
             except ServiceUnavailable as exc:
                 metrics.redis_errors.inc()
                 attempt = await _backoff(attempt, exc)

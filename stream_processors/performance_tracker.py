@@ -1,0 +1,209 @@
+"""A model version's performance: realized from joined labels, estimated from scores, and its alerts."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors.feature_monitor import NumericDriftMonitor
+from detectors.performance import (ScoreCalibration, classification_metrics, expected_accuracy,
+                                   regression_metrics)
+from stream_processors.settings import Settings
+
+__all__ = ["PerformanceFinding", "PerformanceTracker"]
+
+ERROR = "__error__"
+
+
+@dataclass(frozen=True)
+class PerformanceFinding:
+    detector: str
+    statistic: float
+    threshold: float
+    position: int          # index of the deciding item in the list given
+    evidence: dict
+
+
+def _task_of(label: object) -> str:
+    if isinstance(label, float) and not label.is_integer():
+        return "regression"
+    return "classification"
+
+
+def _positive_of(label: object) -> object:
+    return True if isinstance(label, bool) else 1 if isinstance(label, (int, float)) else "1"
+
+
+def _is(value: object, positive: object) -> bool:
+    if isinstance(value, bool) or isinstance(positive, bool):
+        return value is positive or str(value).lower() == str(positive).lower()
+    if isinstance(value, (int, float)) and isinstance(positive, (int, float)):
+        return float(value) == float(positive)
+    return str(value).lower() == str(positive).lower()
+
+
+class PerformanceTracker:
+    """Windows of ``performance_window`` joined labels give realized metrics; the first windows (or the
+    reference's performance) give the baseline, and a window below its bound is a ``performance`` alert.
+    The error stream (0/1 errors, or absolute errors) feeds CUSUM and ADWIN. For binary classifiers with a
+    score, windows of inference events give the expected accuracy (confidence-based, calibrated on the
+    reference when it had labels) while labels are missing."""
+
+    def __init__(self, settings: Settings, reference: dict | None = None) -> None:
+        self._settings = settings
+        reference = reference or {}
+        self.task: str | None = reference.get("task")
+        self.positive: object = reference.get("positive", 1)
+        self.baseline: dict | None = {k: v for k, v in reference.items() if isinstance(v, float)} or None
+        self.source = "reference" if self.baseline else "production"
+        self.calibration = ScoreCalibration.from_dict(reference["calibration"]) if reference.get("calibration") \
+            else ScoreCalibration()
+        monitor = reference.get("error_monitor")
+        self.error_monitor = NumericDriftMonitor.from_dict(monitor) if monitor else None
+        self._window: list[tuple] = []          # (label, prediction, score, event_id)
+        self._early: list[dict] = []            # metrics of the first windows (Scenario II baseline)
+        self.history: list[dict] = []           # the last realized windows
+        self._estimate_window: list[tuple] = []  # (probability, predicted positive)
+        self._estimate_early: list[float] = []
+        self.estimated: float | None = None
+        self.estimate_baseline: float | None = self.baseline.get("accuracy") if self.baseline else None
+
+    # -- realized --------------------------------------------------------------------------------------------
+    def on_labels(self, joined: list) -> list[PerformanceFinding]:
+        if not joined:
+            return []
+        if self.task is None:
+            self.task = _task_of(joined[0].label)
+            self.positive = _positive_of(joined[0].label)
+        if self.error_monitor is None:
+            self.error_monitor = NumericDriftMonitor(**self._settings.category_monitor_params())
+        errors = np.array([self._error(j) for j in joined], dtype=np.float64)
+        findings = [PerformanceFinding(f.detector, f.statistic, f.threshold, f.position,
+                                       {"stream": "errors", "shift_sigma": f.shift_sigma})
+                    for f in self.error_monitor.update(errors)]
+        for i, j in enumerate(joined):
+            self._window.append((j.label, j.prediction, j.score, j.event_id))
+            if len(self._window) >= self._settings.performance_window:
+                finding = self._close_window(i)
+                if finding:
+                    findings.append(finding)
+        return findings
+
+    def _error(self, joined) -> float:
+        if self.task == "regression":
+            try:
+                return abs(float(joined.prediction) - float(joined.label))
+            except (TypeError, ValueError):
+                return math.nan
+        return 0.0 if _is(joined.prediction, joined.label) or str(joined.prediction) == str(joined.label) else 1.0
+
+    def metrics(self, window: list[tuple]) -> dict[str, float]:
+        labels = [w[0] for w in window]
+        predictions = [w[1] for w in window]
+        if self.task == "regression":
+            return regression_metrics(labels, predictions)
+        scores = [w[2] for w in window]
+        numeric = all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores)
+        return classification_metrics(labels, predictions, scores if numeric else None, positive=self.positive)
+
+    def _close_window(self, position: int) -> PerformanceFinding | None:
+        window, self._window = self._window, []
+        m = self.metrics(window)
+        m["labels"] = len(window)
+        self.history = (self.history + [m])[-10:]
+        key = "mae" if self.task == "regression" else "accuracy"
+        if self.baseline is None:
+            self._early.append(m)
+            if len(self._early) >= self._settings.performance_baseline_windows:
+                self.baseline = {k: float(np.mean([e[k] for e in self._early])) for k in self._early[0]
+                                 if k != "labels"}
+            return None
+        bound = self.bound(key, len(window))
+        worse = m[key] > bound if key == "mae" else m[key] < bound
+        if not worse:
+            return None
+        return PerformanceFinding(f"realized_{key}", m[key], bound, position,
+                                  {"metrics": m, "baseline": self.baseline, "baseline_from": self.source,
+                                   "decision": "statistic > threshold" if key == "mae" else "statistic < threshold",
+                                   "last_window_event_id": window[-1][3]})
+
+    def bound(self, key: str, n: int) -> float:
+        base = self.baseline[key]
+        s = self._settings
+        if key == "mae":
+            return base * (1 + s.performance_min_drop) + 3 * base / math.sqrt(max(n, 1))
+        spread = 3 * math.sqrt(max(base * (1 - base), 1e-6) / max(n, 1))
+        return base - max(s.performance_min_drop, spread)
+
+    # -- estimated -------------------------------------------------------------------------------------------
+    def on_predictions(self, events: list[dict]) -> list[PerformanceFinding]:
+        if self.task == "regression":
+            return []
+        scores = [e["score"] for e in events]
+        if not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores):
+            return []
+        probabilities = self.calibration.apply(np.asarray(scores, dtype=np.float64))
+        positive = [_is(e["prediction"], self.positive) for e in events]
+        self._estimate_window.extend(zip(probabilities.tolist(), positive))
+        findings = []
+        size = self._settings.performance_window
+        while len(self._estimate_window) >= size:
+            window, self._estimate_window = self._estimate_window[:size], self._estimate_window[size:]
+            estimate = expected_accuracy(np.array([w[0] for w in window]), np.array([w[1] for w in window]))
+            self.estimated = estimate
+            if self.estimate_baseline is None:
+                self._estimate_early.append(estimate)
+                if len(self._estimate_early) >= self._settings.performance_baseline_windows:
+                    self.estimate_baseline = float(np.mean(self._estimate_early))
+                continue
+            base = self.estimate_baseline
+            bound = base - max(self._settings.performance_min_drop, 3 * math.sqrt(base * (1 - base) / size))
+            if estimate < bound:
+                position = len(events) - 1 - len(self._estimate_window)
+                method = "cbpe" if self.calibration.fitted else "confidence"
+                findings.append(PerformanceFinding(f"{method}_accuracy", estimate, bound, max(position, 0),
+                                                   {"estimated_accuracy": estimate, "baseline": base,
+                                                    "decision": "statistic < threshold", "window_events": size}))
+        return findings
+
+    # -- reading and saving ----------------------------------------------------------------------------------
+    def readings(self) -> list[tuple[str, str, float, float | None]]:
+        """(metric, kind, value, bound) for the metrics gauges."""
+        out = []
+        if self.history:
+            last = self.history[-1]
+            for key in ("accuracy", "f1", "roc_auc", "mae", "rmse"):
+                if key in last:
+                    bound = self.bound(key, last["labels"]) if self.baseline and key in ("accuracy", "mae") else None
+                    out.append((key, "realized", last[key], bound))
+        if self.estimated is not None:
+            base = self.estimate_baseline
+            size = self._settings.performance_window
+            bound = None if base is None else base - max(self._settings.performance_min_drop,
+                                                         3 * math.sqrt(base * (1 - base) / size))
+            out.append(("accuracy", "estimated", self.estimated, bound))
+        return out
+
+    def to_dict(self) -> dict:
+        return {"format": "driftline.performance/1", "task": self.task, "positive": self.positive,
+                "baseline": self.baseline, "source": self.source, "calibration": self.calibration.to_dict(),
+                "error_monitor": self.error_monitor.to_dict() if self.error_monitor else None,
+                "window": [list(w) for w in self._window], "early": self._early, "history": self.history,
+                "estimate_window": [list(w) for w in self._estimate_window],
+                "estimate_early": self._estimate_early, "estimated": self.estimated,
+                "estimate_baseline": self.estimate_baseline}
+
+    @classmethod
+    def from_dict(cls, state: dict, settings: Settings) -> PerformanceTracker:
+        t = cls(settings)
+        t.task, t.positive, t.baseline, t.source = state["task"], state["positive"], state["baseline"], state["source"]
+        t.calibration = ScoreCalibration.from_dict(state["calibration"])
+        t.error_monitor = NumericDriftMonitor.from_dict(state["error_monitor"]) if state["error_monitor"] else None
+        t._window = [tuple(w) for w in state["window"]]
+        t._early, t.history = state["early"], state["history"]
+        t._estimate_window = [tuple(w) for w in state["estimate_window"]]
+        t._estimate_early, t.estimated = state["estimate_early"], state["estimated"]
+        t.estimate_baseline = state["estimate_baseline"]
+        return t
