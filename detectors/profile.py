@@ -11,6 +11,7 @@ from detectors.feature_monitor import NumericDriftMonitor
 from detectors.frequencies import CategoryFrequencies, category_key
 from detectors.moments import NumericSummary
 from detectors.online import StateVersionError
+from detectors.performance import ScoreCalibration
 from detectors.window_test import FeatureWindowTest
 
 __all__ = ["ReferenceProfile", "build_profile"]
@@ -110,7 +111,39 @@ def build_profile(model: str, model_version: str, columns: dict[str, tuple[str, 
         profile.columns[name] = entry
     if labels is not None and predictions is not None:
         profile.labels, profile.performance = _labels_and_performance(predictions, labels)
+        scores = columns.get("__score__", (None, None))[1]
+        _performance_baselines(profile.performance, predictions, labels, scores, category_monitor_params)
     return profile
+
+
+def _performance_baselines(performance: dict, predictions: list, labels: list, scores, monitor_params) -> None:
+    """What the worker's performance tracker needs from the reference: the positive class, a score
+    calibration (binary classifiers with scores), and the error stream's detector baseline."""
+    rows = [(p, y, None if scores is None else scores[i]) for i, (p, y) in enumerate(zip(predictions, labels))
+            if p is not None and y is not None]
+    if not rows or not performance:
+        return
+    if performance["task"] == "regression":
+        errors = np.array([abs(float(p) - float(y)) for p, y, _ in rows])
+    else:
+        first = rows[0][1]
+        positive = True if isinstance(first, bool) else 1 if isinstance(first, (int, float)) else "1"
+        performance["positive"] = positive
+        errors = np.array([0.0 if _same_class(p, y) else 1.0 for p, y, _ in rows])
+        numeric = [(s, y) for _, y, s in rows if isinstance(s, (int, float)) and not isinstance(s, bool)
+                   and s == s]
+        classes = {str(y).lower() for _, y, _ in rows}
+        if len(numeric) == len(rows) and len(classes) <= 2:
+            try:
+                calibration = ScoreCalibration.fit([s for s, _ in numeric],
+                                                   [_same_class(y, positive) for _, y in numeric])
+                performance["calibration"] = calibration.to_dict()
+            except ValueError:
+                pass  # too few labelled scores: the estimate uses plain confidence
+    try:
+        performance["error_monitor"] = NumericDriftMonitor.from_reference(errors, **(monitor_params or {})).to_dict()
+    except ValueError:
+        pass
 
 
 def _labels_and_performance(predictions: list, labels: list) -> tuple[dict, dict]:

@@ -15,8 +15,8 @@ import pandas as pd
 from producers.events import encode_envelope
 from producers.topics import KAFKA_CLIENT_LOG
 
-__all__ = ["ColumnPlan", "ReplayError", "ReplayResult", "feature_columns", "load_table", "plan_columns", "replay",
-           "rows_to_events", "scalar_values"]
+__all__ = ["ColumnPlan", "ReplayError", "ReplayResult", "feature_columns", "label_events", "load_table",
+           "plan_columns", "replay", "rows_to_events", "scalar_values"]
 
 
 class ReplayError(Exception):
@@ -165,6 +165,22 @@ def rows_to_events(df: pd.DataFrame, plan: ColumnPlan, model: str) -> tuple[list
     return events, labels
 
 
+def label_events(df: pd.DataFrame, id_column: str | None, label_column: str | None,
+                 timestamp_column: str | None = None) -> list[dict]:
+    """Label events from a file of event ids and labels (and optionally timestamps), in row order."""
+    id_column = id_column or "event_id"
+    label_column = label_column or "label"
+    for role, column in (("id", id_column), ("label", label_column)):
+        if column not in df.columns:
+            raise ReplayError(f"the labels file has no {role} column {column!r}; name it with --{role}-column")
+    plan = ColumnPlan(id_column, timestamp_column if timestamp_column in df.columns else None, None, None,
+                      label_column, {})
+    times = _timestamps(df, plan, time.time())
+    ids = [str(v) for v in df[id_column].tolist()]
+    return [{"event_id": i, "label": y, "timestamp": t}
+            for i, y, t in zip(ids, scalar_values(df[label_column]), times) if y is not None]
+
+
 def _chunks(items: list[dict], size: int) -> Iterator[list[dict]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -199,8 +215,11 @@ def replay(bootstrap: str, model: str, model_version: str, events: list[dict], l
         raise ReplayError("--batch-size must be at least 1")
     if rate is not None and rate <= 0:
         raise ReplayError("--rate must be positive")
+    # murmur2 is the Java clients' partitioner too: a model's inference and label events then share a
+    # partition number, which the worker relies on to join them.
     producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "linger.ms": 10,
-                                         "enable.idempotence": True, "message.max.bytes": 4_000_000,
+                                         "enable.idempotence": True, "partitioner": "murmur2_random",
+                                         "message.max.bytes": 4_000_000,
                                          "message.timeout.ms": int(timeout_s * 1000)}, logger=KAFKA_CLIENT_LOG)
     failed = 0
 

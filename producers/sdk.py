@@ -55,7 +55,10 @@ class _EnvelopeLogger:
         self.max_message_bytes = max_message_bytes
         config = {"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": max_message_bytes + 65536,
                   "queue.buffering.max.kbytes": 262144, "message.timeout.ms": 120000,
-                  "enable.idempotence": True}
+                  "enable.idempotence": True,
+                  # the partitioner of Java clients too: a model's inference and label events then share a
+                  # partition number, which the worker relies on to join them
+                  "partitioner": "murmur2_random"}
         config.update(producer_config or {})
         self._producer = confluent_kafka.Producer(config, logger=_log)
         self._buffer: deque[dict] = deque()

@@ -95,10 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
                               "--rate 2000. " + _ENV_HELP)
     p.add_argument("--model", required=True, help="model id (the Kafka key)")
     p.add_argument("--model-version", required=True, help="model version")
-    p.add_argument("--data", required=True, metavar="FILE", help=".csv, .csv.gz or .parquet")
+    p.add_argument("--data", metavar="FILE", help=".csv, .csv.gz or .parquet")
     _column_flags(p)
-    p.add_argument("--labels", metavar="FILE", help="a separate file of labels: its id column and label column "
-                                                    "are named by --id-column and --label-column")
+    p.add_argument("--labels", metavar="FILE", help="a separate file of labels (sent after the data, or alone "
+                                                    "without --data): its id and label columns are named by "
+                                                    "--id-column and --label-column")
     p.add_argument("--batch-size", type=int, default=500, metavar="N", help="events per message (default 500)")
     p.add_argument("--rate", type=float, metavar="EVENTS_PER_S", help="pace the replay (default: as fast as "
                                                                       "Kafka takes it)")
@@ -119,6 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one alert JSON object per line")
     p.add_argument("--control-topic", metavar="T")
     _connection_flags(p, redis_too=False)
+
+    p = sub.add_parser("triggers", help="run a command once per retrain trigger (the downstream retrain hook)",
+                       description="Consume retrain triggers from the control topic with a consumer group of "
+                                   "its own and run CMD once per trigger, with the trigger JSON on stdin and "
+                                   "DRIFTLINE_TRIGGER_ID, DRIFTLINE_MODEL and DRIFTLINE_MODEL_VERSION in its "
+                                   "environment. A trigger counts as handled only when CMD exits 0; a failing "
+                                   "CMD is retried with back-off, and a restarted consumer does not run a "
+                                   "handled trigger again.",
+                       epilog="Example: driftline triggers --exec 'python retrain.py'. " + _ENV_HELP)
+    p.add_argument("--exec", dest="exec_command", required=True, metavar="CMD", help="shell command to run")
+    p.add_argument("--group", default="driftline-retrain", help="consumer group (default driftline-retrain)")
+    p.add_argument("--model", help="only this model's triggers")
+    p.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds (default: run until Ctrl-C)")
+    p.add_argument("--max-attempts", type=int, default=0, metavar="N",
+                   help="give up on a trigger for now after N failed runs (default 0: keep trying)")
+    p.add_argument("--control-topic", metavar="T")
+    _connection_flags(p)
 
     p = sub.add_parser("status", help="show a model's statistics from Redis",
                        description="Show the statistics the workers keep for a model: per feature count, "
@@ -160,19 +178,21 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from producers.replay import load_table, plan_columns, replay, rows_to_events
+    from producers.replay import ReplayError, label_events, load_table, plan_columns, replay, rows_to_events
     from producers.topics import KafkaUnreachable, ensure_topics
 
-    df = load_table(args.data)
-    plan = plan_columns(df, args.id_column, args.timestamp_column, args.prediction_column, args.score_column,
-                        args.label_column if not args.labels else None,
-                        args.features.split(",") if args.features else None)
-    events, labels = rows_to_events(df, plan, args.model)
+    if not args.data and not args.labels:
+        raise ReplayError("nothing to replay: give --data FILE, --labels FILE, or both")
+    events, labels, features = [], [], {}
+    if args.data:
+        df = load_table(args.data)
+        plan = plan_columns(df, args.id_column, args.timestamp_column, args.prediction_column, args.score_column,
+                            args.label_column if not args.labels else None,
+                            args.features.split(",") if args.features else None)
+        events, labels = rows_to_events(df, plan, args.model)
+        features = plan.features
     if args.labels:
-        label_df = load_table(args.labels)
-        label_plan = plan_columns(label_df.assign(prediction=0), args.id_column, args.timestamp_column,
-                                  "prediction", None, args.label_column or "label", None)
-        _, labels = rows_to_events(label_df.assign(prediction=0), label_plan, args.model)
+        labels = label_events(load_table(args.labels), args.id_column, args.label_column, args.timestamp_column)
     try:
         ensure_topics(settings.kafka_bootstrap, [settings.inference_topic, settings.label_topic],
                       settings.topic_partitions, timeout_s=10)
@@ -182,11 +202,11 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                     settings.inference_topic, settings.label_topic, batch_size=args.batch_size, rate=args.rate)
     summary = {"model": args.model, "model_version": args.model_version, "events": result.events,
                "labels": result.labels, "messages": result.messages, "failed": result.failed,
-               "seconds": round(result.seconds, 3), "features": plan.features}
+               "seconds": round(result.seconds, 3), "features": features}
     if args.json:
         _dump(summary)
     else:
-        kinds = ", ".join(f"{k} ({v})" for k, v in plan.features.items())
+        kinds = ", ".join(f"{k} ({v})" for k, v in features.items()) or "none"
         print(f"replayed {result.events} events and {result.labels} labels of model {args.model} "
               f"v{args.model_version} in {result.messages} messages ({result.seconds:.1f}s); features: {kinds}")
     if result.failed:
@@ -241,6 +261,12 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_triggers(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_processors.triggers import run_triggers
+
+    return run_triggers(settings, args.exec_command, args.group, args.model, args.timeout, args.max_attempts)
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from stream_processors.reading import model_status, print_status
 
@@ -269,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _settings(args)
         handler = {"worker": cmd_worker, "profile": cmd_profile, "replay": cmd_replay, "alerts": cmd_alerts,
-                   "status": cmd_status, "demo": cmd_demo}[args.command]
+                   "triggers": cmd_triggers, "status": cmd_status, "demo": cmd_demo}[args.command]
         return handler(args, settings)
     except (DriftlineError, ReplayError) as exc:
         print(f"driftline: error: {exc}", file=sys.stderr)

@@ -56,7 +56,8 @@ class PerformanceTracker:
         reference = reference or {}
         self.task: str | None = reference.get("task")
         self.positive: object = reference.get("positive", 1)
-        self.baseline: dict | None = {k: v for k, v in reference.items() if isinstance(v, float)} or None
+        self.baseline: dict | None = {k: v for k, v in reference.items()
+                                      if isinstance(v, float) and k != "count"} or None
         self.source = "reference" if self.baseline else "production"
         self.calibration = ScoreCalibration.from_dict(reference["calibration"]) if reference.get("calibration") \
             else ScoreCalibration()

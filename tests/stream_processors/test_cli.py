@@ -4,7 +4,7 @@ import pytest
 
 from stream_processors.cli import build_parser, main
 
-COMMANDS = ["worker", "profile", "replay", "alerts", "status", "demo"]
+COMMANDS = ["worker", "profile", "replay", "alerts", "triggers", "status", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

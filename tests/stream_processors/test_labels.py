@@ -136,3 +136,16 @@ def test_a_harmless_shift_drifts_but_does_not_hurt():
                       feed.send("labels", "credit", labels[i:i + 500], "label")])
     assert {a["feature"] for a in feed.alerts if a["type"] == "drift"} == {"tenure_years"}
     assert not [a for a in feed.alerts if a["type"] in ("performance", "retrain")]
+
+
+def test_a_new_version_starts_fresh_and_the_old_one_is_kept():
+    events, labels = _events(2000)
+    feed = Feed()
+    feed.process([feed.send("inference", "credit", events[:1000], "inference", version="1")])
+    feed.process([feed.send("inference", "credit", events[1000:], "inference", version="2"),
+                  feed.send("labels", "credit", labels, "label")])
+    old, new = feed.state(version="1"), feed.state(version="2")
+    assert (old.events, new.events) == (1000, 1000)
+    assert new.numeric["income"].count == 1000 and new.monitors["income"].to_dict()["phase"] == "pilot"
+    # each label went to the version that made its prediction
+    assert len(old.performance.history) == 2 and len(new.performance.history) == 2
