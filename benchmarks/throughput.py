@@ -8,7 +8,8 @@ the same messages are (1) only decoded and validated, in this process, and
 timed from its first saved offset to its last ("worker"), and from a quarter
 of the way to the end ("steady", leaving out the consumer's start-up fetches).
 Prints events/s and the ratio of each worker rate to the decode-only rate
-measured in this run.
+measured in this run. Envelopes run twice: keeping every prediction for the
+label join (the default), and with DRIFTLINE_KEEP_PREDICTIONS=false.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def decode_rate(messages: list[bytes], events: int, limit: int) -> float:
     return events / elapsed
 
 
-def worker_rate(settings, messages: list[bytes], per_message: int, timeout: float) -> tuple[float, float]:
+def worker_rate(settings, messages: list[bytes], per_message: int, timeout: float,
+                keep_predictions: bool = True) -> tuple[float, float]:
     """(overall, steady) events/s: from the first saved offset, and from a quarter of the way."""
     tag = f"bench-{uuid.uuid4().hex[:8]}"
     s = settings.replace(app_id=tag, inference_topic=f"{tag}.inference", control_topic=f"{tag}.control",
@@ -81,7 +83,8 @@ def worker_rate(settings, messages: list[bytes], per_message: int, timeout: floa
     with socket.socket() as sock:  # metrics on, as in production, on a free port
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = s.replace(log_level="warning", metrics_port=port, metrics_host="127.0.0.1").to_env()
+    env = s.replace(log_level="warning", metrics_port=port, metrics_host="127.0.0.1",
+                    keep_predictions=keep_predictions).to_env()
     proc = subprocess.Popen([sys.executable, "-m", "stream_processors.cli", "worker"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = RedisStateStore(s.redis_url, s.app_id)
@@ -125,12 +128,14 @@ def main() -> None:
           f"Kafka {settings.kafka_bootstrap}, Redis {settings.redis_url}")
     print(f"{'messages':<24}{'events':>8}{'decode-only ev/s':>18}{'worker ev/s':>13}{'steady ev/s':>13}"
           f"{'worker/decode':>15}{'steady/decode':>15}")
-    for label, n, per in ((f"envelopes of {args.envelope_size}", args.envelope_events, args.envelope_size),
-                          ("one event per message", args.single_events, 1)):
+    cases = ((f"envelopes of {args.envelope_size}", args.envelope_events, args.envelope_size, True),
+             (f"  same, predictions not kept", args.envelope_events, args.envelope_size, False),
+             ("one event per message", args.single_events, 1, True))
+    for label, n, per, keep in cases:
         events = make_events(n)
         messages = messages_of(events, per)
         decode = decode_rate(messages, n, settings.max_message_bytes)
-        worker, steady = worker_rate(settings, messages, per, args.timeout)
+        worker, steady = worker_rate(settings, messages, per, args.timeout, keep)
         print(f"{label:<24}{n:>8}{decode:>18,.0f}{worker:>13,.0f}{steady:>13,.0f}{worker / decode:>15.2f}"
               f"{steady / decode:>15.2f}", flush=True)
 

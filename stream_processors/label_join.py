@@ -67,9 +67,10 @@ class LabelJoin:
         waiting = self._store.hash_get(COUNTS, f"{model}:pending")
         fresh: dict[str, Joined] = {}  # predictions of this batch, by event id
         for version, event in predicted:
-            record = {"v": version, "p": event["prediction"], "s": event["score"], "t": event["timestamp"]}
-            batch.writes.append(("setex", f"pred:{model}:{event['event_id']}", s.prediction_ttl_s,
-                                 orjson.dumps(record)))
+            if s.keep_predictions:
+                record = {"v": version, "p": event["prediction"], "s": event["score"], "t": event["timestamp"]}
+                batch.writes.append(("setex", f"pred:{model}:{event['event_id']}", s.prediction_ttl_s,
+                                     orjson.dumps(record)))
             fresh[event["event_id"]] = Joined(event["event_id"], version, event["prediction"], event["score"],
                                               None, event["timestamp"])
         # predictions that labels were waiting for

@@ -122,6 +122,8 @@ def model_status(settings: Settings, model: str, version: str | None = None) -> 
     state = store.load([(model, version)])[(model, version)]
     status = ModelState.from_dict(state, settings).describe()
     status["versions"] = sorted(versions)
+    counts = store.hash_all("labels")
+    status["labels"] = {k: counts.get(f"{model}:{k}", 0) for k in ("joined", "pending", "unmatched")}
     return status
 
 
@@ -129,6 +131,19 @@ def print_status(status: dict, out=sys.stdout) -> None:
     scenario = "against its reference profile" if status["scenario"] == "reference" else "no reference profile"
     out.write(f"model {status['model']} version {status['model_version']}: {status['events']} events, {scenario} "
               f"(versions seen: {', '.join(status['versions'])}); last event {status['last_event_id']}\n")
+    perf, labels = status.get("performance") or {}, status.get("labels") or {}
+    if labels.get("joined") or labels.get("pending") or perf.get("estimated_accuracy") is not None:
+        out.write(f"  labels: {labels.get('joined', 0)} joined (all versions), {labels.get('pending', 0)} waiting "
+                  f"for their prediction, {labels.get('unmatched', 0)} never matched\n")
+        if perf.get("windows"):
+            last = perf["windows"][-1]
+            figures = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "labels")
+            out.write(f"  performance ({perf['task']}), last window of {last['labels']} labels: {figures}\n")
+        if perf.get("baseline"):
+            base = ", ".join(f"{k} {v:.4g}" for k, v in perf["baseline"].items())
+            out.write(f"  baseline (from the {perf['baseline_from']}): {base}\n")
+        if perf.get("estimated_accuracy") is not None:
+            out.write(f"  estimated accuracy from scores (last window): {perf['estimated_accuracy']:.4f}\n")
     rows = dict(status["features"])
     if status.get("prediction"):
         rows["(prediction)"] = status["prediction"]

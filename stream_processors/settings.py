@@ -46,6 +46,7 @@ class Settings:
     category_monitors: int = 4
     category_block_size: int = 100
     category_baseline_blocks: int = 40
+    category_design_shift: float = 0.2
     # tumbling-window tests (detectors/window_test.py)
     window_size: int = 500
     window_alpha: float = 1e-5
@@ -54,7 +55,9 @@ class Settings:
     cooldown_events: int = 5000
     # labels and performance (stream_processors/label_join.py, performance_tracker.py)
     label_wait_s: float = 3600.0
-    prediction_ttl_s: int = 604800
+    keep_predictions: bool = True
+    """Keep each prediction (about 100 bytes in Redis) for prediction_ttl_s so late labels can join it."""
+    prediction_ttl_s: int = 86400
     performance_window: int = 1000
     performance_baseline_windows: int = 2
     performance_min_drop: float = 0.02
@@ -112,7 +115,8 @@ class Settings:
     def category_monitor_params(self) -> dict:
         """NumericDriftMonitor arguments for a category's 0/1 indicator: larger blocks, a shorter baseline."""
         return {**self.monitor_params(), "block_size": self.category_block_size,
-                "baseline_blocks": self.category_baseline_blocks, "winsor": 0.0}
+                "baseline_blocks": self.category_baseline_blocks, "winsor": 0.0,
+                "design_shift": self.category_design_shift}
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
