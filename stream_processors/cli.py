@@ -218,6 +218,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_profile(args: argparse.Namespace, settings: Settings) -> int:
     from producers.replay import load_table, plan_columns
     from stream_processors.profiles import profile_from_table, register_profile
+    from stream_processors.state_store import profile_key
 
     df = load_table(args.data)
     plan = plan_columns(df, args.id_column, args.timestamp_column, args.prediction_column, args.score_column,
@@ -228,8 +229,8 @@ def cmd_profile(args: argparse.Namespace, settings: Settings) -> int:
     columns = {name: entry["kind"] for name, entry in profile.columns.items()}
     summary = {"model": args.model, "model_version": args.model_version, "rows": profile.rows,
                "window_size": settings.window_size, "columns": columns, "labels": profile.labels,
-               "performance": profile.performance, "registered": {"redis": f"driftline:profile:{args.model}:"
-                                                                           f"{args.model_version}",
+               "performance": profile.performance, "registered": {"redis": profile_key(settings.app_id, args.model,
+                                                                                      args.model_version),
                                                                   "topic": settings.profile_topic}}
     if args.json:
         _dump(summary)
@@ -246,7 +247,8 @@ def cmd_profile(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  performance on the reference ({profile.performance['task']}, "
               f"{profile.performance['count']} labelled rows): {figures}")
     print(f"  comparison windows of {settings.window_size} events")
-    print(f"registered in Redis and on topic {settings.profile_topic}; workers use it from their next batch")
+    print(f"registered in Redis and on topic {settings.profile_topic} for worker app {settings.app_id!r}; "
+          "its workers use it from their next batch")
     return 0
 
 

@@ -11,7 +11,7 @@ Keys, under the worker's app id::
     driftline:{app}:offsets            hash  "topic:partition" -> last applied offset
     driftline:{app}:state:{model}:{v}  JSON  ModelState.to_dict()
     driftline:{app}:models             hash  "{model}\\t{version}" -> {"events", "updated"} (JSON)
-    driftline:profile:{model}:{v}      JSON  ReferenceProfile.to_dict(), shared by every app
+    driftline:{app}:profile:{model}:{v} JSON ReferenceProfile.to_dict()
     driftline:{app}:pred:{model}:{id}  JSON  a prediction kept for its label (expires)
     driftline:{app}:label:{model}:{id} JSON  a label waiting for its prediction (expires)
     driftline:{app}:waiting:{model}    zset  waiting labels by deadline
@@ -81,8 +81,8 @@ class StateStore(Protocol):
         """Registered reference profile per (model, version); None where there is none."""
 
 
-def profile_key(model: str, version: str) -> str:
-    return f"driftline:profile:{model}:{version}"
+def profile_key(app_id: str, model: str, version: str) -> str:
+    return f"driftline:{app_id}:profile:{model}:{version}"
 
 
 def _field(tp: TopicPartition) -> str:
@@ -93,6 +93,7 @@ class RedisStateStore:
     def __init__(self, url: str, app_id: str) -> None:
         self._redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
         self._url = url
+        self._app_id = app_id
         self._prefix = f"driftline:{app_id}"
         self._offsets_key = f"{self._prefix}:offsets"
         self._models_key = f"{self._prefix}:models"
@@ -159,11 +160,11 @@ class RedisStateStore:
     def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
         if not models:
             return {}
-        raw = self._call(self._redis.mget, [profile_key(m, v) for m, v in models])
+        raw = self._call(self._redis.mget, [profile_key(self._app_id, m, v) for m, v in models])
         return {key: None if value is None else orjson.loads(value) for key, value in zip(models, raw)}
 
     def put_profile(self, profile: dict, only_if_absent: bool = False) -> bool:
-        key = profile_key(profile["model"], profile["model_version"])
+        key = profile_key(self._app_id, profile["model"], profile["model_version"])
         return bool(self._call(self._redis.set, key, orjson.dumps(profile), None, None, only_if_absent))
 
     def model_summaries(self) -> dict[tuple[str, str], dict]:

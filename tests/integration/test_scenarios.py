@@ -81,7 +81,7 @@ def test_profiles_come_back_from_the_compacted_topic(settings, tmp_path):
     assert run_cli(settings, "profile", "--model", "m-restore", "--model-version", "1", "--data",
                    str(tmp_path / "train.csv")).returncode == 0
     client = redis.Redis.from_url(settings.redis_url)
-    saved = client.get(profile_key("m-restore", "1"))
-    client.delete(profile_key("m-restore", "1"))
+    saved = client.get(profile_key(settings.app_id, "m-restore", "1"))
+    client.delete(profile_key(settings.app_id, "m-restore", "1"))
     assert restore_profiles(settings) >= 1
-    assert client.get(profile_key("m-restore", "1")) == saved
+    assert client.get(profile_key(settings.app_id, "m-restore", "1")) == saved
