@@ -55,13 +55,13 @@ def run_demo(settings: Settings, events: int, rate: float, data_dir: str) -> int
     worker = subprocess.Popen([sys.executable, "-m", "stream_processors.cli", "worker"], env=s.to_env(),
                               stdout=log, stderr=subprocess.STDOUT)
     _say(f"started a worker (app id {s.app_id}, log {log_path})")
-    rows, _labels = rows_to_events(frame, plan_columns(frame), MODEL)
+    rows, labels = rows_to_events(frame, plan_columns(frame), MODEL)
     sent = threading.Event()
     failure: list[BaseException] = []
 
     def send() -> None:
         try:
-            replay(s.kafka_bootstrap, MODEL, VERSION, rows, [], s.inference_topic, s.label_topic, batch_size=100,
+            replay(s.kafka_bootstrap, MODEL, VERSION, rows, labels, s.inference_topic, s.label_topic, batch_size=100,
                    rate=rate, progress=False)
         except BaseException as exc:  # reported by the main thread
             failure.append(exc)

@@ -13,6 +13,7 @@ from detectors.profile import ReferenceProfile
 from detectors.frequencies import category_key
 from detectors.window_test import FeatureWindowTest
 from stream_processors.performance_tracker import ERROR, PerformanceTracker
+from stream_processors.retrain_policy import RetrainPolicy
 from stream_processors.settings import Settings
 
 __all__ = ["Finding", "ModelState", "PREDICTION", "SCORE", "alert_id"]
@@ -110,8 +111,7 @@ class ModelState:
         self.untracked_features = 0
         self.early_missing: dict[str, int] = {}
         self.performance = PerformanceTracker(settings, profile.performance if profile else None)
-        self.recent_drift: dict[str, int] = {}   # feature -> event count of its latest drift alert
-        self.last_trigger_at: int | None = None
+        self.policy = RetrainPolicy(settings)
         if profile:
             for name, entry in profile.columns.items():
                 self.kinds[name] = entry["kind"]
@@ -179,7 +179,7 @@ class ModelState:
         self.events += n
         self.last_event_id = ids[-1]
         self.last_event_time = max(e["timestamp"] for e in events)
-        return findings + self._policy(findings)
+        return findings + self.policy.decide(self, findings)
 
     def apply_labels(self, joined: list) -> list[Finding]:
         """Fold labels joined to this version's predictions into its performance."""
@@ -187,43 +187,12 @@ class ModelState:
         for f in self.performance.on_labels(joined):
             feature = ERROR if f.evidence.get("stream") == "errors" else None
             findings += self._performance_finding(f, joined[f.position].event_id, feature)
-        return findings + self._policy(findings)
+        return findings + self.policy.decide(self, findings)
 
     def _performance_finding(self, f, last_event_id: str, feature: str | None) -> list[Finding]:
         finding = Finding("performance", self.model, self.model_version, feature, f.detector, f.statistic,
                           f.threshold, last_event_id, self.events, self.scenario, "critical", dict(f.evidence))
         return [finding] if self._cooled_down(finding, self.events) else []
-
-    def _policy(self, findings: list[Finding]) -> list[Finding]:
-        """Retrain when performance falls, or when several features drift at once; once per episode."""
-        s = self._settings
-        at = self.events
-        reasons = [f for f in findings if f.alert_type == "performance"
-                   or (s.trigger_on_data_quality and f.alert_type == "data_quality" and f.severity == "critical")]
-        for f in findings:  # input features only: outputs move with their inputs, that is one cause
-            if f.alert_type == "drift" and f.feature and f.feature not in (PREDICTION, SCORE):
-                self.recent_drift[f.feature] = at
-        self.recent_drift = {k: v for k, v in self.recent_drift.items() if at - v <= s.trigger_window_events}
-        drifted = sorted(self.recent_drift)
-        if not reasons and len(drifted) < s.trigger_drift_features:
-            return []
-        if self.last_trigger_at is not None and at - self.last_trigger_at < s.trigger_cooldown_events:
-            return []
-        self.last_trigger_at = at
-        cause = reasons[0] if reasons else max(findings, key=lambda f: f.events_seen, default=None)
-        if cause is None:
-            return []
-        evidence = {"reasons": [{"id": alert_id(f.alert_type, f.model, f.model_version, f.feature, f.detector,
-                                                f.last_event_id), "type": f.alert_type, "feature": f.feature,
-                                 "detector": f.detector, "statistic": f.statistic, "threshold": f.threshold}
-                                for f in reasons],
-                    "drifted_features": drifted, "rule": "performance" if reasons else
-                    f"{len(drifted)} features drifted within {s.trigger_window_events} events",
-                    "decision": "statistic >= threshold"}
-        statistic = float(len(reasons)) if reasons else float(len(drifted))
-        threshold = 1.0 if reasons else float(s.trigger_drift_features)
-        return [Finding("retrain", self.model, self.model_version, None, "retrain_policy", statistic, threshold,
-                        cause.last_event_id, self.events, self.scenario, "critical", evidence)]
 
     def _feature_names(self, feature_dicts: list[dict]) -> list[str]:
         names = [k for k in self.kinds if k not in (PREDICTION, SCORE)] + list(self.early_missing)
@@ -391,8 +360,7 @@ class ModelState:
             "untracked_features": self.untracked_features,
             "early_missing": self.early_missing,
             "performance": self.performance.to_dict(),
-            "recent_drift": self.recent_drift,
-            "last_trigger_at": self.last_trigger_at,
+            "policy": self.policy.to_dict(),
         }
 
     @classmethod
@@ -418,8 +386,7 @@ class ModelState:
         ms.untracked_features = int(state["untracked_features"])
         ms.early_missing = {k: int(v) for k, v in state["early_missing"].items()}
         ms.performance = PerformanceTracker.from_dict(state["performance"], settings)
-        ms.recent_drift = {k: int(v) for k, v in state["recent_drift"].items()}
-        ms.last_trigger_at = state["last_trigger_at"]
+        ms.policy = RetrainPolicy.from_dict(state["policy"], settings)
         return ms
 
 
