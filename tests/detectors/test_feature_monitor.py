@@ -3,6 +3,7 @@ import orjson
 import pytest
 
 from detectors import NumericDriftMonitor
+from tests.detectors.synthetic import ar1
 
 
 def _run(values, chunks, restore=False):
@@ -61,16 +62,9 @@ def test_position_names_the_last_value_of_the_block():
     assert all(f.events_seen == f.position + 1 for f in firings)
 
 
-def _ar1(rng, n, phi=0.5):
-    noise = rng.normal(0, 1, n)
-    out = np.empty(n)
-    out[0] = noise[0]
-    for i in range(1, n):
-        out[i] = phi * out[i - 1] + noise[i]
-    return out
 
 
-@pytest.mark.parametrize("make", [lambda r: _ar1(r, 300_000), lambda r: r.standard_t(3, 300_000)],
+@pytest.mark.parametrize("make", [lambda r: ar1(r, 300_000), lambda r: r.standard_t(3, 300_000)],
                          ids=["ar1", "student_t3"])
 def test_quiet_on_autocorrelated_and_heavy_tailed_streams(make):
     assert _run(make(np.random.default_rng(2)), 30) == []

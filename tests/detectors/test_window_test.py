@@ -3,6 +3,7 @@ import orjson
 import pytest
 
 from detectors.window_test import FeatureWindowTest
+from tests.detectors.synthetic import ar1
 
 ALPHA = 1e-6
 
@@ -11,13 +12,6 @@ def _significant(findings):
     return sorted({f.test for f in findings if f.p_value < ALPHA})
 
 
-def _ar1(rng, n, phi=0.5):
-    noise = rng.normal(0, 1, n)
-    out = np.empty(n)
-    out[0] = noise[0]
-    for i in range(1, n):
-        out[i] = phi * out[i - 1] + noise[i]
-    return out
 
 
 def test_quiet_on_the_reference_distribution():
@@ -28,9 +22,9 @@ def test_quiet_on_the_reference_distribution():
 
 def test_autocorrelation_is_calibrated_away():
     rng = np.random.default_rng(1)
-    test = FeatureWindowTest.from_reference("numeric", _ar1(rng, 20000))
+    test = FeatureWindowTest.from_reference("numeric", ar1(rng, 20000))
     assert test.to_dict()["reference"]["inflation"] > 1.5
-    assert _significant(test.update(_ar1(rng, 200_000))) == []
+    assert _significant(test.update(ar1(rng, 200_000))) == []
 
 
 def test_variance_doubling_and_missing_values():
