@@ -16,6 +16,9 @@ from detectors.quantiles import QuantileSketch
 __all__ = ["FeatureWindowTest", "WindowFinding"]
 
 _FORMAT = "driftline.window_test/1"
+EVIDENCE_BELOW = 0.01
+"""PSI, Jensen-Shannon, KS and Wasserstein are computed only for windows whose p-value is below this: they
+are evidence for alerts, and no alert threshold is that high (1% of quiet windows pay for them)."""
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 
 
@@ -298,13 +301,14 @@ class FeatureWindowTest:
         present = int(w["counts"].sum())
         if present:
             stat, dof = chi_square_homogeneity(ref_counts, w["counts"])
-            evidence = {"dof": dof, "inflation": round(ref["inflation"], 4),
-                        "psi": population_stability_index(ref_counts, w["counts"]),
-                        "jensen_shannon": jensen_shannon(ref_counts, w["counts"]),
-                        "ks": binned_ks(ref_counts, w["counts"]), "window_events": w["total"]}
-            if self.kind == NUMERIC:
-                evidence["wasserstein"] = binned_wasserstein(ref_counts, w["counts"], np.asarray(self._edges))
             self._last_p = chi_square_sf(stat / ref["inflation"], dof)
+            evidence = {"dof": dof, "inflation": round(ref["inflation"], 4), "window_events": w["total"]}
+            if self._last_p < EVIDENCE_BELOW:
+                evidence.update(psi=population_stability_index(ref_counts, w["counts"]),
+                                jensen_shannon=jensen_shannon(ref_counts, w["counts"]),
+                                ks=binned_ks(ref_counts, w["counts"]))
+                if self.kind == NUMERIC:
+                    evidence["wasserstein"] = binned_wasserstein(ref_counts, w["counts"], np.asarray(self._edges))
             findings.append(WindowFinding("chi_square", "drift", stat, self._last_p, position, evidence))
         c = ref["inflation"]  # dependent data: fewer effective events than counted
         p_missing = (ref["missing"] + 0.5) / (ref["total"] + 1.0)

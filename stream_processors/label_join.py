@@ -61,18 +61,31 @@ class LabelJoin:
             self._model(model, predictions.get(model, []), labels.get(model, []), now, batch)
         return batch
 
+    def _prediction_keys(self, model: str, now: float) -> list[str]:
+        """The hourly hashes a kept prediction can be in, newest first."""
+        hour = int(now // 3600)
+        return [f"pred:{model}:{h}" for h in range(hour, hour - self._settings.prediction_ttl_s // 3600 - 2, -1)]
+
+    def _lookup(self, model: str, event_ids: list[str], now: float) -> list[dict | None]:
+        return self._store.hash_lookup(self._prediction_keys(model, now), event_ids)
+
     def _model(self, model: str, predicted: list[tuple[str, dict]], labelled: list[dict], now: float,
                batch: JoinBatch) -> None:
         s = self._settings
-        waiting = self._store.hash_get(COUNTS, f"{model}:pending")
-        fresh: dict[str, Joined] = {}  # predictions of this batch, by event id
-        for version, event in predicted:
-            if s.keep_predictions:
-                record = {"v": version, "p": event["prediction"], "s": event["score"], "t": event["timestamp"]}
-                batch.writes.append(("setex", f"pred:{model}:{event['event_id']}", s.prediction_ttl_s,
-                                     orjson.dumps(record)))
-            fresh[event["event_id"]] = Joined(event["event_id"], version, event["prediction"], event["score"],
-                                              None, event["timestamp"])
+        stored_waiting = waiting = self._store.hash_get(COUNTS, f"{model}:pending")
+        if s.keep_predictions and predicted:
+            # one hash per hour: a single HSET per batch instead of a key per event
+            key, ttl = f"pred:{model}:{int(now // 3600)}", s.prediction_ttl_s + 3600
+            for start in range(0, len(predicted), 2000):  # Lua's unpack() takes a few thousand values
+                pairs: list = []
+                for version, event in predicted[start:start + 2000]:
+                    pairs += [event["event_id"],
+                              orjson.dumps((version, event["prediction"], event["score"], event["timestamp"]))]
+                batch.writes.append(("hsetex", key, ttl, *pairs))
+        fresh: dict[str, Joined] = {}  # predictions of this batch, by event id: only needed to meet labels
+        if labelled or waiting:
+            fresh = {e["event_id"]: Joined(e["event_id"], v, e["prediction"], e["score"], None, e["timestamp"])
+                     for v, e in predicted}
         # predictions that labels were waiting for
         if waiting and fresh:
             ids = list(fresh)
@@ -85,7 +98,7 @@ class LabelJoin:
         if labelled:
             unknown = [e for e in labelled if e["event_id"] not in fresh]
             stored = dict(zip([e["event_id"] for e in unknown],
-                              self._store.get_many([f"pred:{model}:{e['event_id']}" for e in unknown])))
+                              self._lookup(model, [e["event_id"] for e in unknown], now)))
             for label in labelled:
                 event_id = label["event_id"]
                 prediction = fresh.get(event_id) or _from_record(event_id, stored.get(event_id))
@@ -101,7 +114,7 @@ class LabelJoin:
         if waiting:
             due = self._store.due(f"waiting:{model}", now)
             if due:
-                predictions_now = self._store.get_many([f"pred:{model}:{i}" for i in due])
+                predictions_now = self._lookup(model, due, now)
                 labels_now = self._store.get_many([f"label:{model}:{i}" for i in due])
                 for event_id, record, label in zip(due, predictions_now, labels_now):
                     self._forget_waiting(batch, model, event_id)
@@ -111,7 +124,7 @@ class LabelJoin:
                         batch.add(model, _with_label(prediction, label["l"]))
                     else:
                         batch.unmatched[model] = batch.unmatched.get(model, 0) + 1
-        pending_change = waiting - self._store.hash_get(COUNTS, f"{model}:pending")
+        pending_change = waiting - stored_waiting
         if pending_change:
             batch.writes.append(("hincrby", COUNTS, f"{model}:pending", str(pending_change)))
         if batch.unmatched.get(model):
@@ -122,14 +135,16 @@ class LabelJoin:
 
     @staticmethod
     def _forget_waiting(batch: JoinBatch, model: str, event_id: str) -> None:
-        batch.writes.append(("del", f"label:{model}:{event_id}", "", ""))
+        batch.writes.append(("del", f"label:{model}:{event_id}"))
         batch.writes.append(("zrem", f"waiting:{model}", "", event_id))
 
 
-def _from_record(event_id: str, record: dict | None) -> Joined | None:
+def _from_record(event_id: str, record: list | None) -> Joined | None:
+    """A kept prediction: [version, prediction, score, timestamp]."""
     if record is None:
         return None
-    return Joined(event_id, record["v"], record["p"], record["s"], None, record["t"])
+    version, prediction, score, timestamp = record
+    return Joined(event_id, version, prediction, score, None, timestamp)
 
 
 def _with_label(prediction: Joined, label: object) -> Joined:

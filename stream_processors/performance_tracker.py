@@ -146,7 +146,11 @@ class PerformanceTracker:
         if not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores):
             return []
         probabilities = self.calibration.apply(np.asarray(scores, dtype=np.float64))
-        positive = [_is(e["prediction"], self.positive) for e in events]
+        predictions = [e["prediction"] for e in events]
+        if all(type(p) in (int, float) for p in predictions) and type(self.positive) in (int, float):
+            positive = (np.asarray(predictions, dtype=np.float64) == float(self.positive)).tolist()
+        else:
+            positive = [_is(p, self.positive) for p in predictions]
         self._estimate_window.extend(zip(probabilities.tolist(), positive))
         findings = []
         size = self._settings.performance_window

@@ -89,8 +89,8 @@ class Settings:
             raise ConfigError("batch_within_s, ph_threshold and session_timeout_s must be positive")
         if not 0 < self.adwin_delta < 1:
             raise ConfigError(f"adwin_delta must be in (0, 1), got {self.adwin_delta}")
-        if not 0 < self.window_alpha < 1 or self.design_shift <= 0 or self.arl0_blocks <= 1:
-            raise ConfigError("window_alpha must be in (0, 1), design_shift positive, arl0_blocks above 1")
+        if not 0 < self.window_alpha < 0.01 or self.design_shift <= 0 or self.arl0_blocks <= 1:
+            raise ConfigError("window_alpha must be in (0, 0.01), design_shift positive, arl0_blocks above 1")
         from detectors.feature_monitor import DETECTORS
 
         chosen = [d.strip() for d in self.detectors.split(",") if d.strip()]

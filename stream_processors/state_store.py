@@ -12,7 +12,7 @@ Keys, under the worker's app id::
     driftline:{app}:state:{model}:{v}  JSON  ModelState.to_dict()
     driftline:{app}:models             hash  "{model}\\t{version}" -> {"events", "updated"} (JSON)
     driftline:{app}:profile:{model}:{v} JSON ReferenceProfile.to_dict()
-    driftline:{app}:pred:{model}:{id}  JSON  a prediction kept for its label (expires)
+    driftline:{app}:pred:{model}:{hour} hash event id -> prediction JSON, kept for labels (expires)
     driftline:{app}:label:{model}:{id} JSON  a label waiting for its prediction (expires)
     driftline:{app}:waiting:{model}    zset  waiting labels by deadline
     driftline:{app}:labels             hash  "{model}:pending" / "{model}:unmatched" / "{model}:joined" counts
@@ -47,17 +47,21 @@ for j = 3, #KEYS do
   redis.call('SET', KEYS[j], ARGV[base + j - 2])
   redis.call('HSET', KEYS[2], ARGV[base + s + j - 2], ARGV[base + 2 * s + j - 2])
 end
--- then the label join's writes: op, key, two arguments
+-- then the label join's writes: op, key, argument count, arguments
 local i = base + 3 * s + 1
 while i <= #ARGV do
-  local op, key, a, b = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local op, key, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local a, b = ARGV[i + 3], ARGV[i + 4]
   if op == 'setex' then redis.call('SET', key, b, 'EX', a)
   elseif op == 'del' then redis.call('DEL', key)
   elseif op == 'zadd' then redis.call('ZADD', key, a, b)
   elseif op == 'zrem' then redis.call('ZREM', key, b)
   elseif op == 'hincrby' then redis.call('HINCRBY', key, a, b)
+  elseif op == 'hsetex' then  -- ttl, then field, value pairs
+    redis.call('HSET', key, unpack(ARGV, i + 4, i + 2 + n))
+    redis.call('EXPIRE', key, a)
   end
-  i = i + 4
+  i = i + 3 + n
 end
 return 1
 """
@@ -134,8 +138,8 @@ class RedisStateStore:
         argv += [f"{m}\t{v}" for m, v in states]
         now = time.time()
         argv += [orjson.dumps({"events": s["events"], "updated": now}) for s in states.values()]
-        for op, key, a, b in writes:
-            argv += [op, self._prefix + ":" + key, a, b]
+        for op, key, *args in writes:
+            argv += [op, self._prefix + ":" + key, len(args), *args]
         return bool(self._call(self._commit, keys, argv))
 
     # -- the label join: keys relative to the app's prefix --------------------------------------------------
@@ -148,6 +152,21 @@ class RedisStateStore:
     def hash_get(self, key: str, field: str) -> int:
         value = self._call(self._redis.hget, self._prefix + ":" + key, field)
         return 0 if value is None else int(value)
+
+    def hash_lookup(self, keys: list[str], fields: list[str]) -> list[dict | None]:
+        """Per field, its value in the first of ``keys`` that has it (JSON-decoded)."""
+        if not fields or not keys:
+            return [None] * len(fields)
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(self._prefix + ":" + key, fields)
+        rows = self._call(pipe.execute)
+        out: list[dict | None] = [None] * len(fields)
+        for row in rows:
+            for j, value in enumerate(row):
+                if out[j] is None and value is not None:
+                    out[j] = orjson.loads(value)
+        return out
 
     def hash_all(self, key: str) -> dict[str, int]:
         raw = self._call(self._redis.hgetall, self._prefix + ":" + key)
@@ -190,6 +209,7 @@ class MemoryStateStore:
         self._updated: dict[tuple[str, str], float] = {}
         self._events: dict[tuple[str, str], int] = {}
         self._kv: dict[str, bytes] = {}
+        self._fields: dict[str, dict[str, bytes]] = {}
         self._zsets: dict[str, dict[str, float]] = {}
         self._hashes: dict[str, dict[str, int]] = {}
 
@@ -203,8 +223,12 @@ class MemoryStateStore:
                states: dict[tuple[str, str], dict], writes: list[tuple] = ()) -> bool:
         if any(self._offsets.get(tp, -1) != expected for tp, (expected, _new) in offsets.items()):
             return False
-        for op, key, a, b in writes:
-            if op == "setex":
+        for op, key, *args in writes:
+            a, b = (args + ["", ""])[:2]
+            if op == "hsetex":
+                h = self._fields.setdefault(key, {})
+                h.update(zip(args[1::2], args[2::2]))
+            elif op == "setex":
                 self._kv[key] = b
             elif op == "del":
                 self._kv.pop(key, None)
@@ -231,6 +255,13 @@ class MemoryStateStore:
 
     def hash_get(self, key: str, field: str) -> int:
         return self._hashes.get(key, {}).get(field, 0)
+
+    def hash_lookup(self, keys: list[str], fields: list[str]) -> list[dict | None]:
+        out: list[dict | None] = []
+        for f in fields:
+            value = next((self._fields[k][f] for k in keys if f in self._fields.get(k, {})), None)
+            out.append(None if value is None else orjson.loads(value))
+        return out
 
     def hash_all(self, key: str) -> dict[str, int]:
         return dict(self._hashes.get(key, {}))

@@ -123,10 +123,11 @@ def end_offsets(s: Settings, topic: str) -> dict[int, int]:
 
 
 def wait_until_applied(s: Settings, worker: WorkerProcess | None = None, timeout: float = 120) -> None:
-    """Wait until the worker app's saved offsets reach the end of the inference topic."""
+    """Wait until the worker app's saved offsets reach the end of the inference and label topics."""
     store = RedisStateStore(s.redis_url, s.app_id)
-    ends = end_offsets(s, s.inference_topic)
-    want = {(s.inference_topic, p): end - 1 for p, end in ends.items() if end > 0}
+    want = {}
+    for topic in (s.inference_topic, s.label_topic):
+        want.update({(topic, p): end - 1 for p, end in end_offsets(s, topic).items() if end > 0})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if store.offsets(list(want)) == want:
