@@ -86,6 +86,7 @@ class LabelJoin:
         if labelled or waiting:
             fresh = {e["event_id"]: Joined(e["event_id"], v, e["prediction"], e["score"], None, e["timestamp"])
                      for v, e in predicted}
+        handled: set[str] = set()  # waiting labels settled in this batch (Redis still lists them until commit)
         # predictions that labels were waiting for
         if waiting and fresh:
             ids = list(fresh)
@@ -93,6 +94,7 @@ class LabelJoin:
                 if label is not None:
                     batch.add(model, _with_label(fresh[event_id], label["l"]))
                     waiting -= 1
+                    handled.add(event_id)
                     self._forget_waiting(batch, model, event_id)
         # labels: join now, or wait
         if labelled:
@@ -112,7 +114,7 @@ class LabelJoin:
                 waiting += 1
         # labels whose wait is over: a last look for their prediction, else unmatched
         if waiting:
-            due = self._store.due(f"waiting:{model}", now)
+            due = [i for i in self._store.due(f"waiting:{model}", now) if i not in handled]
             if due:
                 predictions_now = self._lookup(model, due, now)
                 labels_now = self._store.get_many([f"label:{model}:{i}" for i in due])

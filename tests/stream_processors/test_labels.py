@@ -149,3 +149,15 @@ def test_a_new_version_starts_fresh_and_the_old_one_is_kept():
     assert new.numeric["income"].count == 1000 and not new.monitors["income"].monitoring  # its own baseline
     # each label went to the version that made its prediction
     assert len(old.performance.history) == 2 and len(new.performance.history) == 2
+
+
+def test_a_label_past_its_wait_whose_prediction_arrives_now_joins_once():
+    settings = Settings(performance_window=500, label_wait_s=0.0)  # every waiting label is already due
+    feed = Feed(settings)
+    events, labels = _events(10)
+    ghost = {"event_id": "never-predicted", "label": 1, "timestamp": 1.0}  # keeps the sweep running
+    feed.process([feed.send("labels", "credit", labels[:3] + [ghost], "label")])
+    feed.process([feed.send("inference", "credit", events, "inference")])
+    counts = feed.store.hash_all("labels")
+    assert counts["credit:joined"] == 3
+    assert counts["credit:unmatched"] == 1 and counts["credit:pending"] == 0
