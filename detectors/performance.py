@@ -9,7 +9,7 @@ import numpy as np
 from detectors.online import StateVersionError
 
 __all__ = ["ScoreCalibration", "classification_metrics", "expected_accuracy", "expected_roc_auc",
-           "regression_metrics"]
+           "regression_metrics", "same_class"]
 
 _EPS = 1e-15
 
@@ -25,7 +25,7 @@ def classification_metrics(labels: list, predictions: list, scores: list | None 
     """Accuracy, and for the ``positive`` class precision, recall and F1; ROC AUC and log loss from
     ``scores`` (the probability of the positive class) where given."""
     y = _positive_mask(np.asarray(labels, dtype=object), positive)
-    correct = np.array([_same(p, t) for p, t in zip(predictions, labels)], dtype=bool)
+    correct = np.array([same_class(p, t) for p, t in zip(predictions, labels)], dtype=bool)
     yhat = _positive_mask(np.asarray(predictions, dtype=object), positive)
     tp = int(np.sum(y & yhat))
     fp = int(np.sum(~y & yhat))
@@ -43,7 +43,8 @@ def classification_metrics(labels: list, predictions: list, scores: list | None 
     return out
 
 
-def _same(prediction: object, label: object) -> bool:
+def same_class(prediction: object, label: object) -> bool:
+    """Numbers compare as numbers (1 == 1.0), anything else as case-insensitive text."""
     numbers = (int, float)
     if isinstance(prediction, numbers) and isinstance(label, numbers):
         return float(prediction) == float(label)

@@ -11,7 +11,7 @@ from detectors.feature_monitor import NumericDriftMonitor
 from detectors.frequencies import CategoryFrequencies, category_key
 from detectors.moments import NumericSummary
 from detectors.online import StateVersionError
-from detectors.performance import ScoreCalibration
+from detectors.performance import ScoreCalibration, same_class
 from detectors.window_test import FeatureWindowTest
 
 __all__ = ["ReferenceProfile", "build_profile"]
@@ -129,14 +129,14 @@ def _performance_baselines(performance: dict, predictions: list, labels: list, s
         first = rows[0][1]
         positive = True if isinstance(first, bool) else 1 if isinstance(first, (int, float)) else "1"
         performance["positive"] = positive
-        errors = np.array([0.0 if _same_class(p, y) else 1.0 for p, y, _ in rows])
+        errors = np.array([0.0 if same_class(p, y) else 1.0 for p, y, _ in rows])
         numeric = [(s, y) for _, y, s in rows if isinstance(s, (int, float)) and not isinstance(s, bool)
                    and s == s]
         classes = {str(y).lower() for _, y, _ in rows}
         if len(numeric) == len(rows) and len(classes) <= 2:
             try:
                 calibration = ScoreCalibration.fit([s for s, _ in numeric],
-                                                   [_same_class(y, positive) for _, y in numeric])
+                                                   [same_class(y, positive) for _, y in numeric])
                 performance["calibration"] = calibration.to_dict()
             except ValueError:
                 pass  # too few labelled scores: the estimate uses plain confidence
@@ -156,7 +156,7 @@ def _labels_and_performance(predictions: list, labels: list) -> tuple[dict, dict
     if discrete:
         freq = CategoryFrequencies()
         freq.update(ys)
-        accuracy = float(np.mean([_same_class(p, y) for p, y in pairs]))
+        accuracy = float(np.mean([same_class(p, y) for p, y in pairs]))
         return ({"kind": "categorical", "count": len(ys), "frequencies": freq.frequencies},
                 {"task": "classification", "accuracy": accuracy, "count": len(pairs)})
     p = np.array([float(p) for p, _ in pairs])
@@ -166,9 +166,3 @@ def _labels_and_performance(predictions: list, labels: list) -> tuple[dict, dict
             {"task": "regression", "mae": float(np.abs(err).mean()), "rmse": float(math.sqrt((err ** 2).mean())),
              "mean_error": float(err.mean()), "count": len(pairs)})
 
-
-def _same_class(prediction: object, label: object) -> bool:
-    numbers = (int, float)
-    if isinstance(prediction, numbers) and isinstance(label, numbers):
-        return float(prediction) == float(label)
-    return str(prediction).lower() == str(label).lower()

@@ -134,13 +134,7 @@ class FeatureWindowTest:
         A bin's count over a window of n has variance n p (1 - p) (1 + 2 sum_k rho(k)); the chi-square
         statistic's mean grows by the (1 - p)-weighted average of those factors. Lags are Bartlett-weighted.
         """
-        if self.kind == NUMERIC:
-            values = np.asarray(values, dtype=np.float64)
-            present = values[~np.isnan(values)]
-            idx = np.searchsorted(np.asarray(self._edges), present, side="right")
-        else:
-            lookup = {c: i for i, c in enumerate(self._categories)}
-            idx = np.fromiter((lookup.get(v, len(self._categories)) for v in values if v is not None), dtype=np.int64)
+        idx, _, _ = self._indices(values)
         n, bins = idx.size, self._n_bins()
         if n < 4 * max_lag:
             return 1.0
@@ -203,21 +197,27 @@ class FeatureWindowTest:
     def _empty_window(self) -> dict:
         return {"counts": None, "missing": 0, "total": 0, "outside": 0, "unseen": 0}
 
-    def _bin_index(self, values) -> tuple[np.ndarray, int, int]:
-        """Bin counts of the present values, how many are missing, how many lie outside / are unseen."""
+    def _indices(self, values) -> tuple[np.ndarray, np.ndarray | list[str], int]:
+        """Bin index of each present value, the present values (numeric) or category keys, the missing count."""
         if self.kind == NUMERIC:
             values = np.asarray(values, dtype=np.float64)
             present = values[~np.isnan(values)]
-            idx = np.searchsorted(np.asarray(self._edges), present, side="right")
-            outside = int(np.count_nonzero((present < self._edge_range[0]) | (present > self._edge_range[1])))
-            return np.bincount(idx, minlength=self._n_bins()), int(values.size - present.size), outside
+            return np.searchsorted(np.asarray(self._edges), present, side="right"), present, values.size - present.size
         lookup = {c: i for i, c in enumerate(self._categories)}
-        other = len(self._categories)
         keys = [category_key(v) for v in values if v is not None]
-        idx = np.fromiter((lookup.get(k, other) for k in keys), dtype=np.int64, count=len(keys))
-        known = self._edge_counts if self._phase != "testing" else None
-        unseen = sum(1 for k in keys if k not in lookup and (known is None or k not in known))
-        return np.bincount(idx, minlength=self._n_bins()), len(values) - len(keys), unseen
+        idx = np.fromiter((lookup.get(k, len(self._categories)) for k in keys), dtype=np.int64, count=len(keys))
+        return idx, keys, len(values) - len(keys)
+
+    def _bin_index(self, values) -> tuple[np.ndarray, int, int]:
+        """Bin counts of the present values, how many are missing, how many lie outside / are unseen."""
+        idx, present, missing = self._indices(values)
+        if self.kind == NUMERIC:
+            odd = int(np.count_nonzero((present < self._edge_range[0]) | (present > self._edge_range[1])))
+        else:
+            known = self._edge_counts if self._phase != "testing" else None
+            binned = set(self._categories)
+            odd = sum(1 for k in present if k not in binned and (known is None or k not in known))
+        return np.bincount(idx, minlength=self._n_bins()), int(missing), odd
 
     def _count(self, values) -> list[int]:
         counts, missing, _ = self._bin_index(values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -28,8 +29,6 @@ SCORE = "__score__"
 def alert_id(alert_type: str, model: str, model_version: str, feature: str | None, detector: str,
              last_event_id: str) -> str:
     """Deterministic: the same decision always has the same id."""
-    import hashlib
-
     text = "\x1f".join([alert_type, model, model_version, feature or "", detector, last_event_id])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

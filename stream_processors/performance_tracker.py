@@ -135,8 +135,12 @@ class PerformanceTracker:
         s = self._settings
         if key == "mae":
             return base * (1 + s.performance_min_drop) + 3 * base / math.sqrt(max(n, 1))
+        return self._accuracy_bound(base, n)
+
+    def _accuracy_bound(self, base: float, n: int) -> float:
+        """An accuracy this far below ``base`` is a drop: the larger of the minimum drop and 3 standard errors."""
         spread = 3 * math.sqrt(max(base * (1 - base), 1e-6) / max(n, 1))
-        return base - max(s.performance_min_drop, spread)
+        return base - max(self._settings.performance_min_drop, spread)
 
     # -- estimated -------------------------------------------------------------------------------------------
     def on_predictions(self, events: list[dict]) -> list[PerformanceFinding]:
@@ -164,7 +168,7 @@ class PerformanceTracker:
                     self.estimate_baseline = float(np.mean(self._estimate_early))
                 continue
             base = self.estimate_baseline
-            bound = base - max(self._settings.performance_min_drop, 3 * math.sqrt(base * (1 - base) / size))
+            bound = self._accuracy_bound(base, size)
             if estimate < bound:
                 position = len(events) - 1 - len(self._estimate_window)
                 method = "cbpe" if self.calibration.fitted else "confidence"
@@ -185,9 +189,7 @@ class PerformanceTracker:
                     out.append((key, "realized", last[key], bound))
         if self.estimated is not None:
             base = self.estimate_baseline
-            size = self._settings.performance_window
-            bound = None if base is None else base - max(self._settings.performance_min_drop,
-                                                         3 * math.sqrt(base * (1 - base) / size))
+            bound = None if base is None else self._accuracy_bound(base, self._settings.performance_window)
             out.append(("accuracy", "estimated", self.estimated, bound))
         return out
 

@@ -184,10 +184,3 @@ class BatchProcessor:
             "payload": getattr(rejection, "excerpt", ""),
         }
 
-
-@dataclass(frozen=True)
-class _Reason:
-    reason: str
-    model: str | None
-    event_id: str | None
-    excerpt: str = ""

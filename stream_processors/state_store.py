@@ -75,14 +75,32 @@ class StateStore(Protocol):
         """Saved state per (model, version); None where there is none."""
 
     def commit(self, offsets: dict[TopicPartition, tuple[int, int]],
-               states: dict[tuple[str, str], dict]) -> bool:
-        """Write states and move offsets from ``(expected, new)``; False on a conflict."""
+               states: dict[tuple[str, str], dict], writes: list[tuple] = ()) -> bool:
+        """Write states and the label join's ``writes`` (op, key, args...) and move offsets from
+        ``(expected, new)``, all at once; False on a conflict."""
 
     def models(self) -> dict[tuple[str, str], float]:
         """Every (model, version) with state, and when it was last updated."""
 
+    def model_summaries(self) -> dict[tuple[str, str], dict]:
+        """Per (model, version): {"events", "updated"} as of its last commit."""
+
     def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
         """Registered reference profile per (model, version); None where there is none."""
+
+    def put_profile(self, profile: dict, only_if_absent: bool = False) -> bool:
+        """Register a profile; with ``only_if_absent``, keep one already there."""
+
+    # the label join's reads; keys are relative to the app's namespace
+    def get_many(self, keys: list[str]) -> list[dict | None]: ...
+
+    def hash_get(self, key: str, field: str) -> int: ...
+
+    def hash_all(self, key: str) -> dict[str, int]: ...
+
+    def hash_lookup(self, keys: list[str], fields: list[str]) -> list[dict | None]: ...
+
+    def due(self, key: str, now: float) -> list[str]: ...
 
 
 def profile_key(app_id: str, model: str, version: str) -> str:
