@@ -25,12 +25,23 @@ Label event (topic ``driftline.labels``), single or batched alike::
      "label": 0, "timestamp": 1764158460.0}
 
 Feature values are numbers (numeric), text (categorical), booleans, or null
-(missing). NaN and infinity are not valid JSON and are rejected.
+(missing). NaN and infinity are not valid JSON: a message holding one is not
+JSON and is rejected whole. Numbers (features, prediction, score, label,
+timestamp) must lie within ±``MAX_ABS_NUMBER`` (1e15), so that no statistic
+can overflow; an event with a larger one is rejected alone.
+
+Every rejection carries a machine-readable ``code`` (one of ``REASON_CODES``)
+and a human-readable ``reason``. A message that is not a JSON object of the
+contract is rejected whole (codes ``empty``, ``oversized``, ``malformed_json``,
+``invalid_utf8``, ``too_deep``, ``out_of_range``, ``not_an_object``,
+``schema_version``, ``unknown_kind``, ``bad_envelope``); inside a valid
+envelope each event is checked on its own (``not_an_object``,
+``missing_field``, ``wrong_type``, ``out_of_range``, ``timestamp``), so one bad
+event never costs its neighbours.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,6 +49,8 @@ from datetime import datetime, timezone
 import orjson
 
 __all__ = [
+    "MAX_ABS_NUMBER",
+    "REASON_CODES",
     "SCHEMA_VERSION",
     "DecodedMessage",
     "Rejection",
@@ -50,8 +63,14 @@ SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 KINDS = ("inference", "label")
 MAX_ID_LENGTH = 256
+# the largest magnitude a number may have: far beyond any feature, and squares of a billion such values still
+# sum without overflowing a float64
+MAX_ABS_NUMBER = 1e15
+REASON_CODES = ("empty", "oversized", "malformed_json", "invalid_utf8", "too_deep", "out_of_range",
+                "not_an_object", "schema_version", "unknown_kind", "bad_envelope", "missing_field", "wrong_type",
+                "timestamp", "apply_failed")
 _EXCERPT = 2048
-_SCALARS = (int, float, str, bool)
+_NUMBERS = frozenset({int, float})
 _FEATURE_TYPES = frozenset({int, float, str, bool, type(None)})
 
 
@@ -59,6 +78,7 @@ _FEATURE_TYPES = frozenset({int, float, str, bool, type(None)})
 class Rejection:
     """An event (or a whole message) that could not be used, and why."""
 
+    code: str
     reason: str
     model: str | None = None
     event_id: str | None = None
@@ -96,51 +116,63 @@ def encode_envelope(model: str, events: list[dict], model_version: str | None = 
 
 
 def decode_message(raw: bytes | None, max_bytes: int) -> DecodedMessage:
-    """Parse and validate one Kafka message; never raises on bad input."""
-    if raw is None:
-        return DecodedMessage(rejections=[Rejection("empty message (null value)")])
+    """Parse and validate one Kafka message; never raises, whatever the bytes."""
+    if not raw:
+        return DecodedMessage(rejections=[Rejection("empty", "empty message (no value)")])
     if len(raw) > max_bytes:
         return DecodedMessage(rejections=[Rejection(
-            f"oversized message: {len(raw)} bytes, the limit is {max_bytes}", excerpt=_excerpt(raw))])
-    lenient = False
+            "oversized", f"oversized message: {len(raw)} bytes, the limit is {max_bytes}", excerpt=_excerpt(raw))])
     try:
         doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        doc = _lenient_loads(raw)
-        if isinstance(doc, Rejection):
-            return DecodedMessage(rejections=[doc])
-        lenient = True  # only this parser lets NaN and infinity through
+    except orjson.JSONDecodeError as exc:
+        code, what = _json_error(str(exc), raw[exc.pos:exc.pos + 9] if isinstance(exc.pos, int) else b"")
+        return DecodedMessage(rejections=[Rejection(code, f"{what}: {exc}", excerpt=_excerpt(raw))])
     if not isinstance(doc, dict):
         return DecodedMessage(rejections=[Rejection(
-            f"message is a JSON {type(doc).__name__}, expected an object", excerpt=_excerpt(raw))])
+            "not_an_object", f"message is a JSON {type(doc).__name__}, expected an object", excerpt=_excerpt(raw))])
     version = doc.get("schema_version")
-    if version not in SUPPORTED_SCHEMA_VERSIONS or isinstance(version, bool):
+    if type(version) is not int or version not in SUPPORTED_SCHEMA_VERSIONS:
         return DecodedMessage(rejections=[Rejection(
-            f"unsupported schema_version {version!r}; this worker reads {sorted(SUPPORTED_SCHEMA_VERSIONS)}",
+            "schema_version",
+            f"unsupported schema_version {_short(version)}; this worker reads {sorted(SUPPORTED_SCHEMA_VERSIONS)}",
             model=_str_or_none(doc.get("model")), excerpt=_excerpt(raw))])
     kind = doc.get("kind", "inference")
     if kind not in KINDS:
         return DecodedMessage(rejections=[Rejection(
-            f"unknown kind {kind!r}; expected one of {list(KINDS)}", excerpt=_excerpt(raw))])
+            "unknown_kind", f"unknown kind {_short(kind)}; expected one of {list(KINDS)}", excerpt=_excerpt(raw))])
     validate = _validate_inference if kind == "inference" else _validate_label
     out = DecodedMessage(kind=kind)
     if "events" in doc:
         events = doc["events"]
         if not isinstance(events, list):
-            out.rejections.append(Rejection("envelope field 'events' must be a list",
-                                             model=_str_or_none(doc.get("model")), excerpt=_excerpt(raw)))
+            out.rejections.append(Rejection("bad_envelope", "envelope field 'events' must be a list",
+                                            model=_str_or_none(doc.get("model")), excerpt=_excerpt(raw)))
             return out
         shared = {k: v for k, v in doc.items() if k not in ("events", "schema_version", "kind")}
         for event in events:
             if not isinstance(event, dict):
-                out.rejections.append(Rejection(f"event is a JSON {type(event).__name__}, expected an object",
+                out.rejections.append(Rejection("not_an_object",
+                                                f"event is a JSON {type(event).__name__}, expected an object",
                                                 model=_str_or_none(shared.get("model")),
                                                 excerpt=_excerpt(orjson.dumps(event))))
                 continue
-            _collect(validate({**shared, **event}, lenient), out)
+            _collect(validate({**shared, **event}), out)
     else:
-        _collect(validate(doc, lenient), out)
+        _collect(validate(doc), out)
     return out
+
+
+def _json_error(message: str, at: bytes) -> tuple[str, str]:
+    """The reason code of a document orjson refused, from its message and the bytes where it stopped."""
+    if at.startswith((b"NaN", b"Infinity", b"-Infinity")):
+        return "out_of_range", "malformed JSON (NaN and infinity are not JSON numbers)"
+    if "depth limit" in message or "recursion" in message:
+        return "too_deep", "malformed JSON (nested too deeply)"
+    if "infinity" in message or "too large" in message:
+        return "out_of_range", "malformed JSON (a number out of range)"
+    if "UTF-8" in message or "surrogate" in message:
+        return "invalid_utf8", "malformed JSON (not valid UTF-8 text)"
+    return "malformed_json", "malformed JSON"
 
 
 def _collect(result: dict | Rejection, out: DecodedMessage) -> None:
@@ -150,15 +182,6 @@ def _collect(result: dict | Rejection, out: DecodedMessage) -> None:
         out.events.append(result)
 
 
-def _lenient_loads(raw: bytes) -> object:
-    # orjson refuses NaN/Infinity; the standard library reads them, so a batch
-    # with one non-finite value loses only that event, not its neighbours.
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        return Rejection(f"malformed JSON: {exc}", excerpt=_excerpt(raw))
-
-
 def _validate_common(event: dict) -> Rejection | tuple[str, str, float]:
     model = event.get("model")
     event_id = event.get("event_id")
@@ -166,108 +189,142 @@ def _validate_common(event: dict) -> Rejection | tuple[str, str, float]:
     model_name = model if isinstance(model, str) else None
     for name, value in (("model", model), ("event_id", event_id)):
         if value is None:
-            return _reject(f"missing field '{name}'", event, model_name, ident)
+            return _reject("missing_field", f"missing field '{name}'", event, model_name, ident)
         if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
-            return _reject(f"wrong type: '{name}' must be a non-empty string of at most {MAX_ID_LENGTH} "
-                           f"characters, got {_describe(value)}", event, model_name, ident)
+            return _reject("wrong_type", f"wrong type: '{name}' must be a non-empty string of at most "
+                           f"{MAX_ID_LENGTH} characters, got {_describe(value)}", event, model_name, ident)
     timestamp = _timestamp(event.get("timestamp"))
-    if isinstance(timestamp, str):
-        return _reject(timestamp, event, model, event_id)
+    if isinstance(timestamp, Rejection):
+        return _reject(timestamp.code, timestamp.reason, event, model, event_id)
     return model, event_id, timestamp
 
 
-def _validate_inference(event: dict, lenient: bool) -> dict | Rejection:
+def _validate_inference(event: dict) -> dict | Rejection:
     common = _validate_common(event)
     if isinstance(common, Rejection):
         return common
     model, event_id, timestamp = common
     version = event.get("model_version")
     if not isinstance(version, str) or not version or len(version) > MAX_ID_LENGTH:
-        if isinstance(version, int) and not isinstance(version, bool):
+        if type(version) is int and abs(version) <= MAX_ABS_NUMBER:
             version = str(version)
+        elif version is None:
+            return _reject("missing_field", "missing field 'model_version'", event, model, event_id)
         else:
-            reason = "missing field 'model_version'" if version is None else \
-                f"wrong type: 'model_version' must be a non-empty string, got {_describe(version)}"
-            return _reject(reason, event, model, event_id)
+            return _reject("wrong_type", f"wrong type: 'model_version' must be a non-empty string of at most "
+                           f"{MAX_ID_LENGTH} characters, got {_describe(version)}", event, model, event_id)
     features = event.get("features")
     if not isinstance(features, dict):
-        reason = "missing field 'features'" if features is None else \
-            f"wrong type: 'features' must be an object, got {_describe(features)}"
-        return _reject(reason, event, model, event_id)
+        if features is None:
+            return _reject("missing_field", "missing field 'features'", event, model, event_id)
+        return _reject("wrong_type", f"wrong type: 'features' must be an object, got {_describe(features)}",
+                       event, model, event_id)
     # The common case is checked at C speed; the loop below only runs to name the culprit.
-    if lenient or not _FEATURE_TYPES.issuperset(map(type, features.values())):
+    values = features.values()
+    if not _FEATURE_TYPES.issuperset(map(type, values)) or not _within_range(values):
         for name, value in features.items():
-            if value is None:
+            if value is None or type(value) is str or type(value) is bool:
                 continue
-            if not isinstance(value, _SCALARS):
-                return _reject(f"wrong type: feature '{name}' must be a number, string, boolean or null, "
-                               f"got {_describe(value)}", event, model, event_id)
-            if isinstance(value, float) and not math.isfinite(value):
-                return _reject(f"feature '{name}' is not finite ({value})", event, model, event_id)
+            if type(value) not in _NUMBERS:
+                return _reject("wrong_type", f"wrong type: feature {_short(name)} must be a number, string, "
+                               f"boolean or null, got {_describe(value)}", event, model, event_id)
+            if not -MAX_ABS_NUMBER <= value <= MAX_ABS_NUMBER:
+                return _reject("out_of_range", f"feature {_short(name)} is out of range ({_short(value)}); "
+                               f"numbers must lie within ±{MAX_ABS_NUMBER:g}", event, model, event_id)
     prediction = event.get("prediction")
     if prediction is None:
-        return _reject("missing field 'prediction'", event, model, event_id)
-    if not isinstance(prediction, _SCALARS) or (isinstance(prediction, float) and not math.isfinite(prediction)):
-        return _reject(f"wrong type: 'prediction' must be a finite number, string or boolean, "
-                       f"got {_describe(prediction)}", event, model, event_id)
+        return _reject("missing_field", "missing field 'prediction'", event, model, event_id)
+    problem = _scalar_problem("prediction", prediction)
+    if problem:
+        return _reject(*problem, event, model, event_id)
     score = event.get("score")
-    if score is not None and not _valid_score(score):
-        return _reject("wrong type: 'score' must be a finite number or an object of class probabilities, "
-                       f"got {_describe(score)}", event, model, event_id)
+    if score is not None:
+        problem = _score_problem(score)
+        if problem:
+            return _reject(*problem, event, model, event_id)
     return {"model": model, "model_version": version, "event_id": event_id, "timestamp": timestamp,
             "features": features, "prediction": prediction, "score": score}
 
 
-def _validate_label(event: dict, lenient: bool) -> dict | Rejection:
+def _validate_label(event: dict) -> dict | Rejection:
     common = _validate_common(event)
     if isinstance(common, Rejection):
         return common
     model, event_id, timestamp = common
     label = event.get("label")
     if label is None:
-        return _reject("missing field 'label'", event, model, event_id)
-    if not isinstance(label, _SCALARS) or (isinstance(label, float) and not math.isfinite(label)):
-        return _reject(f"wrong type: 'label' must be a finite number, string or boolean, got {_describe(label)}",
-                       event, model, event_id)
+        return _reject("missing_field", "missing field 'label'", event, model, event_id)
+    problem = _scalar_problem("label", label)
+    if problem:
+        return _reject(*problem, event, model, event_id)
     return {"model": model, "event_id": event_id, "label": label, "timestamp": timestamp}
 
 
-def _valid_score(score: object) -> bool:
-    if isinstance(score, bool):
-        return False
-    if isinstance(score, (int, float)):
-        return math.isfinite(score)
-    if isinstance(score, dict):
-        return all(isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p)
-                   for p in score.values())
-    return False
+def _within_range(values) -> bool:
+    numbers = [v for v in values if type(v) is float or type(v) is int]
+    return not numbers or (-MAX_ABS_NUMBER <= min(numbers) and max(numbers) <= MAX_ABS_NUMBER)
 
 
-def _timestamp(value: object) -> float | str:
-    """Epoch seconds, or a reason why the value is not a timestamp."""
+def _scalar_problem(name: str, value: object) -> tuple[str, str] | None:
+    """(code, reason) when a prediction or label is not a number in range, a string or a boolean."""
+    if type(value) in _NUMBERS:
+        if -MAX_ABS_NUMBER <= value <= MAX_ABS_NUMBER:
+            return None
+        return "out_of_range", f"'{name}' is out of range ({_short(value)}); numbers must lie within " \
+                               f"±{MAX_ABS_NUMBER:g}"
+    if type(value) is str or type(value) is bool:
+        return None
+    return "wrong_type", f"wrong type: '{name}' must be a number, string or boolean, got {_describe(value)}"
+
+
+def _score_problem(score: object) -> tuple[str, str] | None:
+    expected = f"wrong type: 'score' must be a number or an object of class probabilities, got {_describe(score)}"
+    if type(score) in _NUMBERS:
+        probabilities = [score]
+    elif isinstance(score, dict):
+        probabilities = list(score.values())
+        if any(type(p) not in _NUMBERS for p in probabilities):
+            return "wrong_type", expected
+    else:
+        return "wrong_type", expected
+    if not all(-MAX_ABS_NUMBER <= p <= MAX_ABS_NUMBER for p in probabilities):
+        return "out_of_range", f"'score' is out of range; numbers must lie within ±{MAX_ABS_NUMBER:g}"
+    return None
+
+
+def _timestamp(value: object) -> float | Rejection:
+    """Epoch seconds, or why the value is not a timestamp."""
     if value is None:
-        return "missing field 'timestamp'"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if math.isfinite(value) and value >= 0:
+        return Rejection("missing_field", "missing field 'timestamp'")
+    if type(value) in _NUMBERS:
+        if 0 <= value <= MAX_ABS_NUMBER:
             return float(value)
-        return f"timestamp is not a finite, non-negative number ({value})"
+        return Rejection("timestamp", f"timestamp is not a non-negative number within {MAX_ABS_NUMBER:g} "
+                                      f"({_short(value)})")
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            return f"timestamp {value[:64]!r} is not ISO-8601"
+            return Rejection("timestamp", f"timestamp {value[:64]!r} is not ISO-8601")
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=timezone.utc)
         return parsed.timestamp()
-    return f"wrong type: 'timestamp' must be epoch seconds or ISO-8601 text, got {_describe(value)}"
+    return Rejection("wrong_type", f"wrong type: 'timestamp' must be epoch seconds or ISO-8601 text, "
+                                   f"got {_describe(value)}")
 
 
-def _reject(reason: str, event: dict, model: object, event_id: object) -> Rejection:
+def _reject(code: str, reason: str, event: dict, model: object, event_id: object) -> Rejection:
     try:
         text = _excerpt(orjson.dumps(event, default=str))
-    except TypeError:  # e.g. an integer wider than 64 bits
-        text = repr(event)[:_EXCERPT]
-    return Rejection(reason, model=_str_or_none(model), event_id=_str_or_none(event_id), excerpt=text)
+    except TypeError:
+        text = _excerpt(repr(event)[:_EXCERPT].encode("utf-8", "replace"))
+    return Rejection(code, reason, model=_str_or_none(model), event_id=_str_or_none(event_id), excerpt=text)
+
+
+def _short(value: object) -> str:
+    """A value for a reason text: bounded in length, whatever a producer sent."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _describe(value: object) -> str:

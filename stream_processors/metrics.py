@@ -58,8 +58,15 @@ class WorkerMetrics:
                                     registry=r)
         self.kafka_errors = Counter("driftline_kafka_errors", "Failed Kafka publishes (the batch is retried).",
                                     registry=r)
-        self.conflicts = Counter("driftline_state_conflicts", "Batches dropped because another worker had "
-                                 "advanced the same partitions.", registry=r)
+        self.conflicts = Counter("driftline_state_conflicts", "Batches redone because another worker had "
+                                 "advanced the same partitions meanwhile.", registry=r)
+        self.quarantined = Counter("driftline_state_quarantined", "Saved states or profiles that could not be "
+                                   "loaded and were quarantined (the version started afresh).", ["record"],
+                                   registry=r)
+        self.state_lost = Counter("driftline_state_lost", "Partitions consumed before (per Kafka) for which Redis "
+                                  "held no offset: their models' state was lost.", registry=r)
+        self.rewound = Counter("driftline_offsets_rewound", "Partitions whose Kafka committed offset was ahead of "
+                               "the offset saved in Redis; the worker went back to Redis's.", registry=r)
         self.last_save = Gauge("driftline_last_state_save_timestamp_seconds", "When this worker last saved state "
                                "to Redis.", registry=r)
         self.performance = Gauge("driftline_model_performance", "A model version's performance on the latest "
@@ -93,8 +100,10 @@ class WorkerMetrics:
             self.event_lag.labels(model).observe(max(0.0, now - newest))
         for reason, n in outcome.rejected_by_reason.items():
             self.rejected.labels(reason).inc(n)
+        for q in outcome.quarantined:
+            self.quarantined.labels(q.kind).inc()
         for alert in outcome.alerts:
-            self.alerts.labels(alert["model"], alert["type"], alert["severity"]).inc()
+            self.alerts.labels(alert["model"] or "", alert["type"], alert["severity"]).inc()
             if alert["type"] == "retrain":
                 self.triggers.labels(alert["model"]).inc()
         for (model, version), readings in outcome.performance.items():
@@ -147,6 +156,7 @@ METRIC_NAMES = frozenset({
     "driftline_consumer_lag_messages", "driftline_drift_statistic", "driftline_drift_threshold",
     "driftline_feature_drifting", "driftline_alerts_published_total", "driftline_triggers_published_total",
     "driftline_redis_errors_total", "driftline_kafka_errors_total", "driftline_state_conflicts_total",
+    "driftline_state_quarantined_total", "driftline_state_lost_total", "driftline_offsets_rewound_total",
     "driftline_last_state_save_timestamp_seconds", "driftline_metric_series_dropped_total",
     "driftline_model_events", "driftline_model_last_update_timestamp_seconds", "driftline_model_performance",
     "driftline_model_performance_bound",

@@ -6,17 +6,26 @@ batch, which is what makes a restart lose nothing and count nothing twice:
 
 1. Read the stored offset of each partition; skip every message at or below
    it (already applied before a crash).
-2. Decode and validate; rejected events become dead-letter records.
-3. Load the state of each model version the batch touches, apply each
-   message's events in offset order, collect findings as alerts; then join
-   the batch's labels to predictions and fold them into performance.
+2. Decode and validate; rejected events become dead-letter records with a
+   reason code.
+3. Load the state of each model version the batch touches (a state or profile
+   that cannot be read is quarantined, alerted, and the version starts
+   afresh), apply each message's events in offset order, collect findings as
+   alerts; then join the batch's labels to predictions and fold them into
+   performance. Applying is guarded per message and, when a message fails,
+   per event: a failing event is dead-lettered (``apply_failed``) and its
+   neighbours are applied. Each new state is serialised here, so what the
+   commit writes is known to load.
 4. (worker) Publish alerts and dead letters and wait for Kafka's ack.
-5. (worker) Commit all new states, the label join's writes and the offsets in
-   one atomic step, guarded by the offsets read in step 1.
+5. (worker) Commit all new states, the label join's writes, quarantined
+   records and the offsets in one atomic step, guarded by the offsets read in
+   step 1. On a conflict (another worker advanced a partition) the worker
+   redoes the batch from step 1.
 6. (worker) Acknowledge the messages so faust commits them to Kafka.
 
 A crash before 5 replays the batch: the state is as before, and alerts come
 out again with the same deterministic ids. A crash after 5 replays nothing.
+Nothing here raises on bad input: a message ends applied or dead-lettered.
 """
 
 from __future__ import annotations
@@ -26,16 +35,17 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from detectors import StateVersionError
+import orjson
+
 from detectors.profile import ReferenceProfile
-from producers.events import decode_message
-from stream_processors.alerts import finding_alert
+from producers.events import Rejection, decode_message
+from stream_processors.alerts import finding_alert, quarantine_alert
 from stream_processors.label_join import LabelJoin
 from stream_processors.model_state import ModelState
 from stream_processors.settings import Settings
-from stream_processors.state_store import StateStore, TopicPartition
+from stream_processors.state_store import Quarantine, StateStore, TopicPartition
 
-__all__ = ["BatchOutcome", "BatchProcessor", "IncomingMessage"]
+__all__ = ["BatchOutcome", "BatchProcessor", "IncomingMessage", "is_fatal"]
 
 _log = logging.getLogger(__name__)
 
@@ -49,11 +59,27 @@ class IncomingMessage:
     key: bytes | None = None
 
 
+def is_fatal(exc: BaseException) -> bool:
+    """Exceptions that must stop the process rather than be counted against one message.
+
+    Everything else is caught, including river's ``PanicException`` (a BaseException raised when its compiled
+    core reads damaged bytes)."""
+    return isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError)) or \
+        type(exc).__name__ == "CancelledError"
+
+
+def _what(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
 @dataclass
 class BatchOutcome:
     alerts: list[dict] = field(default_factory=list)
     dead_letters: list[dict] = field(default_factory=list)
-    states: dict[tuple[str, str], dict] = field(default_factory=dict)
+    states: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    """New saved form (JSON bytes) of each model version the batch touched."""
+    events_total: dict[tuple[str, str], int] = field(default_factory=dict)
+    quarantined: list[Quarantine] = field(default_factory=list)
     offsets: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
     events: int = 0
     skipped_messages: int = 0
@@ -68,16 +94,6 @@ class BatchOutcome:
     writes: list[tuple] = field(default_factory=list)
     labels: int = 0
     unmatched_labels: int = 0
-
-
-def reason_class(reason: str) -> str:
-    """A bounded label for a rejection reason (for counts and metrics)."""
-    for prefix, label in (("oversized", "oversized"), ("malformed JSON", "malformed_json"),
-                          ("unsupported schema_version", "schema_version"), ("missing field", "missing_field"),
-                          ("wrong type", "wrong_type"), ("not finite", "non_finite"), ("timestamp", "timestamp")):
-        if reason.startswith(prefix) or prefix in reason:
-            return label
-    return "invalid"
 
 
 class BatchProcessor:
@@ -102,7 +118,7 @@ class BatchProcessor:
         # Each message's events are applied as one unit, never merged with the
         # next message's: how a consumer happens to group messages (which
         # differs after a restart) then cannot change a single bit of the state.
-        units: list[tuple[tuple[str, str], list[dict]]] = []
+        units: list[tuple[tuple[str, str], IncomingMessage, list[dict]]] = []
         labels: dict[str, list[dict]] = defaultdict(list)
         for m in fresh:
             decoded = decode_message(m.value, self._settings.max_message_bytes)
@@ -115,72 +131,230 @@ class BatchProcessor:
             groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
             for event in decoded.events:
                 groups[(event["model"], event["model_version"])].append(event)
-            units.extend(groups.items())
-        states = self._load(list(dict.fromkeys(key for key, _ in units)))
+            units.extend((key, m, events) for key, events in groups.items())
+        models = _ModelStates(self, outcome)
+        models.load(list(dict.fromkeys(key for key, _, _ in units)))
         now = time.time()
         predictions: dict[str, list[tuple[str, dict]]] = defaultdict(list)
-        for key, events in units:
-            for finding in states[key].apply(events):
-                outcome.alerts.append(finding_alert(finding, now))
-            outcome.events += len(events)
-            outcome.events_by_model[key] = outcome.events_by_model.get(key, 0) + len(events)
-            predictions[key[0]].extend((key[1], e) for e in events)
+        for key, m, events in units:
+            applied = models.apply(key, m, events, now)
+            outcome.events += len(applied)
+            outcome.events_by_model[key] = outcome.events_by_model.get(key, 0) + len(applied)
+            predictions[key[0]].extend((key[1], e) for e in applied)
         # Labels after the batch's predictions, so a label and its prediction in one batch meet.
         join = self._join.run(predictions, labels, now)
         outcome.writes = join.writes
         outcome.labels = sum(len(v) for v in labels.values())
         outcome.unmatched_labels = sum(join.unmatched.values())
-        states.update(self._load([k for k in join.joined if k not in states]))
+        models.load([k for k in join.joined if k not in models.states])
         for key, joined in join.joined.items():
-            for finding in states[key].apply_labels(joined):
-                outcome.alerts.append(finding_alert(finding, now))
-        outcome.states = {key: state.to_dict() for key, state in states.items()}
-        for key, state in states.items():
+            models.apply_labels(key, joined, now)
+        for key, state in models.states.items():
+            try:
+                outcome.states[key] = orjson.dumps(state.to_dict())
+            except BaseException as exc:  # noqa: BLE001 - a state that cannot be saved must not stop the worker
+                if is_fatal(exc):
+                    raise
+                models.unsavable(key, exc)
+                continue
+            outcome.events_total[key] = state.events
             if state.last_event_time is not None:
                 outcome.newest_event_time[key] = state.last_event_time
             outcome.readings[key] = state.readings()
             outcome.drifting[key] = state.drifting()
             outcome.performance[key] = state.performance.readings()
         for letter in outcome.dead_letters:
-            label = reason_class(letter["reason"])
-            outcome.rejected_by_reason[label] = outcome.rejected_by_reason.get(label, 0) + 1
+            code = letter["reason_code"]
+            outcome.rejected_by_reason[code] = outcome.rejected_by_reason.get(code, 0) + 1
         return outcome
 
-    def _load(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], ModelState]:
-        if not keys:
-            return {}
-        saved = self._store.load(keys)
-        # A profile matters for a new version, or one that ran without a reference so far.
-        wanted = [k for k in keys if saved.get(k) is None or saved[k].get("scenario") == "no_reference"]
-        profiles = self._store.profiles(wanted)
-        return {key: self._restore(key, saved.get(key), profiles.get(key)) for key in keys}
-
-    def _restore(self, key: tuple[str, str], saved: dict | None, profile_state: dict | None) -> ModelState:
-        profile = None
-        if profile_state is not None:
-            try:
-                profile = ReferenceProfile.from_dict(profile_state)
-            except (StateVersionError, KeyError, TypeError, ValueError) as exc:
-                _log.error("profile of model %s version %s cannot be read (%s); ignoring it", key[0], key[1], exc)
-        if saved is None:
-            return ModelState(key[0], key[1], self._settings, profile)
-        try:
-            state = ModelState.from_dict(saved, self._settings)
-        except (StateVersionError, KeyError, TypeError, ValueError) as exc:
-            _log.error("state of model %s version %s cannot be read (%s); starting it afresh", key[0], key[1], exc)
-            return ModelState(key[0], key[1], self._settings, profile)
-        if profile is not None:
-            state.adopt_profile(profile)
-        return state
-
-    def _dead_letter(self, m: IncomingMessage, rejection) -> dict:
+    def _dead_letter(self, m: IncomingMessage, rejection: Rejection) -> dict:
         return {
+            "reason_code": rejection.code,
             "reason": rejection.reason,
             "model": rejection.model,
             "event_id": rejection.event_id,
             "source": {"topic": m.topic, "partition": m.partition, "offset": m.offset},
             "worker": self._settings.app_id,
             "created_at": time.time(),
-            "payload": getattr(rejection, "excerpt", ""),
+            "payload": rejection.excerpt,
         }
 
+
+class _ModelStates:
+    """The model versions of one batch: loaded (or quarantined), applied with guards, serialised.
+
+    A message whose events raise while being applied is not allowed to take the worker, or its neighbours,
+    down. The version is rebuilt from its state at the start of the batch plus the units that did apply, then
+    the message's events are tried one by one. An event that also fails on a brand-new state is a bad event
+    (dead-lettered, ``apply_failed``); one that only fails on the loaded state means that state is damaged: it
+    is quarantined and the version continues from a fresh state.
+    """
+
+    def __init__(self, processor: BatchProcessor, outcome: BatchOutcome) -> None:
+        self._p = processor
+        self._outcome = outcome
+        self.states: dict[tuple[str, str], ModelState] = {}
+        self._saved: dict[tuple[str, str], dict | None] = {}
+        self._profiles: dict[tuple[str, str], ReferenceProfile | None] = {}
+        self._applied: dict[tuple[str, str], list[list[dict]]] = defaultdict(list)
+
+    def load(self, keys: list[tuple[str, str]]) -> None:
+        if not keys:
+            return
+        store = self._p._store
+        saved = store.load(keys)
+        # A profile matters for a new version, or one that ran without a reference so far.
+        wanted = [k for k in keys if not isinstance(saved.get(k), dict) or saved[k].get("scenario") == "no_reference"]
+        profiles = store.profiles(wanted)
+        for key in keys:
+            self._profiles[key] = self._read_profile(key, profiles.get(key))
+            self.states[key] = self._restore(key, saved.get(key))
+
+    def _read_profile(self, key: tuple[str, str], raw: dict | bytes | None) -> ReferenceProfile | None:
+        if raw is None:
+            return None
+        try:
+            return ReferenceProfile.from_dict(_as_record(raw))
+        except BaseException as exc:  # noqa: BLE001
+            if is_fatal(exc):
+                raise
+            self._quarantine("profile", key, raw, exc)
+            return None
+
+    def _restore(self, key: tuple[str, str], saved: dict | bytes | None) -> ModelState:
+        profile = self._profiles[key]
+        settings = self._p._settings
+        if saved is None:
+            self._saved[key] = None
+            return ModelState(key[0], key[1], settings, profile)
+        try:
+            state = ModelState.from_dict(_as_record(saved), settings)
+            if profile is not None:
+                state.adopt_profile(profile)
+        except BaseException as exc:  # noqa: BLE001
+            if is_fatal(exc):
+                raise
+            self._quarantine("state", key, saved, exc)
+            self._saved[key] = None
+            return ModelState(key[0], key[1], settings, profile)
+        self._saved[key] = saved
+        return state
+
+    def _quarantine(self, kind: str, key: tuple[str, str], raw: dict | bytes, exc: BaseException) -> None:
+        _log.error("%s of model %s version %s cannot be read (%s); it is quarantined and the version continues "
+                   "from a fresh state", kind, key[0], key[1], _what(exc))
+        blob = raw if isinstance(raw, bytes) else orjson.dumps(raw)
+        self._outcome.quarantined.append(Quarantine(kind, key[0], key[1], blob, _what(exc)))
+        self._outcome.alerts.append(quarantine_alert(kind, key[0], key[1], _what(exc),
+                                                     blob, time.time()))
+
+    def _rebuild(self, key: tuple[str, str]) -> ModelState:
+        """The version as it was at the start of the batch plus the units that applied since."""
+        saved = self._saved[key]
+        settings = self._p._settings
+        state = ModelState(key[0], key[1], settings, self._profiles[key]) if saved is None else \
+            ModelState.from_dict(saved, settings)
+        if saved is not None and self._profiles[key] is not None:
+            state.adopt_profile(self._profiles[key])
+        for events in self._applied[key]:
+            state.apply(events)
+        self.states[key] = state
+        return state
+
+    def apply(self, key: tuple[str, str], m: IncomingMessage, events: list[dict], now: float) -> list[dict]:
+        """Apply one message's events of one version; returns the events that were applied."""
+        try:
+            findings = self.states[key].apply(events)
+        except BaseException as exc:  # noqa: BLE001
+            if is_fatal(exc):
+                raise
+            _log.error("message %s:%d@%d failed to apply (%s); its events are applied one by one",
+                       m.topic, m.partition, m.offset, _what(exc))
+            return self._apply_one_by_one(key, m, events, now)
+        self._applied[key].append(events)
+        self._outcome.alerts.extend(finding_alert(f, now) for f in findings)
+        return events
+
+    def _apply_one_by_one(self, key, m: IncomingMessage, events: list[dict], now: float) -> list[dict]:
+        applied = []
+        state = self._rebuild(key)
+        for event in events:
+            findings, exc = _try_apply(state, event)
+            if exc is not None and self._saved[key] is not None and self._works_on_fresh_state(key, event):
+                self._quarantine("state", key, self._saved[key], exc)
+                self._saved[key] = None
+                state = self._rebuild(key)
+                findings, exc = _try_apply(state, event)
+            if exc is not None:
+                self._outcome.dead_letters.append(self._p._dead_letter(m, Rejection(
+                    "apply_failed", f"the event could not be applied: {_what(exc)}", key[0], event["event_id"],
+                    _excerpt_of(event))))
+                state = self._rebuild(key)
+                continue
+            self._applied[key].append([event])
+            self._outcome.alerts.extend(finding_alert(f, now) for f in findings)
+            applied.append(event)
+        return applied
+
+    def _works_on_fresh_state(self, key: tuple[str, str], event: dict) -> bool:
+        try:
+            ModelState(key[0], key[1], self._p._settings, self._profiles[key]).apply([event])
+        except BaseException as exc:  # noqa: BLE001
+            if is_fatal(exc):
+                raise
+            return False
+        return True
+
+    def apply_labels(self, key: tuple[str, str], joined: list, now: float) -> None:
+        try:
+            findings = self.states[key].apply_labels(joined)
+        except BaseException as exc:  # noqa: BLE001
+            if is_fatal(exc):
+                raise
+            _log.error("labels of model %s version %s failed to apply (%s); they are not counted in its "
+                       "performance", key[0], key[1], _what(exc))
+            self._rebuild(key)
+            return
+        self._outcome.alerts.extend(finding_alert(f, now) for f in findings)
+
+    def unsavable(self, key: tuple[str, str], exc: BaseException) -> None:
+        """A state that cannot be serialised is not written: the version keeps its saved state, and this
+        batch's events of it are dead-lettered."""
+        _log.error("state of model %s version %s cannot be saved (%s); this batch's events of it are "
+                   "dead-lettered", key[0], key[1], _what(exc))
+        del self.states[key]
+        for events in self._applied[key]:
+            for event in events:
+                self._outcome.dead_letters.append({
+                    "reason_code": "apply_failed", "reason": f"the state could not be saved: {_what(exc)}",
+                    "model": key[0], "event_id": event["event_id"], "source": None,
+                    "worker": self._p._settings.app_id, "created_at": time.time(), "payload": _excerpt_of(event)})
+        n = sum(len(events) for events in self._applied[key])
+        self._outcome.events -= n
+        self._outcome.events_by_model.pop(key, None)
+
+
+def _as_record(raw: dict | bytes) -> dict:
+    """A saved record as the store read it: bytes when it was not even JSON."""
+    if isinstance(raw, bytes):
+        raise ValueError(f"the saved record is not a JSON object ({len(raw)} bytes)")
+    if not isinstance(raw, dict):
+        raise ValueError(f"the saved record is a JSON {type(raw).__name__}, not an object")
+    return raw
+
+
+def _try_apply(state: ModelState, event: dict) -> tuple[list, BaseException | None]:
+    try:
+        return state.apply([event]), None
+    except BaseException as exc:  # noqa: BLE001
+        if is_fatal(exc):
+            raise
+        return [], exc
+
+
+def _excerpt_of(event: dict) -> str:
+    try:
+        return orjson.dumps(event)[:2048].decode("utf-8", "replace")
+    except TypeError:
+        return repr(event)[:2048]

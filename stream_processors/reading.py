@@ -12,7 +12,7 @@ import confluent_kafka
 import orjson
 
 from producers.topics import KAFKA_CLIENT_LOG
-from stream_processors.errors import ServiceUnavailable, UnknownModel
+from stream_processors.errors import DriftlineError, ServiceUnavailable, UnknownModel
 from stream_processors.settings import Settings
 from stream_processors.state_store import RedisStateStore
 
@@ -120,7 +120,15 @@ def model_status(settings: Settings, model: str, version: str | None = None) -> 
     elif version not in versions:
         raise UnknownModel(f"model {model!r} has no version {version!r}; versions seen: {sorted(versions)}")
     state = store.load([(model, version)])[(model, version)]
-    status = ModelState.from_dict(state, settings).describe()
+    try:
+        status = ModelState.from_dict(state, settings).describe()
+    except BaseException as exc:  # noqa: BLE001 - damaged state (river's panics included) is reported, not raised
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise DriftlineError(f"the saved state of model {model!r} version {version!r} cannot be read "
+                             f"({type(exc).__name__}); the worker quarantines it and starts the version afresh "
+                             "at its next event") from None
+    status["quarantined"] = store.quarantined().get((model, version))
     status["versions"] = sorted(versions)
     counts = store.hash_all("labels")
     status["labels"] = {k: counts.get(f"{model}:{k}", 0) for k in ("joined", "pending", "unmatched")}
@@ -131,6 +139,11 @@ def print_status(status: dict, out=sys.stdout) -> None:
     scenario = "against its reference profile" if status["scenario"] == "reference" else "no reference profile"
     out.write(f"model {status['model']} version {status['model_version']}: {status['events']} events, {scenario} "
               f"(versions seen: {', '.join(status['versions'])}); last event {status['last_event_id']}\n")
+    quarantined = status.get("quarantined")
+    if quarantined:
+        at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(quarantined["at"]))
+        out.write(f"  its saved {quarantined['record']} could not be loaded at {at} ({quarantined['error']}): "
+                  f"it was quarantined (sha256 {quarantined['sha256'][:12]}…) and the statistics restarted then\n")
     perf, labels = status.get("performance") or {}, status.get("labels") or {}
     if labels.get("joined") or labels.get("pending") or perf.get("estimated_accuracy") is not None:
         out.write(f"  labels: {labels.get('joined', 0)} joined (all versions), {labels.get('pending', 0)} waiting "

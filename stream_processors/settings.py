@@ -31,7 +31,13 @@ class Settings:
     topic_partitions: int = 4
     max_message_bytes: int = 1_048_576
     batch_max_messages: int = 20
+    batch_max_bytes: int = 4_194_304
+    """A batch is processed and saved in chunks of at most this many message bytes (and batch_max_messages)."""
     batch_within_s: float = 0.05
+    rebuild_on_state_loss: bool = False
+    """When Redis has lost a partition's state that Kafka says was consumed, re-read the partition from its
+    earliest retained offset. Off by default: a rebuild re-publishes every alert and retrain trigger of the
+    retained history (with their original ids), and the triggers' done-set was most likely lost with the state."""
     # online detectors on numeric columns (detectors/feature_monitor.py)
     detectors: str = "cusum,adwin"
     block_size: int = 20
@@ -77,7 +83,8 @@ class Settings:
     log_level: str = "info"
 
     def __post_init__(self) -> None:
-        positive = ("topic_partitions", "max_message_bytes", "batch_max_messages", "block_size", "pilot_size",
+        positive = ("topic_partitions", "max_message_bytes", "batch_max_messages", "batch_max_bytes", "block_size",
+                    "pilot_size",
                     "baseline_blocks", "window_size", "edge_events", "baseline_windows", "max_features",
                     "category_block_size", "category_baseline_blocks", "performance_window",
                     "performance_baseline_windows", "prediction_ttl_s", "trigger_drift_features",

@@ -16,11 +16,18 @@ Keys, under the worker's app id::
     driftline:{app}:label:{model}:{id} JSON  a label waiting for its prediction (expires)
     driftline:{app}:waiting:{model}    zset  waiting labels by deadline
     driftline:{app}:labels             hash  "{model}:pending" / "{model}:unmatched" / "{model}:joined" counts
+    driftline:{app}:quarantine:{record}:{sha256}  a saved state or profile that could not be loaded, as it was
+    driftline:{app}:quarantined        hash  "{model}\\t{version}" -> {"record", "error", "sha256", "at"} (JSON)
+
+A record that cannot even be decoded is handed to the caller as its raw bytes,
+so that it can be quarantined rather than stop the worker.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
+from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
@@ -28,7 +35,7 @@ import redis
 
 from stream_processors.errors import ServiceUnavailable
 
-__all__ = ["MemoryStateStore", "RedisStateStore", "StateStore", "TopicPartition"]
+__all__ = ["MemoryStateStore", "Quarantine", "RedisStateStore", "StateCommit", "StateStore", "TopicPartition"]
 
 TopicPartition = tuple[str, int]
 
@@ -53,6 +60,8 @@ while i <= #ARGV do
   local op, key, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local a, b = ARGV[i + 3], ARGV[i + 4]
   if op == 'setex' then redis.call('SET', key, b, 'EX', a)
+  elseif op == 'set' then redis.call('SET', key, a)
+  elseif op == 'hset' then redis.call('HSET', key, a, b)
   elseif op == 'del' then redis.call('DEL', key)
   elseif op == 'zadd' then redis.call('ZADD', key, a, b)
   elseif op == 'zrem' then redis.call('ZREM', key, b)
@@ -67,17 +76,64 @@ return 1
 """
 
 
+@dataclass(frozen=True)
+class Quarantine:
+    """A saved record that could not be loaded: kept aside under its own key instead of being overwritten."""
+
+    kind: str                   # "state" or "profile"
+    model: str
+    model_version: str
+    raw: bytes
+    error: str
+
+
+class StateCommit(Protocol):
+    """What one batch writes (``BatchOutcome`` is one)."""
+
+    offsets: dict[TopicPartition, tuple[int, int]]
+    """Per partition: (the offset the batch started from, the new one)."""
+    states: dict[tuple[str, str], bytes]
+    events_total: dict[tuple[str, str], int]
+    writes: list[tuple]
+    """The label join's writes: (op, key relative to the app's namespace, args...)."""
+    quarantined: list[Quarantine]
+
+
+def quarantine_writes(quarantined: list[Quarantine], now: float) -> list[tuple]:
+    """The writes that keep damaged records aside (and drop a damaged profile, so it is not read again)."""
+    out: list[tuple] = []
+    for q in quarantined:
+        digest = hashlib.sha256(q.raw).hexdigest()
+        out.append(("set", f"quarantine:{q.kind}:{digest}", q.raw))
+        out.append(("hset", "quarantined", f"{q.model}\t{q.model_version}",
+                    orjson.dumps({"record": q.kind, "error": q.error, "sha256": digest, "at": now})))
+        if q.kind == "profile":
+            out.append(("del", f"profile:{q.model}:{q.model_version}"))
+    return out
+
+
+def _decoded(raw: bytes | None) -> dict | bytes | None:
+    if raw is None:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw
+
+
 class StateStore(Protocol):
     def offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Last applied offset per partition; -1 where none was applied."""
 
-    def load(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
-        """Saved state per (model, version); None where there is none."""
+    def load(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | bytes | None]:
+        """Saved state per (model, version); None where there is none, bytes where it is not JSON."""
 
-    def commit(self, offsets: dict[TopicPartition, tuple[int, int]],
-               states: dict[tuple[str, str], dict], writes: list[tuple] = ()) -> bool:
-        """Write states and the label join's ``writes`` (op, key, args...) and move offsets from
-        ``(expected, new)``, all at once; False on a conflict."""
+    def commit(self, batch: StateCommit) -> bool:
+        """Write the batch's states, writes and quarantined records and move its offsets from
+        ``(expected, new)``, all at once; False on a conflict (nothing written)."""
+
+    def quarantined(self) -> dict[tuple[str, str], dict]:
+        """Per (model, version): its latest quarantined record, {"record", "error", "sha256", "at"}."""
 
     def models(self) -> dict[tuple[str, str], float]:
         """Every (model, version) with state, and when it was last updated."""
@@ -85,8 +141,9 @@ class StateStore(Protocol):
     def model_summaries(self) -> dict[tuple[str, str], dict]:
         """Per (model, version): {"events", "updated"} as of its last commit."""
 
-    def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
-        """Registered reference profile per (model, version); None where there is none."""
+    def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | bytes | None]:
+        """Registered reference profile per (model, version); None where there is none, bytes where it is
+        not JSON."""
 
     def put_profile(self, profile: dict, only_if_absent: bool = False) -> bool:
         """Register a profile; with ``only_if_absent``, keep one already there."""
@@ -143,22 +200,28 @@ class RedisStateStore:
         if not models:
             return {}
         raw = self._call(self._redis.mget, [self._state_key(m, v) for m, v in models])
-        return {key: None if value is None else orjson.loads(value) for key, value in zip(models, raw)}
+        return {key: _decoded(value) for key, value in zip(models, raw)}
 
-    def commit(self, offsets: dict[TopicPartition, tuple[int, int]],
-               states: dict[tuple[str, str], dict], writes: list[tuple] = ()) -> bool:
-        argv: list[object] = [len(offsets)]
-        for tp, (expected, new) in offsets.items():
+    def commit(self, batch: StateCommit) -> bool:
+        if not batch.offsets:
+            return True
+        argv: list[object] = [len(batch.offsets)]
+        for tp, (expected, new) in batch.offsets.items():
             argv += [_field(tp), str(expected), str(new)]
+        states = batch.states
         keys = [self._offsets_key, self._models_key]
         keys += [self._state_key(m, v) for m, v in states]
-        argv += [orjson.dumps(s) for s in states.values()]
+        argv += list(states.values())
         argv += [f"{m}\t{v}" for m, v in states]
         now = time.time()
-        argv += [orjson.dumps({"events": s["events"], "updated": now}) for s in states.values()]
-        for op, key, *args in writes:
+        argv += [orjson.dumps({"events": batch.events_total[key], "updated": now}) for key in states]
+        for op, key, *args in [*batch.writes, *quarantine_writes(batch.quarantined, now)]:
             argv += [op, self._prefix + ":" + key, len(args), *args]
         return bool(self._call(self._commit, keys, argv))
+
+    def quarantined(self) -> dict[tuple[str, str], dict]:
+        raw = self._call(self._redis.hgetall, self._prefix + ":quarantined")
+        return {tuple(k.decode().split("\t", 1)): orjson.loads(v) for k, v in raw.items()}
 
     # -- the label join: keys relative to the app's prefix --------------------------------------------------
     def get_many(self, keys: list[str]) -> list[dict | None]:
@@ -198,7 +261,7 @@ class RedisStateStore:
         if not models:
             return {}
         raw = self._call(self._redis.mget, [profile_key(self._app_id, m, v) for m, v in models])
-        return {key: None if value is None else orjson.loads(value) for key, value in zip(models, raw)}
+        return {key: _decoded(value) for key, value in zip(models, raw)}
 
     def put_profile(self, profile: dict, only_if_absent: bool = False) -> bool:
         key = profile_key(self._app_id, profile["model"], profile["model_version"])
@@ -234,16 +297,24 @@ class MemoryStateStore:
     def offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self._offsets.get(tp, -1) for tp in partitions}
 
-    def load(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
-        return {k: orjson.loads(self._states[k]) if k in self._states else None for k in models}
+    def load(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | bytes | None]:
+        return {k: _decoded(self._states.get(k)) for k in models}
 
-    def commit(self, offsets: dict[TopicPartition, tuple[int, int]],
-               states: dict[tuple[str, str], dict], writes: list[tuple] = ()) -> bool:
+    def commit(self, batch: StateCommit) -> bool:
+        offsets = batch.offsets
         if any(self._offsets.get(tp, -1) != expected for tp, (expected, _new) in offsets.items()):
             return False
-        for op, key, *args in writes:
+        now = time.time()
+        for op, key, *args in [*batch.writes, *quarantine_writes(batch.quarantined, now)]:
             a, b = (args + ["", ""])[:2]
-            if op == "hsetex":
+            if op == "set":
+                self._kv[key] = a
+            elif op == "hset":
+                self._fields.setdefault(key, {})[a] = b
+            elif op == "del" and key.startswith("profile:"):
+                model, _, version = key[len("profile:"):].partition(":")
+                self._profiles.pop((model, version), None)
+            elif op == "hsetex":
                 h = self._fields.setdefault(key, {})
                 h.update(zip(args[1::2], args[2::2]))
             elif op == "setex":
@@ -259,11 +330,18 @@ class MemoryStateStore:
                 h[a] = h.get(a, 0) + int(b)
         for tp, (_expected, new) in offsets.items():
             self._offsets[tp] = new
-        for key, state in states.items():
-            self._states[key] = orjson.dumps(state)
-            self._updated[key] = time.time()
-            self._events[key] = state["events"]
+        for key, state in batch.states.items():
+            self._states[key] = state
+            self._updated[key] = now
+            self._events[key] = batch.events_total[key]
         return True
+
+    def quarantined(self) -> dict[tuple[str, str], dict]:
+        return {tuple(k.split("\t", 1)): orjson.loads(v) for k, v in self._fields.get("quarantined", {}).items()}
+
+    def put_raw(self, kind: str, model: str, version: str, raw: bytes) -> None:
+        """Write a record as bytes, damaged or not (for tests of what happens when one is)."""
+        (self._states if kind == "state" else self._profiles)[(model, version)] = raw
 
     def model_summaries(self) -> dict[tuple[str, str], dict]:
         return {key: {"events": self._events[key], "updated": t} for key, t in self._updated.items()}
@@ -291,8 +369,8 @@ class MemoryStateStore:
     def models(self) -> dict[tuple[str, str], float]:
         return dict(self._updated)
 
-    def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
-        return {k: orjson.loads(self._profiles[k]) if k in self._profiles else None for k in models}
+    def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | bytes | None]:
+        return {k: _decoded(self._profiles.get(k)) for k in models}
 
     def put_profile(self, profile: dict, only_if_absent: bool = False) -> bool:
         key = (profile["model"], profile["model_version"])

@@ -3,6 +3,25 @@
 The logic lives in ``BatchProcessor``; this module consumes batches of
 messages, publishes the outcome and commits state, retrying while Redis or
 Kafka are unavailable so that nothing is acknowledged before it is saved.
+
+What keeps a worker honest under faults:
+
+- Processing and every Redis call of a batch run on one worker thread (one, so
+  batches stay in order); the event loop only moves messages, so heartbeats
+  and fetches go on while a batch is slow or Redis hangs.
+- A batch is cut into chunks bounded by bytes (``batch_max_bytes``) as well as
+  by messages, so one batch of large envelopes cannot hold the thread for long.
+- Redis is the truth about offsets. Whenever faust seeks a partition to its
+  committed offset (after every assignment), the worker seeks it instead to
+  the offset after the one saved in Redis; a partition Kafka says was consumed
+  but Redis does not know is a lost state: alerted, counted, and rebuilt from
+  the earliest retained offset when ``rebuild_on_state_loss`` is on.
+- A commit that loses its compare-and-set (another worker advanced the
+  partition) redoes the batch from the offsets now in Redis.
+- If the agent fails for any reason it cannot recover from, the process exits
+  with status 70 so that its supervisor restarts it: a worker never sits on its
+  partitions without processing them. Nothing is lost by exiting: a restart
+  resumes from the offsets in Redis.
 """
 
 from __future__ import annotations
@@ -10,23 +29,44 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
 
 import faust
 import orjson
 from aiokafka.errors import KafkaError
 
-import time
-
+from stream_processors.alerts import state_lost_alert
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.metrics import WorkerMetrics
-from stream_processors.processing import BatchOutcome, BatchProcessor, IncomingMessage
+from stream_processors.processing import BatchOutcome, BatchProcessor, IncomingMessage, is_fatal
 from stream_processors.settings import Settings
 from stream_processors.state_store import RedisStateStore
 
-__all__ = ["build_app"]
+__all__ = ["AGENT_FAILED_EXIT", "build_app", "chunks"]
 
 _log = logging.getLogger("driftline.worker")
 _RETRY_S = (0.5, 1.0, 2.0, 5.0)
+AGENT_FAILED_EXIT = 70  # EX_SOFTWARE
+
+
+def chunks(messages: list[IncomingMessage], max_messages: int, max_bytes: int) -> list[list[IncomingMessage]]:
+    """Consecutive runs of messages, each within both bounds (a single larger message is a run of its own)."""
+    out: list[list[IncomingMessage]] = []
+    current: list[IncomingMessage] = []
+    size = 0
+    for m in messages:
+        n = len(m.value or b"")
+        if current and (len(current) >= max_messages or size + n > max_bytes):
+            out.append(current)
+            current, size = [], 0
+        current.append(m)
+        size += n
+    if current:
+        out.append(current)
+    return out
 
 
 def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
@@ -45,18 +85,26 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
         producer_max_request_size=settings.max_message_bytes + 262_144,
         consumer_max_fetch_size=max(4 * 1024 * 1024, settings.max_message_bytes * 2),
         stream_buffer_maxsize=max(4096, settings.batch_max_messages * 4),
+        # A rebalance does not wait for a batch in flight (it may be waiting for Redis): the compare-and-set
+        # on the offsets keeps a late commit from overwriting the new owner's state.
+        stream_wait_empty=False,
     )
     store = RedisStateStore(settings.redis_url, settings.app_id)
     processor = BatchProcessor(settings, store)
+    thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftline-batch")
     # Both keyed by model, with the same partition count: faust gives a worker the same partitions of
     # each, so a model's labels meet its predictions in one place.
     source = app.topic(settings.inference_topic, settings.label_topic, key_type=bytes, value_type=bytes)
 
+    async def off_loop(fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(thread, _without_cyclic_gc, fn, *args)
+
     async def publish(outcome: BatchOutcome) -> None:
         futures = []
         for alert in outcome.alerts:
-            futures.append(await app.producer.send(
-                settings.control_topic, alert["model"].encode(), orjson.dumps(alert), None, None, None))
+            key = (alert["model"] or "").encode()
+            futures.append(await app.producer.send(settings.control_topic, key, orjson.dumps(alert), None, None,
+                                                   None))
         for letter in outcome.dead_letters:
             key = letter["model"].encode() if letter["model"] else None
             futures.append(await app.producer.send(
@@ -65,11 +113,12 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
             await asyncio.gather(*futures)
 
     async def handle(messages: list[IncomingMessage]) -> None:
+        """Process, publish, save; returns only once the state is saved (or was saved by another worker)."""
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
-                outcome = _without_cyclic_gc(processor.process, messages)
+                outcome = await off_loop(processor.process, messages)
             except ServiceUnavailable as exc:
                 metrics.redis_errors.inc()
                 attempt = await _backoff(attempt, exc)
@@ -81,40 +130,124 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
                 attempt = await _backoff(attempt, exc)
                 continue
             try:
-                saved = not outcome.offsets or store.commit(outcome.offsets, outcome.states, outcome.writes)
+                saved = await off_loop(store.commit, outcome)
             except ServiceUnavailable as exc:
                 metrics.redis_errors.inc()
                 attempt = await _backoff(attempt, exc)
                 continue
-            if saved:
-                metrics.observe(outcome, time.perf_counter() - started)
-            else:
+            if not saved:
                 metrics.conflicts.inc()
-                _log.warning("partitions %s were advanced by another worker; this batch's state is dropped",
-                             sorted(outcome.offsets))
+                _log.warning("partitions %s were advanced by another worker meanwhile; redoing the batch from "
+                             "the offsets now in Redis", sorted(outcome.offsets))
+                continue
+            metrics.observe(outcome, time.perf_counter() - started)
             if outcome.events or outcome.dead_letters:
                 _log.info("applied %d events, %d rejected, %d alerts, %d messages already applied",
                           outcome.events, len(outcome.dead_letters), len(outcome.alerts), outcome.skipped_messages)
             return
 
+    _seek_to_saved_offsets(app, settings, store, metrics, thread)
+
     @app.agent(source, concurrency=1)
     async def inference(stream):
-        async for events in stream.take_events(settings.batch_max_messages, within=settings.batch_within_s):
-            await handle([IncomingMessage(e.message.topic, e.message.partition, e.message.offset, e.value,
-                                          e.message.key) for e in events])
-            last = {}
-            for e in events:
-                last[e.message.tp] = e.message.offset
-            for tp, offset in last.items():
-                metrics.set_consumer_lag(tp.topic, tp.partition, app.consumer.highwater(tp) - offset - 1)
+        try:
+            async for events in stream.take_events(settings.batch_max_messages, within=settings.batch_within_s):
+                messages = [IncomingMessage(e.message.topic, e.message.partition, e.message.offset, e.value,
+                                            e.message.key) for e in events]
+                for chunk in chunks(messages, settings.batch_max_messages, settings.batch_max_bytes):
+                    await handle(chunk)
+                _record_lag(app, metrics, events)
+        except BaseException as exc:
+            if is_fatal(exc):
+                raise
+            _exit_agent_failed(exc)
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(app, revoked, **kwargs) -> None:
+        if revoked:
+            _log.info("partitions revoked: %s", sorted(f"{tp.topic}:{tp.partition}" for tp in revoked))
 
     return app
 
 
-async def _backoff(attempt: int, exc: Exception) -> int:
+def _record_lag(app: faust.App, metrics: WorkerMetrics, events) -> None:
+    last = {}
+    for e in events:
+        last[e.message.tp] = e.message.offset
+    assigned = app.consumer.assignment()
+    for tp, offset in last.items():
+        if tp in assigned:  # a partition revoked while its batch was saved has no high-water mark here
+            metrics.set_consumer_lag(tp.topic, tp.partition, app.consumer.highwater(tp) - offset - 1)
+
+
+def _seek_to_saved_offsets(app: faust.App, settings: Settings, store: RedisStateStore, metrics: WorkerMetrics,
+                           thread: ThreadPoolExecutor) -> None:
+    """Make every seek to the committed offsets a seek to the offsets saved in Redis (see the module doc)."""
+    consumer = app.consumer
+    seek_to_committed = consumer.seek_to_committed
+
+    async def saved_offsets(tps) -> dict:
+        attempt = 0
+        while True:
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    None, store.offsets, [(tp.topic, tp.partition) for tp in tps])
+            except ServiceUnavailable as exc:
+                metrics.redis_errors.inc()
+                attempt = await _backoff(attempt, exc, "offsets not read")
+
+    async def seek_to_saved():
+        committed = dict(await seek_to_committed())
+        if not committed:
+            return committed
+        saved = await saved_offsets(list(committed))
+        earliest = await consumer.earliest_offsets(*committed)
+        lost_alerts = []
+        for tp, kafka_next in committed.items():
+            redis_last = saved[(tp.topic, tp.partition)]
+            first = earliest.get(tp) or 0
+            if redis_last >= 0:
+                target = max(redis_last + 1, first)
+                if kafka_next is not None and kafka_next > target:
+                    metrics.rewound.inc()
+                    _log.warning("%s:%d: Kafka's committed offset %d is ahead of the %d saved in Redis; reading "
+                                 "again from %d", tp.topic, tp.partition, kafka_next, redis_last + 1, target)
+                if redis_last + 1 < first:
+                    _log.error("%s:%d: events %d..%d were deleted by retention before they were applied",
+                               tp.topic, tp.partition, redis_last + 1, first - 1)
+            elif kafka_next is not None and kafka_next > first:
+                metrics.state_lost.inc()
+                rebuild = settings.rebuild_on_state_loss
+                target = first if rebuild else kafka_next
+                _log.critical("%s:%d: Kafka says offsets up to %d were consumed, but Redis holds no state for this "
+                              "partition; %s", tp.topic, tp.partition, kafka_next - 1,
+                              f"rebuilding from offset {first}" if rebuild else
+                              "continuing without it (DRIFTLINE_REBUILD_ON_STATE_LOSS=true rebuilds)")
+                lost_alerts.append(state_lost_alert(tp.topic, tp.partition, kafka_next, first, rebuild, time.time()))
+            else:
+                continue
+            if target != kafka_next:
+                await consumer.seek(tp, target)
+            committed[tp] = target
+        for alert in lost_alerts:
+            await app.producer.send(settings.control_topic, b"", orjson.dumps(alert), None, None, None)
+        return committed
+
+    consumer.seek_to_committed = seek_to_saved
+
+
+def _exit_agent_failed(exc: BaseException) -> None:
+    _log.critical("the worker cannot go on processing (%s: %s); exiting with status %d so that it is restarted "
+                  "(it resumes from the offsets saved in Redis)\n%s", type(exc).__name__, exc, AGENT_FAILED_EXIT,
+                  "".join(traceback.format_exception(exc)))
+    logging.shutdown()
+    os._exit(AGENT_FAILED_EXIT)
+
+
+async def _backoff(attempt: int, exc: Exception, what: str = "batch not saved") -> int:
     """Nothing is acknowledged until the state is saved: wait, then the caller redoes the batch."""
     delay = _RETRY_S[min(attempt, len(_RETRY_S) - 1)]
-    _log.error("batch not saved (%s); retrying in %.1fs", exc, delay)
+    _log.error("%s (%s); retrying in %.1fs", what, exc, delay)
     await asyncio.sleep(delay)
     return attempt + 1
 

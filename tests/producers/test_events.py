@@ -3,7 +3,7 @@ import json
 import orjson
 import pytest
 
-from producers.events import decode_message, encode_envelope, encode_event
+from producers.events import MAX_ABS_NUMBER, REASON_CODES, decode_message, encode_envelope, encode_event
 
 LIMIT = 1_000_000
 
@@ -55,15 +55,60 @@ def test_invalid_events_are_rejected_with_a_reason(overrides, reason):
     assert reason in rejection.reason
 
 
-def test_non_finite_value_rejects_only_its_event():
-    events = [_event(0), _event(1, features={"x": float("nan")}), _event(2, score=float("inf")), _event(3)]
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_literals_are_not_json_and_reject_the_message(bad):
+    events = [_event(0), _event(1, features={"x": bad}), _event(2)]
     raw = json.dumps({"schema_version": 1, "kind": "inference", "model": "m", "events": events}).encode()
     decoded = decode_message(raw, LIMIT)
-    assert [e["event_id"] for e in decoded.events] == ["e0", "e3"]
-    reasons = [r.reason for r in decoded.rejections]
-    assert "feature 'x' is not finite (nan)" in reasons[0]
-    assert "'score'" in reasons[1]
-    assert [r.event_id for r in decoded.rejections] == ["e1", "e2"]
+    assert decoded.events == []
+    [rejection] = decoded.rejections
+    assert rejection.code == "out_of_range" and "NaN and infinity" in rejection.reason
+
+
+@pytest.mark.parametrize("where", ["feature", "prediction", "score", "score_dict", "timestamp"])
+@pytest.mark.parametrize("value", [1e15 * 1.0001, -2e15, 10 ** 16, 1e308])
+def test_numbers_beyond_the_magnitude_limit_reject_only_their_event(where, value):
+    bad = {"feature": {"features": {"x": value}}, "prediction": {"prediction": value}, "score": {"score": value},
+           "score_dict": {"score": {"a": 0.5, "b": value}}, "timestamp": {"timestamp": value}}[where]
+    raw = orjson.dumps({"schema_version": 1, "kind": "inference", "model": "m",
+                        "events": [_event(0), _event(1, **bad), _event(2)]})
+    decoded = decode_message(raw, LIMIT)
+    assert [e["event_id"] for e in decoded.events] == ["e0", "e2"]
+    [rejection] = decoded.rejections
+    assert rejection.event_id == "e1"
+    assert rejection.code == ("timestamp" if where == "timestamp" else "out_of_range")
+
+
+def test_the_magnitude_limit_itself_is_accepted():
+    decoded = decode_message(encode_event(_event(features={"x": MAX_ABS_NUMBER, "y": -MAX_ABS_NUMBER},
+                                                 prediction=-MAX_ABS_NUMBER)), LIMIT)
+    assert not decoded.rejections and decoded.events[0]["features"]["x"] == MAX_ABS_NUMBER
+
+
+def test_label_beyond_the_limit_is_rejected():
+    decoded = decode_message(encode_envelope("m", [{"event_id": "a", "label": 1e16, "timestamp": 1.0},
+                                                   {"event_id": "b", "label": 1, "timestamp": 1.0}], kind="label"),
+                             LIMIT)
+    assert [e["event_id"] for e in decoded.events] == ["b"]
+    assert decoded.rejections[0].code == "out_of_range"
+
+
+@pytest.mark.parametrize("raw, code", [
+    (b'{"schema_version": 1, "model": "m", "x": ' + b"9" * 400 + b"}", "out_of_range"),
+    (b"[" * 2000 + b"]" * 2000, "too_deep"),
+    (b'{"schema_version": 1, "model": "\\ud800"}', "invalid_utf8"),
+    (b"\xff\xfe", "invalid_utf8"),
+    (b'{"schema_version": [1]}', "schema_version"),
+    (b'{"schema_version": 1.0}', "schema_version"),
+    (b'{"schema_version": 1, "kind": {"a": 1}}', "unknown_kind"),
+    (b"", "empty"),
+])
+def test_hostile_documents_have_their_own_codes(raw, code):
+    decoded = decode_message(raw, LIMIT)
+    assert decoded.events == []
+    [rejection] = decoded.rejections
+    assert rejection.code == code, rejection.reason
+    assert rejection.code in REASON_CODES
 
 
 @pytest.mark.parametrize("raw, reason", [

@@ -33,7 +33,7 @@ class Feed:
 
     def process(self, messages):
         outcome = self.processor.process(messages)
-        assert self.store.commit(outcome.offsets, outcome.states, outcome.writes)
+        assert self.store.commit(outcome)
         self.alerts += outcome.alerts
         return outcome
 

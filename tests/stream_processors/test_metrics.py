@@ -22,7 +22,7 @@ def _run(metrics, store):
     alerts = []
     for m in _messages():
         outcome = processor.process([m])
-        assert store.commit(outcome.offsets, outcome.states, outcome.writes)
+        assert store.commit(outcome)
         metrics.observe(outcome, 0.01, now=outcome.newest_event_time.get(("credit", "1"), 0) + 2.0)
         alerts += outcome.alerts
     return alerts

@@ -26,7 +26,7 @@ def _run(store, messages, batch_messages):
     alerts = []
     for start in range(0, len(messages), batch_messages):
         outcome = processor.process(messages[start:start + batch_messages])
-        assert store.commit(outcome.offsets, outcome.states, outcome.writes)
+        assert store.commit(outcome)
         alerts += outcome.alerts
     return alerts
 
@@ -65,7 +65,7 @@ def test_redelivered_messages_are_not_counted_twice():
     for start in range(0, len(messages), 3):
         for window in (messages[max(0, start - 2):start + 3], messages[start:start + 3]):
             outcome = processor.process(window)
-            assert twice.commit(outcome.offsets, outcome.states)
+            assert twice.commit(outcome)
             alerts_twice += outcome.alerts
     assert twice.load([("credit", "1")]) == once.load([("credit", "1")])
     assert [a["id"] for a in alerts_twice] == [a["id"] for a in alerts_once]
@@ -88,8 +88,8 @@ def test_stale_batch_is_refused_by_the_offset_guard():
     store = MemoryStateStore()
     processor = BatchProcessor(SETTINGS, store)
     late = processor.process(messages[:2])
-    assert store.commit(processor.process(messages[:2]).offsets, {})
-    assert not store.commit(late.offsets, late.states)
+    assert store.commit(processor.process(messages[:2]))
+    assert not store.commit(late)
 
 
 def test_dead_letters_keep_reason_and_source_and_spare_the_rest():
@@ -103,8 +103,10 @@ def test_dead_letters_keep_reason_and_source_and_spare_the_rest():
     store = MemoryStateStore()
     outcome = BatchProcessor(SETTINGS, store).process(messages)
     assert outcome.events == 4
-    reasons = [(d["event_id"], d["source"]["offset"], d["reason"][:20]) for d in outcome.dead_letters]
-    assert reasons == [("b1", 0, "wrong type: feature "), (None, 1, "malformed JSON: Expe")]
+    reasons = [(d["event_id"], d["source"]["offset"], d["reason_code"], d["reason"][:20])
+               for d in outcome.dead_letters]
+    assert reasons == [("b1", 0, "wrong_type", "wrong type: feature "), (None, 1, "malformed_json", "malformed JSON: unex")]
+    assert outcome.dead_letters[1]["payload"] == "{oops"
     assert outcome.rejected_by_reason == {"wrong_type": 1, "malformed_json": 1}
     assert outcome.labels == 1  # a label is a label on whichever topic it comes
     assert outcome.offsets == {("t", 0): (-1, 1), ("t", 1): (-1, 0)}
@@ -115,7 +117,7 @@ def test_type_mismatch_counts_as_missing_and_mismatch():
               for i, v in enumerate([1.0, 2.0, "three", True, None])]
     store = MemoryStateStore()
     outcome = BatchProcessor(SETTINGS, store).process([IncomingMessage("t", 0, 0, encode_envelope("m", events, "1"))])
-    x = ModelState.from_dict(outcome.states[("m", "1")], SETTINGS).describe()["features"]["x"]
+    x = ModelState.from_dict(orjson.loads(outcome.states[("m", "1")]), SETTINGS).describe()["features"]["x"]
     assert (x["count"], x["missing"], x["type_mismatches"]) == (2, 3, 2)
 
 
@@ -128,3 +130,96 @@ def test_one_alert_per_drift_episode():
     assert "app-0015000" <= income[0]["evidence"]["last_event_id"] <= "app-0015400"
     assert income[0]["severity"] == "critical"
     assert {a["feature"] for a in alerts} <= {"income", "__prediction__", "__score__"}
+
+
+def _single(i: int, model: str = "m", x: float | None = None) -> bytes:
+    return orjson.dumps({"schema_version": 1, "model": model, "model_version": "1", "event_id": f"e{i}",
+                         "timestamp": 1.0 + i, "features": {"x": float(i % 7) if x is None else x, "c": "abc"[i % 3]},
+                         "prediction": i % 2, "score": 0.3})
+
+
+def _run_singles(store, processor, first, n, batch=50):
+    for start in range(first, first + n, batch):
+        outcome = processor.process([IncomingMessage("t", 0, i, _single(i)) for i in range(start, start + batch)])
+        assert store.commit(outcome)
+    return outcome
+
+
+def _damage(raw: bytes, how: str) -> bytes:
+    if how == "not_json":
+        return raw[: len(raw) // 2]
+    if how == "wrong_shape":
+        return orjson.dumps({"format": "driftline.model_state/3", "model": "m"})
+    if how == "adwin_bytes":  # river's compiled core panics on a window it cannot read
+        doc = orjson.loads(raw)
+        for monitor in doc["monitors"].values():
+            for state in monitor.values():
+                if isinstance(state, dict) and "window" in state:
+                    state["window"] = state["window"][:12]
+        return orjson.dumps(doc)
+    raise ValueError(how)
+
+
+@pytest.mark.parametrize("how", ["not_json", "wrong_shape", "adwin_bytes"])
+def test_damaged_state_is_quarantined_alerted_and_the_version_goes_on(how):
+    settings = Settings(pilot_size=100, baseline_blocks=10, block_size=5)
+    store = MemoryStateStore()
+    processor = BatchProcessor(settings, store)
+    _run_singles(store, processor, 0, 2000)
+    before = store.load([("m", "1")])[("m", "1")]
+    if how == "adwin_bytes":
+        assert any("window" in str(m) for m in before["monitors"].values())  # the damage has something to hit
+    damaged = _damage(orjson.dumps(before), how)
+    store.put_raw("state", "m", "1", damaged)
+    outcome = _run_singles(store, processor, 2000, 50)
+    [alert] = [a for a in outcome.alerts if a["type"] == "state_quarantined"]
+    assert alert["severity"] == "critical" and alert["model"] == "m" and alert["evidence"]["record"] == "state"
+    [q] = outcome.quarantined
+    assert q.raw == damaged and q.kind == "state"
+    assert store.quarantined()[("m", "1")]["sha256"] == alert["evidence"]["sha256"]
+    state = ModelState.from_dict(store.load([("m", "1")])[("m", "1")], settings)
+    assert state.events == 50  # afresh, from the batch after the damage, and it says so
+    outcome = _run_singles(store, processor, 2050, 50)
+    assert not outcome.quarantined and outcome.events == 50
+
+
+def test_damaged_profile_is_quarantined_and_removed():
+    store = MemoryStateStore()
+    store.put_raw("profile", "m", "1", b'{"format": "driftline.reference_profile/999"}')
+    processor = BatchProcessor(SETTINGS, store)
+    outcome = _run_singles(store, processor, 0, 50)
+    assert [a["evidence"]["record"] for a in outcome.alerts if a["type"] == "state_quarantined"] == ["profile"]
+    assert outcome.events == 50
+    assert store.profiles([("m", "1")])[("m", "1")] is None  # not read (and alerted) again at every batch
+    assert not _run_singles(store, processor, 50, 50).quarantined
+
+
+def test_an_event_that_fails_to_apply_is_dead_lettered_alone(monkeypatch):
+    real_apply = ModelState.apply
+
+    def apply(self, events):
+        if any(e["event_id"] == "e7" for e in events):
+            raise OverflowError("cannot apply e7")
+        return real_apply(self, events)
+
+    monkeypatch.setattr(ModelState, "apply", apply)
+    store = MemoryStateStore()
+    processor = BatchProcessor(SETTINGS, store)
+    envelope = encode_envelope("m", [orjson.loads(_single(i)) for i in range(5, 10)], "1")
+    messages = [IncomingMessage("t", 0, 0, _single(1)), IncomingMessage("t", 0, 1, envelope),
+                IncomingMessage("t", 0, 2, _single(2))]
+    outcome = processor.process(messages)
+    assert store.commit(outcome)
+    assert [(d["event_id"], d["reason_code"]) for d in outcome.dead_letters] == [("e7", "apply_failed")]
+    assert outcome.events == 6
+    monkeypatch.setattr(ModelState, "apply", real_apply)
+    # the same events without the failing one, applied normally, give the same state
+    other = MemoryStateStore()
+    reference = BatchProcessor(SETTINGS, other).process(
+        [IncomingMessage("t", 0, 0, _single(1))] + [IncomingMessage("t", 0, 1 + k, _single(i))
+                                                    for k, i in enumerate([5, 6, 8, 9])]
+        + [IncomingMessage("t", 0, 9, _single(2))])
+    got = orjson.loads(outcome.states[("m", "1")])
+    want = orjson.loads(reference.states[("m", "1")])
+    assert got["events"] == want["events"] == 6
+    assert got["numeric"] == want["numeric"]
