@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Local services for Driftline: Apache Kafka (KRaft, single node) and Redis.
 #
-#   deploy/stack.sh up       start what is not already reachable (idempotent)
-#   deploy/stack.sh down     stop what this script started
-#   deploy/stack.sh status   show each service and who runs it
+#   deploy/stack.sh up [kafka|redis]     start what is not already reachable (idempotent)
+#   deploy/stack.sh down [kafka|redis]   stop what this script started (Redis shuts down cleanly, AOF kept)
+#   deploy/stack.sh status               show each service and who runs it
+#
+# Naming one service acts on it alone (the fault tests restart their own
+# Kafka or Redis this way, in their own DRIFTLINE_STACK_DIR and ports).
 #
 # Services already reachable at DRIFTLINE_KAFKA_BOOTSTRAP (default
 # localhost:9092) and DRIFTLINE_REDIS_URL (default redis://localhost:6379/0)
@@ -111,7 +114,7 @@ redis_up() {
     mkdir -p "$dir"
     say "redis: starting on $redis_host:$redis_port, logs in $dir/redis.log"
     redis-server --bind "$redis_host" --port "$redis_port" --dir "$dir" \
-        --appendonly yes --appendfsync everysec --save "" \
+        --appendonly yes --appendfsync everysec --save "" --enable-debug-command local \
         --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
     wait_for redis "$redis_host" "$redis_port" 20 "$dir/redis.log"
 }
@@ -146,15 +149,17 @@ prometheus_installed() {
     apt_install prometheus PROMETHEUS
 }
 
+service="${2:-all}"
+case "$service" in all|kafka|redis) ;; *) die "unknown service '$service' (kafka or redis)" ;; esac
 case "${1:-}" in
     up)
-        kafka_up
-        redis_up
-        prometheus_installed
+        if [ "$service" != redis ]; then kafka_up; fi
+        if [ "$service" != kafka ]; then redis_up; fi
+        if [ "$service" = all ]; then prometheus_installed; fi
         ;;
     down)
-        stop_pidfile kafka "$stack_dir/kafka/kafka.pid"
-        stop_pidfile redis "$stack_dir/redis/redis.pid"
+        if [ "$service" != redis ]; then stop_pidfile kafka "$stack_dir/kafka/kafka.pid"; fi
+        if [ "$service" != kafka ]; then stop_pidfile redis "$stack_dir/redis/redis.pid"; fi
         ;;
     status)
         rc=0
@@ -163,7 +168,7 @@ case "${1:-}" in
         exit $rc
         ;;
     *)
-        sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac
