@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 import orjson
 
 __all__ = [
+    "MAX_ABS_NUMBER",
     "SCHEMA_VERSION",
     "DecodedMessage",
     "Rejection",
@@ -50,6 +51,7 @@ SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 KINDS = ("inference", "label")
 MAX_ID_LENGTH = 256
+MAX_ABS_NUMBER = 1e15  # larger magnitudes (and NaN, infinity) are rejected: statistics stay finite and exact
 _EXCERPT = 2048
 _SCALARS = (int, float, str, bool)
 _FEATURE_TYPES = frozenset({int, float, str, bool, type(None)})
