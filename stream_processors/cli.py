@@ -136,7 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "marking its trigger done, so it runs again on restart.",
                        epilog="Example: driftline triggers --exec 'python retrain.py --model \"$DRIFTLINE_MODEL\"' "
                               "--timeout 7200. " + _ENV_HELP)
-    p.add_argument("--exec", dest="exec_command", required=True, metavar="CMD", help="shell command to run")
+    action = p.add_mutually_exclusive_group(required=True)
+    action.add_argument("--exec", dest="exec_command", metavar="CMD", help="shell command to run")
+    action.add_argument("--replay-parked", metavar="ID",
+                        help="write the parked trigger ID back to the control topic, then exit")
     p.add_argument("--group", default="driftline-retrain", help="consumer group (default driftline-retrain)")
     p.add_argument("--model", help="only this model's triggers")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
@@ -276,8 +279,10 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_triggers(args: argparse.Namespace, settings: Settings) -> int:
-    from stream_processors.triggers import run_triggers
+    from stream_processors.triggers import replay_parked, run_triggers
 
+    if args.replay_parked:
+        return replay_parked(settings, args.replay_parked)
     return run_triggers(settings, args.exec_command, args.group, args.model, stop_after_s=args.stop_after,
                         timeout_s=args.timeout, max_attempts=args.max_attempts)
 

@@ -23,7 +23,8 @@ order, one at a time:
    committed, and the trigger runs again on restart.
 
 Parked records go to ``<control topic>.parked``, one JSON object each, for a
-person to inspect and replay (the original trigger is in ``trigger``).
+person to inspect and replay (the original trigger is in ``trigger``);
+``replay_parked`` (``driftline triggers --replay-parked ID``) writes one back.
 """
 
 from __future__ import annotations
@@ -40,11 +41,11 @@ import orjson
 import redis
 
 from producers.topics import KAFKA_CLIENT_LOG, KafkaUnreachable, ensure_topics
-from stream_processors.errors import ConfigError, ServiceUnavailable
+from stream_processors.errors import ConfigError, DriftlineError, ServiceUnavailable
 from stream_processors.settings import Settings
 
-__all__ = ["DEFAULT_MAX_ATTEMPTS", "DEFAULT_TIMEOUT_S", "KILL_GRACE_S", "Attempt", "parked_topic", "run_command",
-           "run_triggers", "validate_trigger"]
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "DEFAULT_TIMEOUT_S", "KILL_GRACE_S", "Attempt", "parked_topic", "replay_parked",
+           "run_command", "run_triggers", "validate_trigger"]
 
 DEFAULT_TIMEOUT_S = 3 * 3600.0
 """A retrain that runs longer is killed: long enough for a slow retrain, short enough that a hung one
@@ -203,6 +204,15 @@ def _group_alive(proc: subprocess.Popen) -> bool:
     return True
 
 
+def _deliver(producer: confluent_kafka.Producer, topic: str, key: bytes | None, value: bytes) -> str | None:
+    """Produce one record and wait for it; what went wrong, or None."""
+    errors: list[confluent_kafka.KafkaError] = []
+    producer.produce(topic, key=key, value=value, on_delivery=lambda err, _m: err is not None and errors.append(err))
+    if producer.flush(30):
+        return "Kafka did not answer within 30 s"
+    return str(errors[0]) if errors else None
+
+
 class _TriggerRunner:
     def __init__(self, settings: Settings, command: str, group: str, model: str | None, timeout_s: float | None,
                  max_attempts: int, stop: _Stop) -> None:
@@ -316,12 +326,9 @@ class _TriggerRunner:
                   "trigger": trigger,
                   "raw": None if trigger is not None or raw is None
                   else raw[:_RAW_EXCERPT].decode("utf-8", errors="replace")}
-        errors: list[confluent_kafka.KafkaError] = []
-        self.producer.produce(self.parked_topic, key=msg.key(), value=orjson.dumps(record),
-                              on_delivery=lambda err, _m: err is not None and errors.append(err))
-        if self.producer.flush(30) or errors:
-            raise ServiceUnavailable(f"could not write to {self.parked_topic} "
-                                     f"({errors[0] if errors else 'Kafka did not answer'}); the record at "
+        error = _deliver(self.producer, self.parked_topic, msg.key(), orjson.dumps(record))
+        if error:
+            raise ServiceUnavailable(f"could not write to {self.parked_topic} ({error}); the record at "
                                      f"{msg.topic()}[{msg.partition()}]@{msg.offset()} is not committed and is "
                                      "read again on restart")
         self._redis(self.redis.sadd, self.parked_key, f"{msg.partition()}:{msg.offset()}")
@@ -376,4 +383,25 @@ def run_triggers(settings: Settings, command: str, group: str, model: str | None
             signal.signal(sig, handler)
     _say(f"ran the command for {runner.ran} trigger(s); parked {runner.malformed + runner.gave_up} "
          f"({runner.malformed} malformed, {runner.gave_up} after {max_attempts} failed attempt(s))")
+    return 0
+
+
+def replay_parked(settings: Settings, trigger_id: str) -> int:
+    """Write the parked trigger ``trigger_id`` back to the control topic, where ``--exec`` runs it next."""
+    from stream_processors.reading import iter_alerts
+
+    topic = parked_topic(settings.control_topic)
+    found = [record["trigger"] for record in iter_alerts(settings.replace(control_topic=topic), from_beginning=True,
+                                                         follow=False, timeout_s=60)
+             if isinstance(record.get("trigger"), dict) and record["trigger"].get("id") == trigger_id]
+    if not found:
+        raise DriftlineError(f"no parked trigger with id {trigger_id!r} on {topic}; list them with "
+                             f"'driftline alerts --control-topic {topic} --json'")
+    trigger = found[-1]
+    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka_bootstrap}, logger=KAFKA_CLIENT_LOG)
+    error = _deliver(producer, settings.control_topic, trigger["model"].encode(), orjson.dumps(trigger))
+    if error:
+        raise ServiceUnavailable(f"could not write to {settings.control_topic} ({error})")
+    _say(f"replayed trigger {trigger_id} (model {trigger['model']} v{trigger['model_version']}) to "
+         f"{settings.control_topic}; 'driftline triggers --exec' runs it next")
     return 0

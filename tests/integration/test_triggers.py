@@ -12,7 +12,7 @@ import pytest
 from stream_processors.triggers import parked_topic
 from tests.processes import gone
 
-from .conftest import read_topic
+from .conftest import read_topic, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -126,7 +126,11 @@ def test_a_command_that_always_fails_is_parked_after_max_attempts_and_can_be_rep
     assert "exited 7 (attempt 1 of 2); retrying in 1s" in run.output()
     assert "exited 7 (attempt 2 of 2); parked in" in run.output()
 
-    _send(settings, parked["trigger"])  # replay: the parked trigger, back on the control topic
+    missing = run_cli(settings, "triggers", "--replay-parked", "t-unknown")
+    assert missing.returncode == 1 and missing.stderr.startswith("driftline: error: no parked trigger with id ")
+    replayed = run_cli(settings, "triggers", "--replay-parked", "t-bad")  # once its cause is fixed
+    assert replayed.returncode == 0, replayed.stderr
+    assert read_topic(settings, settings.control_topic)[-1] == _trigger("t-bad")
     fixed = Triggers(settings, tmp_path, f'echo "$DRIFTLINE_TRIGGER_ID" >> {out}', name="replay")
     fixed.wait_for(lambda: _lines(out) == ["t-next", "t-bad"])
     fixed.terminate()
