@@ -204,6 +204,11 @@ def _group_alive(proc: subprocess.Popen) -> bool:
     return True
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped, so that a log line stays one line."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _deliver(producer: confluent_kafka.Producer, topic: str, key: bytes | None, value: bytes) -> str | None:
     """Produce one record and wait for it; what went wrong, or None."""
     errors: list[confluent_kafka.KafkaError] = []
@@ -279,7 +284,7 @@ class _TriggerRunner:
         if trigger["type"] != "retrain" or (self.model and trigger["model"] != self.model):
             self._commit(msg)
             return True
-        name = f"trigger {trigger['id']} (model {trigger['model']} v{trigger['model_version']})"
+        name = _printable(f"trigger {trigger['id']} (model {trigger['model']} v{trigger['model_version']})")
         if self._redis(self.redis.sismember, self.done_key, trigger["id"]):
             _say(f"{name} was handled before; skipping")
             self._commit(msg)
@@ -402,6 +407,6 @@ def replay_parked(settings: Settings, trigger_id: str) -> int:
     error = _deliver(producer, settings.control_topic, trigger["model"].encode(), orjson.dumps(trigger))
     if error:
         raise ServiceUnavailable(f"could not write to {settings.control_topic} ({error})")
-    _say(f"replayed trigger {trigger_id} (model {trigger['model']} v{trigger['model_version']}) to "
-         f"{settings.control_topic}; 'driftline triggers --exec' runs it next")
+    _say(_printable(f"replayed trigger {trigger_id} (model {trigger['model']} v{trigger['model_version']}) to "
+                    f"{settings.control_topic}; 'driftline triggers --exec' runs it next"))
     return 0

@@ -90,3 +90,10 @@ def test_bad_limits_are_one_line_errors(flags, message, capsys):
     assert main(["triggers", "--exec", "true", *flags]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"driftline: error: {message}, got ") and err.count("\n") == 1
+
+
+def test_a_model_name_with_a_newline_stays_on_one_log_line():
+    from stream_processors.triggers import _printable
+
+    assert _printable("trigger t (model a\nb v1)") == "trigger t (model a\\nb v1)"
+    assert _printable("model crédit v1") == "model crédit v1"
