@@ -6,6 +6,14 @@ hands them to confluent-kafka, which delivers them asynchronously. When Kafka
 is down the buffer is bounded: the oldest events are dropped and counted, the
 model server keeps serving. Delivery failures are counted and the last error is
 kept, both readable from ``stats()``.
+
+Values are checked in ``log()``, on the caller's thread: numpy scalars, 0-d
+arrays and ``Decimal`` become JSON numbers and booleans; NaN, infinity and
+numbers beyond ``MAX_ABS_NUMBER`` raise ``ValueError`` naming the field,
+because the worker would reject them. Whatever still cannot be encoded (an
+arbitrary object among the features) costs only its own event: it is counted
+as ``unencodable`` and named in ``last_error``, the rest of its batch is sent,
+and the sender thread carries on.
 """
 
 from __future__ import annotations
@@ -15,10 +23,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from decimal import Decimal
 
 import confluent_kafka
+import orjson
 
-from producers.events import encode_envelope
+from producers.events import MAX_ABS_NUMBER, encode_envelope
 
 __all__ = ["DeliveryStats", "InferenceLogger", "LabelLogger", "DEFAULT_INFERENCE_TOPIC", "DEFAULT_LABEL_TOPIC"]
 
@@ -35,6 +45,44 @@ class DeliveryStats:
     dropped: int
     buffered: int
     last_error: str | None
+    rejected: int = 0
+    """Events ``log()`` refused with ``ValueError`` (NaN, infinity, a number beyond ``MAX_ABS_NUMBER``)."""
+    unencodable: int = 0
+    """Events the sender could not encode as JSON; the rest of their batch was sent."""
+
+
+def _json_number(value: object, field: str) -> object:
+    """``value`` ready for JSON: numpy scalars, 0-d arrays and Decimal as plain numbers or booleans.
+
+    Raises ValueError for NaN, infinity and magnitudes beyond MAX_ABS_NUMBER. Other
+    types are returned as they are (the worker judges text, null and the rest).
+    """
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is not int and kind is not float:
+        if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # numpy, and alike, scalars
+            value = value.item()
+        elif isinstance(value, Decimal):
+            if not value.is_finite():
+                raise ValueError(f"{field} is {value}: send a finite number, or null for a missing value")
+            value = int(value) if value == value.to_integral_value() else float(value)
+        elif isinstance(value, bool):
+            value = bool(value)
+        elif isinstance(value, int):  # IntEnum and other int subclasses
+            value = int(value)
+        elif isinstance(value, float):
+            value = float(value)
+        else:
+            return value
+        kind = type(value)
+        if kind is not int and kind is not float:
+            return value
+    if not -MAX_ABS_NUMBER <= value <= MAX_ABS_NUMBER:  # NaN fails this too
+        shown = value if kind is float else f"an integer of {len(str(abs(value)))} digits"
+        raise ValueError(f"{field} is {shown}: Driftline takes finite numbers of magnitude at most "
+                         f"{MAX_ABS_NUMBER:g} (send null for a missing value)")
+    return value
 
 
 class _EnvelopeLogger:
@@ -67,9 +115,15 @@ class _EnvelopeLogger:
         self._closed = False
         self._oldest = 0.0
         self._logged = self._delivered = self._failed = self._dropped = 0
+        self._rejected = self._unencodable = 0
         self._last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name=f"driftline-{self._kind}-logger", daemon=True)
         self._thread.start()
+
+    def _reject(self, exc: ValueError) -> None:
+        with self._lock:
+            self._rejected += 1
+            self._last_error = str(exc)
 
     def _append(self, event: dict) -> None:
         with self._lock:
@@ -89,8 +143,13 @@ class _EnvelopeLogger:
         while True:
             self._wake.wait(timeout=min(self.linger_s, 0.1))
             self._wake.clear()
-            self._send_ready(force=self._closed)
-            self._producer.poll(0)
+            try:
+                self._send_ready(force=self._closed)
+                self._producer.poll(0)
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any one failure
+                _log.exception("driftline %s logger: sending failed", self._kind)
+                with self._lock:
+                    self._last_error = f"sending failed: {exc}"
             if self._closed and not self._buffer:
                 return
 
@@ -103,10 +162,35 @@ class _EnvelopeLogger:
                     return
                 batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
                 self._oldest = time.monotonic()
-            self._produce(batch)
+            try:
+                self._produce(batch)
+            except Exception as exc:  # noqa: BLE001 - counted, never lost silently
+                with self._lock:
+                    self._failed += len(batch)
+                    self._last_error = f"sending failed: {exc}"
+
+    def _encodable(self, batch: list[dict]) -> list[dict]:
+        """The events of ``batch`` that encode as JSON; the others are counted and named in last_error."""
+        kept = []
+        for event in batch:
+            try:
+                orjson.dumps(event)
+            except TypeError as exc:  # orjson.JSONEncodeError
+                with self._lock:
+                    self._unencodable += 1
+                    self._last_error = f"event {str(event.get('event_id'))[:256]!r} could not be encoded: {exc}"
+                continue
+            kept.append(event)
+        return kept
 
     def _produce(self, batch: list[dict]) -> None:
-        value = encode_envelope(self.model, batch, self.model_version, kind=self._kind)
+        try:
+            value = encode_envelope(self.model, batch, self.model_version, kind=self._kind)
+        except TypeError:  # one event's value; find it and send the others
+            batch = self._encodable(batch)
+            if not batch:
+                return
+            value = encode_envelope(self.model, batch, self.model_version, kind=self._kind)
         if len(value) > self.max_message_bytes and len(batch) > 1:
             half = len(batch) // 2
             self._produce(batch[:half])
@@ -138,7 +222,7 @@ class _EnvelopeLogger:
     def stats(self) -> DeliveryStats:
         with self._lock:
             return DeliveryStats(self._logged, self._delivered, self._failed, self._dropped,
-                                 len(self._buffer), self._last_error)
+                                 len(self._buffer), self._last_error, self._rejected, self._unencodable)
 
     def flush(self, timeout: float = 30.0) -> DeliveryStats:
         """Send what is buffered and wait up to ``timeout`` seconds for delivery."""
@@ -200,10 +284,21 @@ class InferenceLogger(_EnvelopeLogger):
 
     def log(self, event_id: str, features: dict, prediction: object, score: object = None,
             timestamp: float | None = None) -> None:
-        event = {"event_id": event_id, "timestamp": time.time() if timestamp is None else timestamp,
-                 "features": features, "prediction": prediction}
-        if score is not None:
-            event["score"] = score
+        """Queue one event. Raises ValueError, naming the field, for NaN, infinity or a number beyond 1e15."""
+        if not isinstance(features, dict):
+            raise TypeError(f"features must be a dict of feature name to value, got {type(features).__name__}")
+        try:
+            event = {"event_id": event_id,
+                     "timestamp": time.time() if timestamp is None else _json_number(timestamp, "timestamp"),
+                     "features": {name: _json_number(value, f"feature {name!r}") for name, value in features.items()},
+                     "prediction": _json_number(prediction, "prediction")}
+            if isinstance(score, dict):
+                event["score"] = {c: _json_number(p, f"score of class {c!r}") for c, p in score.items()}
+            elif score is not None:
+                event["score"] = _json_number(score, "score")
+        except ValueError as exc:
+            self._reject(exc)
+            raise ValueError(f"event {str(event_id)[:256]!r}: {exc}") from None
         self._append(event)
 
 
@@ -219,5 +314,11 @@ class LabelLogger(_EnvelopeLogger):
                          producer_config)
 
     def log(self, event_id: str, label: object, timestamp: float | None = None) -> None:
-        self._append({"event_id": event_id, "label": label,
-                      "timestamp": time.time() if timestamp is None else timestamp})
+        """Queue one label. Raises ValueError, naming the field, for NaN, infinity or a number beyond 1e15."""
+        try:
+            event = {"event_id": event_id, "label": _json_number(label, "label"),
+                     "timestamp": time.time() if timestamp is None else _json_number(timestamp, "timestamp")}
+        except ValueError as exc:
+            self._reject(exc)
+            raise ValueError(f"event {str(event_id)[:256]!r}: {exc}") from None
+        self._append(event)

@@ -10,6 +10,7 @@ import orjson
 
 from stream_processors.errors import DriftlineError
 from stream_processors.settings import Settings, load_settings
+from stream_processors.triggers import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S
 
 __all__ = ["main", "build_parser"]
 
@@ -123,18 +124,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("triggers", help="run a command once per retrain trigger (the downstream retrain hook)",
                        description="Consume retrain triggers from the control topic with a consumer group of "
-                                   "its own and run CMD once per trigger, with the trigger JSON on stdin and "
-                                   "DRIFTLINE_TRIGGER_ID, DRIFTLINE_MODEL and DRIFTLINE_MODEL_VERSION in its "
-                                   "environment. A trigger counts as handled only when CMD exits 0; a failing "
-                                   "CMD is retried with back-off, and a restarted consumer does not run a "
-                                   "handled trigger again.",
-                       epilog="Example: driftline triggers --exec 'python retrain.py'. " + _ENV_HELP)
-    p.add_argument("--exec", dest="exec_command", required=True, metavar="CMD", help="shell command to run")
+                                   "its own and run CMD through the shell once per trigger, in order, with the "
+                                   "trigger JSON on stdin and DRIFTLINE_TRIGGER_ID, DRIFTLINE_MODEL, "
+                                   "DRIFTLINE_MODEL_VERSION and DRIFTLINE_TRIGGER_ATTEMPT in its environment. "
+                                   "A trigger counts as handled only when CMD exits 0; a failing CMD is retried "
+                                   "with back-off. A CMD that runs past --timeout is killed with its whole "
+                                   "process group and counts as a failed attempt. After --max-attempts failed "
+                                   "attempts, or when the record is not a valid trigger, it is parked on "
+                                   "<control topic>.parked (with the reason and exit codes) and the next "
+                                   "trigger runs. SIGTERM or Ctrl-C kills a running CMD and exits without "
+                                   "marking its trigger done, so it runs again on restart.",
+                       epilog="Example: driftline triggers --exec 'python retrain.py --model \"$DRIFTLINE_MODEL\"' "
+                              "--timeout 7200. " + _ENV_HELP)
+    action = p.add_mutually_exclusive_group(required=True)
+    action.add_argument("--exec", dest="exec_command", metavar="CMD", help="shell command to run")
+    action.add_argument("--replay-parked", metavar="ID",
+                        help="write the parked trigger ID back to the control topic, then exit")
     p.add_argument("--group", default="driftline-retrain", help="consumer group (default driftline-retrain)")
     p.add_argument("--model", help="only this model's triggers")
-    p.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds (default: run until Ctrl-C)")
-    p.add_argument("--max-attempts", type=int, default=0, metavar="N",
-                   help="give up on a trigger for now after N failed runs (default 0: keep trying)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                   help=f"kill a run of CMD (and its children) after S seconds; it counts as a failed attempt "
+                        f"(default {DEFAULT_TIMEOUT_S:g}, i.e. {DEFAULT_TIMEOUT_S / 3600:g} hours; 0: no limit)")
+    p.add_argument("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS, metavar="N",
+                   help=f"park a trigger after N failed attempts and go on with the next "
+                        f"(default {DEFAULT_MAX_ATTEMPTS})")
+    p.add_argument("--stop-after", type=float, metavar="S",
+                   help="stop after S seconds, like SIGTERM (default: run until SIGTERM or Ctrl-C)")
     p.add_argument("--control-topic", metavar="T")
     _connection_flags(p)
 
@@ -264,9 +279,12 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_triggers(args: argparse.Namespace, settings: Settings) -> int:
-    from stream_processors.triggers import run_triggers
+    from stream_processors.triggers import replay_parked, run_triggers
 
-    return run_triggers(settings, args.exec_command, args.group, args.model, args.timeout, args.max_attempts)
+    if args.replay_parked:
+        return replay_parked(settings, args.replay_parked)
+    return run_triggers(settings, args.exec_command, args.group, args.model, stop_after_s=args.stop_after,
+                        timeout_s=args.timeout, max_attempts=args.max_attempts)
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:

@@ -2,113 +2,411 @@
 
 The consumer has its own group (``--group``, default ``driftline-retrain``)
 and starts from the oldest trigger the group has not handled. For each
-``retrain`` record it runs ``CMD`` through the shell with the trigger's JSON
-on stdin (and ``DRIFTLINE_TRIGGER_ID``, ``DRIFTLINE_MODEL`` and
-``DRIFTLINE_MODEL_VERSION`` in its environment). Only when the command exits
-0 is the trigger marked done (a Redis set of trigger ids, so a restart between
-the command and the commit does not run it again) and its offset committed.
-A failing command is retried with back-off; nothing after it runs meanwhile,
-so triggers are handled in order.
+``retrain`` record it runs ``CMD`` through the shell, in a session of its own,
+with the trigger's JSON on stdin and ``DRIFTLINE_TRIGGER_ID``,
+``DRIFTLINE_MODEL``, ``DRIFTLINE_MODEL_VERSION`` and
+``DRIFTLINE_TRIGGER_ATTEMPT`` in its environment. Triggers are handled in
+order, one at a time:
+
+1. A record that is not a valid trigger (not JSON, not an object, ``type``,
+   ``id``, ``model`` or ``model_version`` missing or not text) is parked with
+   reason ``malformed`` and skipped.
+2. ``CMD`` exits 0: the trigger is marked done (a Redis set of trigger ids, so
+   a restart between the command and the commit does not run it again), then
+   its offset is committed.
+3. ``CMD`` fails, or runs past ``--timeout`` (its whole process group gets
+   SIGTERM, then SIGKILL after ``KILL_GRACE_S``): it is retried with back-off;
+   after ``--max-attempts`` attempts the trigger is parked with reason
+   ``max_attempts`` and the attempts' exit codes, and the next trigger runs.
+4. SIGTERM or Ctrl-C (or ``--stop-after``) while ``CMD`` runs or a retry
+   waits: the command's group is killed, nothing is marked done or
+   committed, and the trigger runs again on restart.
+
+Parked records go to ``<control topic>.parked``, one JSON object each, for a
+person to inspect and replay (the original trigger is in ``trigger``);
+``replay_parked`` (``driftline triggers --replay-parked ID``) writes one back.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
-import sys
+import threading
 import time
+from dataclasses import dataclass
 
 import confluent_kafka
 import orjson
 import redis
 
-from producers.topics import KAFKA_CLIENT_LOG
-from stream_processors.errors import ServiceUnavailable
+from producers.topics import KAFKA_CLIENT_LOG, KafkaUnreachable, ensure_topics
+from stream_processors.errors import ConfigError, DriftlineError, ServiceUnavailable
 from stream_processors.settings import Settings
 
-__all__ = ["run_triggers"]
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "DEFAULT_TIMEOUT_S", "KILL_GRACE_S", "Attempt", "parked_topic", "replay_parked",
+           "run_command", "run_triggers", "validate_trigger"]
 
+DEFAULT_TIMEOUT_S = 3 * 3600.0
+"""A retrain that runs longer is killed: long enough for a slow retrain, short enough that a hung one
+holds the queue for hours, not forever (with the default attempts, at most about nine hours)."""
+DEFAULT_MAX_ATTEMPTS = 3
+KILL_GRACE_S = 10.0
+"""Between SIGTERM and SIGKILL to the command's process group."""
+MAX_FIELD_LENGTH = 256
 _BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+_TICK_S = 0.2
+_RAW_EXCERPT = 65536
 
 
 def _say(text: str) -> None:
     print(f"triggers: {text}", flush=True)
 
 
-def run_triggers(settings: Settings, command: str, group: str, model: str | None = None,
-                 timeout_s: float | None = None, max_attempts: int = 0) -> int:
-    done_key = f"driftline:triggers-done:{group}:{settings.control_topic}"
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+def parked_topic(control_topic: str) -> str:
+    return f"{control_topic}.parked"
+
+
+def validate_trigger(raw: bytes | None) -> dict | str:
+    """The record as a dict, or why it is malformed. Records of other types (alerts) come back as they are."""
+    if raw is None:
+        return "empty record (null value)"
     try:
-        client.ping()
-    except redis.RedisError:
-        raise ServiceUnavailable(f"Redis is unreachable at {settings.redis_url}; start it with 'make stack-up' "
-                                 "or set DRIFTLINE_REDIS_URL") from None
-    consumer = confluent_kafka.Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "enable.auto.commit": False,
-        "auto.offset.reset": "earliest", "socket.connection.setup.timeout.ms": 5000,
-        "max.poll.interval.ms": 3_600_000,  # a retrain command may take long
-    }, logger=KAFKA_CLIENT_LOG)
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return f"not JSON: {exc}"
+    if not isinstance(doc, dict):
+        return f"a JSON {type(doc).__name__}, expected an object"
+    kind = doc.get("type")
+    if not isinstance(kind, str) or not kind:
+        return f"'type' must be a non-empty string, got {_describe(kind)}"
+    if kind != "retrain":
+        return doc
+    for name in ("id", "model", "model_version"):
+        value = doc.get(name)
+        if not isinstance(value, str) or not value or len(value) > MAX_FIELD_LENGTH or "\x00" in value:
+            return (f"'{name}' must be a non-empty string of at most {MAX_FIELD_LENGTH} characters without NUL, "
+                    f"got {_describe(value)}")
+    return doc
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters" if value else "an empty string"
+    return {dict: "an object", list: "a list", bool: "a boolean"}.get(type(value), type(value).__name__)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One run of the command: its exit code (negative: killed by that signal; None: did not start)."""
+
+    exit_code: int | None
+    seconds: float
+    timed_out: bool = False
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    def as_record(self) -> dict:
+        outcome = "ok" if self.succeeded else "timeout" if self.timed_out else "failed"
+        return {"outcome": outcome, "exit_code": self.exit_code, "seconds": round(self.seconds, 3),
+                "error": self.error}
+
+    def describe(self) -> str:
+        if self.timed_out:
+            return f"ran past the timeout after {self.seconds:.1f}s and was killed (exit {self.exit_code})"
+        if self.exit_code is None:
+            return f"could not start: {self.error}"
+        return f"exited {self.exit_code}"
+
+
+class _Stop:
+    """Set by SIGTERM/SIGINT (a plain flag: safe in a signal handler) or by reaching the deadline."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self.signal: str | None = None
+
+    def __call__(self) -> bool:
+        return self.signal is not None or (self.deadline is not None and time.monotonic() >= self.deadline)
+
+    def reason(self) -> str:
+        return f"{self.signal} received" if self.signal else "--stop-after reached"
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; True if asked to stop meanwhile."""
+        end = time.monotonic() + seconds
+        while not self():
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(_TICK_S, left))
+        return True
+
+
+def run_command(command: str, payload: bytes, env: dict[str, str], timeout_s: float | None,
+                stop=lambda: False, grace_s: float = KILL_GRACE_S) -> Attempt | None:
+    """Run ``command`` once with ``payload`` on stdin; None if ``stop()`` became true (the command was killed).
+
+    The command starts a session of its own, so a timeout or a stop kills what
+    it started too: its process group gets SIGTERM, then SIGKILL after ``grace_s``.
+    """
+    started = time.monotonic()
     try:
-        consumer.list_topics(settings.control_topic, timeout=5)
-    except confluent_kafka.KafkaException:
-        consumer.close()
-        raise ServiceUnavailable(f"Kafka is unreachable at {settings.kafka_bootstrap}; start it with "
-                                 "'make stack-up' or set DRIFTLINE_KAFKA_BOOTSTRAP") from None
-    consumer.subscribe([settings.control_topic])
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    ran = 0
-    _say(f"waiting for retrain triggers on {settings.control_topic} (group {group}); command: {command}")
+        proc = subprocess.Popen(command, shell=True, stdin=subprocess.PIPE, env=env, start_new_session=True)
+    except (OSError, ValueError) as exc:
+        return Attempt(None, 0.0, error=str(exc))
+    threading.Thread(target=_feed, args=(proc.stdin, payload), daemon=True).start()  # never blocks on a full pipe
+    while True:
+        try:
+            code = proc.wait(timeout=_TICK_S)
+            return Attempt(code, time.monotonic() - started)
+        except subprocess.TimeoutExpired:
+            pass
+        if stop():
+            _kill_group(proc, grace_s)
+            return None
+        if timeout_s and time.monotonic() - started >= timeout_s:
+            _kill_group(proc, grace_s)
+            return Attempt(proc.returncode, time.monotonic() - started, timed_out=True)
+
+
+def _feed(pipe, payload: bytes) -> None:
     try:
-        while deadline is None or time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
+        pipe.write(payload)
+        pipe.close()
+    except OSError:  # the command does not read stdin, or has exited
+        pass
+
+
+def _kill_group(proc: subprocess.Popen, grace_s: float) -> None:
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        end = time.monotonic() + wait_s
+        while time.monotonic() < end and _group_alive(proc):
+            time.sleep(0.05)
+    proc.wait()
+
+
+def _group_alive(proc: subprocess.Popen) -> bool:
+    proc.poll()  # reap the shell, so that a group of zombies only does not look alive
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped, so that a log line stays one line."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _deliver(producer: confluent_kafka.Producer, topic: str, key: bytes | None, value: bytes) -> str | None:
+    """Produce one record and wait for it; what went wrong, or None."""
+    errors: list[confluent_kafka.KafkaError] = []
+    producer.produce(topic, key=key, value=value, on_delivery=lambda err, _m: err is not None and errors.append(err))
+    if producer.flush(30):
+        return "Kafka did not answer within 30 s"
+    return str(errors[0]) if errors else None
+
+
+class _TriggerRunner:
+    def __init__(self, settings: Settings, command: str, group: str, model: str | None, timeout_s: float | None,
+                 max_attempts: int, stop: _Stop) -> None:
+        self.settings = settings
+        self.command = command
+        self.group = group
+        self.model = model
+        self.timeout_s = timeout_s
+        self.max_attempts = max_attempts
+        self.stop = stop
+        self.done_key = f"driftline:triggers-done:{group}:{settings.control_topic}"
+        self.parked_key = f"driftline:triggers-parked:{group}:{settings.control_topic}"
+        self.parked_topic = parked_topic(settings.control_topic)
+        self.ran = self.malformed = self.gave_up = 0
+        self.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=30)
+        self.consumer: confluent_kafka.Consumer | None = None
+        self.producer: confluent_kafka.Producer | None = None
+
+    def connect(self) -> None:
+        try:
+            self.redis.ping()
+        except redis.RedisError:
+            raise ServiceUnavailable(f"Redis is unreachable at {self.settings.redis_url}; start it with "
+                                     "'make stack-up' or set DRIFTLINE_REDIS_URL") from None
+        try:
+            ensure_topics(self.settings.kafka_bootstrap, [self.parked_topic], self.settings.topic_partitions,
+                          timeout_s=10)
+        except KafkaUnreachable as exc:
+            raise ServiceUnavailable(str(exc)) from None
+        self.consumer = confluent_kafka.Consumer({
+            "bootstrap.servers": self.settings.kafka_bootstrap, "group.id": self.group,
+            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "socket.connection.setup.timeout.ms": 5000,
+            # the consumer does not poll while a command runs; past this it leaves the group, and on
+            # rejoining reads from the last commit again, where the done set skips what already ran
+            "max.poll.interval.ms": 86_400_000,
+        }, logger=KAFKA_CLIENT_LOG)
+        self.producer = confluent_kafka.Producer({"bootstrap.servers": self.settings.kafka_bootstrap,
+                                                  "enable.idempotence": True}, logger=KAFKA_CLIENT_LOG)
+        self.consumer.subscribe([self.settings.control_topic])
+
+    def run(self) -> None:
+        while not self.stop():
+            msg = self.consumer.poll(0.5)
             if msg is None or msg.error():
                 continue
-            try:
-                trigger = orjson.loads(msg.value())
-            except orjson.JSONDecodeError:
-                consumer.commit(message=msg, asynchronous=False)
-                continue
-            if trigger.get("type") != "retrain" or (model and trigger.get("model") != model):
-                consumer.commit(message=msg, asynchronous=False)
-                continue
-            if client.sismember(done_key, trigger["id"]):
-                _say(f"trigger {trigger['id']} was handled before; skipping")
-                consumer.commit(message=msg, asynchronous=False)
-                continue
-            if _run_until_done(command, trigger, msg.value(), max_attempts, deadline):
-                client.sadd(done_key, trigger["id"])
-                consumer.commit(message=msg, asynchronous=False)
-                ran += 1
-            else:
-                # not done (gave up, or out of time): read it again next time, nothing after it runs first
-                consumer.seek(confluent_kafka.TopicPartition(msg.topic(), msg.partition(), msg.offset()))
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-    except KeyboardInterrupt:
-        pass
+            if not self.handle(msg):
+                return
+
+    def handle(self, msg: confluent_kafka.Message) -> bool:
+        """Deal with one record; False if asked to stop before it was finished (nothing committed then)."""
+        where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        position = f"{msg.partition()}:{msg.offset()}"
+        if self._redis(self.redis.sismember, self.parked_key, position):
+            self._commit(msg)
+            return True
+        trigger = validate_trigger(msg.value())
+        if isinstance(trigger, str):
+            self._park(msg, None, "malformed", trigger, [])
+            self.malformed += 1
+            _say(f"parked malformed record {where} in {self.parked_topic}: {trigger}")
+            self._commit(msg)
+            return True
+        if trigger["type"] != "retrain" or (self.model and trigger["model"] != self.model):
+            self._commit(msg)
+            return True
+        name = _printable(f"trigger {trigger['id']} (model {trigger['model']} v{trigger['model_version']})")
+        if self._redis(self.redis.sismember, self.done_key, trigger["id"]):
+            _say(f"{name} was handled before; skipping")
+            self._commit(msg)
+            return True
+        attempts: list[Attempt] = []
+        while True:
+            env = {**os.environ, "DRIFTLINE_TRIGGER_ID": trigger["id"], "DRIFTLINE_MODEL": trigger["model"],
+                   "DRIFTLINE_MODEL_VERSION": trigger["model_version"],
+                   "DRIFTLINE_TRIGGER_ATTEMPT": str(len(attempts) + 1)}
+            attempt = run_command(self.command, msg.value(), env, self.timeout_s, self.stop)
+            if attempt is None:
+                _say(f"stopping ({self.stop.reason()}) while the command ran for {name}: killed it; "
+                     "the trigger is not marked done and runs again on restart")
+                return False
+            attempts.append(attempt)
+            if attempt.succeeded:
+                self._redis(self.redis.sadd, self.done_key, trigger["id"])
+                self._commit(msg)
+                self.ran += 1
+                _say(f"{name}: command succeeded in {attempt.seconds:.1f}s")
+                return True
+            if len(attempts) >= self.max_attempts:
+                self._park(msg, trigger, "max_attempts", f"{len(attempts)} attempts failed", attempts)
+                self.gave_up += 1
+                _say(f"{name}: command {attempt.describe()} (attempt {len(attempts)} of {self.max_attempts}); "
+                     f"parked in {self.parked_topic}, going on with the next trigger")
+                self._commit(msg)
+                return True
+            delay = _BACKOFF_S[min(len(attempts) - 1, len(_BACKOFF_S) - 1)]
+            _say(f"{name}: command {attempt.describe()} (attempt {len(attempts)} of {self.max_attempts}); "
+                 f"retrying in {delay:.0f}s")
+            if self.stop.sleep(delay):
+                _say(f"stopping ({self.stop.reason()}) while {name} waited to retry; "
+                     "the trigger is not marked done and runs again on restart")
+                return False
+
+    def _park(self, msg: confluent_kafka.Message, trigger: dict | None, reason: str, detail: str,
+              attempts: list[Attempt]) -> None:
+        raw = msg.value()
+        record = {"reason": reason, "detail": detail, "group": self.group, "parked_at": time.time(),
+                  "source": {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()},
+                  "attempts": [a.as_record() for a in attempts],
+                  "exit_codes": [a.exit_code for a in attempts],
+                  "trigger": trigger,
+                  "raw": None if trigger is not None or raw is None
+                  else raw[:_RAW_EXCERPT].decode("utf-8", errors="replace")}
+        error = _deliver(self.producer, self.parked_topic, msg.key(), orjson.dumps(record))
+        if error:
+            raise ServiceUnavailable(f"could not write to {self.parked_topic} ({error}); the record at "
+                                     f"{msg.topic()}[{msg.partition()}]@{msg.offset()} is not committed and is "
+                                     "read again on restart")
+        self._redis(self.redis.sadd, self.parked_key, f"{msg.partition()}:{msg.offset()}")
+
+    def _commit(self, msg: confluent_kafka.Message) -> None:
+        try:
+            self.consumer.commit(message=msg, asynchronous=False)
+        except confluent_kafka.KafkaException as exc:
+            # e.g. the group rebalanced during a long command: the record is read again and skipped as handled
+            _say(f"could not commit {msg.topic()}[{msg.partition()}]@{msg.offset()}: {exc.args[0].str()}")
+
+    def _redis(self, method, *args):
+        try:
+            return method(*args)
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"Redis failed while handling triggers ({type(exc).__name__}); nothing more "
+                                     "was committed, the current trigger is read again on restart") from None
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close()
+        if self.producer is not None:
+            self.producer.flush(10)
+
+
+def run_triggers(settings: Settings, command: str, group: str, model: str | None = None,
+                 stop_after_s: float | None = None, timeout_s: float | None = DEFAULT_TIMEOUT_S,
+                 max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> int:
+    """Run ``command`` once per retrain trigger until SIGTERM, Ctrl-C or ``stop_after_s``. Returns the exit code."""
+    if max_attempts < 1:
+        raise ConfigError(f"--max-attempts must be at least 1, got {max_attempts}")
+    if timeout_s is not None and timeout_s < 0:
+        raise ConfigError(f"--timeout must be 0 (no limit) or a number of seconds, got {timeout_s}")
+    if stop_after_s is not None and stop_after_s < 0:
+        raise ConfigError(f"--stop-after must be a number of seconds, got {stop_after_s}")
+    stop = _Stop(None if stop_after_s is None else time.monotonic() + stop_after_s)
+    runner = _TriggerRunner(settings, command, group, model, timeout_s, max_attempts, stop)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda signum, _frame: setattr(stop, "signal",
+                                                                               signal.Signals(signum).name))
+    try:
+        runner.connect()
+        limit = f"{timeout_s:g}s" if timeout_s else "none"
+        _say(f"waiting for retrain triggers on {settings.control_topic} (group {group}); timeout per run {limit}, "
+             f"at most {max_attempts} attempt(s), then parked in {runner.parked_topic}")
+        runner.run()
     finally:
-        consumer.close()
-    _say(f"ran the command for {ran} trigger(s)")
+        runner.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _say(f"ran the command for {runner.ran} trigger(s); parked {runner.malformed + runner.gave_up} "
+         f"({runner.malformed} malformed, {runner.gave_up} after {max_attempts} failed attempt(s))")
     return 0
 
 
-def _run_until_done(command: str, trigger: dict, payload: bytes, max_attempts: int, deadline: float | None) -> bool:
-    env = {**os.environ, "DRIFTLINE_TRIGGER_ID": trigger["id"], "DRIFTLINE_MODEL": str(trigger.get("model")),
-           "DRIFTLINE_MODEL_VERSION": str(trigger.get("model_version"))}
-    attempt = 0
-    while True:
-        attempt += 1
-        started = time.monotonic()
-        result = subprocess.run(command, shell=True, input=payload, env=env, stdout=sys.stdout, stderr=sys.stderr)
-        took = time.monotonic() - started
-        if result.returncode == 0:
-            _say(f"trigger {trigger['id']} (model {trigger.get('model')} v{trigger.get('model_version')}): "
-                 f"command succeeded in {took:.1f}s")
-            return True
-        delay = _BACKOFF_S[min(attempt - 1, len(_BACKOFF_S) - 1)]
-        _say(f"trigger {trigger['id']}: command exited {result.returncode} (attempt {attempt}); "
-             f"retrying in {delay:.0f}s")
-        if (max_attempts and attempt >= max_attempts) or (deadline is not None and time.monotonic() + delay > deadline):
-            return False
-        time.sleep(delay)
+def replay_parked(settings: Settings, trigger_id: str) -> int:
+    """Write the parked trigger ``trigger_id`` back to the control topic, where ``--exec`` runs it next."""
+    from stream_processors.reading import iter_alerts
+
+    topic = parked_topic(settings.control_topic)
+    found = [record["trigger"] for record in iter_alerts(settings.replace(control_topic=topic), from_beginning=True,
+                                                         follow=False, timeout_s=60)
+             if isinstance(record.get("trigger"), dict) and record["trigger"].get("id") == trigger_id]
+    if not found:
+        raise DriftlineError(f"no parked trigger with id {trigger_id!r} on {topic}; list them with "
+                             f"'driftline alerts --control-topic {topic} --json'")
+    trigger = found[-1]
+    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka_bootstrap}, logger=KAFKA_CLIENT_LOG)
+    error = _deliver(producer, settings.control_topic, trigger["model"].encode(), orjson.dumps(trigger))
+    if error:
+        raise ServiceUnavailable(f"could not write to {settings.control_topic} ({error})")
+    _say(_printable(f"replayed trigger {trigger_id} (model {trigger['model']} v{trigger['model_version']}) to "
+                    f"{settings.control_topic}; 'driftline triggers --exec' runs it next"))
+    return 0

@@ -27,12 +27,12 @@ def test_the_exec_consumer_runs_once_per_trigger_across_restarts(settings, tmp_p
     assert producer.flush(30) == 0
     out = tmp_path / "runs.jsonl"
     command = f"cat >> {out}; echo >> {out}"
-    first = run_cli(settings, "triggers", "--exec", command, "--group", settings.app_id + "-g1", "--timeout", "8")
+    first = run_cli(settings, "triggers", "--exec", command, "--group", settings.app_id + "-g1", "--stop-after", "8")
     assert first.returncode == 0, first.stderr
     assert [json.loads(line)["id"] for line in out.read_text().splitlines() if line] == ["trigger-1", "trigger-2"]
     producer.produce(settings.control_topic, key=b"credit", value=orjson.dumps(_trigger(3)))
     assert producer.flush(30) == 0
-    again = run_cli(settings, "triggers", "--exec", command, "--group", settings.app_id + "-g1", "--timeout", "8")
+    again = run_cli(settings, "triggers", "--exec", command, "--group", settings.app_id + "-g1", "--stop-after", "8")
     assert again.returncode == 0, again.stderr
     assert [json.loads(line)["id"] for line in out.read_text().splitlines() if line] == [
         "trigger-1", "trigger-2", "trigger-3"]  # a restart runs the new trigger only
@@ -45,9 +45,9 @@ def test_a_failing_command_is_retried_and_the_trigger_is_not_lost(settings, tmp_
     marker = tmp_path / "failed-once"
     out = tmp_path / "runs.txt"
     command = f"if [ ! -e {marker} ]; then touch {marker}; exit 3; fi; echo $DRIFTLINE_TRIGGER_ID >> {out}"
-    result = run_cli(settings, "triggers", "--exec", command, "--group", settings.app_id + "-g2", "--timeout", "10")
+    result = run_cli(settings, "triggers", "--exec", command, "--group", settings.app_id + "-g2", "--stop-after", "10")
     assert result.returncode == 0, result.stderr
-    assert "exited 3 (attempt 1)" in result.stdout
+    assert "exited 3 (attempt 1 of 3); retrying in 1s" in result.stdout
     assert out.read_text().split() == ["trigger-5"]
 
 
@@ -100,7 +100,7 @@ def test_the_loop_profile_labels_late_and_early_performance_alert_trigger_exec(s
     assert not [a for a in alerts if a["type"] == "drift"]  # the inputs did not change
 
     out = tmp_path / "retrain.jsonl"
-    ran = run_cli(settings, "triggers", "--exec", f"cat >> {out}; echo >> {out}", "--timeout", "8")
+    ran = run_cli(settings, "triggers", "--exec", f"cat >> {out}; echo >> {out}", "--stop-after", "8")
     assert ran.returncode == 0, ran.stderr
     [run] = [json.loads(line) for line in out.read_text().splitlines() if line]
     assert run["id"] == triggers[0]["id"] and run["evidence"]["rule"] == "performance"

@@ -47,3 +47,29 @@ def test_kafka_down_never_blocks_and_bounds_the_buffer():
     assert stats.delivered == 0
     assert stats.dropped + stats.failed + stats.buffered == 50_000 - stats.delivered
     assert stats.failed > 0 and stats.last_error
+
+
+def test_a_bad_event_between_good_ones_does_not_stop_later_events(settings):
+    import numpy as np
+
+    log = InferenceLogger(settings.kafka_bootstrap, model="fraud", model_version="2",
+                          topic=settings.inference_topic, batch_size=50, linger_s=0.1)
+    refused = 0
+    for i in range(300):
+        if i == 40:
+            log.log("unencodable", {"amount": object()}, prediction=0)  # fails in the sender thread
+        elif i == 120:
+            try:
+                log.log("not-finite", {"amount": np.float64("nan")}, prediction=0)
+            except ValueError:
+                refused += 1
+        else:
+            log.log(f"e{i}", {"amount": np.float32(i), "n": np.int64(i)}, prediction=np.bool_(i % 2))
+    stats = log.close(timeout=30)
+    assert refused == 1
+    assert (stats.logged, stats.delivered, stats.unencodable, stats.rejected, stats.failed) == (299, 298, 1, 1, 0)
+    events = [e for m in read_topic(settings, settings.inference_topic) for e in m["events"]]
+    assert len(events) == 298
+    assert sorted(int(e["event_id"][1:]) for e in events) == [i for i in range(300) if i not in (40, 120)]
+    assert all(e["features"] == {"amount": float(int(e["event_id"][1:])), "n": int(e["event_id"][1:])}
+               and e["prediction"] is bool(int(e["event_id"][1:]) % 2) for e in events)
