@@ -223,3 +223,24 @@ def test_an_event_that_fails_to_apply_is_dead_lettered_alone(monkeypatch):
     want = orjson.loads(reference.states[("m", "1")])
     assert got["events"] == want["events"] == 6
     assert got["numeric"] == want["numeric"]
+
+
+def test_numbers_at_the_magnitude_limit_keep_every_statistic_finite_and_loadable():
+    from producers.events import MAX_ABS_NUMBER
+
+    rng = np.random.default_rng(4)
+    xs = rng.choice([MAX_ABS_NUMBER, -MAX_ABS_NUMBER, 0.0, 1e-300], size=3000)
+    store = MemoryStateStore()
+    processor = BatchProcessor(SETTINGS, store)
+    for start in range(0, len(xs), 500):
+        events = [{"event_id": f"e{i}", "timestamp": 1.0, "features": {"x": float(xs[i])}, "prediction": float(xs[i]),
+                   "score": float(xs[i])} for i in range(start, start + 500)]
+        assert store.commit(processor.process([IncomingMessage("t", 0, start, encode_envelope("m", events, "1"))]))
+    saved = store.load([("m", "1")])[("m", "1")]
+    restored = ModelState.from_dict(saved, SETTINGS)
+    assert restored.to_dict() == saved
+    x = restored.describe()["features"]["x"]
+    assert x["count"] == len(xs)
+    assert x["mean"] == pytest.approx(xs.mean(), rel=1e-9, abs=1e3)
+    assert x["std"] == pytest.approx(xs.std(ddof=1), rel=1e-9)
+    assert (x["min"], x["max"]) == (xs.min(), xs.max())
