@@ -4,7 +4,7 @@ import pytest
 
 from stream_processors.cli import build_parser, main
 
-COMMANDS = ["worker", "profile", "replay", "alerts", "triggers", "status", "demo"]
+COMMANDS = ["worker", "profile", "replay", "alerts", "triggers", "status", "ingest", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
