@@ -268,6 +268,31 @@ def test_every_rejection_is_a_status_and_a_json_body(settings, ingest_factory, t
     assert TOKEN not in ingest.log() and TOKEN not in metrics
 
 
+def test_tls_and_a_token_from_the_environment(settings, ingest_factory, tmp_path):
+    import ssl
+    import subprocess
+    import urllib.request
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    s = settings.replace(ingest_token=TOKEN, ingest_tls_cert=str(cert), ingest_tls_key=str(key))
+    ingest = ingest_factory(s, tmp_path / "ingest.log", ready=False, scheme="https")
+    context = ssl.create_default_context(cafile=str(cert))
+    event = {"model": "m", "model_version": "1", "event_id": "t1", "timestamp": 1, "features": {"a": 1},
+             "prediction": 0}
+    req = urllib.request.Request(ingest.url + "/v1/events", data=orjson.dumps(event), method="POST",
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(req, context=context, timeout=30) as resp:
+        assert resp.status == 200 and orjson.loads(resp.read()) == {"accepted": 1}
+    [message] = read_topic(s, s.inference_topic)
+    assert message["events"][0]["event_id"] == "t1"
+    with pytest.raises(OSError):  # plain HTTP is not served on the TLS port
+        http("GET", ingest.url.replace("https", "http") + "/healthz")
+    assert TOKEN not in ingest.log()
+
+
 def test_503_while_kafka_is_down_then_full_recovery_nothing_acknowledged_is_lost(settings, ingest_factory,
                                                                                 tmp_path):
     kafka = OwnKafka(tmp_path / "kafka")
