@@ -79,7 +79,9 @@ class IngestService:
         self.delivery = delivery
         self.metrics = metrics
         self._token = None if token is None else token.encode()
-        self.pairs = PairingTable(settings.ingest_pair_wait_s, settings.ingest_max_unpaired)
+        # rows held waiting for a partner count against the same bound as rows waiting for Kafka
+        self.pairs = PairingTable(settings.ingest_pair_wait_s, settings.ingest_max_unpaired,
+                                  settings.ingest_max_pending_events)
         self.kafka_ready = False
         self._failed_seen = 0
         self._tasks: list[asyncio.Task] = []

@@ -1,8 +1,9 @@
 """Request and response CloudEvents of one inference, paired by id in either order within a bounded wait.
 
-The table holds at most ``max_waiting`` halves for at most ``wait_s`` seconds each. A half that finds its
-partner leaves with it; one that waits too long, or is pushed out when the table is full (oldest first),
-is returned by ``expire``/``offer`` as unpaired so the caller can count it: nothing leaves silently.
+The table holds at most ``max_waiting`` halves, and at most ``max_rows`` rows in them all, for at most
+``wait_s`` seconds each. A half that finds its partner leaves with it; one that waits too long, or is
+pushed out when the table is full (oldest first), is returned by ``expire``/``offer`` as unpaired so the
+caller can count it: nothing leaves silently.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ class PairingTable:
     (['request', 'response'], 0)
     """
 
-    def __init__(self, wait_s: float, max_waiting: int) -> None:
-        if wait_s <= 0 or max_waiting < 1:
-            raise ValueError("wait_s must be positive and max_waiting at least 1")
+    def __init__(self, wait_s: float, max_waiting: int, max_rows: int | None = None) -> None:
+        if wait_s <= 0 or max_waiting < 1 or (max_rows is not None and max_rows < 1):
+            raise ValueError("wait_s must be positive, max_waiting and max_rows at least 1")
         self.wait_s = wait_s
         self.max_waiting = max_waiting
+        self.max_rows = max_rows
+        self._rows = 0
         self._waiting: OrderedDict[tuple[str | None, str], tuple[float, CloudEvent]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -48,16 +51,23 @@ class PairingTable:
         key = self._key(ce)
         held = self._waiting.get(key)
         if held is not None and held[1].half != ce.half:
-            del self._waiting[key]
-            partner = held[1]
+            partner = self._remove(key)
             return ((ce, partner) if ce.half == "request" else (partner, ce)), []
         # a new half, or a resent one (which replaces the copy held)
-        self._waiting.pop(key, None)
+        if held is not None:
+            self._remove(key)
         self._waiting[key] = (now, ce)
+        self._rows += _rows(ce)
         evicted = []
-        while len(self._waiting) > self.max_waiting:
-            evicted.append(self._waiting.popitem(last=False)[1][1])
+        while len(self._waiting) > self.max_waiting or (self.max_rows is not None and self._rows > self.max_rows
+                                                        and len(self._waiting) > 1):
+            evicted.append(self._remove(next(iter(self._waiting))))
         return None, evicted
+
+    def _remove(self, key: tuple[str | None, str]) -> CloudEvent:
+        ce = self._waiting.pop(key)[1]
+        self._rows -= _rows(ce)
+        return ce
 
     def restore(self, ce: CloudEvent, now: float) -> list[CloudEvent]:
         """Put back a half whose pair could not be delivered, so a resent partner still finds it."""
@@ -70,8 +80,7 @@ class PairingTable:
             key, (since, ce) = next(iter(self._waiting.items()))
             if now - since <= self.wait_s:
                 break
-            del self._waiting[key]
-            out.append(ce)
+            out.append(self._remove(key))
         return out
 
     def waiting(self) -> dict[str, int]:
@@ -79,3 +88,7 @@ class PairingTable:
         for _, ce in self._waiting.values():
             counts[ce.half] += 1
         return counts
+
+
+def _rows(ce: CloudEvent) -> int:
+    return len(ce.data) if isinstance(ce.data, list) else 1

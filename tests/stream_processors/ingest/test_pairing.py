@@ -4,8 +4,8 @@ from stream_processors.ingest.cloudevents import CloudEvent
 from stream_processors.ingest.pairing import PairingTable
 
 
-def half(id_, kind):
-    return CloudEvent(id_, kind, "", None, "m", None, [])
+def half(id_, kind, rows=1):
+    return CloudEvent(id_, kind, "", None, "m", None, [{}] * rows)
 
 
 def test_either_order_pairs_and_resends_replace():
@@ -29,3 +29,14 @@ def test_expiry_and_overflow_return_the_unpaired():
     assert table.waiting() == {"request": 1, "response": 1}
     assert [e.id for e in table.expire(15.5)] == ["b"]
     assert [e.id for e in table.expire(100)] == ["c"] and len(table) == 0
+
+
+def test_the_rows_held_are_bounded_too():
+    table = PairingTable(wait_s=10, max_waiting=100, max_rows=10)
+    table.offer(half("a", "request", rows=4), 0)
+    table.offer(half("b", "request", rows=4), 1)
+    _, evicted = table.offer(half("c", "response", rows=4), 2)
+    assert [e.id for e in evicted] == ["a"] and len(table) == 2
+    pair, _ = table.offer(half("c", "request", rows=4), 3)  # pairing frees the rows of the half it takes
+    assert pair is not None
+    assert table.offer(half("d", "request", rows=6), 4) == (None, [])  # 4 + 6 rows: within the bound
