@@ -114,6 +114,9 @@ class IngestService:
     async def events(self, request: web.Request) -> web.Response:
         kind = "label" if request.path == "/v1/labels" else "inference"
         batches = driftline_batches(await self._body(request), kind, self.settings.ingest_max_rows)
+        refused = sorted({b.model for b in batches if not self.mapping.allows(b.model)})
+        if refused:
+            raise Rejected("unknown_model", f"model(s) {refused} are not in the mapping file, which is strict")
         return _json({"accepted": await self._deliver(batches)})
 
     async def cloudevent(self, request: web.Request) -> web.Response:

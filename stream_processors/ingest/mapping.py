@@ -11,6 +11,8 @@ YAML or TOML (by extension: .yaml/.yml or .toml)::
         columns: [age, hours, education]   # its columns (V2), or the positions of list instances (V1)
         prediction: predict       # output tensor (V2) or key of object predictions (V1); default: the first
         score: predict_proba      # optional: the score / class-probability output
+        strict: true              # refuse (400) bodies the mapping does not name: a missing input tensor,
+                                  # another multi-column tensor, list instances without columns
 
 Every key but ``models`` and ``strict`` is refused, so a typo fails at start-up.
 """
@@ -25,7 +27,7 @@ from stream_processors.errors import ConfigError
 
 __all__ = ["ModelMapping", "Mapping", "load_mapping"]
 
-_MODEL_KEYS = {"inferenceservice", "version", "input", "columns", "prediction", "score"}
+_MODEL_KEYS = {"inferenceservice", "version", "input", "columns", "prediction", "score", "strict"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class ModelMapping:
     columns: tuple[str, ...] = ()
     prediction: str | None = None
     score: str | None = None
+    strict: bool = False
+    """Refuse bodies whose columns this mapping does not name, rather than naming them ``<tensor>_<j>``."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,10 @@ class Mapping:
     def resolve(self, name: str) -> ModelMapping | None:
         """The mapping of a model arriving as ``name``; None for an unmapped model (allowed unless strict)."""
         return self.models.get(name)
+
+    def allows(self, model: str) -> bool:
+        """Whether events of the Driftline model id ``model`` are accepted."""
+        return not self.strict or any(m.model == model for m in self.models.values())
 
 
 def load_mapping(path: str | Path | None) -> Mapping:
@@ -103,11 +111,13 @@ def parse_mapping(doc: object, where: str = "mapping") -> Mapping:
         for key in ("input", "prediction", "score", "inferenceservice"):
             if key in entry and not (isinstance(entry[key], str) and entry[key]):
                 raise ConfigError(f"{where}: model {model!r}: {key!r} must be a non-empty string")
+        if not isinstance(entry.get("strict", False), bool):
+            raise ConfigError(f"{where}: model {model!r}: 'strict' must be true or false")
         version = entry.get("version")
         if version is not None and (isinstance(version, bool) or not isinstance(version, (str, int))):
             raise ConfigError(f"{where}: model {model!r}: 'version' must be text or an integer")
         mapped = ModelMapping(str(model), None if version is None else str(version), entry.get("input"),
-                              tuple(columns), entry.get("prediction"), entry.get("score"))
+                              tuple(columns), entry.get("prediction"), entry.get("score"), entry.get("strict", False))
         for name in {str(model), entry.get("inferenceservice", str(model))}:
             if name in out:
                 raise ConfigError(f"{where}: {name!r} names two models")

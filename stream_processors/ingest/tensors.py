@@ -64,6 +64,8 @@ def _v1_instances(instances: object, mapping: ModelMapping, max_rows: int) -> li
         if isinstance(inst, dict):
             rows.append(inst)
         elif isinstance(inst, list):
+            if mapping.strict and not mapping.columns:
+                raise Rejected("bad_body", f"instance {i} is a list and the strict mapping names no columns")
             rows.append(_named(inst, mapping.columns, "x", f"instance {i}"))
         else:
             rows.append({mapping.columns[0] if mapping.columns else "x0": inst})
@@ -168,6 +170,14 @@ def _v2_inputs(inputs: list, mapping: ModelMapping, max_rows: int) -> list[dict]
         raise Rejected("bad_body", f"input tensors disagree on the number of rows: {counts}")
     n = next(iter(counts.values()))
     wide = mapping.input or next((name for name, _, width in tensors if width > 1), None)
+    if mapping.strict:
+        if mapping.input and mapping.input not in counts:
+            raise Rejected("bad_body", f"the request has no input tensor {mapping.input!r} "
+                                       f"(inputs: {sorted(counts)}), which the strict mapping names")
+        unnamed = sorted(name for name, _, width in tensors if width > 1 and (name != wide or not mapping.columns))
+        if unnamed:
+            raise Rejected("bad_body", f"input tensor(s) {unnamed} have several columns the strict mapping "
+                                       "does not name")
     rows: list[dict] = [{} for _ in range(n)]
     for name, data, width in tensors:
         if width == 1:

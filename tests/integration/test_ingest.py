@@ -244,6 +244,8 @@ def test_every_rejection_is_a_status_and_a_json_body(settings, ingest_factory, t
           "row_mismatch", "the request has 2 rows, the response 1")
     check(ingest.cloudevent("c4", "request", {"instances": [[1, 2]]}, "fraud", headers=auth), 422,
           "unknown_model", "'fraud' is not in the mapping file")
+    check(ingest.post_json("/v1/events", [good, {**good, "model": "fraud"}], auth), 422, "unknown_model",
+          "['fraud'] are not in the mapping file")
     check(ingest.post_json("/v1/events", [good] * 51, auth), 413, "too_many_rows", "51 events")
     check(ingest.cloudevent("c5", "request", {"instances": [[1, 2]] * 51}, "income-sklearn", headers=auth), 413,
           "too_many_rows", "51 rows")
@@ -258,7 +260,7 @@ def test_every_rejection_is_a_status_and_a_json_body(settings, ingest_factory, t
     time.sleep(3.5)
     metrics = ingest.metrics()
     for reason, n in (("unauthorized", 2), ("invalid_event", 1), ("bad_json", 1), ("bad_body", 3),
-                      ("bad_cloudevent", 1), ("row_mismatch", 1), ("unknown_model", 1), ("too_many_rows", 2),
+                      ("bad_cloudevent", 1), ("row_mismatch", 1), ("unknown_model", 2), ("too_many_rows", 2),
                       ("too_large", 1), ("unsupported_media_type", 1)):
         assert f'driftline_ingest_rejections_total{{reason="{reason}"}} {float(n)}' in metrics, reason
     assert 'driftline_ingest_unpaired_cloudevents_total{half="response"} 1.0' in metrics

@@ -14,6 +14,7 @@ models:
     columns: [age, hours]
     prediction: predict
     score: proba
+    strict: true
 """
 TOML = """
 strict = true
@@ -23,6 +24,7 @@ version = 3
 columns = ["age", "hours"]
 prediction = "predict"
 score = "proba"
+strict = true
 """
 
 
@@ -31,9 +33,10 @@ def test_yaml_and_toml_agree(tmp_path):
     (tmp_path / "m.toml").write_text(TOML)
     a, b = load_mapping(tmp_path / "m.yaml"), load_mapping(tmp_path / "m.toml")
     assert a == b and a.strict
-    expected = ModelMapping("income", "3", None, ("age", "hours"), "predict", "proba")
+    expected = ModelMapping("income", "3", None, ("age", "hours"), "predict", "proba", strict=True)
     assert a.resolve("income-sklearn") == a.resolve("income") == expected
     assert a.resolve("other") is None
+    assert a.allows("income") and not a.allows("income-sklearn") and not a.allows("other")
     assert not load_mapping("").strict
 
 

@@ -72,3 +72,19 @@ def test_bad_response_bodies_name_the_problem():
         response_rows({"outputs": [v2("p", [1.0])]}, ModelMapping("m", prediction="nope"), 10)
     with pytest.raises(Rejected, match="without the key 'prediction'"):
         response_rows({"predictions": [{"x": 1}]}, None, 10)
+
+
+def test_a_strict_model_mapping_refuses_what_it_does_not_name():
+    strict = ModelMapping("m", input="input-0", columns=("a", "b"), strict=True)
+    body = {"inputs": [v2("input-0", [[1, 2]]), v2("city", [["x"]], "BYTES")]}
+    assert request_rows(body, strict, 10) == [{"a": 1, "b": 2, "city": "x"}]
+    with pytest.raises(Rejected, match="no input tensor 'input-0'"):
+        request_rows({"inputs": [v2("other", [1.0])]}, strict, 10)
+    with pytest.raises(Rejected, match=r"\['extra'\] have several columns"):
+        request_rows({"inputs": [v2("input-0", [[1, 2]]), v2("extra", [[1, 2]])]}, strict, 10)
+    with pytest.raises(Rejected, match="strict mapping names no columns"):
+        request_rows({"instances": [[1, 2]]}, ModelMapping("m", strict=True), 10)
+    # the same bodies without strict: the columns are named after their tensor
+    assert request_rows({"inputs": [v2("input-0", [[1, 2]]), v2("extra", [[3, 4]])]},
+                        ModelMapping("m", input="input-0", columns=("a", "b")), 10) == [
+        {"a": 1, "b": 2, "extra_0": 3, "extra_1": 4}]
