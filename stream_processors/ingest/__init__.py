@@ -1,5 +1,6 @@
 """``driftline ingest``: an HTTP front door that turns what model servers send into Driftline events.
 
+    errors.py       Rejected: the reasons a request is refused, each with its HTTP status
     mapping.py      the per-model mapping file (YAML or TOML)
     tensors.py      KServe V1 and Open Inference Protocol (V2) bodies -> rows (pure)
     cloudevents.py  KServe's inference-logger CloudEvents, binary and structured (pure)

@@ -131,7 +131,8 @@ class KafkaDelivery:
             self._send(key)
         left = self._producer.flush(timeout_s)
         self._stop.set()
-        self._poller.join(2)
+        if self._poller.ident is not None:
+            self._poller.join(2)
         return left
 
 
