@@ -165,8 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", dest="ingest_mapping", metavar="FILE",
                    help="YAML or TOML file naming tensor columns, prediction and score outputs and the version "
                         "per model (DRIFTLINE_INGEST_MAPPING); see README 'From your model server'")
-    p.add_argument("--inference-topic", metavar="T")
-    p.add_argument("--label-topic", metavar="T")
+    p.add_argument("--inference-topic", metavar="T", help="where inference events go (default driftline.inference)")
+    p.add_argument("--label-topic", metavar="T", help="where label events go (default driftline.labels)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
     _connection_flags(p, redis_too=False)
 
