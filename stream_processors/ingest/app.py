@@ -189,7 +189,10 @@ class IngestService:
         left = await asyncio.get_running_loop().run_in_executor(None, self.delivery.close, 10.0)
         if left:
             _log.warning("stopping with %d envelope(s) Kafka has not confirmed", left)
-        self._count_unpaired(self.pairs.expire(float("inf")))
+        held = self.pairs.expire(float("inf"))
+        if held:
+            _log.warning("stopping with %d CloudEvent half/halves still waiting for a partner; they were answered "
+                         "202 and are not sent", len(held))
 
     @web.middleware
     async def middleware(self, request: web.Request, handler) -> web.StreamResponse:

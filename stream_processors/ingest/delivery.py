@@ -16,6 +16,7 @@ implies ``acks=all``). Steps for one submission:
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from dataclasses import dataclass, field
 
@@ -27,6 +28,8 @@ from producers.topics import KAFKA_CLIENT_LOG
 from stream_processors.ingest.errors import Rejected
 
 __all__ = ["KafkaDelivery", "DeliveryFailed"]
+
+_log = logging.getLogger("driftline.ingest")
 
 
 class DeliveryFailed(Exception):
@@ -97,7 +100,7 @@ class KafkaDelivery:
             batch.timer.cancel()
         topic, model, version, kind = key
         values = list(self._envelopes(model, version, kind, batch.events))
-        outcome = _Outcome(len(values), batch.futures, len(batch.events), self)
+        outcome = _Outcome(len(values), batch.futures, len(batch.events), self, model)
         for value in values:
             try:
                 self._producer.produce(topic, value=value, key=model.encode(), on_delivery=outcome.report_threadsafe)
@@ -139,7 +142,9 @@ class KafkaDelivery:
 class _Outcome:
     """The delivery reports of one batch's envelopes, settling its submissions once."""
 
-    def __init__(self, messages: int, futures: list[asyncio.Future], events: int, owner: KafkaDelivery) -> None:
+    def __init__(self, messages: int, futures: list[asyncio.Future], events: int, owner: KafkaDelivery,
+                 model: str) -> None:
+        self.model = model
         self.waiting = messages
         self.futures = futures
         self.events = events
@@ -161,6 +166,8 @@ class _Outcome:
             self.owner.delivered += self.events
         else:
             self.owner.failed += self.events
+            _log.warning("Kafka did not take %d event(s) of model %s: %s (their requests were not answered 2xx)",
+                         self.events, self.model, self.error)
         for future in self.futures:
             if not future.done():
                 if self.error is None:
