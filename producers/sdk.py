@@ -30,11 +30,24 @@ import orjson
 
 from producers.events import MAX_ABS_NUMBER, encode_envelope
 
-__all__ = ["DeliveryStats", "InferenceLogger", "LabelLogger", "DEFAULT_INFERENCE_TOPIC", "DEFAULT_LABEL_TOPIC"]
+__all__ = ["DeliveryStats", "InferenceLogger", "LabelLogger", "DEFAULT_INFERENCE_TOPIC", "DEFAULT_LABEL_TOPIC",
+           "envelope_producer_config"]
 
 DEFAULT_INFERENCE_TOPIC = "driftline.inference"
 DEFAULT_LABEL_TOPIC = "driftline.labels"
 _log = logging.getLogger(__name__)
+
+
+def envelope_producer_config(bootstrap: str, max_message_bytes: int, extra: dict | None = None) -> dict:
+    """confluent-kafka settings of every producer of batch envelopes (this SDK, ``driftline ingest``)."""
+    config = {"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": max_message_bytes + 65536,
+              "queue.buffering.max.kbytes": 262144, "message.timeout.ms": 120000,
+              "enable.idempotence": True,
+              # the partitioner of Java clients too: a model's inference and label events then share a
+              # partition number, which the worker relies on to join them
+              "partitioner": "murmur2_random"}
+    config.update(extra or {})
+    return config
 
 
 @dataclass(frozen=True)
@@ -101,14 +114,8 @@ class _EnvelopeLogger:
         self.linger_s = linger_s
         self.max_buffered = max_buffered
         self.max_message_bytes = max_message_bytes
-        config = {"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": max_message_bytes + 65536,
-                  "queue.buffering.max.kbytes": 262144, "message.timeout.ms": 120000,
-                  "enable.idempotence": True,
-                  # the partitioner of Java clients too: a model's inference and label events then share a
-                  # partition number, which the worker relies on to join them
-                  "partitioner": "murmur2_random"}
-        config.update(producer_config or {})
-        self._producer = confluent_kafka.Producer(config, logger=_log)
+        self._producer = confluent_kafka.Producer(envelope_producer_config(bootstrap, max_message_bytes,
+                                                                           producer_config), logger=_log)
         self._buffer: deque[dict] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()

@@ -162,6 +162,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the status as one JSON object")
     _connection_flags(p)
 
+    p = sub.add_parser("ingest", help="HTTP front door: KServe CloudEvents, Open Inference Protocol, Driftline JSON",
+                       description="Serve HTTP for model servers and label sources and produce what they send "
+                                   "to the inference and label topics (batch envelopes keyed by model, "
+                                   "idempotent producer). POST /v1/events and /v1/labels take Driftline JSON; "
+                                   "POST /v1/cloudevents and / take KServe's inference-logger CloudEvents "
+                                   "(binary or structured; KServe V1 or Open Inference Protocol V2 bodies), "
+                                   "paired by ce-id. GET /healthz, /readyz, /metrics. A 200 means Kafka has "
+                                   "the events; 503 with Retry-After means retry later.",
+                       epilog="Example: driftline ingest --host 0.0.0.0 --port 8080 --mapping models.yaml. "
+                              "Auth: DRIFTLINE_INGEST_TOKEN or DRIFTLINE_INGEST_TOKEN_FILE (bearer token); "
+                              "TLS: DRIFTLINE_INGEST_TLS_CERT and DRIFTLINE_INGEST_TLS_KEY. " + _ENV_HELP)
+    p.add_argument("--host", dest="ingest_host", metavar="H",
+                   help="address to listen on (default 127.0.0.1, DRIFTLINE_INGEST_HOST)")
+    p.add_argument("--port", dest="ingest_port", type=int, metavar="N",
+                   help="port (default 8080, DRIFTLINE_INGEST_PORT)")
+    p.add_argument("--mapping", dest="ingest_mapping", metavar="FILE",
+                   help="YAML or TOML file naming tensor columns, prediction and score outputs and the version "
+                        "per model (DRIFTLINE_INGEST_MAPPING); see README 'From your model server'")
+    p.add_argument("--inference-topic", metavar="T", help="where inference events go (default driftline.inference)")
+    p.add_argument("--label-topic", metavar="T", help="where label events go (default driftline.labels)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
+    _connection_flags(p, redis_too=False)
+
     p = sub.add_parser("demo", help="replay a drifting example data set and show alerts as they arrive",
                        description="Generate an example data set whose 'income' shifts half way, start a "
                                    "worker, replay the data and print the drift alerts as they arrive, then "
@@ -177,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> Settings:
     names = ("kafka_bootstrap", "redis_url", "app_id", "inference_topic", "label_topic", "control_topic",
              "dead_letter_topic", "cooldown_events", "max_message_bytes", "log_level", "window_size",
-             "metrics_port", "metrics_host")
+             "metrics_port", "metrics_host", "ingest_host", "ingest_port", "ingest_mapping")
     return load_settings({n: getattr(args, n, None) for n in names})
 
 
@@ -298,6 +321,12 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_processors.ingest.app import run_ingest
+
+    return run_ingest(settings)
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from stream_processors.demo import run_demo
 
@@ -315,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _settings(args)
         handler = {"worker": cmd_worker, "profile": cmd_profile, "replay": cmd_replay, "alerts": cmd_alerts,
-                   "triggers": cmd_triggers, "status": cmd_status, "demo": cmd_demo}[args.command]
+                   "triggers": cmd_triggers, "status": cmd_status, "ingest": cmd_ingest, "demo": cmd_demo}[args.command]
         return handler(args, settings)
     except (DriftlineError, ReplayError) as exc:
         print(f"driftline: error: {exc}", file=sys.stderr)

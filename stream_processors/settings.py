@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from stream_processors.errors import ConfigError
 
@@ -81,6 +81,34 @@ class Settings:
     session_timeout_s: float = 10.0
     fetch_max_wait_ms: int = 100
     log_level: str = "info"
+    # driftline ingest: the HTTP front door (stream_processors/ingest/)
+    ingest_host: str = "127.0.0.1"
+    """Address ``driftline ingest`` listens on; loopback unless you mean to expose it."""
+    ingest_port: int = 8080
+    ingest_mapping: str = ""
+    """Mapping file (YAML or TOML) naming tensor columns, prediction/score outputs and versions per model."""
+    ingest_token: str = field(default="", repr=False)
+    """Bearer token the POST routes require (empty: no auth). Never printed or logged."""
+    ingest_token_file: str = ""
+    """A file holding the bearer token (used when ingest_token is empty)."""
+    ingest_tls_cert: str = ""
+    ingest_tls_key: str = ""
+    """PEM certificate and key: with both set, ingest serves HTTPS."""
+    ingest_max_body_bytes: int = 8_388_608
+    """Larger request bodies are refused with 413."""
+    ingest_max_rows: int = 10_000
+    """More rows (events, instances, tensor rows) in one request are refused with 413."""
+    ingest_max_pending_events: int = 100_000
+    """Events accepted but not yet confirmed by Kafka; past it requests get 503 with Retry-After."""
+    ingest_ack_timeout_s: float = 10.0
+    """How long a request waits for Kafka's delivery report before answering 503."""
+    ingest_pair_wait_s: float = 60.0
+    """How long a CloudEvent request waits for its response (and the reverse) before it counts as unpaired."""
+    ingest_max_unpaired: int = 10_000
+    """CloudEvents held waiting for their partner; past it the oldest is evicted and counted as unpaired."""
+    ingest_batch_events: int = 500
+    """Events per batch envelope; events of one model version wait at most ingest_linger_s to fill one."""
+    ingest_linger_s: float = 0.005
 
     def __post_init__(self) -> None:
         positive = ("topic_partitions", "max_message_bytes", "batch_max_messages", "batch_max_bytes", "block_size",
@@ -88,7 +116,8 @@ class Settings:
                     "baseline_blocks", "window_size", "edge_events", "baseline_windows", "max_features",
                     "category_block_size", "category_baseline_blocks", "performance_window",
                     "performance_baseline_windows", "prediction_ttl_s", "trigger_drift_features",
-                    "fetch_max_wait_ms")
+                    "fetch_max_wait_ms", "ingest_max_body_bytes", "ingest_max_rows", "ingest_max_pending_events",
+                    "ingest_max_unpaired", "ingest_batch_events")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -107,6 +136,12 @@ class Settings:
             raise ConfigError(f"metrics_port must be 0..65535, got {self.metrics_port}")
         if self.cooldown_events < 0:
             raise ConfigError(f"cooldown_events must be 0 or more, got {self.cooldown_events}")
+        if not 0 <= self.ingest_port <= 65535:
+            raise ConfigError(f"ingest_port must be 0..65535, got {self.ingest_port}")
+        if self.ingest_ack_timeout_s <= 0 or self.ingest_pair_wait_s <= 0 or self.ingest_linger_s < 0:
+            raise ConfigError("ingest_ack_timeout_s and ingest_pair_wait_s must be positive, ingest_linger_s 0 or more")
+        if bool(self.ingest_tls_cert) != bool(self.ingest_tls_key):
+            raise ConfigError("TLS needs both DRIFTLINE_INGEST_TLS_CERT and DRIFTLINE_INGEST_TLS_KEY")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"DRIFTLINE_REDIS_URL must start with redis://, rediss:// or unix://, "
                               f"got {self.redis_url!r}")

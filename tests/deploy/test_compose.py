@@ -22,7 +22,7 @@ def _driftline_services():
 
 
 def test_services_present():
-    assert {"kafka", "redis", "worker-1", "worker-2", "demo-replay"} <= set(SERVICES)
+    assert {"kafka", "redis", "worker-1", "worker-2", "demo-replay", "ingest"} <= set(SERVICES)
     assert SERVICES["kafka"]["image"].startswith("apache/kafka:4.")
     assert "broker,controller" in SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
     assert "--appendonly" in SERVICES["redis"]["command"]  # persistence on
@@ -64,11 +64,31 @@ def test_compose_config_is_valid_where_a_docker_client_exists():
 
 def test_prometheus_scrapes_the_workers_at_their_metrics_port():
     prom = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
-    targets = {t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
+    jobs = {job["job_name"]: {t for sc in job["static_configs"] for t in sc["targets"]}
+            for job in prom["scrape_configs"]}
     workers = {name: svc for name, svc in SERVICES.items() if svc.get("command") == ["worker"]}
     assert len(workers) == 2
     expected = {f"{name}:{svc['environment']['DRIFTLINE_METRICS_PORT']}" for name, svc in workers.items()}
-    assert targets == expected
+    assert jobs["driftline-workers"] == expected
+    assert jobs["driftline-ingest"] == {f"ingest:{_flag(SERVICES['ingest']['command'], '--port')}"}
     assert int(Settings().metrics_port) == 9464
     assert "./deploy/prometheus:/etc/prometheus:ro" in SERVICES["prometheus"]["volumes"]
     assert SERVICES["grafana"]["image"].startswith("grafana/grafana")
+
+
+def _flag(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_the_ingest_service_listens_where_it_is_published_and_probes_readiness():
+    ingest = SERVICES["ingest"]
+    command = ingest["command"]
+    assert command[0] == "ingest" and command[0] in COMMANDS
+    parser = build_parser()
+    args = parser.parse_args(command)  # the flags exist and parse
+    assert args.ingest_host == "0.0.0.0"  # inside a container loopback would be unreachable
+    port = _flag(command, "--port")
+    assert f"{port}:{port}" in ingest["ports"]
+    assert f"127.0.0.1:{port}/readyz" in " ".join(ingest["healthcheck"]["test"])
+    assert ingest["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert Settings().ingest_port == int(port) and Settings().ingest_host == "127.0.0.1"  # safe default outside

@@ -4,7 +4,7 @@ import pytest
 
 from stream_processors.cli import build_parser, main
 
-COMMANDS = ["worker", "profile", "replay", "alerts", "triggers", "status", "demo"]
+COMMANDS = ["worker", "profile", "replay", "alerts", "triggers", "status", "ingest", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -84,3 +84,17 @@ def test_bad_setting(capsys, monkeypatch):
 
 def test_parser_builds():
     assert build_parser().prog == "driftline"
+
+
+def test_ingest_start_up_mistakes_are_one_line(capsys, monkeypatch, tmp_path):
+    err = _one_line_error(capsys, ["ingest", "--mapping", str(tmp_path / "absent.yaml")], monkeypatch)
+    assert "cannot read the mapping file" in err
+    (tmp_path / "m.yaml").write_text("models:\n  m: {colums: [a]}\n")
+    err = _one_line_error(capsys, ["ingest", "--mapping", str(tmp_path / "m.yaml")], monkeypatch)
+    assert "unknown keys ['colums']" in err
+    err = _one_line_error(capsys, ["ingest"], monkeypatch, {"DRIFTLINE_INGEST_TLS_CERT": str(tmp_path / "c.pem"),
+                                                            "DRIFTLINE_INGEST_TLS_KEY": str(tmp_path / "k.pem")})
+    assert "cannot load the TLS certificate" in err
+    (tmp_path / "token").write_text("\n")
+    err = _one_line_error(capsys, ["ingest"], monkeypatch, {"DRIFTLINE_INGEST_TOKEN_FILE": str(tmp_path / "token")})
+    assert "token file" in err and "is empty" in err

@@ -16,6 +16,9 @@ def test_flags_override_environment_override_defaults():
     ({"DRIFTLINE_BLOCK_SIZE": "0"}, "block_size must be at least 1"),
     ({"DRIFTLINE_ADWIN_DELTA": "3"}, "adwin_delta must be in (0, 1)"),
     ({"DRIFTLINE_REDIS_URL": "localhost:6379"}, "must start with redis://"),
+    ({"DRIFTLINE_INGEST_TLS_CERT": "/c.pem"}, "TLS needs both"),
+    ({"DRIFTLINE_INGEST_PORT": "70000"}, "ingest_port must be 0..65535"),
+    ({"DRIFTLINE_INGEST_MAX_ROWS": "0"}, "ingest_max_rows must be at least 1"),
 ])
 def test_bad_values_are_clear_errors(env, message):
     with pytest.raises(ConfigError) as err:
@@ -33,3 +36,8 @@ def test_to_env_round_trips_through_load_settings():
     env = s.to_env({"DRIFTLINE_STALE": "1", "PATH": "/bin"})
     assert "DRIFTLINE_STALE" not in env and env["PATH"] == "/bin"
     assert load_settings(environ=env) == s
+
+
+def test_the_ingest_token_is_not_in_the_settings_repr():
+    s = load_settings(environ={"DRIFTLINE_INGEST_TOKEN": "tok-123456"})
+    assert s.ingest_token == "tok-123456" and "tok-123456" not in repr(s)
