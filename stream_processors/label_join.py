@@ -12,6 +12,8 @@ join nor makes one twice.
 
 from __future__ import annotations
 
+import logging
+
 import time
 from dataclasses import dataclass, field
 
@@ -20,6 +22,8 @@ import orjson
 from stream_processors.settings import Settings
 
 __all__ = ["Joined", "LabelJoin"]
+
+_log = logging.getLogger(__name__)
 
 COUNTS = "labels"
 
@@ -145,7 +149,11 @@ def _from_record(event_id: str, record: list | None) -> Joined | None:
     """A kept prediction: [version, prediction, score, timestamp]."""
     if record is None:
         return None
-    version, prediction, score, timestamp = record
+    try:
+        version, prediction, score, timestamp = record
+    except (TypeError, ValueError):
+        _log.error("kept prediction of event %s has an unexpected form; it is ignored", event_id[:256])
+        return None
     return Joined(event_id, version, prediction, score, None, timestamp)
 
 

@@ -13,11 +13,12 @@ from detectors.feature_monitor import NumericDriftMonitor
 from detectors.profile import ReferenceProfile
 from detectors.frequencies import category_key
 from detectors.window_test import FeatureWindowTest
+from producers.events import MAX_ABS_NUMBER
 from stream_processors.performance_tracker import ERROR, PerformanceTracker
 from stream_processors.retrain_policy import RetrainPolicy
 from stream_processors.settings import Settings
 
-__all__ = ["Finding", "ModelState", "PREDICTION", "SCORE", "alert_id"]
+__all__ = ["Finding", "ModelState", "PREDICTION", "SCORE", "ValueOutOfRange", "alert_id"]
 
 _FORMAT = "driftline.model_state/3"
 _NUMBER_TYPES = (int, float)
@@ -61,11 +62,18 @@ def _kind_of(value: object) -> str | None:
     return CATEGORICAL
 
 
+class ValueOutOfRange(ValueError):
+    """A number beyond ``MAX_ABS_NUMBER`` reached a statistic (the worker dead-letters its event)."""
+
+
 def _numeric_column(column: list) -> tuple[np.ndarray, int]:
     """Floats with NaN for missing, and how many values were of another type."""
     clean = [v if type(v) in _NUMBER_TYPES else None for v in column]
     mismatched = sum(1 for v, c in zip(column, clean) if c is None and v is not None)
-    return np.array(clean, dtype=np.float64), mismatched
+    values = np.array(clean, dtype=np.float64)
+    if np.abs(values).max(initial=0.0) > MAX_ABS_NUMBER:  # checked here, vectorised, rather than per event
+        raise ValueOutOfRange(f"a number beyond ±{MAX_ABS_NUMBER:g}")
+    return values, mismatched
 
 
 def _categorical_column(column: list, kind: str) -> tuple[list, int]:

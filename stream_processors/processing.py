@@ -30,6 +30,7 @@ Nothing here raises on bad input: a message ends applied or dead-lettered.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -38,10 +39,11 @@ from dataclasses import dataclass, field
 import orjson
 
 from detectors.profile import ReferenceProfile
-from producers.events import Rejection, decode_message
+from producers.events import MAX_ABS_NUMBER, Rejection, decode_message, features_within_range
 from stream_processors.alerts import finding_alert, quarantine_alert
+from stream_processors.errors import ServiceUnavailable
 from stream_processors.label_join import LabelJoin
-from stream_processors.model_state import ModelState
+from stream_processors.model_state import ModelState, ValueOutOfRange
 from stream_processors.settings import Settings
 from stream_processors.state_store import Quarantine, StateStore, TopicPartition
 
@@ -120,13 +122,16 @@ class BatchProcessor:
         # differs after a restart) then cannot change a single bit of the state.
         units: list[tuple[tuple[str, str], IncomingMessage, list[dict]]] = []
         labels: dict[str, list[dict]] = defaultdict(list)
+        label_sources: dict[tuple[str, str], IncomingMessage] = {}
         for m in fresh:
-            decoded = decode_message(m.value, self._settings.max_message_bytes)
+            # feature ranges are checked on whole columns as they are applied (ModelState)
+            decoded = decode_message(m.value, self._settings.max_message_bytes, check_feature_range=False)
             for rejection in decoded.rejections:
                 outcome.dead_letters.append(self._dead_letter(m, rejection))
             if decoded.kind == "label":
                 for event in decoded.events:
                     labels[event["model"]].append(event)
+                    label_sources[(event["model"], event["event_id"])] = m
                 continue
             groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
             for event in decoded.events:
@@ -142,13 +147,29 @@ class BatchProcessor:
             outcome.events_by_model[key] = outcome.events_by_model.get(key, 0) + len(applied)
             predictions[key[0]].extend((key[1], e) for e in applied)
         # Labels after the batch's predictions, so a label and its prediction in one batch meet.
-        join = self._join.run(predictions, labels, now)
+        try:
+            join = self._join.run(predictions, labels, now)
+        except BaseException as exc:  # noqa: BLE001 - the last guard: nothing in a batch may stop the worker
+            if is_fatal(exc) or isinstance(exc, ServiceUnavailable):
+                raise
+            _log.error("the label join failed (%s); this batch's labels are dead-lettered", _what(exc))
+            for model, events in labels.items():
+                for event in events:
+                    outcome.dead_letters.append(self._dead_letter(label_sources[(model, event["event_id"])], Rejection(
+                        "apply_failed", f"the label could not be joined: {_what(exc)}", model, event["event_id"],
+                        _excerpt_of(event))))
+            join = self._join.run(predictions, {}, now)
+            labels = {}
         outcome.writes = join.writes
         outcome.labels = sum(len(v) for v in labels.values())
         outcome.unmatched_labels = sum(join.unmatched.values())
         models.load([k for k in join.joined if k not in models.states])
         for key, joined in join.joined.items():
-            models.apply_labels(key, joined, now)
+            for item in models.apply_labels(key, joined, now):
+                source = label_sources.get((key[0], item.event_id))
+                outcome.dead_letters.append(self._dead_letter(source, Rejection(
+                    "apply_failed", "the label could not be applied to the model's performance", key[0],
+                    item.event_id, _excerpt_of({"event_id": item.event_id, "label": item.label}))))
         for key, state in models.states.items():
             try:
                 outcome.states[key] = orjson.dumps(state.to_dict())
@@ -168,13 +189,15 @@ class BatchProcessor:
             outcome.rejected_by_reason[code] = outcome.rejected_by_reason.get(code, 0) + 1
         return outcome
 
-    def _dead_letter(self, m: IncomingMessage, rejection: Rejection) -> dict:
+    def _dead_letter(self, m: IncomingMessage | None, rejection: Rejection) -> dict:
+        source = None if m is None else {"topic": m.topic, "partition": m.partition, "offset": m.offset}
         return {
+            "id": _dead_letter_id(source, rejection),
             "reason_code": rejection.code,
             "reason": rejection.reason,
             "model": rejection.model,
             "event_id": rejection.event_id,
-            "source": {"topic": m.topic, "partition": m.partition, "offset": m.offset},
+            "source": source,
             "worker": self._settings.app_id,
             "created_at": time.time(),
             "payload": rejection.excerpt,
@@ -197,7 +220,9 @@ class _ModelStates:
         self.states: dict[tuple[str, str], ModelState] = {}
         self._saved: dict[tuple[str, str], dict | None] = {}
         self._profiles: dict[tuple[str, str], ReferenceProfile | None] = {}
+        self._profiles_raw: dict[tuple[str, str], dict | bytes | None] = {}
         self._applied: dict[tuple[str, str], list[list[dict]]] = defaultdict(list)
+        self._labels_applied: dict[tuple[str, str], list[list]] = defaultdict(list)
 
     def load(self, keys: list[tuple[str, str]]) -> None:
         if not keys:
@@ -208,6 +233,7 @@ class _ModelStates:
         wanted = [k for k in keys if not isinstance(saved.get(k), dict) or saved[k].get("scenario") == "no_reference"]
         profiles = store.profiles(wanted)
         for key in keys:
+            self._profiles_raw[key] = profiles.get(key)
             self._profiles[key] = self._read_profile(key, profiles.get(key))
             self.states[key] = self._restore(key, saved.get(key))
 
@@ -215,7 +241,12 @@ class _ModelStates:
         if raw is None:
             return None
         try:
-            return ReferenceProfile.from_dict(_as_record(raw))
+            profile = ReferenceProfile.from_dict(_as_record(raw))
+            for name in profile.columns:  # everything a state takes from it, so damage shows now, not mid-batch
+                profile.window_test(name)
+                profile.monitor(name)
+                profile.category_monitors(name)
+            return profile
         except BaseException as exc:  # noqa: BLE001
             if is_fatal(exc):
                 raise
@@ -227,7 +258,14 @@ class _ModelStates:
         settings = self._p._settings
         if saved is None:
             self._saved[key] = None
-            return ModelState(key[0], key[1], settings, profile)
+            try:
+                return ModelState(key[0], key[1], settings, profile)
+            except BaseException as exc:  # noqa: BLE001
+                if is_fatal(exc) or profile is None:
+                    raise
+                self._quarantine("profile", key, self._profiles_raw[key], exc)
+                self._profiles[key] = None
+                return ModelState(key[0], key[1], settings, None)
         try:
             state = ModelState.from_dict(_as_record(saved), settings)
             if profile is not None:
@@ -266,11 +304,33 @@ class _ModelStates:
         """Apply one message's events of one version; returns the events that were applied."""
         try:
             findings = self.states[key].apply(events)
+        except ValueOutOfRange:
+            # Rare: the column check found a feature beyond the bound. Those events are dead-lettered; the rest of
+            # the message is applied as one unit, as it would be on a replay.
+            self._rebuild(key)
+            fine = [e for e in events if features_within_range(e["features"])]
+            for event in events:
+                if not features_within_range(event["features"]):
+                    self._outcome.dead_letters.append(self._p._dead_letter(m, Rejection(
+                        "out_of_range", f"a feature is out of range; numbers must lie within ±{MAX_ABS_NUMBER:g}",
+                        key[0], event["event_id"], _excerpt_of(event))))
+            return self._apply_guarded(key, m, fine, now) if fine else []
         except BaseException as exc:  # noqa: BLE001
             if is_fatal(exc):
                 raise
             _log.error("message %s:%d@%d failed to apply (%s); its events are applied one by one",
                        m.topic, m.partition, m.offset, _what(exc))
+            return self._apply_one_by_one(key, m, events, now)
+        self._applied[key].append(events)
+        self._outcome.alerts.extend(finding_alert(f, now) for f in findings)
+        return events
+
+    def _apply_guarded(self, key: tuple[str, str], m: IncomingMessage, events: list[dict], now: float) -> list[dict]:
+        try:
+            findings = self.states[key].apply(events)
+        except BaseException as exc:  # noqa: BLE001
+            if is_fatal(exc):
+                raise
             return self._apply_one_by_one(key, m, events, now)
         self._applied[key].append(events)
         self._outcome.alerts.extend(finding_alert(f, now) for f in findings)
@@ -286,6 +346,11 @@ class _ModelStates:
                 self._saved[key] = None
                 state = self._rebuild(key)
                 findings, exc = _try_apply(state, event)
+            if exc is not None and self._profiles[key] is not None and self._works_without_profile(key, event):
+                self._quarantine("profile", key, self._profiles_raw[key], exc)
+                self._profiles[key] = None
+                state = self._rebuild(key)
+                findings, exc = _try_apply(state, event)
             if exc is not None:
                 self._outcome.dead_letters.append(self._p._dead_letter(m, Rejection(
                     "apply_failed", f"the event could not be applied: {_what(exc)}", key[0], event["event_id"],
@@ -297,6 +362,15 @@ class _ModelStates:
             applied.append(event)
         return applied
 
+    def _works_without_profile(self, key: tuple[str, str], event: dict) -> bool:
+        try:
+            ModelState(key[0], key[1], self._p._settings, None).apply([event])
+        except BaseException as exc:  # noqa: BLE001
+            if is_fatal(exc):
+                raise
+            return False
+        return True
+
     def _works_on_fresh_state(self, key: tuple[str, str], event: dict) -> bool:
         try:
             ModelState(key[0], key[1], self._p._settings, self._profiles[key]).apply([event])
@@ -306,17 +380,39 @@ class _ModelStates:
             return False
         return True
 
-    def apply_labels(self, key: tuple[str, str], joined: list, now: float) -> None:
+    def apply_labels(self, key: tuple[str, str], joined: list, now: float) -> list:
+        """Fold joined labels into the version's performance; returns those that could not be (applied one by
+        one after a failure, so a bad label costs only itself)."""
         try:
             findings = self.states[key].apply_labels(joined)
         except BaseException as exc:  # noqa: BLE001
             if is_fatal(exc):
                 raise
-            _log.error("labels of model %s version %s failed to apply (%s); they are not counted in its "
-                       "performance", key[0], key[1], _what(exc))
-            self._rebuild(key)
-            return
+            _log.error("labels of model %s version %s failed to apply (%s); applying them one by one", key[0],
+                       key[1], _what(exc))
+            failed = []
+            for item in joined:
+                state = self._snapshot_for_labels(key)
+                try:
+                    findings = state.apply_labels([item])
+                except BaseException as item_exc:  # noqa: BLE001
+                    if is_fatal(item_exc):
+                        raise
+                    failed.append(item)
+                    continue
+                self._labels_applied[key].append([item])
+                self._outcome.alerts.extend(finding_alert(f, now) for f in findings)
+            return failed
+        self._labels_applied[key].append(joined)
         self._outcome.alerts.extend(finding_alert(f, now) for f in findings)
+        return []
+
+    def _snapshot_for_labels(self, key: tuple[str, str]) -> ModelState:
+        """The version rebuilt with its events and the labels applied so far (after a failed label)."""
+        state = self._rebuild(key)
+        for items in self._labels_applied[key]:
+            state.apply_labels(items)
+        return state
 
     def unsavable(self, key: tuple[str, str], exc: BaseException) -> None:
         """A state that cannot be serialised is not written: the version keeps its saved state, and this
@@ -351,6 +447,13 @@ def _try_apply(state: ModelState, event: dict) -> tuple[list, BaseException | No
         if is_fatal(exc):
             raise
         return [], exc
+
+
+def _dead_letter_id(source: dict | None, rejection: Rejection) -> str:
+    """Deterministic, like alert ids: a dead letter published again (a retried or redone batch) has the same id."""
+    text = "\x1f".join([orjson.dumps(source).decode(), rejection.code, rejection.model or "", rejection.event_id or "",
+                        rejection.excerpt[:256]])
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:32]
 
 
 def _excerpt_of(event: dict) -> str:

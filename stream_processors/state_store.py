@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+import logging
+
 import orjson
 import redis
 
@@ -38,6 +40,7 @@ from stream_processors.errors import ServiceUnavailable
 __all__ = ["MemoryStateStore", "Quarantine", "RedisStateStore", "StateCommit", "StateStore", "TopicPartition"]
 
 TopicPartition = tuple[str, int]
+_log = logging.getLogger(__name__)
 
 _COMMIT = """
 local n = tonumber(ARGV[1])
@@ -119,6 +122,18 @@ def _decoded(raw: bytes | None) -> dict | bytes | None:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return raw
+
+
+def _join_record(where: str, raw: bytes | None) -> dict | list | None:
+    """A kept prediction or waiting label; one that cannot be decoded is reported and read as absent (a label
+    then waits for, or misses, its prediction and is counted as unmatched), so it cannot stop the worker."""
+    if raw is None:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        _log.error("damaged label-join record at %s (%d bytes) is ignored", where[:300], len(raw))
+        return None
 
 
 class StateStore(Protocol):
@@ -228,7 +243,7 @@ class RedisStateStore:
         if not keys:
             return []
         raw = self._call(self._redis.mget, [self._prefix + ":" + k for k in keys])
-        return [None if v is None else orjson.loads(v) for v in raw]
+        return [_join_record(self._prefix + ":" + k, v) for k, v in zip(keys, raw)]
 
     def hash_get(self, key: str, field: str) -> int:
         value = self._call(self._redis.hget, self._prefix + ":" + key, field)
@@ -243,10 +258,10 @@ class RedisStateStore:
             pipe.hmget(self._prefix + ":" + key, fields)
         rows = self._call(pipe.execute)
         out: list[dict | None] = [None] * len(fields)
-        for row in rows:
+        for key, row in zip(keys, rows):
             for j, value in enumerate(row):
                 if out[j] is None and value is not None:
-                    out[j] = orjson.loads(value)
+                    out[j] = _join_record(f"{self._prefix}:{key} {fields[j]}", value)
         return out
 
     def hash_all(self, key: str) -> dict[str, int]:
@@ -347,7 +362,7 @@ class MemoryStateStore:
         return {key: {"events": self._events[key], "updated": t} for key, t in self._updated.items()}
 
     def get_many(self, keys: list[str]) -> list[dict | None]:
-        return [orjson.loads(self._kv[k]) if k in self._kv else None for k in keys]
+        return [_join_record(k, self._kv.get(k)) for k in keys]
 
     def hash_get(self, key: str, field: str) -> int:
         return self._hashes.get(key, {}).get(field, 0)
@@ -356,7 +371,7 @@ class MemoryStateStore:
         out: list[dict | None] = []
         for f in fields:
             value = next((self._fields[k][f] for k in keys if f in self._fields.get(k, {})), None)
-            out.append(None if value is None else orjson.loads(value))
+            out.append(_join_record(f, value))
         return out
 
     def hash_all(self, key: str) -> dict[str, int]:

@@ -140,7 +140,10 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
                 _log.warning("partitions %s were advanced by another worker meanwhile; redoing the batch from "
                              "the offsets now in Redis", sorted(outcome.offsets))
                 continue
-            metrics.observe(outcome, time.perf_counter() - started)
+            try:
+                metrics.observe(outcome, time.perf_counter() - started)
+            except Exception as exc:  # noqa: BLE001 - the state is saved; a metric must not take the worker down
+                _log.warning("metrics not updated (%s: %s)", type(exc).__name__, exc)
             if outcome.events or outcome.dead_letters:
                 _log.info("applied %d events, %d rejected, %d alerts, %d messages already applied",
                           outcome.events, len(outcome.dead_letters), len(outcome.alerts), outcome.skipped_messages)
@@ -171,13 +174,20 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
 
 
 def _record_lag(app: faust.App, metrics: WorkerMetrics, events) -> None:
-    last = {}
-    for e in events:
-        last[e.message.tp] = e.message.offset
-    assigned = app.consumer.assignment()
-    for tp, offset in last.items():
-        if tp in assigned:  # a partition revoked while its batch was saved has no high-water mark here
-            metrics.set_consumer_lag(tp.topic, tp.partition, app.consumer.highwater(tp) - offset - 1)
+    """Consumer lag per partition; a metric must never take the worker down, so failures are only logged."""
+    try:
+        last = {}
+        for e in events:
+            last[e.message.tp] = e.message.offset
+        assigned = app.consumer.assignment()
+        for tp, offset in last.items():
+            # a partition revoked while its batch was saved, or just assigned and not fetched yet, has no
+            # high-water mark here
+            highwater = app.consumer.highwater(tp) if tp in assigned else None
+            if highwater is not None:
+                metrics.set_consumer_lag(tp.topic, tp.partition, highwater - offset - 1)
+    except Exception as exc:  # noqa: BLE001
+        _log.warning("consumer lag not recorded (%s: %s)", type(exc).__name__, exc)
 
 
 def _seek_to_saved_offsets(app: faust.App, settings: Settings, store: RedisStateStore, metrics: WorkerMetrics,
@@ -185,18 +195,31 @@ def _seek_to_saved_offsets(app: faust.App, settings: Settings, store: RedisState
     """Make every seek to the committed offsets a seek to the offsets saved in Redis (see the module doc)."""
     consumer = app.consumer
     seek_to_committed = consumer.seek_to_committed
+    # faust gives a seek broker_request_timeout (90 s) and, past it, stops resuming the stream for good: a worker
+    # that cannot read its offsets sooner exits instead, and its supervisor restarts it.
+    give_up_after_s = 60.0
+    one_at_a_time = asyncio.Lock()
 
     async def saved_offsets(tps) -> dict:
         attempt = 0
+        deadline = time.monotonic() + give_up_after_s
         while True:
             try:
                 return await asyncio.get_running_loop().run_in_executor(
                     None, store.offsets, [(tp.topic, tp.partition) for tp in tps])
             except ServiceUnavailable as exc:
                 metrics.redis_errors.inc()
+                if time.monotonic() > deadline:
+                    _exit_agent_failed(ServiceUnavailable(
+                        f"the offsets saved in Redis could not be read for {give_up_after_s:.0f}s after an "
+                        f"assignment ({exc})"))
                 attempt = await _backoff(attempt, exc, "offsets not read")
 
     async def seek_to_saved():
+        async with one_at_a_time:  # faust also seeks from its fetch loop while a rebalance seeks
+            return await _seek_to_saved()
+
+    async def _seek_to_saved():
         committed = dict(await seek_to_committed())
         if not committed:
             return committed
@@ -237,9 +260,10 @@ def _seek_to_saved_offsets(app: faust.App, settings: Settings, store: RedisState
 
 
 def _exit_agent_failed(exc: BaseException) -> None:
+    trace = "".join(traceback.format_exception(exc)) if exc.__traceback__ is not None else ""
     _log.critical("the worker cannot go on processing (%s: %s); exiting with status %d so that it is restarted "
                   "(it resumes from the offsets saved in Redis)\n%s", type(exc).__name__, exc, AGENT_FAILED_EXIT,
-                  "".join(traceback.format_exception(exc)))
+                  trace)
     logging.shutdown()
     os._exit(AGENT_FAILED_EXIT)
 

@@ -244,3 +244,81 @@ def test_numbers_at_the_magnitude_limit_keep_every_statistic_finite_and_loadable
     assert x["mean"] == pytest.approx(xs.mean(), rel=1e-9, abs=1e3)
     assert x["std"] == pytest.approx(xs.std(ddof=1), rel=1e-9)
     assert (x["min"], x["max"]) == (xs.min(), xs.max())
+
+
+def _label(i: int, label) -> bytes:
+    return orjson.dumps({"schema_version": 1, "kind": "label", "model": "m", "event_id": f"e{i}", "label": label,
+                         "timestamp": 2.0 + i})
+
+
+def test_damaged_label_join_records_cost_only_their_own_label():
+    store = MemoryStateStore()
+    processor = BatchProcessor(SETTINGS, store)
+    _run_singles(store, processor, 0, 100)
+    kept = [k for k in store._fields if k.startswith("pred:")]
+    assert kept, "predictions are kept for the label join"
+    store._fields[kept[0]]["e3"] = b"{not json"       # undecodable
+    store._fields[kept[0]]["e4"] = orjson.dumps([1])  # decodable, of the wrong form
+    outcome = processor.process([IncomingMessage("l", 0, i, _label(i, i % 2)) for i in range(10)])
+    assert store.commit(outcome)
+    assert outcome.labels == 10 and outcome.unmatched_labels == 0
+    assert store.hash_get("labels", "m:joined") == 8  # e3 and e4 wait for a prediction that is not readable
+    assert store.hash_get("labels", "m:pending") == 2
+
+
+def test_a_label_that_fails_to_apply_is_dead_lettered_alone(monkeypatch):
+    from stream_processors.performance_tracker import PerformanceTracker
+
+    real = PerformanceTracker.on_labels
+
+    def on_labels(self, joined):
+        if any(j.event_id == "e5" for j in joined):
+            raise ValueError("cannot use label of e5")
+        return real(self, joined)
+
+    monkeypatch.setattr(PerformanceTracker, "on_labels", on_labels)
+    store = MemoryStateStore()
+    processor = BatchProcessor(SETTINGS, store)
+    _run_singles(store, processor, 0, 50)
+    outcome = processor.process([IncomingMessage("l", 0, i, _label(i, i % 2)) for i in range(10)])
+    assert store.commit(outcome)
+    assert [(d["event_id"], d["reason_code"], d["source"]["offset"]) for d in outcome.dead_letters] == \
+        [("e5", "apply_failed", 5)]
+
+
+@pytest.mark.parametrize("columns", [{"x": []}, {"x": {"kind": "numeric"}}, {"x": {"kind": "numeric", "monitor": 7}}])
+def test_a_profile_that_parses_but_cannot_be_used_is_quarantined(columns):
+    from stream_processors.profiles import profile_from_table
+
+    frame = drifting_credit_data(n=3000, seed=1)
+    doc = profile_from_table(frame, plan_columns(frame), "m", "1", SETTINGS).to_dict()
+    doc["columns"] = columns
+    store = MemoryStateStore()
+    store.put_raw("profile", "m", "1", orjson.dumps(doc))
+    processor = BatchProcessor(SETTINGS, store)
+    outcome = _run_singles(store, processor, 0, 50)
+    assert outcome.events == 50 and not outcome.dead_letters
+    assert store.quarantined()[("m", "1")]["record"] == "profile"
+    assert store.profiles([("m", "1")])[("m", "1")] is None
+
+
+def test_dead_letters_have_deterministic_ids():
+    messages = [IncomingMessage("t", 0, 0, b"{oops"), IncomingMessage("t", 0, 1, b"{oops"),
+                IncomingMessage("t", 0, 2, encode_envelope("m", [{"event_id": "a"}, {"event_id": "b"}], "1"))]
+    first = BatchProcessor(SETTINGS, MemoryStateStore()).process(messages).dead_letters
+    again = BatchProcessor(SETTINGS, MemoryStateStore()).process(messages).dead_letters
+    assert [d["id"] for d in first] == [d["id"] for d in again]
+    assert len({d["id"] for d in first}) == 4
+
+
+def test_a_timestamp_before_1970_is_rejected_in_any_form():
+    from producers.events import decode_message
+
+    for ts in (-1.0, "1969-12-31T23:59:59+00:00"):
+        [rejection] = decode_message(encode_event_like(ts), 10 ** 6).rejections
+        assert rejection.code == "timestamp"
+
+
+def encode_event_like(ts) -> bytes:
+    return orjson.dumps({"schema_version": 1, "model": "m", "model_version": "1", "event_id": "e", "timestamp": ts,
+                         "features": {}, "prediction": 1})
