@@ -48,10 +48,13 @@ class WorkerMetrics:
                                ["model", "model_version", "feature", "detector"], registry=r)
         self.threshold = Gauge("driftline_drift_threshold", "What driftline_drift_statistic is compared with.",
                                ["model", "model_version", "feature", "detector"], registry=r)
-        self.drifting = Gauge("driftline_feature_drifting", "1 while a feature is in a drift episode, else 0.",
+        self.drifting = Gauge("driftline_feature_drifting", "1 while a feature's drift episode is open (from its "
+                              "firing to its resolved message), else 0.",
                               ["model", "model_version", "feature"], registry=r)
-        self.alerts = Counter("driftline_alerts_published", "Alerts published on the control topic.",
-                              ["model", "type", "severity"], registry=r)
+        self.alerts = Counter("driftline_alerts_published", "Alerts published on the control topic (firings: "
+                              "each opens an episode).", ["model", "type", "severity"], registry=r)
+        self.resolved = Counter("driftline_alerts_resolved", "Episodes closed with a resolved message on the "
+                                "control topic.", ["model", "type"], registry=r)
         self.triggers = Counter("driftline_triggers_published", "Retrain triggers published on the control topic.",
                                 ["model"], registry=r)
         self.redis_errors = Counter("driftline_redis_errors", "Failed Redis operations (the batch is retried).",
@@ -94,6 +97,9 @@ class WorkerMetrics:
         for reason, n in outcome.rejected_by_reason.items():
             self.rejected.labels(reason).inc(n)
         for alert in outcome.alerts:
+            if alert.get("status") == "resolved":
+                self.resolved.labels(alert["model"], alert["type"]).inc()
+                continue
             self.alerts.labels(alert["model"], alert["type"], alert["severity"]).inc()
             if alert["type"] == "retrain":
                 self.triggers.labels(alert["model"]).inc()
@@ -145,7 +151,7 @@ METRIC_NAMES = frozenset({
     "driftline_events_processed_total", "driftline_events_rejected_total", "driftline_batches_total",
     "driftline_messages_skipped_total", "driftline_batch_processing_seconds", "driftline_event_lag_seconds",
     "driftline_consumer_lag_messages", "driftline_drift_statistic", "driftline_drift_threshold",
-    "driftline_feature_drifting", "driftline_alerts_published_total", "driftline_triggers_published_total",
+    "driftline_feature_drifting", "driftline_alerts_published_total", "driftline_alerts_resolved_total", "driftline_triggers_published_total",
     "driftline_redis_errors_total", "driftline_kafka_errors_total", "driftline_state_conflicts_total",
     "driftline_last_state_save_timestamp_seconds", "driftline_metric_series_dropped_total",
     "driftline_model_events", "driftline_model_last_update_timestamp_seconds", "driftline_model_performance",
