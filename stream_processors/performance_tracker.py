@@ -234,7 +234,8 @@ class PerformanceTracker:
         return out
 
     def to_dict(self) -> dict:
-        return {"format": _FORMAT, "labels": self.labels, "improvements": self.improvements, "task": self.task, "positive": self.positive,
+        return {"format": _FORMAT, "labels": self.labels, "improvements": self.improvements, "task": self.task,
+                "positive": self.positive,
                 "baseline": self.baseline, "source": self.source, "calibration": self.calibration.to_dict(),
                 "error_monitor": self.error_monitor.to_dict() if self.error_monitor else None,
                 "window": [list(w) for w in self._window], "early": self._early, "history": self.history,

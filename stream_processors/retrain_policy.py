@@ -34,7 +34,7 @@ class RetrainPolicy:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self.recent_drift: dict[str, list] = {}   # input feature -> [event count, alert id] of its latest drift alert
+        self.recent_drift: dict[str, list] = {}  # input feature -> [event count, alert id] of its latest drift
         self.last_trigger_at: int | None = None
 
     def decide(self, state: ModelState, findings: list[Finding]) -> list[Finding]:
