@@ -291,7 +291,7 @@ class ModelState:
             out += self._close(key, finding.last_event_id, episode["last_at"] + self._settings.cooldown_events)
             episode = None
         if episode is not None:
-            episode["last_at"] = at
+            episode["last_at"] = max(episode["last_at"], at)  # a window verdict may name an earlier event
             episode["firings"] += 1
             return out
         opened = dataclasses.replace(finding, started_at_event=finding.last_event_id)
