@@ -70,6 +70,10 @@ class WorkerMetrics:
                                  ["model", "model_version", "metric", "kind"], registry=r)
         self.performance_bound = Gauge("driftline_model_performance_bound", "The bound below which a performance "
                                        "metric raises an alert.", ["model", "model_version", "metric"], registry=r)
+        self.improvement_bound = Gauge("driftline_model_performance_improvement_bound", "Past this bound (accuracy "
+                                       "above, MAE below) the latest window is better than the baseline: an "
+                                       "improvement, shown in status, never alerted.",
+                                       ["model", "model_version", "metric", "kind"], registry=r)
         self.dropped_series = Counter("driftline_metric_series_dropped", "Per-feature series not exported: the "
                                       "model version has more features than max_feature_series.",
                                       ["model"], registry=r)
@@ -104,10 +108,12 @@ class WorkerMetrics:
             if alert["type"] == "retrain":
                 self.triggers.labels(alert["model"]).inc()
         for (model, version), readings in outcome.performance.items():
-            for metric, kind, value, bound in readings:
+            for metric, kind, value, bound, better in readings:
                 self.performance.labels(model, version, metric, kind).set(value)
                 if bound is not None:
                     self.performance_bound.labels(model, version, metric).set(bound)
+                if better is not None:
+                    self.improvement_bound.labels(model, version, metric, kind).set(better)
         for (model, version), readings in outcome.readings.items():
             for feature, detector, statistic, threshold in readings:
                 if self._exported(model, version, feature):
@@ -156,6 +162,6 @@ METRIC_NAMES = frozenset({
     "driftline_redis_errors_total", "driftline_kafka_errors_total", "driftline_state_conflicts_total",
     "driftline_last_state_save_timestamp_seconds", "driftline_metric_series_dropped_total",
     "driftline_model_events", "driftline_model_last_update_timestamp_seconds", "driftline_model_performance",
-    "driftline_model_performance_bound",
+    "driftline_model_performance_bound", "driftline_model_performance_improvement_bound",
 })
 """Every series name a worker exports (histograms also have _bucket, _sum and _count)."""

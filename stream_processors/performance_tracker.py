@@ -218,19 +218,23 @@ class PerformanceTracker:
             out["estimated"] = {"accuracy": {"value": self.estimated, "reference": self.estimate_baseline}}
         return out
 
-    def readings(self) -> list[tuple[str, str, float, float | None]]:
-        """(metric, kind, value, bound) for the metrics gauges."""
+    def readings(self) -> list[tuple[str, str, float, float | None, float | None]]:
+        """(metric, kind, value, bound, improvement bound) for the metrics gauges: past ``bound`` the metric
+        is worse than its baseline (an alert), past the improvement bound better (shown, never alerted)."""
         out = []
         if self.history:
             last = self.history[-1]
             for key in ("accuracy", "f1", "roc_auc", "mae", "rmse"):
                 if key in last:
-                    bound = self.bound(key, last["labels"]) if self.baseline and key in ("accuracy", "mae") else None
-                    out.append((key, "realized", last[key], bound))
+                    bounded = self.baseline and key in ("accuracy", "mae")
+                    bounds = (self.bound(key, last["labels"]), self.bound(key, last["labels"], better=True)) \
+                        if bounded else (None, None)
+                    out.append((key, "realized", last[key], *bounds))
         if self.estimated is not None:
-            base = self.estimate_baseline
-            bound = None if base is None else self._accuracy_bound(base, self._settings.performance_window)
-            out.append(("accuracy", "estimated", self.estimated, bound))
+            base, size = self.estimate_baseline, self._settings.performance_window
+            bounds = (None, None) if base is None else (self._accuracy_bound(base, size),
+                                                        self._accuracy_bound(base, size, better=True))
+            out.append(("accuracy", "estimated", self.estimated, *bounds))
         return out
 
     def to_dict(self) -> dict:

@@ -223,3 +223,26 @@ def test_status_and_metrics_follow_the_episode():
     assert value("driftline_alerts_published_total", {"model": "credit", "type": "drift",
                                                        "severity": opened["severity"]}) == 1
     assert value("driftline_feature_drifting", {"model": "credit", "model_version": "1", "feature": "income"}) == 0
+
+
+def test_an_improvement_is_visible_in_the_metrics():
+    from prometheus_client import CollectorRegistry
+
+    from stream_processors.metrics import WorkerMetrics
+    from stream_processors.processing import BatchOutcome
+
+    rng = np.random.default_rng(12)
+    predictions = rng.normal(0, 1, 4000)
+    labels = predictions + rng.normal(0, 1, 4000) * np.where(np.arange(4000) < 2000, 1.0, 0.5) + 1e-6
+    tracker = _tracker(Settings(performance_window=1000, performance_baseline_windows=2))
+    assert tracker.on_labels(_joined(predictions.tolist(), labels.tolist())) == []
+    [(metric, kind, value, bound, better)] = [r for r in tracker.readings() if r[0] == "mae"]
+    base = sk.mean_absolute_error(labels[:2000], predictions[:2000])
+    assert tracker.baseline["mae"] == pytest.approx(base, rel=1e-9)
+    assert value == pytest.approx(sk.mean_absolute_error(labels[3000:], predictions[3000:]), rel=1e-9)
+    assert value < better < base < bound
+    registry = CollectorRegistry()
+    WorkerMetrics(registry).observe(BatchOutcome(performance={("m", "1"): tracker.readings()}), 0.01)
+    labels_of = {"model": "m", "model_version": "1", "metric": "mae", "kind": "realized"}
+    assert registry.get_sample_value("driftline_model_performance_improvement_bound", labels_of) == better
+    assert registry.get_sample_value("driftline_model_performance", labels_of) == value < better
