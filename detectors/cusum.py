@@ -76,6 +76,7 @@ class Cusum:
         self._up = 0.0
         self._down = 0.0
         self._statistic = 0.0
+        self._direction = 1
 
     @property
     def statistic(self) -> float:
@@ -84,12 +85,15 @@ class Cusum:
 
     @property
     def direction(self) -> int:
-        return 1 if self._up >= self._down else -1
+        """+1 if the upper sum was the larger at the last update (the mean went up), else -1; after a
+        signal, the side that signalled."""
+        return self._direction
 
     def update(self, x: float) -> bool:
         self._up = max(0.0, self._up + x - self.k)
         self._down = max(0.0, self._down - x - self.k)
         self._statistic = max(self._up, self._down)
+        self._direction = 1 if self._up >= self._down else -1
         if self._statistic > self.h:
             self._up = self._down = 0.0
             return True
@@ -106,4 +110,5 @@ class Cusum:
         cusum = cls(**state["params"])
         cusum._up, cusum._down = float(state["up"]), float(state["down"])
         cusum._statistic = float(state["statistic"])
+        cusum._direction = 1 if cusum._up >= cusum._down else -1
         return cusum

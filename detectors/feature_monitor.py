@@ -31,6 +31,9 @@ class Firing:
     """Present values this monitor had seen up to and including that one."""
     shift_sigma: float
     """Mean of the firing block minus the baseline mean, in baseline standard deviations of a value."""
+    direction: int = 0
+    """+1 if the detector saw the mean rise, -1 if fall (CUSUM: the side that signalled; ADWIN: the sign
+    of its recent window's mean against the baseline; Page-Hinkley: the sign of ``shift_sigma``)."""
 
 
 class NumericDriftMonitor:
@@ -213,11 +216,14 @@ class NumericDriftMonitor:
         shift = (block_mean - self._mean) / self._value_sd
         fired = []
         if "cusum" in self.detectors and self._cusum.update(signal):
-            fired.append(Firing("cusum", self._cusum.statistic, self._h, position, seen, shift))
+            fired.append(Firing("cusum", self._cusum.statistic, self._h, position, seen, shift,
+                                self._cusum.direction))
         if "adwin" in self.detectors and self._adwin.update(signal):
-            fired.append(Firing("adwin", abs(self._adwin.estimation), self.adwin_delta, position, seen, shift))
+            fired.append(Firing("adwin", abs(self._adwin.estimation), self.adwin_delta, position, seen, shift,
+                                1 if self._adwin.estimation >= 0 else -1))
         if "page_hinkley" in self.detectors and self._ph.update(signal):
-            fired.append(Firing("page_hinkley", self._ph.statistic, self.ph_threshold, position, seen, shift))
+            fired.append(Firing("page_hinkley", self._ph.statistic, self.ph_threshold, position, seen, shift,
+                                1 if shift >= 0 else -1))
         if fired:
             firings.extend(fired)
             self._fresh_detectors()

@@ -8,25 +8,55 @@ import numpy as np
 
 from detectors.online import StateVersionError
 
-__all__ = ["ScoreCalibration", "classification_metrics", "expected_accuracy", "expected_roc_auc",
+__all__ = ["ScoreCalibration", "class_key", "classification_metrics", "expected_accuracy", "expected_roc_auc",
            "regression_metrics", "same_class"]
 
 _EPS = 1e-15
 
 
-def _positive_mask(values: np.ndarray, positive: object) -> np.ndarray:
-    return np.array([str(v).lower() == str(positive).lower() or (isinstance(v, (int, float)) and not
-                     isinstance(v, bool) and isinstance(positive, (int, float)) and float(v) == float(positive))
-                     for v in values.tolist()], dtype=bool)
+def class_key(value: object) -> str:
+    """The one identity of a class label or prediction, wherever Driftline compares classes.
+
+    ``True``, ``1``, ``1.0``, ``"1"`` and ``"true"`` are one class (``"1"``); ``False``, ``0`` and
+    ``"false"`` another (``"0"``). Other numbers compare by value, other text case-insensitively.
+
+    >>> [class_key(v) for v in (True, 1, 1.0, "1", " TRUE ", False, 0, "0.0", 2.5, "Yes")]
+    ['1', '1', '1', '1', '1', '0', '0', '0', '2.5', 'yes']
+    """
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float)):
+        return _number_key(float(value))
+    text = str(value).strip().lower()
+    if text in ("true", "false"):
+        return "1" if text == "true" else "0"
+    try:
+        return _number_key(float(text))
+    except ValueError:
+        return text
+
+
+def _number_key(x: float) -> str:
+    return str(int(x)) if x.is_integer() else repr(x)
+
+
+def same_class(prediction: object, label: object) -> bool:
+    """Do a prediction and a label name the same class (by ``class_key``)?"""
+    return class_key(prediction) == class_key(label)
+
+
+def _positive_mask(values: list, positive: object) -> np.ndarray:
+    wanted = class_key(positive)
+    return np.array([class_key(v) == wanted for v in values], dtype=bool)
 
 
 def classification_metrics(labels: list, predictions: list, scores: list | None = None,
                            positive: object = 1) -> dict[str, float]:
     """Accuracy, and for the ``positive`` class precision, recall and F1; ROC AUC and log loss from
     ``scores`` (the probability of the positive class) where given."""
-    y = _positive_mask(np.asarray(labels, dtype=object), positive)
+    y = _positive_mask(labels, positive)
     correct = np.array([same_class(p, t) for p, t in zip(predictions, labels)], dtype=bool)
-    yhat = _positive_mask(np.asarray(predictions, dtype=object), positive)
+    yhat = _positive_mask(predictions, positive)
     tp = int(np.sum(y & yhat))
     fp = int(np.sum(~y & yhat))
     fn = int(np.sum(y & ~yhat))
@@ -41,14 +71,6 @@ def classification_metrics(labels: list, predictions: list, scores: list | None 
         p = np.clip(s, _EPS, 1 - _EPS)
         out["log_loss"] = float(-np.mean(np.where(y, np.log(p), np.log(1 - p))))
     return out
-
-
-def same_class(prediction: object, label: object) -> bool:
-    """Numbers compare as numbers (1 == 1.0), anything else as case-insensitive text."""
-    numbers = (int, float)
-    if isinstance(prediction, numbers) and isinstance(label, numbers):
-        return float(prediction) == float(label)
-    return str(prediction).lower() == str(label).lower()
 
 
 def _roc_auc(y: np.ndarray, scores: np.ndarray) -> float:

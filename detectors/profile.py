@@ -11,7 +11,7 @@ from detectors.feature_monitor import NumericDriftMonitor
 from detectors.frequencies import CategoryFrequencies, category_key
 from detectors.moments import NumericSummary
 from detectors.online import StateVersionError
-from detectors.performance import ScoreCalibration, same_class
+from detectors.performance import ScoreCalibration, class_key, same_class
 from detectors.window_test import FeatureWindowTest
 
 __all__ = ["ReferenceProfile", "build_profile"]
@@ -126,13 +126,12 @@ def _performance_baselines(performance: dict, predictions: list, labels: list, s
     if performance["task"] == "regression":
         errors = np.array([abs(float(p) - float(y)) for p, y, _ in rows])
     else:
-        first = rows[0][1]
-        positive = True if isinstance(first, bool) else 1 if isinstance(first, (int, float)) else "1"
+        positive = 1  # by class_key, True, 1 and "1" are this one class
         performance["positive"] = positive
         errors = np.array([0.0 if same_class(p, y) else 1.0 for p, y, _ in rows])
         numeric = [(s, y) for _, y, s in rows if isinstance(s, (int, float)) and not isinstance(s, bool)
                    and s == s]
-        classes = {str(y).lower() for _, y, _ in rows}
+        classes = {class_key(y) for _, y, _ in rows}
         if len(numeric) == len(rows) and len(classes) <= 2:
             try:
                 calibration = ScoreCalibration.fit([s for s, _ in numeric],

@@ -3,8 +3,9 @@
 Schema (every field always present)::
 
     id              hex digest of type, model, version, feature, detector and
-                    the last event id: the same decision always has the same
-                    id, so consumers drop duplicates after a worker restart
+                    the last event id (for a resolution, also its status and
+                    episode): the same decision always has the same id, so
+                    consumers drop duplicates after a worker restart
     type            "drift" | "data_quality" | "performance" | "retrain" |
                     "state_quarantined" | "state_lost" (worker faults, below)
     model, model_version
@@ -12,7 +13,10 @@ Schema (every field always present)::
     detector        "cusum" | "adwin" | "page_hinkley" | "chi_square" | "missing_rate" |
                     "out_of_range" | "unseen_category" | "type_mismatch" | "realized_accuracy" |
                     "realized_mae" | "cbpe_accuracy" | "confidence_accuracy" | "retrain_policy"
-    severity        "warning" | "critical"
+    severity        "warning" | "critical" (a resolution keeps its firing's)
+    status          "firing" | "resolved" (Alertmanager's lifecycle)
+    episode_id      the id of the firing that opened the episode (a firing's own id)
+    started_at_event  the last event id of that firing: where the episode began
     statistic       the value the decision was made on
     threshold       what it was compared with (evidence.decision says how)
     scenario        "reference" | "no_reference"
@@ -42,9 +46,12 @@ __all__ = ["alert_id", "finding_alert", "quarantine_alert", "state_lost_alert"]
 
 def finding_alert(finding: Finding, created_at: float) -> dict:
     evidence = {k: v for k, v in finding.evidence.items() if k != "position"}
+    own_id = finding.id
     return {
-        "id": alert_id(finding.alert_type, finding.model, finding.model_version, finding.feature, finding.detector,
-                       finding.last_event_id),
+        "id": own_id,
+        "status": finding.status,
+        "episode_id": finding.episode_id or own_id,
+        "started_at_event": finding.started_at_event or finding.last_event_id,
         "type": finding.alert_type,
         "model": finding.model,
         "model_version": finding.model_version,
@@ -61,8 +68,12 @@ def finding_alert(finding: Finding, created_at: float) -> dict:
 
 def _worker_alert(alert_type: str, model: str | None, model_version: str | None, ident: str, created_at: float,
                   evidence: dict) -> dict:
+    own_id = alert_id(alert_type, model or "", model_version or "", None, "state_loader", ident)
     return {
-        "id": alert_id(alert_type, model or "", model_version or "", None, "state_loader", ident),
+        "id": own_id,
+        "status": "firing",
+        "episode_id": own_id,  # an event, not a condition: there is no resolution to wait for
+        "started_at_event": None,
         "type": alert_type,
         "model": model,
         "model_version": model_version,

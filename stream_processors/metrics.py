@@ -48,10 +48,13 @@ class WorkerMetrics:
                                ["model", "model_version", "feature", "detector"], registry=r)
         self.threshold = Gauge("driftline_drift_threshold", "What driftline_drift_statistic is compared with.",
                                ["model", "model_version", "feature", "detector"], registry=r)
-        self.drifting = Gauge("driftline_feature_drifting", "1 while a feature is in a drift episode, else 0.",
+        self.drifting = Gauge("driftline_feature_drifting", "1 while a feature's drift episode is open (from its "
+                              "firing to its resolved message), else 0.",
                               ["model", "model_version", "feature"], registry=r)
-        self.alerts = Counter("driftline_alerts_published", "Alerts published on the control topic.",
-                              ["model", "type", "severity"], registry=r)
+        self.alerts = Counter("driftline_alerts_published", "Alerts published on the control topic (firings: "
+                              "each opens an episode).", ["model", "type", "severity"], registry=r)
+        self.resolved = Counter("driftline_alerts_resolved", "Episodes closed with a resolved message on the "
+                                "control topic.", ["model", "type"], registry=r)
         self.triggers = Counter("driftline_triggers_published", "Retrain triggers published on the control topic.",
                                 ["model"], registry=r)
         self.redis_errors = Counter("driftline_redis_errors", "Failed Redis operations (the batch is retried).",
@@ -74,6 +77,10 @@ class WorkerMetrics:
                                  ["model", "model_version", "metric", "kind"], registry=r)
         self.performance_bound = Gauge("driftline_model_performance_bound", "The bound below which a performance "
                                        "metric raises an alert.", ["model", "model_version", "metric"], registry=r)
+        self.improvement_bound = Gauge("driftline_model_performance_improvement_bound", "Past this bound (accuracy "
+                                       "above, MAE below) the latest window is better than the baseline: an "
+                                       "improvement, shown in status, never alerted.",
+                                       ["model", "model_version", "metric", "kind"], registry=r)
         self.dropped_series = Counter("driftline_metric_series_dropped", "Per-feature series not exported: the "
                                       "model version has more features than max_feature_series.",
                                       ["model"], registry=r)
@@ -103,14 +110,19 @@ class WorkerMetrics:
         for q in outcome.quarantined:
             self.quarantined.labels(q.kind).inc()
         for alert in outcome.alerts:
+            if alert.get("status") == "resolved":
+                self.resolved.labels(alert["model"] or "", alert["type"]).inc()
+                continue
             self.alerts.labels(alert["model"] or "", alert["type"], alert["severity"]).inc()
             if alert["type"] == "retrain":
                 self.triggers.labels(alert["model"]).inc()
         for (model, version), readings in outcome.performance.items():
-            for metric, kind, value, bound in readings:
+            for metric, kind, value, bound, better in readings:
                 self.performance.labels(model, version, metric, kind).set(value)
                 if bound is not None:
                     self.performance_bound.labels(model, version, metric).set(bound)
+                if better is not None:
+                    self.improvement_bound.labels(model, version, metric, kind).set(better)
         for (model, version), readings in outcome.readings.items():
             for feature, detector, statistic, threshold in readings:
                 if self._exported(model, version, feature):
@@ -154,11 +166,12 @@ METRIC_NAMES = frozenset({
     "driftline_events_processed_total", "driftline_events_rejected_total", "driftline_batches_total",
     "driftline_messages_skipped_total", "driftline_batch_processing_seconds", "driftline_event_lag_seconds",
     "driftline_consumer_lag_messages", "driftline_drift_statistic", "driftline_drift_threshold",
-    "driftline_feature_drifting", "driftline_alerts_published_total", "driftline_triggers_published_total",
+    "driftline_feature_drifting", "driftline_alerts_published_total", "driftline_alerts_resolved_total",
+    "driftline_triggers_published_total",
     "driftline_redis_errors_total", "driftline_kafka_errors_total", "driftline_state_conflicts_total",
     "driftline_state_quarantined_total", "driftline_state_lost_total", "driftline_offsets_rewound_total",
     "driftline_last_state_save_timestamp_seconds", "driftline_metric_series_dropped_total",
     "driftline_model_events", "driftline_model_last_update_timestamp_seconds", "driftline_model_performance",
-    "driftline_model_performance_bound",
+    "driftline_model_performance_bound", "driftline_model_performance_improvement_bound",
 })
 """Every series name a worker exports (histograms also have _bucket, _sum and _count)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -20,7 +21,9 @@ from stream_processors.settings import Settings
 
 __all__ = ["Finding", "ModelState", "PREDICTION", "SCORE", "ValueOutOfRange", "alert_id"]
 
-_FORMAT = "driftline.model_state/3"
+_FORMAT = "driftline.model_state/4"
+_OLD_FORMAT = "driftline.model_state/3"  # loaded and migrated: its last_alert_at become open episodes
+_KEEP_CLOSED = 20
 _NUMBER_TYPES = (int, float)
 NUMERIC, CATEGORICAL, BOOLEAN = "numeric", "categorical", "boolean"
 PREDICTION = "__prediction__"
@@ -28,10 +31,13 @@ SCORE = "__score__"
 
 
 def alert_id(alert_type: str, model: str, model_version: str, feature: str | None, detector: str,
-             last_event_id: str) -> str:
-    """Deterministic: the same decision always has the same id."""
-    text = "\x1f".join([alert_type, model, model_version, feature or "", detector, last_event_id])
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+             last_event_id: str, status: str = "firing", episode_id: str = "") -> str:
+    """Deterministic: the same decision always has the same id. A resolution's id also covers its status
+    and episode, so it never equals its firing's."""
+    parts = [alert_type, model, model_version, feature or "", detector, last_event_id]
+    if status != "firing":
+        parts += [status, episode_id]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,14 @@ class Finding:
     scenario: str
     severity: str
     evidence: dict = field(default_factory=dict)
+    status: str = "firing"   # firing | resolved
+    episode_id: str = ""     # the id of the firing that opened the episode
+    started_at_event: str = ""
+
+    @property
+    def id(self) -> str:
+        return alert_id(self.alert_type, self.model, self.model_version, self.feature, self.detector,
+                        self.last_event_id, self.status, self.episode_id)
 
 
 def _kind_of(value: object) -> str | None:
@@ -114,7 +128,8 @@ class ModelState:
         self.window_tests: dict[str, FeatureWindowTest] = {}
         self.category_monitors: dict[str, dict[str, NumericDriftMonitor]] = {}
         self.mismatches: dict[str, int] = {}
-        self.last_alert_at: dict[str, int] = {}  # episode key -> event count of its last firing
+        self.episodes: dict[str, dict] = {}      # open episodes by key (see _episode_key)
+        self.closed_episodes: list[dict] = []    # the last closed ones, oldest first
         self.untracked_features = 0
         self.early_missing: dict[str, int] = {}
         self.performance = PerformanceTracker(settings, profile.performance if profile else None)
@@ -179,27 +194,35 @@ class ModelState:
             if mismatched:
                 self.mismatches[name] = self.mismatches.get(name, 0) + mismatched
                 online.append(self._mismatch_finding(name, mismatched, ids[-1]))
-        findings = [f for f in online if f is not None and self._cooled_down(f, self.events + n)]
+        findings = []
+        for f in online:
+            if f is not None:
+                findings += self._episode(f, self.events + n)
         findings += self._significant(windowed, ids)
         for f in self.performance.on_predictions(events):
-            findings += self._performance_finding(f, ids[f.position], None)
+            findings += self._performance_finding(f, ids[f.position], None, self.events)
+        before = self.events
         self.events += n
         self.last_event_id = ids[-1]
         self.last_event_time = max(e["timestamp"] for e in events)
+        findings += self._resolve("events", before, self.events, ids)
         return findings + self.policy.decide(self, findings)
 
     def apply_labels(self, joined: list) -> list[Finding]:
         """Fold labels joined to this version's predictions into its performance."""
         findings = []
+        before = self.performance.labels
         for f in self.performance.on_labels(joined):
             feature = ERROR if f.evidence.get("stream") == "errors" else None
-            findings += self._performance_finding(f, joined[f.position].event_id, feature)
+            findings += self._performance_finding(f, joined[f.position].event_id, feature, before + f.position + 1)
+        if joined:
+            findings += self._resolve("labels", before, self.performance.labels, [j.event_id for j in joined])
         return findings + self.policy.decide(self, findings)
 
-    def _performance_finding(self, f, last_event_id: str, feature: str | None) -> list[Finding]:
+    def _performance_finding(self, f, last_event_id: str, feature: str | None, at: int) -> list[Finding]:
         finding = Finding("performance", self.model, self.model_version, feature, f.detector, f.statistic,
                           f.threshold, last_event_id, self.events, self.scenario, "critical", dict(f.evidence))
-        return [finding] if self._cooled_down(finding, self.events) else []
+        return self._episode(finding, at)
 
     def _feature_names(self, feature_dicts: list[dict]) -> list[str]:
         names = [k for k in self.kinds if k not in (PREDICTION, SCORE)] + list(self.early_missing)
@@ -252,14 +275,67 @@ class ModelState:
         return out
 
     # -- decisions -------------------------------------------------------------------------------------------
-    def _cooled_down(self, finding: Finding, at: int) -> bool:
-        """One alert per episode: a firing within ``cooldown_events`` of the previous one (alerted or
-        not) extends the episode instead of alerting again."""
-        key = finding.feature if finding.alert_type == "drift" else \
+    @staticmethod
+    def _episode_key(finding: Finding) -> str:
+        """Drift: one episode per feature, whichever detector fired; other types: per feature and detector."""
+        return finding.feature if finding.alert_type == "drift" else \
             f"{finding.alert_type}:{finding.feature}:{finding.detector}"
-        last = self.last_alert_at.get(key)
-        self.last_alert_at[key] = at
-        return last is None or at - last >= self._settings.cooldown_events
+
+    @staticmethod
+    def _clock_of(finding: Finding) -> str:
+        """Label-driven performance episodes count joined labels; everything else counts inference events."""
+        labelled = finding.alert_type == "performance" and (finding.feature == ERROR
+                                                            or finding.detector.startswith("realized_"))
+        return "labels" if labelled else "events"
+
+    def _episode(self, finding: Finding, at: int) -> list[Finding]:
+        """Episodes, as Alertmanager has them: the first firing opens one and is published (``firing``);
+        while it is open, firings of the same key extend it silently; ``cooldown_events`` events (or joined
+        labels) without one close it, with a ``resolved`` message (``_resolve``)."""
+        key = self._episode_key(finding)
+        out = []
+        episode = self.episodes.get(key)
+        if episode is not None and at - episode["last_at"] >= self._settings.cooldown_events:
+            out += self._close(key, finding.last_event_id, episode["last_at"] + self._settings.cooldown_events)
+            episode = None
+        if episode is not None:
+            episode["last_at"] = max(episode["last_at"], at)  # a window verdict may name an earlier event
+            episode["firings"] += 1
+            return out
+        opened = dataclasses.replace(finding, started_at_event=finding.last_event_id)
+        opened = dataclasses.replace(opened, episode_id=opened.id)
+        self.episodes[key] = {"episode_id": opened.episode_id, "type": finding.alert_type,
+                              "feature": finding.feature, "detector": finding.detector,
+                              "severity": finding.severity, "started_at_event": finding.last_event_id,
+                              "started_at": at, "last_at": at, "firings": 1, "clock": self._clock_of(finding)}
+        return out + [opened]
+
+    def _resolve(self, clock: str, before: int, now: int, ids: list[str]) -> list[Finding]:
+        """Close the open episodes on ``clock`` whose quiet stretch ended by ``now``; ``ids`` are the event
+        ids of the positions ``before + 1 .. now`` on that clock."""
+        quiet = self._settings.cooldown_events
+        out = []
+        for key in sorted(k for k, e in self.episodes.items()
+                          if e["clock"] == clock and now - e["last_at"] >= quiet):
+            ended = self.episodes[key]["last_at"] + quiet
+            out += self._close(key, ids[min(max(ended - before - 1, 0), len(ids) - 1)], ended)
+        return out
+
+    def _close(self, key: str, last_event_id: str, ended: int) -> list[Finding]:
+        episode = self.episodes.pop(key)
+        episode.update(ended_at_event=last_event_id, ended_at=ended)
+        self.closed_episodes = (self.closed_episodes + [episode])[-_KEEP_CLOSED:]
+        if not episode["episode_id"]:
+            return []  # migrated from a format that kept no episode ids: nothing to resolve downstream
+        unit = "labels" if episode["clock"] == "labels" else "events"
+        quiet = float(ended - episode["last_at"])
+        return [Finding(episode["type"], self.model, self.model_version, episode["feature"], episode["detector"],
+                        quiet, float(self._settings.cooldown_events), last_event_id, self.events, self.scenario,
+                        episode["severity"],
+                        {"decision": f"{unit} without a firing >= threshold", "firings": episode["firings"],
+                         "quiet_unit": unit, "position": -1},
+                        status="resolved", episode_id=episode["episode_id"],
+                        started_at_event=episode["started_at_event"])]
 
     def _online_finding(self, name: str, firing, ids: list[str]) -> Finding:
         severity = "critical" if abs(firing.shift_sigma) >= 1.0 else "warning"
@@ -292,8 +368,7 @@ class ModelState:
                               ids[f.position], self.events + f.position + 1, self.scenario, severity,
                               {**f.evidence, "test_statistic": f.statistic, "decision": "p_value < threshold",
                                "position": f.position})
-            if self._cooled_down(finding, self.events + f.position + 1):
-                out.append(finding)
+            out += self._episode(finding, self.events + f.position + 1)
         return out
 
     # -- reading ---------------------------------------------------------------------------------------------
@@ -311,9 +386,9 @@ class ModelState:
         return out
 
     def drifting(self) -> dict[str, bool]:
-        """Per column: is it in a drift episode (a drift firing within the last cooldown_events events)?"""
-        return {name: name in self.last_alert_at and self.events - self.last_alert_at[name]
-                < self._settings.cooldown_events for name in self.kinds if name in self.window_tests}
+        """Per column: is a drift episode open?"""
+        return {name: self.episodes.get(name, {}).get("type") == "drift"
+                for name in self.kinds if name in self.window_tests}
 
     def describe(self) -> dict:
         """The statistics as ``driftline status`` shows them."""
@@ -331,19 +406,22 @@ class ModelState:
             else:
                 continue  # profiled but not seen yet
             entry["type_mismatches"] = self.mismatches.get(name, 0)
-            if name in self.last_alert_at:
-                entry["last_drift_at_event"] = self.last_alert_at[name]
+            episode = self.episodes.get(name)
+            if episode is not None and episode["type"] == "drift":
+                entry["drifting_since_event"] = episode["started_at_event"] or None
             features[name] = entry
         prediction = features.pop(PREDICTION, None)
         score = features.pop(SCORE, None)
         perf = self.performance
         performance = {"task": perf.task, "baseline": perf.baseline, "baseline_from": perf.source,
                        "windows": perf.history, "estimated_accuracy": perf.estimated,
-                       "estimated_baseline": perf.estimate_baseline}
+                       "estimated_baseline": perf.estimate_baseline, "improvements": perf.improvements}
+        episodes = {"open": [{"key": k, **e} for k, e in sorted(self.episodes.items())],
+                    "closed": list(self.closed_episodes)}
         return {"model": self.model, "model_version": self.model_version, "scenario": self.scenario,
                 "performance": performance, "events": self.events, "last_event_id": self.last_event_id, "last_event_time": self.last_event_time,
                 "untracked_features": self.untracked_features, "prediction": prediction, "score": score,
-                "features": features}
+                "features": features, "episodes": episodes}
 
     # -- saved form ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -363,7 +441,8 @@ class ModelState:
             "window_tests": {k: v.to_dict() for k, v in self.window_tests.items()},
             "category_monitors": {k: {c: m.to_dict() for c, m in v.items()} for k, v in self.category_monitors.items()},
             "mismatches": self.mismatches,
-            "last_alert_at": self.last_alert_at,
+            "episodes": self.episodes,
+            "closed_episodes": self.closed_episodes,
             "untracked_features": self.untracked_features,
             "early_missing": self.early_missing,
             "performance": self.performance.to_dict(),
@@ -372,7 +451,7 @@ class ModelState:
 
     @classmethod
     def from_dict(cls, state: dict, settings: Settings, profile: ReferenceProfile | None = None) -> ModelState:
-        if state.get("format") != _FORMAT:
+        if state.get("format") not in (_FORMAT, _OLD_FORMAT):
             raise StateVersionError(f"unknown model state format {state.get('format')!r}")
         ms = cls(state["model"], state["model_version"], settings)
         ms._profile = profile if state["scenario"] == "reference" else None
@@ -389,12 +468,33 @@ class ModelState:
         ms.category_monitors = {k: {c: NumericDriftMonitor.from_dict(m) for c, m in v.items()}
                                 for k, v in state["category_monitors"].items()}
         ms.mismatches = {k: int(v) for k, v in state["mismatches"].items()}
-        ms.last_alert_at = {k: int(v) for k, v in state["last_alert_at"].items()}
+        if state["format"] == _OLD_FORMAT:
+            ms.episodes, ms.closed_episodes = _migrated_episodes(state["last_alert_at"]), []
+        else:
+            ms.episodes = {k: dict(v) for k, v in state["episodes"].items()}
+            ms.closed_episodes = [dict(e) for e in state["closed_episodes"]]
         ms.untracked_features = int(state["untracked_features"])
         ms.early_missing = {k: int(v) for k, v in state["early_missing"].items()}
         ms.performance = PerformanceTracker.from_dict(state["performance"], settings)
         ms.policy = RetrainPolicy.from_dict(state["policy"], settings)
         return ms
+
+
+def _migrated_episodes(last_alert_at: dict) -> dict[str, dict]:
+    """Format 3 kept, per episode key, the event count of its last firing and nothing else: each becomes an
+    open episode on the events clock without an id, so it still holds back repeats for ``cooldown_events``
+    and then closes without a ``resolved`` message (no firing message carried its id)."""
+    out = {}
+    for key, at in last_alert_at.items():
+        alert_type, feature, detector = "drift", key, ""
+        if key.startswith(("performance:", "data_quality:")):
+            alert_type, rest = key.split(":", 1)
+            feature, detector = rest.rsplit(":", 1)
+            feature = None if feature == "None" else feature
+        out[key] = {"episode_id": "", "type": alert_type, "feature": feature, "detector": detector,
+                    "severity": "", "started_at_event": "", "started_at": int(at), "last_at": int(at),
+                    "firings": 1, "clock": "events"}
+    return out
 
 
 def _num(x: float) -> float | None:

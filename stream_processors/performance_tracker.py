@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from detectors.feature_monitor import NumericDriftMonitor
-from detectors.performance import (ScoreCalibration, classification_metrics, expected_accuracy,
-                                   regression_metrics)
+from detectors.online import StateVersionError
+from detectors.performance import (ScoreCalibration, class_key, classification_metrics, expected_accuracy,
+                                   regression_metrics, same_class)
 from stream_processors.settings import Settings
 
 __all__ = ["PerformanceFinding", "PerformanceTracker"]
@@ -32,16 +33,8 @@ def _task_of(label: object) -> str:
     return "classification"
 
 
-def _positive_of(label: object) -> object:
-    return True if isinstance(label, bool) else 1 if isinstance(label, (int, float)) else "1"
-
-
-def _is(value: object, positive: object) -> bool:
-    if isinstance(value, bool) or isinstance(positive, bool):
-        return value is positive or str(value).lower() == str(positive).lower()
-    if isinstance(value, (int, float)) and isinstance(positive, (int, float)):
-        return float(value) == float(positive)
-    return str(value).lower() == str(positive).lower()
+_FORMAT = "driftline.performance/2"
+_KEEP_IMPROVEMENTS = 10
 
 
 class PerformanceTracker:
@@ -49,13 +42,20 @@ class PerformanceTracker:
     reference's performance) give the baseline, and a window below its bound is a ``performance`` alert.
     The error stream (0/1 errors, or absolute errors) feeds CUSUM and ADWIN. For binary classifiers with a
     score, windows of inference events give the expected accuracy (confidence-based, calibrated on the
-    reference when it had labels) while labels are missing."""
+    reference when it had labels) while labels are missing.
+
+    Findings mean degradation only: accuracy below its lower bound, MAE above its upper bound, the error
+    stream's detectors firing upwards. The same tests in the other direction are improvements, kept in
+    ``improvements`` (shown by ``driftline status``), never findings. Classes are compared by
+    ``class_key`` (``True``, ``1`` and ``"1"`` are one class)."""
 
     def __init__(self, settings: Settings, reference: dict | None = None) -> None:
         self._settings = settings
         reference = reference or {}
         self.task: str | None = reference.get("task")
         self.positive: object = reference.get("positive", 1)
+        self.labels = 0                         # joined labels seen: the clock of label-driven episodes
+        self.improvements: list[dict] = []      # the last improvements seen (never alerts)
         self.baseline: dict | None = {k: v for k, v in reference.items()
                                       if isinstance(v, float) and k != "count"} or None
         self.source = "reference" if self.baseline else "production"
@@ -77,13 +77,20 @@ class PerformanceTracker:
             return []
         if self.task is None:
             self.task = _task_of(joined[0].label)
-            self.positive = _positive_of(joined[0].label)
+            self.positive = 1  # by class_key, True, 1 and "1" are this one class
         if self.error_monitor is None:
             self.error_monitor = NumericDriftMonitor(**self._settings.category_monitor_params())
         errors = np.array([self._error(j) for j in joined], dtype=np.float64)
-        findings = [PerformanceFinding(f.detector, f.statistic, f.threshold, f.position,
-                                       {"stream": "errors", "shift_sigma": f.shift_sigma})
-                    for f in self.error_monitor.update(errors)]
+        findings = []
+        for f in self.error_monitor.update(errors):
+            evidence = {"stream": "errors", "shift_sigma": f.shift_sigma,
+                        "direction": "worse" if f.direction > 0 else "better"}
+            if f.direction > 0:  # the error rose: worse
+                findings.append(PerformanceFinding(f.detector, f.statistic, f.threshold, f.position, evidence))
+            else:
+                self._improved(f"error_{f.detector}", f.statistic, f.threshold, joined[f.position].event_id,
+                               evidence)
+        self.labels += len(joined)
         for i, j in enumerate(joined):
             self._window.append((j.label, j.prediction, j.score, j.event_id))
             if len(self._window) >= self._settings.performance_window:
@@ -98,7 +105,7 @@ class PerformanceTracker:
                 return abs(float(joined.prediction) - float(joined.label))
             except (TypeError, ValueError):
                 return math.nan
-        return 0.0 if _is(joined.prediction, joined.label) or str(joined.prediction) == str(joined.label) else 1.0
+        return 0.0 if same_class(joined.prediction, joined.label) else 1.0
 
     def metrics(self, window: list[tuple]) -> dict[str, float]:
         labels = [w[0] for w in window]
@@ -124,23 +131,33 @@ class PerformanceTracker:
         bound = self.bound(key, len(window))
         worse = m[key] > bound if key == "mae" else m[key] < bound
         if not worse:
+            better = self.bound(key, len(window), better=True)
+            if (m[key] < better) if key == "mae" else (m[key] > better):
+                self._improved(f"realized_{key}", m[key], better, window[-1][3], {"baseline": self.baseline[key]})
             return None
         return PerformanceFinding(f"realized_{key}", m[key], bound, position,
                                   {"metrics": m, "baseline": self.baseline, "baseline_from": self.source,
                                    "decision": "statistic > threshold" if key == "mae" else "statistic < threshold",
                                    "last_window_event_id": window[-1][3]})
 
-    def bound(self, key: str, n: int) -> float:
+    def bound(self, key: str, n: int, better: bool = False) -> float:
+        """Past this bound a window of ``n`` labels is worse than the baseline (``better``: better than it)."""
         base = self.baseline[key]
         s = self._settings
         if key == "mae":
-            return base * (1 + s.performance_min_drop) + 3 * base / math.sqrt(max(n, 1))
-        return self._accuracy_bound(base, n)
+            margin = base * s.performance_min_drop + 3 * base / math.sqrt(max(n, 1))
+            return base - margin if better else base + margin
+        return self._accuracy_bound(base, n, better)
 
-    def _accuracy_bound(self, base: float, n: int) -> float:
-        """An accuracy this far below ``base`` is a drop: the larger of the minimum drop and 3 standard errors."""
-        spread = 3 * math.sqrt(max(base * (1 - base), 1e-6) / max(n, 1))
-        return base - max(self._settings.performance_min_drop, spread)
+    def _accuracy_bound(self, base: float, n: int, better: bool = False) -> float:
+        """An accuracy this far below ``base`` is a drop (this far above it, a gain): the larger of the
+        minimum drop and 3 standard errors."""
+        spread = max(self._settings.performance_min_drop, 3 * math.sqrt(max(base * (1 - base), 1e-6) / max(n, 1)))
+        return base + spread if better else base - spread
+
+    def _improved(self, detector: str, statistic: float, threshold: float, event_id: str, evidence: dict) -> None:
+        seen = {"detector": detector, "statistic": statistic, "threshold": threshold, "event_id": event_id}
+        self.improvements = (self.improvements + [{**seen, **evidence}])[-_KEEP_IMPROVEMENTS:]
 
     # -- estimated -------------------------------------------------------------------------------------------
     def on_predictions(self, events: list[dict]) -> list[PerformanceFinding]:
@@ -151,10 +168,11 @@ class PerformanceTracker:
             return []
         probabilities = self.calibration.apply(np.asarray(scores, dtype=np.float64))
         predictions = [e["prediction"] for e in events]
-        if all(type(p) in (int, float) for p in predictions) and type(self.positive) in (int, float):
-            positive = (np.asarray(predictions, dtype=np.float64) == float(self.positive)).tolist()
+        wanted = class_key(self.positive)
+        if all(type(p) in (int, float) for p in predictions) and wanted == "1":
+            positive = (np.asarray(predictions, dtype=np.float64) == 1.0).tolist()  # class_key, vectorised
         else:
-            positive = [_is(p, self.positive) for p in predictions]
+            positive = [class_key(p) == wanted for p in predictions]
         self._estimate_window.extend(zip(probabilities.tolist(), positive))
         findings = []
         size = self._settings.performance_window
@@ -169,32 +187,59 @@ class PerformanceTracker:
                 continue
             base = self.estimate_baseline
             bound = self._accuracy_bound(base, size)
+            method = "cbpe" if self.calibration.fitted else "confidence"
+            better = self._accuracy_bound(base, size, better=True)
+            position = max(len(events) - 1 - len(self._estimate_window), 0)
+            if estimate > better:
+                self._improved(f"{method}_accuracy", estimate, better, events[position]["event_id"],
+                               {"baseline": base})
             if estimate < bound:
-                position = len(events) - 1 - len(self._estimate_window)
-                method = "cbpe" if self.calibration.fitted else "confidence"
-                findings.append(PerformanceFinding(f"{method}_accuracy", estimate, bound, max(position, 0),
+                findings.append(PerformanceFinding(f"{method}_accuracy", estimate, bound, position,
                                                    {"estimated_accuracy": estimate, "baseline": base,
                                                     "decision": "statistic < threshold", "window_events": size}))
         return findings
 
     # -- reading and saving ----------------------------------------------------------------------------------
-    def readings(self) -> list[tuple[str, str, float, float | None]]:
-        """(metric, kind, value, bound) for the metrics gauges."""
+    @property
+    def has_evidence(self) -> bool:
+        """Can performance speak for this version: labels joined, a labelled reference, or calibrated scores?"""
+        return self.labels > 0 or self.baseline is not None or self.calibration.fitted
+
+    def figures(self) -> dict:
+        """The latest performance with its reference values, as a retrain trigger reports them."""
+        out = {}
+        if self.history:
+            last = self.history[-1]
+            out["realized"] = {k: {"value": last[k], "reference": (self.baseline or {}).get(k)}
+                               for k in ("accuracy", "f1", "roc_auc", "mae", "rmse") if k in last}
+            out["realized_labels"] = last["labels"]
+            out["baseline_from"] = self.source
+        if self.estimated is not None:
+            out["estimated"] = {"accuracy": {"value": self.estimated, "reference": self.estimate_baseline}}
+        return out
+
+    def readings(self) -> list[tuple[str, str, float, float | None, float | None]]:
+        """(metric, kind, value, bound, improvement bound) for the metrics gauges: past ``bound`` the metric
+        is worse than its baseline (an alert), past the improvement bound better (shown, never alerted)."""
         out = []
         if self.history:
             last = self.history[-1]
             for key in ("accuracy", "f1", "roc_auc", "mae", "rmse"):
                 if key in last:
-                    bound = self.bound(key, last["labels"]) if self.baseline and key in ("accuracy", "mae") else None
-                    out.append((key, "realized", last[key], bound))
+                    bounded = self.baseline and key in ("accuracy", "mae")
+                    bounds = (self.bound(key, last["labels"]), self.bound(key, last["labels"], better=True)) \
+                        if bounded else (None, None)
+                    out.append((key, "realized", last[key], *bounds))
         if self.estimated is not None:
-            base = self.estimate_baseline
-            bound = None if base is None else self._accuracy_bound(base, self._settings.performance_window)
-            out.append(("accuracy", "estimated", self.estimated, bound))
+            base, size = self.estimate_baseline, self._settings.performance_window
+            bounds = (None, None) if base is None else (self._accuracy_bound(base, size),
+                                                        self._accuracy_bound(base, size, better=True))
+            out.append(("accuracy", "estimated", self.estimated, *bounds))
         return out
 
     def to_dict(self) -> dict:
-        return {"format": "driftline.performance/1", "task": self.task, "positive": self.positive,
+        return {"format": _FORMAT, "labels": self.labels, "improvements": self.improvements, "task": self.task,
+                "positive": self.positive,
                 "baseline": self.baseline, "source": self.source, "calibration": self.calibration.to_dict(),
                 "error_monitor": self.error_monitor.to_dict() if self.error_monitor else None,
                 "window": [list(w) for w in self._window], "early": self._early, "history": self.history,
@@ -204,7 +249,11 @@ class PerformanceTracker:
 
     @classmethod
     def from_dict(cls, state: dict, settings: Settings) -> PerformanceTracker:
+        if state.get("format") not in (_FORMAT, "driftline.performance/1"):
+            raise StateVersionError(f"unknown performance state format {state.get('format')!r}")
         t = cls(settings)
+        # format 1 had neither (it counted no labels and kept no improvements): start both afresh
+        t.labels, t.improvements = int(state.get("labels", 0)), list(state.get("improvements", []))
         t.task, t.positive, t.baseline, t.source = state["task"], state["positive"], state["baseline"], state["source"]
         t.calibration = ScoreCalibration.from_dict(state["calibration"])
         t.error_monitor = NumericDriftMonitor.from_dict(state["error_monitor"]) if state["error_monitor"] else None

@@ -90,9 +90,16 @@ def _at_end(positions: dict[int, int], ends: dict[int, int]) -> bool:
 
 
 def format_alert(alert: dict) -> str:
+    """One line per message: a firing with its severity, a resolution as RESOLVED with where its episode began."""
     when = datetime.fromtimestamp(alert.get("created_at", 0), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     evidence = alert.get("evidence", {})
     feature = alert.get("feature") or "-"
+    if alert.get("status") == "resolved":
+        quiet = f"{alert.get('statistic', 0):.0f} {evidence.get('quiet_unit', 'events')} without a firing"
+        return (f"{when} RESOLVED {alert.get('type')}: model {alert.get('model')} v{alert.get('model_version')} "
+                f"feature {feature} by {alert.get('detector')}: episode {alert.get('episode_id')} "
+                f"(began at event {alert.get('started_at_event')}) ended at event {evidence.get('last_event_id')}, "
+                f"{quiet}")
     return (f"{when} {alert.get('severity', '?').upper():8} {alert.get('type')}: model {alert.get('model')} "
             f"v{alert.get('model_version')} feature {feature} by {alert.get('detector')} "
             f"(statistic {alert.get('statistic', float('nan')):.4g}, threshold {alert.get('threshold', 0):.4g}) "
@@ -173,9 +180,28 @@ def print_status(status: dict, out=sys.stdout) -> None:
             out.write(f"  {name:24} {f['kind']:11} n={f['count']:<8} missing={f['missing']:<6} {shown}")
         if f.get("type_mismatches"):
             out.write(f" type_mismatches={f['type_mismatches']}")
-        if "last_drift_at_event" in f:
-            out.write(f"  [drift seen at event #{f['last_drift_at_event']}]")
+        if f.get("drifting_since_event"):
+            out.write(f"  [drifting since event {f['drifting_since_event']}]")
         out.write("\n")
+    _print_episodes(status.get("episodes") or {}, perf.get("improvements") or [], out)
+
+
+def _print_episodes(episodes: dict, improvements: list[dict], out) -> None:
+    def what(e: dict) -> str:
+        return f"{e['type']} {e.get('feature') or '(model)'} by {e['detector']}"
+    if episodes.get("open"):
+        out.write("  open episodes:\n")
+        for e in episodes["open"]:
+            out.write(f"    FIRING   {what(e)}: since event {e['started_at_event'] or '?'} "
+                      f"({e['firings']} firing(s))\n")
+    if episodes.get("closed"):
+        out.write("  closed episodes (latest last):\n")
+        for e in episodes["closed"]:
+            out.write(f"    RESOLVED {what(e)}: began at event {e['started_at_event'] or '?'}, "
+                      f"ended at event {e['ended_at_event']}\n")
+    for i in improvements[-3:]:
+        out.write(f"  improvement (not an alert): {i['detector']} {i['statistic']:.4g} past {i['threshold']:.4g} "
+                  f"at event {i['event_id']}\n")
 
 
 def _fmt(x: float | None) -> str:

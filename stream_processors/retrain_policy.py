@@ -15,42 +15,70 @@ OUTPUTS = ("__prediction__", "__score__")
 
 
 class RetrainPolicy:
-    """Retrain when performance falls (realized or estimated), when ``trigger_drift_features`` input
-    features drift within ``trigger_window_events`` events, or (if enabled) on a critical data-quality
-    alert; never twice within ``trigger_cooldown_events`` events of the same model version."""
+    """Retrain when the evidence says the model got worse; never twice within ``trigger_cooldown_events``
+    events of the same model version.
+
+    Rules, first that applies:
+
+    1. ``performance``: a performance alert opened an episode (realized metrics from labels, the error
+       stream, or the estimate from scores; all of them fire on degradation only).
+    2. ``data_quality``: a critical data-quality alert, if ``trigger_on_data_quality``.
+    3. ``drift``: ``trigger_drift_features`` input features drifted within ``trigger_window_events``
+       events, only for a version with no performance evidence (no labels joined, no labelled reference,
+       no calibrated scores) and only if ``trigger_on_drift_alone``. A version with evidence is retrained
+       on what the evidence shows: drift there is reported as drift, and named in a trigger's reasons.
+
+    Every trigger says which rule fired, the alerts behind it (ids), the drift seen, and the performance
+    figures with their reference values.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self.recent_drift: dict[str, int] = {}   # input feature -> event count of its latest drift alert
+        self.recent_drift: dict[str, list] = {}  # input feature -> [event count, alert id] of its latest drift
         self.last_trigger_at: int | None = None
 
     def decide(self, state: ModelState, findings: list[Finding]) -> list[Finding]:
-        from stream_processors.model_state import Finding, alert_id
+        from stream_processors.model_state import Finding
 
         s = self._settings
         at = state.events
-        reasons = [f for f in findings if f.alert_type == "performance"
-                   or (s.trigger_on_data_quality and f.alert_type == "data_quality" and f.severity == "critical")]
-        for f in findings:  # input features only: outputs move with their inputs, that is one cause
+        firing = [f for f in findings if f.status == "firing"]
+        for f in firing:  # input features only: outputs move with their inputs, that is one cause
             if f.alert_type == "drift" and f.feature and f.feature not in OUTPUTS:
-                self.recent_drift[f.feature] = at
-        self.recent_drift = {k: v for k, v in self.recent_drift.items() if at - v <= s.trigger_window_events}
+                self.recent_drift[f.feature] = [at, f.id]
+        self.recent_drift = {k: v for k, v in self.recent_drift.items() if at - v[0] <= s.trigger_window_events}
         drifted = sorted(self.recent_drift)
-        if not reasons and len(drifted) < s.trigger_drift_features:
+        performance = [f for f in firing if f.alert_type == "performance"]
+        quality = [f for f in firing if s.trigger_on_data_quality and f.alert_type == "data_quality"
+                   and f.severity == "critical"]
+        has_evidence = state.performance.has_evidence
+        if performance:
+            rule, reasons = "performance", performance
+            explanation = "performance fell past its bound: " + ", ".join(
+                f"{f.detector}{' on ' + f.feature if f.feature else ''} {f.statistic:.4g} "
+                f"(threshold {f.threshold:.4g})" for f in performance)
+        elif quality:
+            rule, reasons = "data_quality", quality
+            explanation = "critical data-quality alert: " + ", ".join(f"{f.feature} {f.detector}" for f in quality)
+        elif not has_evidence and s.trigger_on_drift_alone and len(drifted) >= s.trigger_drift_features:
+            rule, reasons = "drift", []
+            explanation = (f"{len(drifted)} input features drifted within {s.trigger_window_events} events and "
+                           "this version has no performance evidence (no labels, no calibrated scores)")
+        else:
             return []
         if self.last_trigger_at is not None and at - self.last_trigger_at < s.trigger_cooldown_events:
             return []
-        cause = reasons[0] if reasons else max(findings, key=lambda f: f.events_seen, default=None)
+        cause = reasons[0] if reasons else max(firing, key=lambda f: f.events_seen, default=None)
         if cause is None:
             return []
         self.last_trigger_at = at
-        evidence = {"reasons": [{"id": alert_id(f.alert_type, f.model, f.model_version, f.feature, f.detector,
-                                                f.last_event_id), "type": f.alert_type, "feature": f.feature,
-                                 "detector": f.detector, "statistic": f.statistic, "threshold": f.threshold}
-                                for f in reasons],
+        evidence = {"rule": rule, "explanation": explanation,
+                    "reasons": [{"id": f.id, "type": f.alert_type, "feature": f.feature, "detector": f.detector,
+                                 "statistic": f.statistic, "threshold": f.threshold} for f in reasons],
+                    "drift": [{"feature": k, "id": v[1]} for k, v in sorted(self.recent_drift.items())],
                     "drifted_features": drifted,
-                    "rule": "performance" if reasons else
-                    f"{len(drifted)} features drifted within {s.trigger_window_events} events",
+                    "performance_evidence": has_evidence,
+                    "performance": state.performance.figures(),
                     "decision": "statistic >= threshold"}
         statistic = float(len(reasons)) if reasons else float(len(drifted))
         threshold = 1.0 if reasons else float(s.trigger_drift_features)
@@ -63,6 +91,8 @@ class RetrainPolicy:
     @classmethod
     def from_dict(cls, state: dict, settings: Settings) -> RetrainPolicy:
         policy = cls(settings)
-        policy.recent_drift = {k: int(v) for k, v in state["recent_drift"].items()}
+        # model state format 3 kept only the event count per feature: the alert id is then unknown ("")
+        policy.recent_drift = {k: [int(v), ""] if isinstance(v, (int, float)) else [int(v[0]), str(v[1])]
+                               for k, v in state["recent_drift"].items()}
         policy.last_trigger_at = state["last_trigger_at"]
         return policy

@@ -98,3 +98,25 @@ def test_bad_arguments():
         NumericDriftMonitor(block_size=0)
     with pytest.raises(ValueError):
         NumericDriftMonitor(detectors=("magic",))
+
+
+@pytest.mark.parametrize("shift", [-1.0, 1.0])
+def test_a_firing_says_which_way_the_mean_moved(shift):
+    rng = np.random.default_rng(21)
+    values = np.r_[rng.normal(10, 2, 8000), rng.normal(10 + 2 * shift, 2, 4000)]
+    firings = [f for detector in ("cusum", "adwin", "page_hinkley")
+               for f in NumericDriftMonitor(detectors=(detector,)).update(values) if f.position >= 8000]
+    assert {f.detector for f in firings} >= {"cusum", "adwin"}
+    assert all(f.direction == int(shift) for f in firings), firings
+    before = np.mean(values[:8000])
+    assert all(np.sign(np.mean(values[8000:f.position + 1]) - before) == f.direction for f in firings)
+
+
+def test_the_cusum_side_survives_its_saved_form():
+    from detectors.cusum import Cusum
+
+    cusum = Cusum(k=0.5, h=100.0)
+    for x in (-2.0, -2.0, -2.0):
+        cusum.update(x)
+    assert cusum.direction == -1 and Cusum.from_dict(cusum.to_dict()).direction == -1
+    assert Cusum(k=0.5, h=1.0).update(3.0) and cusum.update(50.0) is False and cusum.direction == 1

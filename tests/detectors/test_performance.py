@@ -76,3 +76,25 @@ def test_calibration_round_trip_and_fallback():
     assert np.array_equal(ScoreCalibration().apply([0.2, 1.5]), [0.2, 1.0])
     with pytest.raises(ValueError):
         ScoreCalibration.fit([0.1] * 10, [1] * 10)
+
+
+def test_true_one_and_text_one_are_one_class_everywhere():
+    from detectors.performance import class_key, same_class
+
+    ones = [True, 1, 1.0, "1", "true", " True ", "1.0"]
+    zeros = [False, 0, 0.0, "0", "false", "FALSE"]
+    assert {class_key(v) for v in ones} == {"1"} and {class_key(v) for v in zeros} == {"0"}
+    assert all(same_class(a, b) for a in ones for b in ones)
+    assert not any(same_class(a, b) for a in ones for b in zeros)
+    assert same_class("Yes", "yes") and not same_class(2, 2.5) and same_class(2, "2")
+    # mixed spellings of one binary problem give scikit-learn's figures on the canonical 0/1 labels
+    rng = np.random.default_rng(9)
+    y = rng.integers(0, 2, 400)
+    yhat = np.where(rng.random(400) < 0.8, y, 1 - y)
+    spell = [[False, True], [0, 1], ["0", "1"], ["false", "true"]]
+    labels = [spell[i % 4][v] for i, v in enumerate(y.tolist())]
+    predictions = [spell[(i + 1) % 4][v] for i, v in enumerate(yhat.tolist())]
+    for positive in (True, 1, "1"):
+        m = classification_metrics(labels, predictions, positive=positive)
+        assert m["accuracy"] == pytest.approx(sk.accuracy_score(y, yhat), abs=1e-12)
+        assert m["f1"] == pytest.approx(sk.f1_score(y, yhat), abs=1e-12)

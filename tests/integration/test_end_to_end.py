@@ -55,8 +55,13 @@ def test_mean_shift_in_one_feature_alerts_on_that_feature_only(settings, worker_
         assert f["p50"] == pytest.approx(np.median(present), rel=0.02)
     assert status["features"]["region"]["frequencies"] == frame["region"].value_counts().to_dict()
 
+    # the episode began at the first firing, however often its detectors fired since
+    assert status["features"]["tenure_years"]["drifting_since_event"] == first["started_at_event"] \
+        == first["evidence"]["last_event_id"]
     human = run_cli(settings, "status", "--model", "credit")
-    assert "tenure_years" in human.stdout and "drift seen" in human.stdout
+    assert f"[drifting since event {first['started_at_event']}]" in human.stdout
+    opened = f"FIRING   drift tenure_years by {first['detector']}: since event {first['started_at_event']}"
+    assert opened in human.stdout
 
 
 def test_unknown_model_is_one_clear_line(settings, worker_factory):

@@ -1,0 +1,248 @@
+"""Episodes (firing, then resolved), degradation-only performance alerts, evidence-backed retrain triggers,
+and the saved forms they change."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from sklearn import metrics as sk
+
+from detectors.performance import same_class
+from producers.events import encode_envelope
+from producers.example_data import drifting_credit_data
+from producers.replay import plan_columns, rows_to_events
+from stream_processors.alerts import finding_alert
+from stream_processors.label_join import Joined
+from stream_processors.model_state import Finding, ModelState, alert_id
+from stream_processors.performance_tracker import PerformanceTracker
+from stream_processors.processing import BatchProcessor, IncomingMessage
+from stream_processors.reading import format_alert
+from stream_processors.retrain_policy import RetrainPolicy
+from stream_processors.settings import Settings
+from stream_processors.state_store import MemoryStateStore
+
+SETTINGS = Settings()
+
+
+def _drift(state, feature, event_id, statistic=9.0):
+    return Finding("drift", state.model, state.model_version, feature, "cusum", statistic, 7.0, event_id,
+                   state.events, state.scenario, "critical", {"position": -1})
+
+
+def _joined(predictions, labels, start=0):
+    return [Joined(f"e{start + i}", "1", p, None, y, 0.0) for i, (p, y) in enumerate(zip(predictions, labels))]
+
+
+def test_an_episode_fires_once_holds_repeats_and_resolves_after_a_quiet_stretch():
+    state = ModelState("m", "1", SETTINGS.replace(cooldown_events=100))
+    [opened] = state._episode(_drift(state, "x", "e10"), at=10)
+    assert opened.status == "firing" and opened.episode_id == opened.id and opened.started_at_event == "e10"
+    assert state._episode(_drift(state, "x", "e60"), at=60) == []          # within the episode: held back
+    assert state.drifting() == {} and state.episodes["x"]["firings"] == 2  # (x has no window test here)
+    assert state._resolve("events", 100, 159, [f"e{i}" for i in range(101, 160)]) == []  # 99 quiet events
+    [resolved] = state._resolve("events", 159, 170, [f"e{i}" for i in range(160, 171)])
+    assert (resolved.status, resolved.episode_id, resolved.started_at_event) == ("resolved", opened.id, "e10")
+    assert resolved.last_event_id == "e160" and resolved.statistic == 100.0  # 60 + 100: the stretch's end
+    assert resolved.id != opened.id
+    assert resolved.id == alert_id("drift", "m", "1", "x", "cusum", "e160", "resolved", opened.id)
+    assert not state.episodes and state.closed_episodes[-1]["ended_at_event"] == "e160"
+    [again] = state._episode(_drift(state, "x", "e400"), at=400)           # a later firing: a new episode
+    assert again.status == "firing" and again.episode_id != opened.id
+
+
+def test_a_firing_after_the_quiet_stretch_resolves_the_old_episode_first():
+    state = ModelState("m", "1", SETTINGS.replace(cooldown_events=100))
+    [first] = state._episode(_drift(state, "x", "e10"), at=10)
+    resolved, second = state._episode(_drift(state, "x", "e200"), at=200)
+    assert (resolved.status, resolved.episode_id) == ("resolved", first.id)
+    assert (second.status, second.episode_id) == ("firing", second.id)
+
+
+def test_resolved_messages_have_the_schema_and_print_distinctly():
+    state = ModelState("m", "1", SETTINGS.replace(cooldown_events=5))
+    [opened] = state._episode(_drift(state, "x", "e1"), at=1)
+    [resolved] = state._resolve("events", 1, 6, ["e2", "e3", "e4", "e5", "e6"])
+    firing, done = finding_alert(opened, 1.0), finding_alert(resolved, 2.0)
+    assert (firing["status"], firing["episode_id"], firing["started_at_event"]) == ("firing", firing["id"], "e1")
+    assert (done["status"], done["episode_id"], done["started_at_event"]) == ("resolved", firing["id"], "e1")
+    assert done["evidence"]["last_event_id"] == "e6" and "position" not in done["evidence"]
+    assert " RESOLVED drift" in format_alert(done) and "began at event e1" in format_alert(done)
+    assert "CRITICAL drift" in format_alert(firing) and "RESOLVED" not in format_alert(firing)
+
+
+def _feed(frame, settings, batch=500):
+    events, labels = rows_to_events(frame, plan_columns(frame), "credit")
+    store, alerts = MemoryStateStore(), []
+    processor = BatchProcessor(settings, store)
+    for k, i in enumerate(range(0, len(events), batch)):
+        out = processor.process([
+            IncomingMessage("i", 0, k, encode_envelope("credit", events[i:i + batch], "1")),
+            IncomingMessage("l", 0, k, encode_envelope("credit", labels[i:i + batch], None, kind="label"))])
+        assert store.commit(out)
+        alerts += out.alerts
+    return alerts, store
+
+
+def test_the_saved_state_round_trips_with_open_and_closed_episodes():
+    frame = drifting_credit_data(n=12000, seed=4, shift_sigma=2.0)
+    alerts, store = _feed(frame, SETTINGS.replace(cooldown_events=2000))
+    saved = store.load([("credit", "1")])[("credit", "1")]
+    assert saved["format"] == "driftline.model_state/4"
+    state = ModelState.from_dict(saved, SETTINGS)
+    assert state.to_dict() == saved
+    assert state.episodes or state.closed_episodes
+    opened = {a["episode_id"] for a in alerts if a["status"] == "firing"}
+    assert {e["episode_id"] for e in list(state.episodes.values()) + state.closed_episodes} <= opened
+    assert state.performance.to_dict() == PerformanceTracker.from_dict(saved["performance"], SETTINGS).to_dict()
+    assert state.policy.to_dict() == RetrainPolicy.from_dict(saved["policy"], SETTINGS).to_dict()
+
+
+def test_a_format_3_state_is_migrated():
+    frame = drifting_credit_data(n=4000, seed=1)
+    _, store = _feed(frame, SETTINGS)
+    saved = store.load([("credit", "1")])[("credit", "1")]
+    old = {k: v for k, v in saved.items() if k not in ("episodes", "closed_episodes")}
+    old.update(format="driftline.model_state/3",
+               last_alert_at={"income": 3900, "performance:None:realized_accuracy": 3500})
+    old["policy"] = {"recent_drift": {"income": 3900}, "last_trigger_at": None}
+    old["performance"] = {k: v for k, v in saved["performance"].items() if k not in ("labels", "improvements")}
+    old["performance"]["format"] = "driftline.performance/1"
+    state = ModelState.from_dict(old, SETTINGS)
+    assert state.episodes["income"]["type"] == "drift" and state.episodes["income"]["episode_id"] == ""
+    assert state.episodes["performance:None:realized_accuracy"]["feature"] is None
+    assert state.drifting()["income"] is True
+    assert state.policy.recent_drift == {"income": [3900, ""]}
+    assert state._episode(_drift(state, "income", "x"), at=4000) == []  # still holds repeats back
+    # the migrated episode closes without a resolved message: no firing message carried an id for it
+    assert state._resolve("events", 4000, 9000, ["y"]) == [] and "income" not in state.episodes
+    assert ModelState.from_dict(state.to_dict(), SETTINGS).to_dict() == state.to_dict()
+
+
+def _tracker(settings=Settings(performance_window=200, performance_baseline_windows=2)):
+    return PerformanceTracker(settings)
+
+
+def test_a_falling_error_is_an_improvement_and_a_rising_error_an_alert():
+    rng = np.random.default_rng(11)
+    predictions = rng.normal(0, 1, 20000)
+    noise = rng.normal(0, 1, 20000) * np.where(np.arange(20000) < 10000, 1.0, 0.6)
+    better, labels, seen = _tracker(), (predictions + noise + 1e-6).tolist(), set()
+    for i in range(0, 20000, 1000):
+        assert better.on_labels(_joined(predictions[i:i + 1000].tolist(), labels[i:i + 1000], i)) == []
+        seen |= {i["detector"] for i in better.improvements}
+    assert {"error_cusum", "realized_mae"} <= seen
+    worse = _tracker()
+    noise = rng.normal(0, 1, 20000) * np.where(np.arange(20000) < 10000, 1.0, 1.6)
+    found = worse.on_labels(_joined(predictions.tolist(), (predictions + noise + 1e-6).tolist()))
+    assert {f.detector for f in found} >= {"cusum", "realized_mae"}
+    assert all(f.evidence.get("direction", "worse") == "worse" for f in found)
+    mae = [f for f in found if f.detector == "realized_mae"][0]
+    window = slice(mae.position - 199, mae.position + 1)
+    assert mae.statistic == pytest.approx(sk.mean_absolute_error((predictions + noise)[window], predictions[window]),
+                                          abs=1e-5)
+
+
+def test_the_error_stream_uses_the_one_class_rule():
+    tracker = _tracker()
+    tracker.task = "classification"
+    cases = [(True, 1), (1, "1"), ("true", True), (1.0, "1"), (False, 0), (True, 0), ("1", "0")]
+    errors = [tracker._error(j) for j in _joined([p for p, _ in cases], [y for _, y in cases])]
+    assert errors == [0.0 if same_class(p, y) else 1.0 for p, y in cases] == [0, 0, 0, 0, 0, 1, 1]
+    # the estimate reads predicted positives the same way
+    events = [{"event_id": f"e{i}", "prediction": p, "score": 0.9} for i, p in
+              enumerate([True, 1, "1", "true", 1.0] * 40)]
+    tracker.on_predictions(events)
+    assert all(positive for _, positive in tracker._estimate_window)
+
+
+def _state_with_evidence(labels):
+    state = ModelState("m", "1", SETTINGS.replace(trigger_drift_features=2))
+    state.performance.labels = labels
+    return state
+
+
+def test_drift_alone_does_not_retrain_a_model_with_performance_evidence():
+    state = _state_with_evidence(labels=5000)
+    drift = [_drift(state, f, f"e{i}") for i, f in enumerate(("a", "b", "c"))]
+    assert state.policy.decide(state, drift) == []
+    state = _state_with_evidence(labels=0)
+    [trigger] = state.policy.decide(state, drift)
+    assert trigger.evidence["rule"] == "drift" and trigger.evidence["performance_evidence"] is False
+    assert [d["id"] for d in trigger.evidence["drift"]] == [f.id for f in drift]
+    off = ModelState("m", "1", SETTINGS.replace(trigger_drift_features=2, trigger_on_drift_alone=False))
+    assert off.policy.decide(off, drift) == []
+
+
+def test_a_performance_trigger_names_its_alerts_and_figures():
+    state = _state_with_evidence(labels=5000)
+    state.performance.baseline = {"accuracy": 0.9}
+    state.performance.history = [{"accuracy": 0.7, "labels": 1000}]
+    drop = Finding("performance", "m", "1", None, "realized_accuracy", 0.7, 0.87, "e9", 9, "no_reference",
+                   "critical", {})
+    drift = _drift(state, "a", "e5")
+    [trigger] = state.policy.decide(state, [drift, drop])
+    e = trigger.evidence
+    assert e["rule"] == "performance" and [r["id"] for r in e["reasons"]] == [drop.id]
+    assert e["drift"] == [{"feature": "a", "id": drift.id}]
+    assert e["performance"]["realized"]["accuracy"] == {"value": 0.7, "reference": 0.9}
+    assert "realized_accuracy 0.7 (threshold 0.87)" in e["explanation"]
+    resolved = dataclasses.replace(drop, status="resolved", episode_id=drop.id)
+    later = _state_with_evidence(labels=5000)
+    assert later.policy.decide(later, [resolved]) == []  # a resolution is no reason to retrain
+
+
+def test_status_and_metrics_follow_the_episode():
+    import io
+
+    from prometheus_client import CollectorRegistry
+
+    from stream_processors.metrics import WorkerMetrics
+    from stream_processors.processing import BatchOutcome
+    from stream_processors.reading import print_status
+
+    frame = drifting_credit_data(n=8000, seed=4, shift_sigma=2.0)
+    settings = SETTINGS.replace(cooldown_events=1000)
+    alerts, store = _feed(frame, settings)
+    state = ModelState.from_dict(store.load([("credit", "1")])[("credit", "1")], settings)
+    status = {**state.describe(), "versions": ["1"], "labels": {}}
+    out = io.StringIO()
+    print_status(status, out)
+    text = out.getvalue()
+    opened = [a for a in alerts if a["feature"] == "income" and a["type"] == "drift" and a["status"] == "firing"][-1]
+    if "income" in state.episodes:
+        assert f"[drifting since event {opened['started_at_event']}]" in text
+        assert f"FIRING   drift income by {opened['detector']}: since event {opened['started_at_event']}" in text
+    else:
+        assert f"RESOLVED drift income by {opened['detector']}: began at event {opened['started_at_event']}" in text
+    registry = CollectorRegistry()
+    resolved = {**opened, "status": "resolved", "id": "r"}
+    WorkerMetrics(registry).observe(BatchOutcome(alerts=[opened, resolved],
+                                                 drifting={("credit", "1"): {"income": False}}), 0.01)
+    value = registry.get_sample_value
+    assert value("driftline_alerts_resolved_total", {"model": "credit", "type": "drift"}) == 1
+    assert value("driftline_alerts_published_total", {"model": "credit", "type": "drift",
+                                                       "severity": opened["severity"]}) == 1
+    assert value("driftline_feature_drifting", {"model": "credit", "model_version": "1", "feature": "income"}) == 0
+
+
+def test_an_improvement_is_visible_in_the_metrics():
+    from prometheus_client import CollectorRegistry
+
+    from stream_processors.metrics import WorkerMetrics
+    from stream_processors.processing import BatchOutcome
+
+    rng = np.random.default_rng(12)
+    predictions = rng.normal(0, 1, 4000)
+    labels = predictions + rng.normal(0, 1, 4000) * np.where(np.arange(4000) < 2000, 1.0, 0.5) + 1e-6
+    tracker = _tracker(Settings(performance_window=1000, performance_baseline_windows=2))
+    assert tracker.on_labels(_joined(predictions.tolist(), labels.tolist())) == []
+    [(metric, kind, value, bound, better)] = [r for r in tracker.readings() if r[0] == "mae"]
+    base = sk.mean_absolute_error(labels[:2000], predictions[:2000])
+    assert tracker.baseline["mae"] == pytest.approx(base, rel=1e-9)
+    assert value == pytest.approx(sk.mean_absolute_error(labels[3000:], predictions[3000:]), rel=1e-9)
+    assert value < better < base < bound
+    registry = CollectorRegistry()
+    WorkerMetrics(registry).observe(BatchOutcome(performance={("m", "1"): tracker.readings()}), 0.01)
+    labels_of = {"model": "m", "model_version": "1", "metric": "mae", "kind": "realized"}
+    assert registry.get_sample_value("driftline_model_performance_improvement_bound", labels_of) == better
+    assert registry.get_sample_value("driftline_model_performance", labels_of) == value < better
