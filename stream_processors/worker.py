@@ -30,6 +30,7 @@ import asyncio
 import gc
 import logging
 import os
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,7 @@ __all__ = ["AGENT_FAILED_EXIT", "build_app", "chunks"]
 _log = logging.getLogger("driftline.worker")
 _RETRY_S = (0.5, 1.0, 2.0, 5.0)
 AGENT_FAILED_EXIT = 70  # EX_SOFTWARE
+SHUTDOWN_GRACE_S = 20.0  # within Kubernetes' default 30 s termination grace period
 
 
 def chunks(messages: list[IncomingMessage], max_messages: int, max_bytes: int) -> list[list[IncomingMessage]]:
@@ -165,6 +167,14 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
                 raise
             _exit_agent_failed(exc)
 
+    @app.on_before_shutdown.connect
+    async def _bounded_shutdown(app, **kwargs) -> None:
+        # faust's shutdown waits on Kafka (a last commit, a producer flush); with the broker gone it would wait
+        # for good. Nothing is lost by cutting it short: the next worker resumes from the offsets in Redis.
+        timer = threading.Timer(SHUTDOWN_GRACE_S, _exit_after_grace)
+        timer.daemon = True
+        timer.start()
+
     @app.on_partitions_revoked.connect
     async def _revoked(app, revoked, **kwargs) -> None:
         if revoked:
@@ -257,6 +267,13 @@ def _seek_to_saved_offsets(app: faust.App, settings: Settings, store: RedisState
         return committed
 
     consumer.seek_to_committed = seek_to_saved
+
+
+def _exit_after_grace() -> None:
+    _log.warning("shutdown did not finish within %.0fs (Kafka unreachable?); exiting now: the next start resumes "
+                 "from the offsets saved in Redis", SHUTDOWN_GRACE_S)
+    logging.shutdown()
+    os._exit(0)
 
 
 def _exit_agent_failed(exc: BaseException) -> None:

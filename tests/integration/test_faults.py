@@ -223,6 +223,26 @@ def test_kafka_broker_restart_mid_stream(settings, private_stack, worker_factory
     assert worker.alive()
 
 
+def test_sigterm_while_kafka_is_down(settings, private_stack, worker_factory):
+    stack = private_stack()
+    stack.run("up", "kafka")
+    s = settings.replace(kafka_bootstrap=stack.kafka_bootstrap)
+    _topics(s)
+    worker = worker_factory(s).start()
+    traffic = Traffic(s, n_per_model=200, rate=400).start()
+    _wait_until_working(s, worker)
+    traffic.finish()
+    wait_until_applied(s, worker)
+    stack.run("down", "kafka")
+    started = time.monotonic()
+    assert worker.kill(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 40  # faust would wait for the broker for good; the worker does not
+    stack.run("up", "kafka")
+    worker.start()
+    wait_until_applied(s, worker, timeout=120)
+    traffic.check(s)
+
+
 def test_joining_worker_frozen_owner_and_sigkill(settings, worker_factory):
     a = worker_factory(settings, "a").start()
     traffic = Traffic(settings, n_per_model=3000, rate=400).start()
