@@ -63,13 +63,19 @@ def _dumps(doc, ascii_only: bool) -> bytes:
 @st.composite
 def message(draw, first_id: int):
     """(bytes, the number of inputs it carries)"""
-    shape = draw(st.sampled_from(["bytes", "single", "envelope", "envelope", "deep"]))
+    shape = draw(st.sampled_from(["bytes", "single", "envelope", "envelope", "deep", "labels"]))
     ascii_only = draw(st.booleans())
     if shape == "bytes":
         return draw(st.binary(max_size=200)), 1
     if shape == "deep":
         depth = draw(st.integers(1000, 1100))
         return b'{"schema_version": 1, "model": "m", "x": ' + b"[" * depth + b"]" * depth + b"}", 1
+    if shape == "labels":  # labels of earlier events, some hostile; they join predictions kept in the store
+        n = draw(st.integers(1, 4))
+        labels = [{"event_id": f"e{draw(st.integers(0, 3000))}", "timestamp": 1.7e9,
+                   "label": draw(st.one_of(st.sampled_from([0, 1, True, "1", 1.0, "yes"]), hostile_value))}
+                  for _ in range(n)]
+        return _dumps({"schema_version": 1, "kind": "label", "model": "m", "events": labels}, ascii_only), n
     if shape == "single":
         event = draw(mutated_event(first_id))
         return _dumps({"schema_version": 1, "kind": "inference", "model": "m", "model_version": "1", **event}, ascii_only), 1
@@ -102,14 +108,19 @@ def test_no_input_escapes_and_every_input_is_accounted_for(data):
             assert letter["reason_code"] in REASON_CODES
             orjson.dumps(letter)  # a dead letter is always publishable
             by_offset.setdefault(letter["source"]["offset"], []).append(letter)
-        expected_events = 0
-        for m, (_raw, n) in zip(messages, drawn):
+        expected_events = expected_labels = 0
+        for m, (raw, n) in zip(messages, drawn):
             letters = by_offset.get(m.offset, [])
             if len(letters) == 1 and letters[0]["event_id"] is None and letters[0]["reason_code"] in MESSAGE_CODES:
                 continue  # the whole message was refused, with one reason
             assert len(letters) <= n, letters
-            expected_events += n - len(letters)
+            if raw.startswith(b'{"schema_version": 1, "kind": "label"'):
+                # a valid label is joined or waits; one that then fails to apply is dead-lettered too
+                expected_labels += n - sum(1 for d in letters if d["reason_code"] != "apply_failed")
+            else:
+                expected_events += n - len(letters)
         assert outcome.events == expected_events
+        assert outcome.labels == expected_labels
         for q in outcome.quarantined:
             assert any(a["type"] == "state_quarantined" and a["model_version"] == q.model_version
                        for a in outcome.alerts)
