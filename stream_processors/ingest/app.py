@@ -98,7 +98,7 @@ class IngestService:
 
     async def _deliver(self, batches: list[Batch]) -> int:
         topics = {"inference": self.settings.inference_topic, "label": self.settings.label_topic}
-        futures = [self.delivery.submit(topics[b.kind], b.kind, b.model, b.version, b.events) for b in batches]
+        futures = self.delivery.submit_all([(topics[b.kind], b.kind, b.model, b.version, b.events) for b in batches])
         try:
             await asyncio.wait_for(asyncio.shield(asyncio.gather(*futures)), self.settings.ingest_ack_timeout_s)
         except asyncio.TimeoutError:
@@ -113,7 +113,8 @@ class IngestService:
 
     async def events(self, request: web.Request) -> web.Response:
         kind = "label" if request.path == "/v1/labels" else "inference"
-        batches = driftline_batches(await self._body(request), kind, self.settings.ingest_max_rows)
+        batches = driftline_batches(await self._body(request), kind, self.settings.ingest_max_rows,
+                                    max_message_bytes=self.settings.max_message_bytes)
         refused = sorted({b.model for b in batches if not self.mapping.allows(b.model)})
         if refused:
             raise Rejected("unknown_model", f"model(s) {refused} are not in the mapping file, which is strict")
@@ -133,7 +134,7 @@ class IngestService:
                          status=202)
         partner = pair[1] if ce.half == "request" else pair[0]
         try:
-            batch = paired_batch(*pair, model, version, now)
+            batch = paired_batch(*pair, model, version, now, max_message_bytes=self.settings.max_message_bytes)
             n = await self._deliver([batch])
         except Rejected as exc:
             if exc.reason == "kafka_unavailable":  # nothing queued: a resent half must still find its partner

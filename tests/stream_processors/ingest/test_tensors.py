@@ -52,7 +52,8 @@ def test_v1_instances_and_predictions():
 
 
 @pytest.mark.parametrize("body, reason, words", [
-    ({"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3]}]}, "bad_body", "[2, 2] does not hold the 3 values"),
+    ({"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3]}]}, "bad_body",
+     "[2, 2] does not hold the 3 values"),
     ({"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [1.5]}]}, "bad_body", "INT64"),
     ({"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": [3]}]}, "bad_body", "BYTES"),
     ({"inputs": [{"name": "x", "shape": [1], "datatype": "FP128", "data": [3]}]}, "bad_body", "FP128"),
