@@ -81,7 +81,7 @@ class IngestService:
         self._token = None if token is None else token.encode()
         # rows held waiting for a partner count against the same bound as rows waiting for Kafka
         self.pairs = PairingTable(settings.ingest_pair_wait_s, settings.ingest_max_unpaired,
-                                  settings.ingest_max_pending_events)
+                                  settings.ingest_max_pending_events, settings.ingest_max_unpaired_bytes)
         self.kafka_ready = False
         self._failed_seen = 0
         self._tasks: list[asyncio.Task] = []
@@ -137,7 +137,9 @@ class IngestService:
             batch = paired_batch(*pair, model, version, now, max_message_bytes=self.settings.max_message_bytes)
             n = await self._deliver([batch])
         except Rejected as exc:
-            if exc.reason == "kafka_unavailable":  # nothing queued: a resent half must still find its partner
+            # a resent half must still find its partner: after kafka_unavailable nothing was queued; after
+            # kafka_timeout the pair stays queued and may arrive, so a resend can duplicate it (as on /v1/events)
+            if exc.reason in ("kafka_unavailable", "kafka_timeout"):
                 self._count_unpaired(self.pairs.restore(partner, time.monotonic()))
             raise
         return _json({"accepted": n})
@@ -164,6 +166,7 @@ class IngestService:
     def _refresh_gauges(self) -> None:
         for half, n in self.pairs.waiting().items():
             self.metrics.waiting.labels(half).set(n)
+        self.metrics.waiting_bytes.set(self.pairs.bytes)
         self.metrics.pending.set(self.delivery.pending)
         self.metrics.kafka_ready.set(1 if self.kafka_ready else 0)
         failed = self.delivery.failed
