@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import ssl
 import time
 from pathlib import Path
@@ -51,9 +52,11 @@ def bearer_token(settings: Settings) -> str | None:
     if not settings.ingest_token_file:
         return None
     try:
-        token = Path(settings.ingest_token_file).read_text().strip()
+        token = Path(settings.ingest_token_file).read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"cannot read the token file {settings.ingest_token_file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"the token file {settings.ingest_token_file} is not UTF-8 text") from None
     if not token:
         raise ConfigError(f"the token file {settings.ingest_token_file} is empty")
     return token
@@ -265,14 +268,24 @@ def run_ingest(settings: Settings) -> int:
                              max_message_bytes=settings.max_message_bytes)
     app = build_app(settings, mapping, delivery, token)
     scheme = "https" if ssl_context else "http"
+    where = f"{settings.ingest_host}:{settings.ingest_port}"
+    listening = False
 
-    async def announce(_app: web.Application) -> None:
-        print(f"driftline ingest: listening on {scheme}://{settings.ingest_host}:{settings.ingest_port} "
+    def announce(_aiohttp_banner: str) -> None:  # aiohttp calls it once the port is bound
+        nonlocal listening
+        listening = True
+        print(f"driftline ingest: listening on {scheme}://{where} "
               f"(topics {settings.inference_topic}, {settings.label_topic}; auth {'on' if token else 'off'}; "
               f"{len({m.model for m in mapping.models.values()})} mapped model(s))", flush=True)
 
-    app.on_startup.append(announce)
-    web.run_app(app, host=settings.ingest_host, port=settings.ingest_port, ssl_context=ssl_context,
-                access_log=None, handle_signals=True, print=None)
-    print(f"driftline ingest: stopped ({scheme}://{settings.ingest_host}:{settings.ingest_port})", flush=True)
+    try:
+        web.run_app(app, host=settings.ingest_host, port=settings.ingest_port, ssl_context=ssl_context,
+                    access_log=None, handle_signals=True, print=announce)
+    except OSError as exc:
+        if listening:
+            raise
+        raise ConfigError(f"cannot listen on {where}: "
+                          f"{os.strerror(exc.errno) if exc.errno else exc} (DRIFTLINE_INGEST_HOST, "
+                          "DRIFTLINE_INGEST_PORT or --host, --port)") from None
+    print(f"driftline ingest: stopped ({scheme}://{where})", flush=True)
     return 0
