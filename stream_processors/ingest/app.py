@@ -5,11 +5,13 @@ What an answer means:
 - ``200``: every event of the request is in Kafka (the broker acknowledged the envelopes holding them).
 - ``202``: one half of a CloudEvent pair is held in memory, waiting up to ``ingest_pair_wait_s`` for its
   partner; the pair's events are sent, and the ``200`` given, when the partner arrives. A half never
-  paired is counted in ``driftline_ingest_unpaired_cloudevents_total`` and not sent.
+  paired (expired, evicted past ``ingest_max_unpaired``/rows/``ingest_max_unpaired_bytes``, or replaced
+  by a resend of itself) is counted in ``driftline_ingest_unpaired_cloudevents_total`` and not sent.
 - ``503`` + ``Retry-After``: nothing was queued (``kafka_unavailable``: the bounded buffer of events
-  waiting for Kafka is full), or Kafka did not confirm within ``ingest_ack_timeout_s``
-  (``kafka_timeout``): those events stay queued and may still arrive, so a retry can duplicate them
-  (event ids are deterministic; duplicates are identifiable).
+  waiting for Kafka has no room for the whole request), or Kafka did not confirm within
+  ``ingest_ack_timeout_s`` (``kafka_timeout``): those events stay queued and may still arrive, so a
+  retry can duplicate them (event ids are deterministic; duplicates are identifiable). Either way the
+  half of a pair held before is put back, so a resent partner pairs again.
 - ``400``/``401``/``413``/``415``/``422``: refused, nothing sent; the JSON body names the problem.
 """
 
