@@ -58,7 +58,11 @@ def driftline_batches(body: bytes, kind: str, max_rows: int, *, max_message_byte
 
 
 def _validated(doc: dict, max_message_bytes: int) -> list[Batch]:
-    decoded = decode_message(orjson.dumps(doc), max_bytes=1 << 62)
+    try:
+        raw = orjson.dumps(doc)
+    except orjson.JSONEncodeError:  # read from JSON, so the one thing orjson cannot write back: nesting past 254
+        raise Rejected("bad_body", "values nested too deeply to be events") from None
+    decoded = decode_message(raw, max_bytes=1 << 62)
     if decoded.rejections:
         shown = "; ".join((f"event {r.event_id!r}: " if r.event_id else "") + r.reason
                           for r in decoded.rejections[:_SHOWN])

@@ -100,3 +100,16 @@ def test_an_event_a_worker_would_dead_letter_as_oversized_is_refused_with_413():
         paired_batch(half_rows(ce("request", {"instances": [{"a": "v" * LIMIT}]}), Mapping(), 10),
                      half_rows(ce("response", {"predictions": [1]}), Mapping(), 10), "m", "1", now=0.0,
                      max_message_bytes=LIMIT)
+
+
+def test_values_nested_deeper_than_json_can_be_written_back_are_400_not_500():
+    deep = b"[" * 300 + b"1" + b"]" * 300
+    body = b'{"model": "m", "event_id": "e", "timestamp": 1, "prediction": 0, "features": {"x": ' + deep + b"}}"
+    with pytest.raises(Rejected, match="nested too deeply") as exc:
+        driftline_batches(body, "inference", 10, max_message_bytes=LIMIT)
+    assert exc.value.status == 400
+    request = orjson.loads(b'{"instances": [{"x": ' + deep + b"}]}")
+    with pytest.raises(Rejected, match="nested too deeply"):
+        paired_batch(half_rows(ce("request", request), Mapping(), 10),
+                     half_rows(ce("response", {"predictions": [1]}), Mapping(), 10), "m", "1", now=0.0,
+                     max_message_bytes=LIMIT)
