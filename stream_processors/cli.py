@@ -18,13 +18,14 @@ _ENV_HELP = ("Connections come from flags, else DRIFTLINE_KAFKA_BOOTSTRAP (defau
              "DRIFTLINE_REDIS_URL (default redis://localhost:6379/0) and DRIFTLINE_APP_ID (default driftline).")
 
 
-def _connection_flags(parser: argparse.ArgumentParser, redis_too: bool = True) -> None:
+def _connection_flags(parser: argparse.ArgumentParser, redis_too: bool = True, app_id_too: bool = True) -> None:
     group = parser.add_argument_group("connections")
     group.add_argument("--kafka-bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers")
     if redis_too:
         group.add_argument("--redis-url", metavar="URL", help="Redis URL, e.g. redis://localhost:6379/0")
-    group.add_argument("--app-id", metavar="NAME",
-                       help="worker app id: consumer group and namespace of the state in Redis")
+    if app_id_too:
+        group.add_argument("--app-id", metavar="NAME",
+                           help="worker app id: consumer group and namespace of the state in Redis")
 
 
 def _column_flags(parser: argparse.ArgumentParser) -> None:
@@ -172,7 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the events; 503 with Retry-After means retry later.",
                        epilog="Example: driftline ingest --host 0.0.0.0 --port 8080 --mapping models.yaml. "
                               "Auth: DRIFTLINE_INGEST_TOKEN or DRIFTLINE_INGEST_TOKEN_FILE (bearer token); "
-                              "TLS: DRIFTLINE_INGEST_TLS_CERT and DRIFTLINE_INGEST_TLS_KEY. " + _ENV_HELP)
+                              "TLS: DRIFTLINE_INGEST_TLS_CERT and DRIFTLINE_INGEST_TLS_KEY. Limits: "
+                              "DRIFTLINE_INGEST_MAX_BODY_BYTES (8388608) and DRIFTLINE_INGEST_MAX_ROWS (10000) per "
+                              "request, DRIFTLINE_MAX_MESSAGE_BYTES (1048576, the worker's: a larger event is 413), "
+                              "DRIFTLINE_INGEST_MAX_PENDING_EVENTS (100000 waiting for Kafka, then 503), "
+                              "DRIFTLINE_INGEST_ACK_TIMEOUT_S (10), DRIFTLINE_INGEST_PAIR_WAIT_S (60), "
+                              "DRIFTLINE_INGEST_MAX_UNPAIRED (10000 halves) and DRIFTLINE_INGEST_MAX_UNPAIRED_BYTES "
+                              "(67108864; past either the oldest halves are dropped and counted as unpaired). "
+                              "Kafka: --kafka-bootstrap, else DRIFTLINE_KAFKA_BOOTSTRAP (default localhost:9092).")
     p.add_argument("--host", dest="ingest_host", metavar="H",
                    help="address to listen on (default 127.0.0.1, DRIFTLINE_INGEST_HOST)")
     p.add_argument("--port", dest="ingest_port", type=int, metavar="N",
@@ -183,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inference-topic", metavar="T", help="where inference events go (default driftline.inference)")
     p.add_argument("--label-topic", metavar="T", help="where label events go (default driftline.labels)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
-    _connection_flags(p, redis_too=False)
+    _connection_flags(p, redis_too=False, app_id_too=False)
 
     p = sub.add_parser("demo", help="replay a drifting example data set and show alerts as they arrive",
                        description="Generate an example data set whose 'income' shifts half way, start a "

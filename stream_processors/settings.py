@@ -108,6 +108,9 @@ class Settings:
     """How long a CloudEvent request waits for its response (and the reverse) before it counts as unpaired."""
     ingest_max_unpaired: int = 10_000
     """CloudEvents held waiting for their partner; past it the oldest is evicted and counted as unpaired."""
+    ingest_max_unpaired_bytes: int = 67_108_864
+    """Bytes (of their HTTP bodies) of the CloudEvents held waiting for their partner; past it the oldest are
+    evicted and counted as unpaired. Held as Python objects they take several times this in memory."""
     ingest_batch_events: int = 500
     """Events per batch envelope; events of one model version wait at most ingest_linger_s to fill one."""
     ingest_linger_s: float = 0.005
@@ -119,7 +122,7 @@ class Settings:
                     "category_block_size", "category_baseline_blocks", "performance_window",
                     "performance_baseline_windows", "prediction_ttl_s", "trigger_drift_features",
                     "fetch_max_wait_ms", "ingest_max_body_bytes", "ingest_max_rows", "ingest_max_pending_events",
-                    "ingest_max_unpaired", "ingest_batch_events")
+                    "ingest_max_unpaired", "ingest_max_unpaired_bytes", "ingest_batch_events")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -5,11 +5,13 @@ What an answer means:
 - ``200``: every event of the request is in Kafka (the broker acknowledged the envelopes holding them).
 - ``202``: one half of a CloudEvent pair is held in memory, waiting up to ``ingest_pair_wait_s`` for its
   partner; the pair's events are sent, and the ``200`` given, when the partner arrives. A half never
-  paired is counted in ``driftline_ingest_unpaired_cloudevents_total`` and not sent.
+  paired (expired, evicted past ``ingest_max_unpaired``/rows/``ingest_max_unpaired_bytes``, or replaced
+  by a resend of itself) is counted in ``driftline_ingest_unpaired_cloudevents_total`` and not sent.
 - ``503`` + ``Retry-After``: nothing was queued (``kafka_unavailable``: the bounded buffer of events
-  waiting for Kafka is full), or Kafka did not confirm within ``ingest_ack_timeout_s``
-  (``kafka_timeout``): those events stay queued and may still arrive, so a retry can duplicate them
-  (event ids are deterministic; duplicates are identifiable).
+  waiting for Kafka has no room for the whole request), or Kafka did not confirm within
+  ``ingest_ack_timeout_s`` (``kafka_timeout``): those events stay queued and may still arrive, so a
+  retry can duplicate them (event ids are deterministic; duplicates are identifiable). Either way the
+  half of a pair held before is put back, so a resent partner pairs again.
 - ``400``/``401``/``413``/``415``/``422``: refused, nothing sent; the JSON body names the problem.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import ssl
 import time
 from pathlib import Path
@@ -51,9 +54,11 @@ def bearer_token(settings: Settings) -> str | None:
     if not settings.ingest_token_file:
         return None
     try:
-        token = Path(settings.ingest_token_file).read_text().strip()
+        token = Path(settings.ingest_token_file).read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"cannot read the token file {settings.ingest_token_file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"the token file {settings.ingest_token_file} is not UTF-8 text") from None
     if not token:
         raise ConfigError(f"the token file {settings.ingest_token_file} is empty")
     return token
@@ -81,7 +86,7 @@ class IngestService:
         self._token = None if token is None else token.encode()
         # rows held waiting for a partner count against the same bound as rows waiting for Kafka
         self.pairs = PairingTable(settings.ingest_pair_wait_s, settings.ingest_max_unpaired,
-                                  settings.ingest_max_pending_events)
+                                  settings.ingest_max_pending_events, settings.ingest_max_unpaired_bytes)
         self.kafka_ready = False
         self._failed_seen = 0
         self._tasks: list[asyncio.Task] = []
@@ -98,7 +103,7 @@ class IngestService:
 
     async def _deliver(self, batches: list[Batch]) -> int:
         topics = {"inference": self.settings.inference_topic, "label": self.settings.label_topic}
-        futures = [self.delivery.submit(topics[b.kind], b.kind, b.model, b.version, b.events) for b in batches]
+        futures = self.delivery.submit_all([(topics[b.kind], b.kind, b.model, b.version, b.events) for b in batches])
         try:
             await asyncio.wait_for(asyncio.shield(asyncio.gather(*futures)), self.settings.ingest_ack_timeout_s)
         except asyncio.TimeoutError:
@@ -113,7 +118,8 @@ class IngestService:
 
     async def events(self, request: web.Request) -> web.Response:
         kind = "label" if request.path == "/v1/labels" else "inference"
-        batches = driftline_batches(await self._body(request), kind, self.settings.ingest_max_rows)
+        batches = driftline_batches(await self._body(request), kind, self.settings.ingest_max_rows,
+                                    max_message_bytes=self.settings.max_message_bytes)
         refused = sorted({b.model for b in batches if not self.mapping.allows(b.model)})
         if refused:
             raise Rejected("unknown_model", f"model(s) {refused} are not in the mapping file, which is strict")
@@ -133,10 +139,12 @@ class IngestService:
                          status=202)
         partner = pair[1] if ce.half == "request" else pair[0]
         try:
-            batch = paired_batch(*pair, model, version, now)
+            batch = paired_batch(*pair, model, version, now, max_message_bytes=self.settings.max_message_bytes)
             n = await self._deliver([batch])
         except Rejected as exc:
-            if exc.reason == "kafka_unavailable":  # nothing queued: a resent half must still find its partner
+            # a resent half must still find its partner: after kafka_unavailable nothing was queued; after
+            # kafka_timeout the pair stays queued and may arrive, so a resend can duplicate it (as on /v1/events)
+            if exc.reason in ("kafka_unavailable", "kafka_timeout"):
                 self._count_unpaired(self.pairs.restore(partner, time.monotonic()))
             raise
         return _json({"accepted": n})
@@ -163,6 +171,7 @@ class IngestService:
     def _refresh_gauges(self) -> None:
         for half, n in self.pairs.waiting().items():
             self.metrics.waiting.labels(half).set(n)
+        self.metrics.waiting_bytes.set(self.pairs.bytes)
         self.metrics.pending.set(self.delivery.pending)
         self.metrics.kafka_ready.set(1 if self.kafka_ready else 0)
         failed = self.delivery.failed
@@ -261,14 +270,24 @@ def run_ingest(settings: Settings) -> int:
                              max_message_bytes=settings.max_message_bytes)
     app = build_app(settings, mapping, delivery, token)
     scheme = "https" if ssl_context else "http"
+    where = f"{settings.ingest_host}:{settings.ingest_port}"
+    listening = False
 
-    async def announce(_app: web.Application) -> None:
-        print(f"driftline ingest: listening on {scheme}://{settings.ingest_host}:{settings.ingest_port} "
+    def announce(_aiohttp_banner: str) -> None:  # aiohttp calls it once the port is bound
+        nonlocal listening
+        listening = True
+        print(f"driftline ingest: listening on {scheme}://{where} "
               f"(topics {settings.inference_topic}, {settings.label_topic}; auth {'on' if token else 'off'}; "
               f"{len({m.model for m in mapping.models.values()})} mapped model(s))", flush=True)
 
-    app.on_startup.append(announce)
-    web.run_app(app, host=settings.ingest_host, port=settings.ingest_port, ssl_context=ssl_context,
-                access_log=None, handle_signals=True, print=None)
-    print(f"driftline ingest: stopped ({scheme}://{settings.ingest_host}:{settings.ingest_port})", flush=True)
+    try:
+        web.run_app(app, host=settings.ingest_host, port=settings.ingest_port, ssl_context=ssl_context,
+                    access_log=None, handle_signals=True, print=announce)
+    except OSError as exc:
+        if listening:
+            raise
+        raise ConfigError(f"cannot listen on {where}: "
+                          f"{os.strerror(exc.errno) if exc.errno else exc} (DRIFTLINE_INGEST_HOST, "
+                          "DRIFTLINE_INGEST_PORT or --host, --port)") from None
+    print(f"driftline ingest: stopped ({scheme}://{where})", flush=True)
     return 0

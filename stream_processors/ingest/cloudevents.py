@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -36,6 +37,8 @@ class CloudEvent:
     inferenceservicename: str | None
     endpoint: str | None
     data: object
+    size: int = field(default=0, compare=False)
+    """Bytes of the HTTP body it came in: what holding it costs, as the pairing table counts it."""
 
 
 def is_structured(content_type: str) -> bool:
@@ -69,7 +72,7 @@ def parse_cloudevent(headers: Mapping[str, str], body: bytes) -> CloudEvent:
             raise Rejected("bad_cloudevent", "no ce-* headers: send a CloudEvent in binary mode, or with "
                                              f"Content-Type: {_STRUCTURED}")
         data = _json(body, "CloudEvent data")
-    return _event(attrs, data)
+    return dataclasses.replace(_event(attrs, data), size=len(body))
 
 
 def _json(raw: bytes, what: str) -> object:
@@ -80,6 +83,13 @@ def _json(raw: bytes, what: str) -> object:
 
 
 def _event(attrs: dict, data: object) -> CloudEvent:
+    for name, value in attrs.items():
+        # aiohttp keeps a header's bytes that are not UTF-8 as lone surrogates, which no JSON can carry
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise Rejected("bad_cloudevent", f"CloudEvent attribute {name[:100]!r} is not UTF-8 text") from None
     for name in ("id", "type", "specversion"):
         if not isinstance(attrs.get(name), str) or not attrs[name]:
             raise Rejected("bad_cloudevent", f"CloudEvent attribute '{name}' is missing")

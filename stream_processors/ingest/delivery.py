@@ -5,12 +5,18 @@ only when every envelope holding those events has been acknowledged by the broke
 implies ``acks=all``). Steps for one submission:
 
 1. Refuse at once (``Rejected("kafka_unavailable")``, nothing queued) when the events accepted but not yet
-   confirmed would exceed ``max_pending``: the buffer is bounded, never an unbounded queue.
-2. Join the open batch of its (topic, model, version); a batch is sent as one or more batch envelopes
-   (``producers.events.encode_envelope``, keyed by the model, SDK producer settings) when it holds
-   ``batch_events`` events or after ``linger_s``.
-3. The delivery reports of its envelopes resolve every submission in the batch: all delivered, or the
-   first error. librdkafka keeps retrying an undelivered envelope until ``message.timeout.ms``.
+   confirmed would exceed ``max_pending``: the buffer is bounded, never an unbounded queue. ``submit_all``
+   checks the room for all the submissions of one request before queuing any of them.
+2. Join the open batch of its (topic, model, version); a batch is sent when it holds ``batch_events``
+   events or after ``linger_s``, cut into batch envelopes (``producers.events.encode_envelope``, keyed by
+   the model, SDK producer settings) of at most ``batch_events`` events and ``max_message_bytes`` bytes,
+   the size a worker reads (an event too large for any envelope goes alone; ``documents`` refuses those
+   with 413 before they get here). The producer's ``message.max.bytes`` is that size plus the record's
+   key and framing, so it never holds a message the worker would dead-letter as ``oversized``.
+3. Each submission is settled by the delivery reports of the envelopes holding its events, and only
+   those: delivered when they all are, else failed with the first error. An envelope Kafka refuses fails
+   the submissions it holds events of, never the other submissions of the same batch. librdkafka keeps
+   retrying an undelivered envelope until ``message.timeout.ms``.
 """
 
 from __future__ import annotations
@@ -21,13 +27,14 @@ import threading
 from dataclasses import dataclass, field
 
 import confluent_kafka
+import orjson
 
 from producers.events import encode_envelope
 from producers.sdk import envelope_producer_config
 from producers.topics import KAFKA_CLIENT_LOG
 from stream_processors.ingest.errors import Rejected
 
-__all__ = ["KafkaDelivery", "DeliveryFailed"]
+__all__ = ["KafkaDelivery", "DeliveryFailed", "cut_envelopes"]
 
 _log = logging.getLogger("driftline.ingest")
 
@@ -36,22 +43,38 @@ class DeliveryFailed(Exception):
     """Kafka reported an envelope undeliverable (after librdkafka's own retries)."""
 
 
+@dataclass(eq=False)
+class _Submission:
+    future: asyncio.Future
+    envelopes: int = 0
+    """Envelopes holding its events whose delivery report has not come yet."""
+    error: str | None = None
+
+
 @dataclass
 class _OpenBatch:
     events: list[dict] = field(default_factory=list)
-    futures: list[asyncio.Future] = field(default_factory=list)
+    owners: list[_Submission] = field(default_factory=list)
+    """The submission of each event."""
     timer: asyncio.TimerHandle | None = None
+
+
+# a record holds the envelope, its key (a model id, at most 256 characters) and Kafka's framing
+_RECORD_FRAMING_BYTES = 4096
 
 
 class KafkaDelivery:
     def __init__(self, bootstrap: str, *, batch_events: int, linger_s: float, max_pending: int,
-                 max_message_bytes: int, producer_config: dict | None = None) -> None:
+                 max_message_bytes: int, producer_config: dict | None = None, producer=None) -> None:
+        """``producer``: a stand-in for ``confluent_kafka.Producer`` in tests (``produce``, ``poll``, ``flush``,
+        ``list_topics``); by default one is made from ``bootstrap`` and ``producer_config``."""
         self.batch_events = batch_events
         self.linger_s = linger_s
         self.max_pending = max_pending
         self.max_message_bytes = max_message_bytes
-        self._producer = confluent_kafka.Producer(
-            envelope_producer_config(bootstrap, max_message_bytes, producer_config), logger=KAFKA_CLIENT_LOG)
+        config = {"message.max.bytes": max_message_bytes + _RECORD_FRAMING_BYTES, **(producer_config or {})}
+        self._producer = producer or confluent_kafka.Producer(
+            envelope_producer_config(bootstrap, max_message_bytes, config), logger=KAFKA_CLIENT_LOG)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._open: dict[tuple[str, str, str | None, str], _OpenBatch] = {}
         self.pending = 0
@@ -68,18 +91,28 @@ class KafkaDelivery:
         while not self._stop.is_set():
             self._producer.poll(0.05)
 
-    def submit(self, topic: str, kind: str, model: str, version: str | None, events: list[dict]) -> asyncio.Future:
-        if self.pending + len(events) > self.max_pending:
+    def submit_all(self, submissions: list[tuple[str, str, str, str | None, list[dict]]]) -> list[asyncio.Future]:
+        """``submit`` each ``(topic, kind, model, version, events)``, or none of them when they do not all fit."""
+        self._check_room(sum(len(events) for *_, events in submissions))
+        return [self.submit(*submission) for submission in submissions]
+
+    def _check_room(self, n: int) -> None:
+        if self.pending + n > self.max_pending:
             raise Rejected("kafka_unavailable", f"{self.pending} events are waiting for Kafka, the limit is "
-                                                f"{self.max_pending}; retry later")
+                                                f"{self.max_pending}; nothing of this request was queued, retry "
+                                                "later")
+
+    def submit(self, topic: str, kind: str, model: str, version: str | None, events: list[dict]) -> asyncio.Future:
+        self._check_room(len(events))
         future = self._loop.create_future()
         self.pending += len(events)
         key = (topic, model, version, kind)
         batch = self._open.get(key)
         if batch is None:
             batch = self._open[key] = _OpenBatch()
+        submission = _Submission(future)
         batch.events.extend(events)
-        batch.futures.append(future)
+        batch.owners.extend([submission] * len(events))
         future.add_done_callback(lambda f, n=len(events): self._settled(n, f))
         if len(batch.events) >= self.batch_events or self.linger_s == 0:
             self._send(key)
@@ -98,27 +131,24 @@ class KafkaDelivery:
             return
         if batch.timer is not None:
             batch.timer.cancel()
+        self._produce(key, batch.events, batch.owners)
+
+    def _produce(self, key: tuple[str, str, str | None, str], events: list[dict], owners: list[_Submission]) -> None:
         topic, model, version, kind = key
-        values = list(self._envelopes(model, version, kind, batch.events))
-        outcome = _Outcome(len(values), batch.futures, len(batch.events), self, model)
-        for value in values:
+        envelopes = []
+        # every envelope is counted against its submissions before any report can settle one
+        for value, start, stop in cut_envelopes(model, version, kind, events, self.batch_events,
+                                                self.max_message_bytes):
+            envelope = _Envelope(self, key, events[start:stop], owners[start:stop])
+            for submission in envelope.holders:
+                submission.envelopes += 1
+            envelopes.append((value, envelope))
+        for value, envelope in envelopes:
             try:
-                self._producer.produce(topic, value=value, key=model.encode(), on_delivery=outcome.report_threadsafe)
+                self._producer.produce(topic, value=value, key=model.encode(),
+                                       on_delivery=envelope.report_threadsafe)
             except (BufferError, confluent_kafka.KafkaException) as exc:
-                outcome.report(str(exc))
-
-    def _envelopes(self, model: str, version: str | None, kind: str, events: list[dict]):
-        for start in range(0, len(events), self.batch_events):
-            yield from self._fitting(model, version, kind, events[start:start + self.batch_events])
-
-    def _fitting(self, model, version, kind, events):
-        value = encode_envelope(model, events, version, kind=kind)
-        if len(value) > self.max_message_bytes and len(events) > 1:
-            half = len(events) // 2
-            yield from self._fitting(model, version, kind, events[:half])
-            yield from self._fitting(model, version, kind, events[half:])
-        else:
-            yield value
+                envelope.report(str(exc), _refuses_the_message(exc.args[0] if exc.args else None))
 
     def writable(self, timeout_s: float = 2.0) -> bool:
         """Whether a broker answers a metadata request now (blocking: call it off the event loop)."""
@@ -139,38 +169,81 @@ class KafkaDelivery:
         return left
 
 
-class _Outcome:
-    """The delivery reports of one batch's envelopes, settling its submissions once."""
+def cut_envelopes(model: str, version: str | None, kind: str, events: list[dict], max_events: int,
+                  max_bytes: int):
+    """``(value, start, stop)``: envelopes of ``events[start:stop]`` in order, each of at most ``max_events``
+    events and ``max_bytes`` bytes, except an event too large for any envelope, which goes alone.
 
-    def __init__(self, messages: int, futures: list[asyncio.Future], events: int, owner: KafkaDelivery,
-                 model: str) -> None:
-        self.model = model
-        self.waiting = messages
-        self.futures = futures
-        self.events = events
+    Each event is encoded once: the envelope is its head, the events joined by commas, and ``]}``, the very
+    bytes ``encode_envelope`` makes.
+    """
+    head = encode_envelope(model, [], version, kind=kind)[:-2]  # ... "events":[
+    parts = [orjson.dumps(event) for event in events]
+    start, size = 0, len(head) + 2
+    for i, part in enumerate(parts):
+        if i > start and (i - start >= max_events or size + 1 + len(part) > max_bytes):
+            yield head + b",".join(parts[start:i]) + b"]}", start, i
+            start, size = i, len(head) + 2
+        size += len(part) + (1 if i > start else 0)
+    if start < len(parts):
+        yield head + b",".join(parts[start:]) + b"]}", start, len(parts)
+
+
+# errors about one message, not about Kafka: another envelope of the same events can be delivered
+_MESSAGE_ERRORS = {confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE, confluent_kafka.KafkaError.INVALID_MSG_SIZE,
+                   confluent_kafka.KafkaError.INVALID_RECORD, confluent_kafka.KafkaError.RECORD_LIST_TOO_LARGE}
+
+
+def _refuses_the_message(err: object) -> bool:
+    return isinstance(err, confluent_kafka.KafkaError) and err.code() in _MESSAGE_ERRORS
+
+
+class _Envelope:
+    """One envelope's delivery report, settling each submission it holds events of once all of theirs report.
+
+    When Kafka refuses this message itself (e.g. larger than a topic's own limit) and it holds events of
+    several submissions, each submission's events are sent again in envelopes of their own, so the refusal
+    fails only the submission it is about.
+    """
+
+    def __init__(self, owner: KafkaDelivery, key: tuple[str, str, str | None, str], events: list[dict],
+                 owners: list[_Submission]) -> None:
         self.owner = owner
-        self.error: str | None = None
+        self.key = key
+        self.events = events
+        self.owners = owners
+        self.holders = list(dict.fromkeys(owners))
+        self.reported = False
 
     def report_threadsafe(self, err: confluent_kafka.KafkaError | None, _msg) -> None:
-        self.owner._loop.call_soon_threadsafe(self.report, None if err is None else err.str())
+        self.owner._loop.call_soon_threadsafe(self.report, None if err is None else err.str(),
+                                              _refuses_the_message(err))
 
-    def report(self, error: str | None) -> None:
-        if self.waiting == 0:
+    def report(self, error: str | None, message_refused: bool = False) -> None:
+        if self.reported:
             return
-        if error is not None and self.error is None:
-            self.error = error
-        self.waiting -= 1
-        if self.waiting:
+        self.reported = True
+        if error is not None and message_refused and len(self.holders) > 1:
+            for submission in self.holders:
+                mine = [e for e, o in zip(self.events, self.owners) if o is submission]
+                self.owner._produce(self.key, mine, [submission] * len(mine))
+            self._settle(None)
             return
-        if self.error is None:
-            self.owner.delivered += self.events
+        if error is None:
+            self.owner.delivered += len(self.events)
         else:
-            self.owner.failed += self.events
+            self.owner.failed += len(self.events)
             _log.warning("Kafka did not take %d event(s) of model %s: %s (their requests were not answered 2xx)",
-                         self.events, self.model, self.error)
-        for future in self.futures:
-            if not future.done():
-                if self.error is None:
-                    future.set_result(None)
+                         len(self.events), self.key[1], error)
+        self._settle(error)
+
+    def _settle(self, error: str | None) -> None:
+        for submission in self.holders:
+            submission.envelopes -= 1
+            if error is not None and submission.error is None:
+                submission.error = error
+            if submission.envelopes == 0 and not submission.future.done():
+                if submission.error is None:
+                    submission.future.set_result(None)
                 else:
-                    future.set_exception(DeliveryFailed(self.error))
+                    submission.future.set_exception(DeliveryFailed(submission.error))

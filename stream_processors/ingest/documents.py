@@ -3,6 +3,8 @@
 Every event this service builds or receives is encoded as the worker will read it and passed through
 ``producers.events.decode_message``: what is accepted here is what a worker accepts, and a request with
 any invalid event is refused whole (400, naming the first problems), so a 2xx never hides a dead letter.
+An event that would not fit in a message a worker reads (``max_message_bytes``) even in an envelope of its
+own is refused the same way (413, ``event_too_large``): the worker would dead-letter it as ``oversized``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from producers.events import SCHEMA_VERSION, decode_message
+from producers.events import SCHEMA_VERSION, decode_message, encode_envelope
 from stream_processors.ingest.cloudevents import CloudEvent
 from stream_processors.ingest.errors import Rejected
 from stream_processors.ingest.mapping import Mapping
@@ -33,7 +35,7 @@ class Batch:
     events: list[dict]
 
 
-def driftline_batches(body: bytes, kind: str, max_rows: int) -> list[Batch]:
+def driftline_batches(body: bytes, kind: str, max_rows: int, *, max_message_bytes: int) -> list[Batch]:
     """Driftline JSON (one event, a list of events, or a batch envelope) of ``kind`` ``inference`` or ``label``."""
     try:
         doc = orjson.loads(body)
@@ -52,11 +54,15 @@ def driftline_batches(body: bytes, kind: str, max_rows: int) -> list[Batch]:
             raise Rejected("too_many_rows", f"{len(events)} events in one request; the limit is {max_rows}")
         if not events:
             raise Rejected("bad_body", "'events' is empty")
-    return _validated({"schema_version": SCHEMA_VERSION, **doc, "kind": kind})
+    return _validated({"schema_version": SCHEMA_VERSION, **doc, "kind": kind}, max_message_bytes)
 
 
-def _validated(doc: dict) -> list[Batch]:
-    decoded = decode_message(orjson.dumps(doc), max_bytes=1 << 62)
+def _validated(doc: dict, max_message_bytes: int) -> list[Batch]:
+    try:
+        raw = orjson.dumps(doc)
+    except orjson.JSONEncodeError:  # read from JSON, so the one thing orjson cannot write back: nesting past 254
+        raise Rejected("bad_body", "values nested too deeply to be events") from None
+    decoded = decode_message(raw, max_bytes=1 << 62)
     if decoded.rejections:
         shown = "; ".join((f"event {r.event_id!r}: " if r.event_id else "") + r.reason
                           for r in decoded.rejections[:_SHOWN])
@@ -67,7 +73,19 @@ def _validated(doc: dict) -> list[Batch]:
     for event in decoded.events:
         key = (event.pop("model"), event.pop("model_version", None))
         groups.setdefault(key, []).append(event)
-    return [Batch(decoded.kind, model, version, events) for (model, version), events in groups.items()]
+    batches = [Batch(decoded.kind, model, version, events) for (model, version), events in groups.items()]
+    for batch in batches:
+        _check_each_fits(batch, max_message_bytes)
+    return batches
+
+
+def _check_each_fits(batch: Batch, max_message_bytes: int) -> None:
+    for event in batch.events:
+        size = len(encode_envelope(batch.model, [event], batch.version, kind=batch.kind))
+        if size > max_message_bytes:
+            raise Rejected("event_too_large", f"event {event['event_id']!r} takes {size} bytes in a message of its "
+                                              f"own; a worker reads messages of at most {max_message_bytes} bytes "
+                                              "(DRIFTLINE_MAX_MESSAGE_BYTES); nothing accepted")
 
 
 def resolve_model(ce: CloudEvent, mapping: Mapping) -> tuple[str, str]:
@@ -83,7 +101,8 @@ def resolve_model(ce: CloudEvent, mapping: Mapping) -> tuple[str, str]:
     return model, version
 
 
-def paired_batch(request: CloudEvent, response: CloudEvent, model: str, version: str, now: float) -> Batch:
+def paired_batch(request: CloudEvent, response: CloudEvent, model: str, version: str, now: float, *,
+                 max_message_bytes: int) -> Batch:
     """The inference events of one pair whose ``data`` are already rows (``half_rows``): one per row, ids
     ``<ce-id>`` for a single row, else ``<ce-id>-<row>``."""
     features, outputs = request.data, response.data
@@ -100,7 +119,7 @@ def paired_batch(request: CloudEvent, response: CloudEvent, model: str, version:
             event["score"] = score
         events.append(event)
     (batch,) = _validated({"schema_version": SCHEMA_VERSION, "kind": "inference", "model": model,
-                           "model_version": version, "events": events})
+                           "model_version": version, "events": events}, max_message_bytes)
     return batch
 
 

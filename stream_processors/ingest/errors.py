@@ -7,6 +7,7 @@ __all__ = ["Rejected", "REASONS"]
 REASONS = {
     "bad_json": 400, "bad_body": 400, "bad_cloudevent": 400, "invalid_event": 400, "row_mismatch": 400,
     "unauthorized": 401, "unsupported_media_type": 415, "too_large": 413, "too_many_rows": 413,
+    "event_too_large": 413,
     "unknown_model": 422, "kafka_unavailable": 503, "kafka_timeout": 503,
 }
 """Every reason a request is refused for (the ``reason`` label of the rejections metric) and its status."""

@@ -25,10 +25,12 @@ class IngestMetrics:
         self.rejections = Counter("driftline_ingest_rejections", "Requests refused, by reason.", ["reason"],
                                   registry=r)
         self.unpaired = Counter("driftline_ingest_unpaired_cloudevents", "CloudEvent halves whose partner did not "
-                                "arrive within the wait (or that were pushed out of a full table); not sent.",
-                                ["half"], registry=r)
+                                "arrive within the wait, that were pushed out of a full table, or that a resend of "
+                                "the same half replaced; not sent.", ["half"], registry=r)
         self.waiting = Gauge("driftline_ingest_waiting_cloudevents", "CloudEvent halves waiting for their partner.",
                              ["half"], registry=r)
+        self.waiting_bytes = Gauge("driftline_ingest_waiting_cloudevent_bytes", "Bytes (of their HTTP bodies) "
+                                   "of the CloudEvent halves waiting for their partner.", registry=r)
         self.pending = Gauge("driftline_ingest_pending_events", "Events accepted and not yet confirmed by Kafka.",
                              registry=r)
         self.delivery_failures = Counter("driftline_ingest_delivery_failed_events", "Events Kafka reported "

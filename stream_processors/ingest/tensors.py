@@ -7,6 +7,8 @@ Two body formats are read:
   ``[n, k]`` is ``data[i*k:(i+1)*k]``. A tensor of shape ``[n]`` or ``[n, 1]`` is one feature named by the
   tensor (the layout of MLServer's pandas codec); the columns of a wider tensor are named by the mapping's
   ``columns``, else ``<tensor>_<j>``. ``BYTES`` values are text (categorical), ``BOOL`` booleans.
+  A shape has at most ``MAX_DIMENSIONS`` dimensions, none of them 0, and ``data`` is nested at most that
+  deep: anything else is refused (400) before any arithmetic on the shape.
 - **KServe V1**: ``{"instances": [...]}`` and ``{"predictions": [...]}``. An instance is an object
   (features by name), a list (named by the mapping's ``columns``, else ``x0``, ``x1``, ...) or a scalar.
 
@@ -16,12 +18,13 @@ and ``score`` = ``{"<index>": probability}``; the mapping can name a separate sc
 
 from __future__ import annotations
 
-import math
-
 from stream_processors.ingest.errors import Rejected
 from stream_processors.ingest.mapping import ModelMapping
 
-__all__ = ["request_rows", "response_rows"]
+__all__ = ["request_rows", "response_rows", "MAX_DIMENSIONS"]
+
+MAX_DIMENSIONS = 8
+"""Dimensions of a V2 tensor's shape, and levels of nesting of its ``data``: more is refused."""
 
 _NUMBER_TYPES = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 DATATYPES = _NUMBER_TYPES | {"BOOL", "BYTES"}
@@ -107,15 +110,35 @@ def _class_vector(values: list, what: str) -> tuple[object, dict]:
     return best, {str(j): v for j, v in enumerate(values)}
 
 
-def _flatten(data: object) -> list:
+def _flatten(data: object, name: str) -> list:
+    """``data`` row-major and flat; iterative, so nesting costs no stack, and refused past MAX_DIMENSIONS."""
     if not isinstance(data, list):
         return [data]
     if not any(isinstance(d, list) for d in data):
         return data
     out: list = []
-    for d in data:
-        out.extend(_flatten(d))
+    stack = [iter(data)]
+    while stack:
+        for d in stack[-1]:
+            if isinstance(d, list):
+                if len(stack) >= MAX_DIMENSIONS:
+                    raise Rejected("bad_body", f"tensor {name!r}: 'data' is nested more than {MAX_DIMENSIONS} deep")
+                stack.append(iter(d))
+                break
+            out.append(d)
+        else:
+            stack.pop()
     return out
+
+
+def _values_fit(shape: list[int], count: int) -> bool:
+    """Whether the values of ``shape`` number exactly ``count``; the product stops once it passes ``count``."""
+    product = 1
+    for d in shape:
+        product *= d
+        if product > count:
+            return False
+    return product == count
 
 
 def _tensor(t: object, max_rows: int) -> tuple[str, list, int]:
@@ -125,19 +148,20 @@ def _tensor(t: object, max_rows: int) -> tuple[str, list, int]:
     name, shape, datatype = t.get("name"), t.get("shape"), t.get("datatype")
     if not isinstance(name, str) or not name:
         raise Rejected("bad_body", "a tensor has no 'name'")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                              for d in shape):
-        raise Rejected("bad_body", f"tensor {name!r}: 'shape' must be a list of non-negative integers")
+    if not isinstance(shape, list) or len(shape) > MAX_DIMENSIONS or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise Rejected("bad_body", f"tensor {name!r}: 'shape' must be a list of at most {MAX_DIMENSIONS} positive "
+                                   "integers")
     if datatype not in DATATYPES:
         raise Rejected("bad_body", f"tensor {name!r}: datatype {datatype!r} is not one of {sorted(DATATYPES)}")
     if "data" not in t:
         raise Rejected("bad_body", f"tensor {name!r} has no 'data'")
     n = shape[0] if shape else 1
     _check_rows(n, max_rows)
-    width = math.prod(shape[1:]) if shape else 1
-    data = _flatten(t["data"])
-    if len(data) != n * width:
-        raise Rejected("bad_body", f"tensor {name!r}: shape {shape} holds {n * width} values, data has {len(data)}")
+    data = _flatten(t["data"], name)
+    if not _values_fit(shape, len(data)):
+        raise Rejected("bad_body", f"tensor {name!r}: shape {shape} does not hold the {len(data)} values of data")
+    width = len(data) // n
     _check_values(name, datatype, data)
     return name, data, width
 
@@ -165,7 +189,7 @@ def _v2_inputs(inputs: list, mapping: ModelMapping, max_rows: int) -> list[dict]
     tensors = [_tensor(t, max_rows) for t in inputs]
     if not tensors:
         raise Rejected("bad_body", "'inputs' is empty")
-    counts = {name: len(data) // width if width else 0 for name, data, width in tensors}
+    counts = {name: len(data) // width for name, data, width in tensors}
     if len(set(counts.values())) > 1:
         raise Rejected("bad_body", f"input tensors disagree on the number of rows: {counts}")
     n = next(iter(counts.values()))

@@ -345,3 +345,35 @@ def test_503_while_kafka_is_down_then_full_recovery_nothing_acknowledged_is_lost
         assert timed_out <= set(delivered) and len(delivered) == len(set(delivered)) == 300
     finally:
         kafka.stop()
+
+
+def test_events_a_worker_would_dead_letter_are_413_and_envelopes_fit_the_worker(settings, ingest_factory, tmp_path):
+    from producers.events import decode_message
+
+    ingest = ingest_factory(settings, tmp_path / "ingest.log")
+    limit = settings.max_message_bytes
+
+    def event(eid, chars):
+        return {"model": "big", "model_version": "1", "event_id": eid, "timestamp": time.time(),
+                "features": {"x": 1.0, "note": "n" * chars}, "prediction": 0}
+
+    # the reviewer's case: a 1.03 MiB and a 1.5 MiB event, and another client's small event beside them
+    with ThreadPoolExecutor(3) as pool:
+        replies = list(pool.map(lambda doc: ingest.post_json("/v1/events", doc),
+                                [event("a", int(1.03 * limit)), event("b", int(1.5 * limit)), event("small", 10)]))
+    for reply in replies[:2]:
+        assert (reply.status, reply.body["reason"]) == (413, "event_too_large"), reply.body
+        assert f"at most {limit} bytes" in reply.body["error"]
+    assert (replies[2].status, replies[2].body) == (200, {"accepted": 1})
+    # events that fit alone are cut into envelopes a worker reads, however many share a request
+    many = [event(f"m{i}", limit // 3) for i in range(7)]
+    assert ingest.post_json("/v1/events", many).body == {"accepted": 7}
+    messages = read_topic(settings, settings.inference_topic)
+    assert sorted(e["event_id"] for m in messages for e in m["events"]) == sorted(["small"] + [f"m{i}"
+                                                                                        for i in range(7)])
+    for m in messages:
+        raw = orjson.dumps(m)  # the bytes produced: orjson wrote them and reads them back unchanged
+        assert len(raw) <= limit and not decode_message(raw, limit).rejections
+    assert len(messages) >= 1 + 3  # 7 events of a third of the limit need at least 3 envelopes
+    assert 'driftline_ingest_rejections_total{reason="event_too_large"} 2.0' in ingest.metrics()
+    assert ingest.stop() == 0

@@ -98,3 +98,29 @@ def test_ingest_start_up_mistakes_are_one_line(capsys, monkeypatch, tmp_path):
     (tmp_path / "token").write_text("\n")
     err = _one_line_error(capsys, ["ingest"], monkeypatch, {"DRIFTLINE_INGEST_TOKEN_FILE": str(tmp_path / "token")})
     assert "token file" in err and "is empty" in err
+
+
+def test_ingest_help_offers_what_ingest_uses(capsys):
+    with pytest.raises(SystemExit):
+        main(["ingest", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--app-id" not in out and "--redis-url" not in out
+    for name in ("DRIFTLINE_INGEST_MAX_BODY_BYTES", "DRIFTLINE_INGEST_MAX_ROWS", "DRIFTLINE_MAX_MESSAGE_BYTES",
+                 "DRIFTLINE_INGEST_MAX_PENDING_EVENTS", "DRIFTLINE_INGEST_MAX_UNPAIRED_BYTES"):
+        assert name in out.replace("- ", "-").replace("_ ", "_"), name
+
+
+def test_ingest_token_file_not_utf8_is_one_line(capsys, monkeypatch, tmp_path):
+    (tmp_path / "token").write_bytes(b"s3cret\xff\xfe\n")
+    err = _one_line_error(capsys, ["ingest"], monkeypatch, {"DRIFTLINE_INGEST_TOKEN_FILE": str(tmp_path / "token")})
+    assert "token file" in err and "not UTF-8" in err
+
+
+def test_ingest_port_in_use_is_one_line(capsys, monkeypatch):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        err = _one_line_error(capsys, ["ingest", "--port", str(port)], monkeypatch,
+                              {"DRIFTLINE_KAFKA_BOOTSTRAP": "127.0.0.1:1"})  # Kafka absent: served anyway
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in err

@@ -42,3 +42,19 @@ def test_malformed_cloudevents_are_refused(headers, body, reason, words):
     with pytest.raises(Rejected) as exc:
         parse_cloudevent(headers, body)
     assert exc.value.reason == reason and words in exc.value.message
+
+
+def test_attributes_that_are_not_utf8_are_refused_before_anything_is_held():
+    # aiohttp hands on a header byte that is not UTF-8 as a lone surrogate
+    for name in ("ce-inferenceservicename", "ce-id", "ce-endpoint"):
+        with pytest.raises(Rejected) as exc:
+            parse_cloudevent({**binary_headers(), name: "income\udcff"}, orjson.dumps(DATA))
+        assert exc.value.status == 400 and "not UTF-8" in exc.value.message
+        orjson.dumps({"error": exc.value.message})  # the refusal itself can be answered in JSON
+    assert parse_cloudevent({**binary_headers(), "ce-inferenceservicename": "revenu-modèle"},
+                            orjson.dumps(DATA)).inferenceservicename == "revenu-modèle"
+
+
+def test_the_size_of_an_event_is_its_body():
+    body = orjson.dumps(DATA)
+    assert parse_cloudevent(binary_headers(), body).size == len(body)

@@ -52,7 +52,8 @@ def test_v1_instances_and_predictions():
 
 
 @pytest.mark.parametrize("body, reason, words", [
-    ({"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3]}]}, "bad_body", "holds 4"),
+    ({"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3]}]}, "bad_body",
+     "[2, 2] does not hold the 3 values"),
     ({"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [1.5]}]}, "bad_body", "INT64"),
     ({"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": [3]}]}, "bad_body", "BYTES"),
     ({"inputs": [{"name": "x", "shape": [1], "datatype": "FP128", "data": [3]}]}, "bad_body", "FP128"),
@@ -88,3 +89,41 @@ def test_a_strict_model_mapping_refuses_what_it_does_not_name():
     assert request_rows({"inputs": [v2("input-0", [[1, 2]]), v2("extra", [[3, 4]])]},
                         ModelMapping("m", input="input-0", columns=("a", "b")), 10) == [
         {"a": 1, "b": 2, "extra_0": 3, "extra_1": 4}]
+
+
+def test_hostile_shapes_are_refused_at_once_without_printing_the_product():
+    import time
+
+    t0 = time.perf_counter()
+    for k in (9, 250, 50_000):  # 9 dimensions is one too many; 50,000 once stalled the event loop for 9.6 s
+        tensor = {"name": "t", "shape": [1] + [10**18] * k, "datatype": "FP32", "data": [1.0]}
+        with pytest.raises(Rejected, match="at most 8 positive") as exc:
+            request_rows({"inputs": [tensor]}, None, 10)
+        assert exc.value.status == 400 and len(exc.value.message) < 200
+    assert time.perf_counter() - t0 < 1.0
+    # eight huge dimensions are allowed, and the product stops growing once it passes len(data)
+    tensor = {"name": "t", "shape": [1] + [10**18] * 7, "datatype": "FP32", "data": [1.0]}
+    with pytest.raises(Rejected, match=r"does not hold the 1 values") as exc:
+        request_rows({"inputs": [tensor]}, None, 10)
+    assert str(10**36) not in exc.value.message
+
+
+def test_a_zero_dimension_is_refused():
+    for shape in ([2, 0], [0], [1, 0, 3]):
+        with pytest.raises(Rejected, match="positive") as exc:
+            request_rows({"inputs": [{"name": "t", "shape": shape, "datatype": "FP32", "data": []}]}, None, 10)
+        assert exc.value.status == 400
+
+
+def test_data_nested_too_deep_is_refused_without_recursion():
+    deep: object = [1.0]
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(Rejected, match="nested more than 8 deep") as exc:
+        request_rows({"inputs": [{"name": "t", "shape": [1], "datatype": "FP32", "data": deep}]}, None, 10)
+    assert exc.value.status == 400
+    # nesting as deep as the shape is read row-major
+    x = np.arange(2 * 2 * 2 * 2, dtype=float).reshape(2, 2, 2, 2)
+    rows = request_rows({"inputs": [{"name": "t", "shape": [2, 2, 2, 2], "datatype": "FP64",
+                                     "data": x.tolist()}]}, None, 10)
+    assert [[r[f"t_{j}"] for j in range(8)] for r in rows] == x.reshape(2, 8).tolist()
