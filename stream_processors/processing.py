@@ -110,7 +110,8 @@ class BatchProcessor:
             return outcome
         partitions = sorted({(m.topic, m.partition) for m in messages})
         stored = self._store.offsets(partitions)
-        fresh = sorted((m for m in messages if m.offset > stored[(m.topic, m.partition)]),
+        usable = _since_last_rewind(messages)
+        fresh = sorted((m for m in usable if m.offset > stored[(m.topic, m.partition)]),
                        key=lambda m: (m.topic, m.partition, m.offset))
         outcome.skipped_messages = len(messages) - len(fresh)
         for m in fresh:
@@ -429,6 +430,27 @@ class _ModelStates:
         n = sum(len(events) for events in self._applied[key])
         self._outcome.events -= n
         self._outcome.events_by_model.pop(key, None)
+
+
+def _since_last_rewind(messages: list[IncomingMessage]) -> list[IncomingMessage]:
+    """Each message once, and per partition only what was delivered after the consumer last went back.
+
+    Around a rebalance or a seek to the offsets in Redis, one batch can hold a message twice, or messages from
+    before a seek followed by earlier offsets from after it. Applying the first kind twice would count events
+    twice; applying the later offsets of the second kind would move the saved offset past messages not applied
+    yet (they come again after the rewound ones, and would be skipped). Both are dropped here: the consumer
+    delivers them again in order.
+    """
+    start: dict[TopicPartition, int] = {}
+    last: dict[TopicPartition, int] = {}
+    for i, m in enumerate(messages):
+        tp = (m.topic, m.partition)
+        if tp in last and m.offset <= last[tp]:
+            start[tp] = i
+        last[tp] = m.offset
+    if not start:
+        return messages
+    return [m for i, m in enumerate(messages) if i >= start.get((m.topic, m.partition), 0)]
 
 
 def _as_record(raw: dict | bytes) -> dict:

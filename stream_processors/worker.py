@@ -30,6 +30,7 @@ import asyncio
 import gc
 import logging
 import os
+import tempfile
 import threading
 import time
 import traceback
@@ -72,10 +73,14 @@ def chunks(messages: list[IncomingMessage], max_messages: int, max_bytes: int) -
 
 
 def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
+    os.makedirs(os.path.join(tempfile.gettempdir(), "driftline-faust"), exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
         store="memory://",
+        # faust makes a data directory for local tables even when there are none (Redis holds the state):
+        # under the temp dir, not wherever the worker was started
+        datadir=os.path.join(tempfile.gettempdir(), "driftline-faust", "{conf.name}"),
         value_serializer="raw",
         key_serializer="raw",
         web_enabled=False,

@@ -322,3 +322,31 @@ def test_a_timestamp_before_1970_is_rejected_in_any_form():
 def encode_event_like(ts) -> bytes:
     return orjson.dumps({"schema_version": 1, "model": "m", "model_version": "1", "event_id": "e", "timestamp": ts,
                          "features": {}, "prediction": 1})
+
+
+def test_a_message_delivered_twice_in_one_batch_counts_once():
+    store = MemoryStateStore()
+    processor = BatchProcessor(SETTINGS, store)
+    messages = [IncomingMessage("t", 0, i, _single(i)) for i in range(5)]
+    assert store.commit(processor.process(messages[:2]))
+    # 2..4 were buffered before a rebalance; the consumer went back to Redis's offset and delivered 2, 3 again
+    outcome = processor.process(messages[2:] + messages[2:4])
+    assert store.commit(outcome)
+    assert outcome.events == 2 and outcome.offsets[("t", 0)] == (1, 3)
+    again = processor.process(messages[4:])  # and 4 comes after them
+    assert store.commit(again) and again.events == 1
+    assert ModelState.from_dict(store.load([("m", "1")])[("m", "1")], SETTINGS).events == 5
+
+
+def test_after_a_rewind_within_a_batch_nothing_is_skipped():
+    store = MemoryStateStore()
+    processor = BatchProcessor(SETTINGS, store)
+    first = processor.process([IncomingMessage("t", 0, i, _single(i)) for i in range(3)])
+    assert store.commit(first)
+    # delivered: 7, 8 (read before a seek), then 3, 4 (the seek went back to Redis's offset)
+    outcome = processor.process([IncomingMessage("t", 0, i, _single(i)) for i in (7, 8, 3, 4)])
+    assert store.commit(outcome)
+    assert outcome.events == 2 and outcome.offsets[("t", 0)] == (2, 4)
+    rest = processor.process([IncomingMessage("t", 0, i, _single(i)) for i in range(5, 9)])
+    assert store.commit(rest) and rest.events == 4
+    assert ModelState.from_dict(store.load([("m", "1")])[("m", "1")], SETTINGS).events == 9
