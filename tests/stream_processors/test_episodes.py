@@ -246,3 +246,34 @@ def test_an_improvement_is_visible_in_the_metrics():
     labels_of = {"model": "m", "model_version": "1", "metric": "mae", "kind": "realized"}
     assert registry.get_sample_value("driftline_model_performance_improvement_bound", labels_of) == better
     assert registry.get_sample_value("driftline_model_performance", labels_of) == value < better
+
+
+def _regrouped(events, sizes, settings, kind="inference", profile=None):
+    """The ids of the alerts from ``events`` sent in messages of ``sizes`` (cycled)."""
+    store = MemoryStateStore()
+    if profile is not None:
+        store.put_profile(profile)
+    processor = BatchProcessor(settings, store)
+    alerts, i, k = [], 0, 0
+    while i < len(events):
+        size = sizes[k % len(sizes)]
+        value = encode_envelope("credit", events[i:i + size], "1" if kind == "inference" else None, kind=kind)
+        out = processor.process([IncomingMessage(kind, 0, k, value)])
+        assert store.commit(out)
+        alerts += out.alerts
+        i, k = i + size, k + 1
+    return [a["id"] for a in alerts], alerts
+
+
+def test_firings_and_resolutions_do_not_depend_on_how_events_are_grouped_into_messages():
+    from stream_processors.profiles import profile_from_table
+    train = drifting_credit_data(n=20000, shift_at=20000, seed=74)
+    frame = drifting_credit_data(n=16000, shift_at=16000, seed=75).drop(columns=["label"])
+    frame.loc[4000:7999, "tenure_years"] += 4.5  # drifts for a while, then returns
+    profile = profile_from_table(train, plan_columns(train), "credit", "1", SETTINGS).to_dict()
+    events, _ = rows_to_events(frame, plan_columns(frame), "credit")
+    runs = [_regrouped(events, sizes, SETTINGS, profile=profile) for sizes in ([500], [700], [333, 1200, 41])]
+    ids, alerts = runs[0]
+    assert {a["status"] for a in alerts if a["feature"] == "tenure_years"} == {"firing", "resolved"}
+    for other, _ in runs[1:]:
+        assert sorted(other) == sorted(ids)
