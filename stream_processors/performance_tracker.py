@@ -40,7 +40,9 @@ _KEEP_IMPROVEMENTS = 10
 class PerformanceTracker:
     """Windows of ``performance_window`` joined labels give realized metrics; the first windows (or the
     reference's performance) give the baseline, and a window below its bound is a ``performance`` alert.
-    The error stream (0/1 errors, or absolute errors) feeds CUSUM and ADWIN. For binary classifiers with a
+    The error stream (0/1 errors, or absolute errors) feeds CUSUM and ADWIN against a baseline that stays
+    (the reference's, else the first production one), so an error back at its usual level after an
+    improvement is no rise. For binary classifiers with a
     score, windows of inference events give the expected accuracy (confidence-based, calibrated on the
     reference when it had labels) while labels are missing.
 
@@ -79,7 +81,9 @@ class PerformanceTracker:
             self.task = _task_of(joined[0].label)
             self.positive = 1  # by class_key, True, 1 and "1" are this one class
         if self.error_monitor is None:
-            self.error_monitor = NumericDriftMonitor(**self._settings.category_monitor_params())
+            # the baseline stays after a firing: re-baselined on an improvement, a return to the usual error
+            # would read as a rise
+            self.error_monitor = NumericDriftMonitor(**self._settings.category_monitor_params(), rebaseline=False)
         errors = np.array([self._error(j) for j in joined], dtype=np.float64)
         findings = []
         for f in self.error_monitor.update(errors):
@@ -257,6 +261,8 @@ class PerformanceTracker:
         t.task, t.positive, t.baseline, t.source = state["task"], state["positive"], state["baseline"], state["source"]
         t.calibration = ScoreCalibration.from_dict(state["calibration"])
         t.error_monitor = NumericDriftMonitor.from_dict(state["error_monitor"]) if state["error_monitor"] else None
+        if t.error_monitor is not None:
+            t.error_monitor.rebaseline = False  # saved before the baseline was kept: keep it from now on
         t._window = [tuple(w) for w in state["window"]]
         t._early, t.history = state["early"], state["history"]
         t._estimate_window = [tuple(w) for w in state["estimate_window"]]

@@ -4,6 +4,7 @@ and the saved forms they change."""
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn import metrics as sk
 
@@ -277,3 +278,21 @@ def test_firings_and_resolutions_do_not_depend_on_how_events_are_grouped_into_me
     assert {a["status"] for a in alerts if a["feature"] == "tenure_years"} == {"firing", "resolved"}
     for other, _ in runs[1:]:
         assert sorted(other) == sorted(ids)
+
+
+def test_an_error_returning_to_normal_after_an_improvement_is_not_a_degradation():
+    n, rng = 40000, np.random.default_rng(71)
+    x = rng.normal(0.0, 1.0, (n, 3))
+    prediction = 10.0 + 2.0 * x[:, 0] - 1.0 * x[:, 1]
+    index = np.arange(n)
+    noise_sd = np.select([(index >= 8000) & (index < 20000), index >= 30000], [0.83, 1.3], 1.0)
+    frame = pd.DataFrame({f"x{j}": x[:, j].round(4) for j in range(3)})
+    frame.insert(0, "event_id", [f"r-{i:07d}" for i in range(n)])
+    frame["prediction"] = prediction.round(4)
+    frame["label"] = (prediction + rng.normal(0.0, 1.0, n) * noise_sd).round(4) + 1e-5  # regression
+    alerts, store = _feed(frame, SETTINGS, batch=1000)
+    worse = [a for a in alerts if a["type"] in ("performance", "retrain") and a["status"] == "firing"]
+    assert worse, "the real degradation from event 30000 on is alerted"
+    assert min(int(a["evidence"]["last_event_id"][2:]) for a in worse) >= 30000  # better, then as before: silent
+    state = ModelState.from_dict(store.load([("credit", "1")])[("credit", "1")], SETTINGS)
+    assert any(i["detector"].startswith("error_") for i in state.performance.improvements)
