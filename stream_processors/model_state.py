@@ -24,6 +24,7 @@ __all__ = ["Finding", "ModelState", "PREDICTION", "SCORE", "ValueOutOfRange", "a
 _FORMAT = "driftline.model_state/4"
 _OLD_FORMAT = "driftline.model_state/3"  # loaded and migrated: its last_alert_at become open episodes
 _KEEP_CLOSED = 20
+_HOLD_ALPHA = 0.01  # a window this unlikely under the reference holds its open episode open (1 in 100 by chance)
 _NUMBER_TYPES = (int, float)
 NUMERIC, CATEGORICAL, BOOLEAN = "numeric", "categorical", "boolean"
 PREDICTION = "__prediction__"
@@ -170,7 +171,7 @@ class ModelState:
         feature_dicts = [e["features"] for e in events]
         for name in self._feature_names(feature_dicts):
             columns[name] = [f.get(name) for f in feature_dicts]
-        online: list[tuple[int, Finding]] = []   # (position in this message, finding)
+        online: list[tuple[int, Finding | str]] = []   # (position in this message, finding or held key)
         windowed: list[tuple[str, object]] = []
         for name, column in columns.items():
             kind = self.kinds.get(name) or next((k for k in map(_kind_of, column) if k), None)
@@ -185,6 +186,8 @@ class ModelState:
                 self.sketches[name].update(values)
                 for firing in self.monitors[name].update(values):
                     online.append((firing.position, self._online_finding(name, firing, ids)))
+                if self.monitors[name].last_shifted_position is not None:
+                    online.append((self.monitors[name].last_shifted_position, name))  # still drifted
             else:
                 values, mismatched = _categorical_column(column, kind)
                 self.categorical[name].update(values)
@@ -218,7 +221,10 @@ class ModelState:
         findings = self._decide_in_order("labels", before, candidates, ids)
         return findings + self.policy.decide(self, findings)
 
-    def _performance_finding(self, f, last_event_id: str, feature: str | None, events_seen: int) -> Finding:
+    def _performance_finding(self, f, last_event_id: str, feature: str | None, events_seen: int) -> Finding | str:
+        """The finding, or for a hold the key of the episode it holds open."""
+        if f.hold:
+            return f"performance:{feature}:{f.detector}"
         return Finding("performance", self.model, self.model_version, feature, f.detector, f.statistic,
                        f.threshold, last_event_id, events_seen, self.scenario, "critical", dict(f.evidence))
 
@@ -226,12 +232,18 @@ class ModelState:
                          ids: list[str]) -> list[Finding]:
         """Run the episodes of one message's findings event by event, so that where an episode fires and
         resolves depends on the event sequence only, never on how it was cut into messages. ``candidates``
-        are (position in the message, finding); ``ids`` the message's event (or label) ids."""
+        are (position in the message, finding), or (position, episode key) for a hold: the condition is still
+        there without a firing, so the episode's quiet stretch starts again; ``ids`` are the message's event
+        (or label) ids."""
         out = []
         for position, finding in sorted(candidates, key=lambda c: c[0]):
             at = before + position + 1
             out += self._resolve(clock, before, at, ids)  # a quiet stretch that ended before this firing
-            out += self._episode(finding, at)
+            if isinstance(finding, str):
+                if finding in self.episodes:
+                    self.episodes[finding]["last_at"] = max(self.episodes[finding]["last_at"], at)
+            else:
+                out += self._episode(finding, at)
         return out + self._resolve(clock, before, before + len(ids), ids)
 
     def _feature_names(self, feature_dicts: list[dict]) -> list[str]:
@@ -263,7 +275,7 @@ class ModelState:
             self.categorical[name] = CategoryFrequencies()
             self.categorical[name].update([None] * early)
 
-    def _category_findings(self, name: str, values: list, ids: list[str]) -> list[tuple[int, Finding]]:
+    def _category_findings(self, name: str, values: list, ids: list[str]) -> list[tuple[int, Finding | str]]:
         """CUSUM/ADWIN on the 0/1 indicator of each top category, once the top categories are known."""
         monitors = self.category_monitors.get(name)
         if monitors is None:
@@ -283,6 +295,8 @@ class ModelState:
                 finding = self._online_finding(name, firing, ids)
                 out.append((firing.position,
                             Finding(**{**finding.__dict__, "evidence": {**finding.evidence, "category": category}})))
+            if monitor.last_shifted_position is not None:
+                out.append((monitor.last_shifted_position, name))  # the category's share is still off
         return out
 
     # -- decisions -------------------------------------------------------------------------------------------
@@ -366,14 +380,17 @@ class ModelState:
         """Distribution, missing rate, and range or unseen categories: three per ready column."""
         return 3 * sum(1 for t in self.window_tests.values() if t.ready)
 
-    def _significant(self, windowed: list, ids: list[str]) -> list[tuple[int, Finding]]:
-        """Model-level control: a window test alerts only below alpha / (tests per window of this model)."""
+    def _significant(self, windowed: list, ids: list[str]) -> list[tuple[int, Finding | str]]:
+        """Model-level control: a window test alerts only below alpha / (tests per window of this model); below
+        ``_HOLD_ALPHA``, it holds an open episode of its key open."""
         if not windowed:
             return []
         threshold = self._settings.window_alpha / max(self.tests_per_window(), 1)
         out = []
         for name, f in windowed:
             if f.p_value >= threshold:
+                if f.p_value < _HOLD_ALPHA:  # not significant across the model, and still not normal
+                    out.append((f.position, name if f.alert_type == "drift" else f"{f.alert_type}:{name}:{f.test}"))
                 continue
             severity = "critical" if f.alert_type == "drift" and f.evidence.get("psi", 0) >= 0.25 else "warning"
             finding = Finding(f.alert_type, self.model, self.model_version, name, f.test, f.p_value, threshold,

@@ -25,6 +25,7 @@ class PerformanceFinding:
     threshold: float
     position: int          # index of the deciding item in the list given
     evidence: dict
+    hold: bool = False     # not an alert: still worse than halfway to the bound, an open episode stays open
 
 
 def _task_of(label: object) -> str:
@@ -94,6 +95,9 @@ class PerformanceTracker:
             else:
                 self._improved(f"error_{f.detector}", f.statistic, f.threshold, joined[f.position].event_id,
                                evidence)
+        if self.error_monitor.last_shifted_direction > 0:  # the error is still up, firing or not
+            findings += [PerformanceFinding(d, 0.0, 0.0, self.error_monitor.last_shifted_position,
+                                            {"stream": "errors"}, hold=True) for d in self.error_monitor.detectors]
         self.labels += len(joined)
         for i, j in enumerate(joined):
             self._window.append((j.label, j.prediction, j.score, j.event_id))
@@ -138,6 +142,9 @@ class PerformanceTracker:
             better = self.bound(key, len(window), better=True)
             if (m[key] < better) if key == "mae" else (m[key] > better):
                 self._improved(f"realized_{key}", m[key], better, window[-1][3], {"baseline": self.baseline[key]})
+            halfway = (self.baseline[key] + bound) / 2
+            if (m[key] > halfway) if key == "mae" else (m[key] < halfway):
+                return PerformanceFinding(f"realized_{key}", m[key], halfway, position, {}, hold=True)
             return None
         return PerformanceFinding(f"realized_{key}", m[key], bound, position,
                                   {"metrics": m, "baseline": self.baseline, "baseline_from": self.source,
@@ -197,6 +204,9 @@ class PerformanceTracker:
             if estimate > better:
                 self._improved(f"{method}_accuracy", estimate, better, events[position]["event_id"],
                                {"baseline": base})
+            if bound <= estimate < (base + bound) / 2:
+                findings.append(PerformanceFinding(f"{method}_accuracy", estimate, (base + bound) / 2, position, {},
+                                                   hold=True))
             if estimate < bound:
                 findings.append(PerformanceFinding(f"{method}_accuracy", estimate, bound, position,
                                                    {"estimated_accuracy": estimate, "baseline": base,

@@ -296,3 +296,43 @@ def test_an_error_returning_to_normal_after_an_improvement_is_not_a_degradation(
     assert min(int(a["evidence"]["last_event_id"][2:]) for a in worse) >= 30000  # better, then as before: silent
     state = ModelState.from_dict(store.load([("credit", "1")])[("credit", "1")], SETTINGS)
     assert any(i["detector"].startswith("error_") for i in state.performance.improvements)
+
+
+def _profiled_run(frame, train, batch=1000):
+    from stream_processors.profiles import profile_from_table
+    profile = profile_from_table(train, plan_columns(train), "credit", "1", SETTINGS).to_dict()
+    events, _ = rows_to_events(frame, plan_columns(frame), "credit")
+    return _regrouped(events, [batch], SETTINGS, profile=profile)[1]
+
+
+def test_a_persistent_small_shift_is_one_episode_and_a_return_resolves_it():
+    train = drifting_credit_data(n=20000, shift_at=20000, seed=74)
+    frame = drifting_credit_data(n=60000, shift_at=4000, shifted_feature="tenure_years", shift_sigma=0.2, seed=75)
+    alerts = [a for a in _profiled_run(frame.drop(columns=["label"]), train) if a["feature"] == "tenure_years"]
+    # the detectors reset after each firing and fire again later than the quiet stretch: still one episode
+    assert [a["status"] for a in alerts] == ["firing"]
+    frame = drifting_credit_data(n=30000, shift_at=30000, seed=75).drop(columns=["label"])
+    frame.loc[4000:11999, "tenure_years"] += 1.5 * 3.0
+    alerts = [a for a in _profiled_run(frame, train) if a["feature"] == "tenure_years" and a["type"] == "drift"]
+    assert [a["status"] for a in alerts] == ["firing", "resolved"]
+    assert alerts[1]["episode_id"] == alerts[0]["id"]
+    assert 12000 + SETTINGS.cooldown_events <= int(alerts[1]["evidence"]["last_event_id"][4:]) < 22000
+
+
+def test_a_persistent_performance_drop_is_one_episode():
+    n = 60000
+    frame = drifting_credit_data(n=n, shift_at=n, seed=72)
+    flip = (np.arange(n) >= 8000) & (np.random.default_rng(73).random(n) < 0.08)
+    frame.loc[flip, "label"] = 1 - frame.loc[flip, "label"]
+    alerts, _ = _feed(frame, SETTINGS, batch=2000)
+    realized = [a["status"] for a in alerts if a["detector"] == "realized_accuracy"]
+    assert realized == ["firing"]
+
+
+def test_a_persistent_data_quality_finding_is_one_episode():
+    train = drifting_credit_data(n=20000, shift_at=20000, seed=74)
+    frame = drifting_credit_data(n=30000, shift_at=30000, seed=75).drop(columns=["label"])
+    frame.loc[5000:, "tenure_years"] += 1.5 * 3.0  # some windows fall short of significance, none is normal
+    alerts = [a["status"] for a in _profiled_run(frame, train)
+              if a["feature"] == "tenure_years" and a["detector"] == "out_of_range"]
+    assert alerts == ["firing"]
