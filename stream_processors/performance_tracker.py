@@ -216,8 +216,9 @@ class PerformanceTracker:
     # -- reading and saving ----------------------------------------------------------------------------------
     @property
     def has_evidence(self) -> bool:
-        """Can performance speak for this version: labels joined, a labelled reference, or calibrated scores?"""
-        return self.labels > 0 or self.baseline is not None or self.calibration.fitted
+        """Can performance speak for this version: production labels joined, or an estimate from calibrated
+        scores that actually arrive? A labelled reference alone says nothing about production."""
+        return self.labels > 0 or (self.calibration.fitted and self.estimated is not None)
 
     def figures(self) -> dict:
         """The latest performance with its reference values, as a retrain trigger reports them."""

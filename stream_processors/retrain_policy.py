@@ -24,9 +24,10 @@ class RetrainPolicy:
        stream, or the estimate from scores; all of them fire on degradation only).
     2. ``data_quality``: a critical data-quality alert, if ``trigger_on_data_quality``.
     3. ``drift``: ``trigger_drift_features`` input features drifted within ``trigger_window_events``
-       events, only for a version with no performance evidence (no labels joined, no labelled reference,
-       no calibrated scores) and only if ``trigger_on_drift_alone``. A version with evidence is retrained
-       on what the evidence shows: drift there is reported as drift, and named in a trigger's reasons.
+       events, only for a version with no performance evidence (no production labels joined, no
+       estimate from calibrated scores arriving; a labelled reference alone is none) and only if
+       ``trigger_on_drift_alone``. A version with evidence is retrained on what the evidence shows:
+       drift there is reported as drift, and named in a trigger's reasons.
 
     Every trigger says which rule fired, the alerts behind it (ids), the drift seen, and the performance
     figures with their reference values.
@@ -63,7 +64,8 @@ class RetrainPolicy:
         elif not has_evidence and s.trigger_on_drift_alone and len(drifted) >= s.trigger_drift_features:
             rule, reasons = "drift", []
             explanation = (f"{len(drifted)} input features drifted within {s.trigger_window_events} events and "
-                           "this version has no performance evidence (no labels, no calibrated scores)")
+                           "this version has no performance evidence (no production labels, no estimate from "
+                           "calibrated scores)")
         else:
             return []
         if self.last_trigger_at is not None and at - self.last_trigger_at < s.trigger_cooldown_events:

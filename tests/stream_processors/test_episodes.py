@@ -336,3 +336,13 @@ def test_a_persistent_data_quality_finding_is_one_episode():
     alerts = [a["status"] for a in _profiled_run(frame, train)
               if a["feature"] == "tenure_years" and a["detector"] == "out_of_range"]
     assert alerts == ["firing"]
+
+
+def test_a_labelled_reference_alone_is_no_performance_evidence():
+    train = drifting_credit_data(n=20000, shift_at=20000, seed=74).drop(columns=["score"])
+    frame = drifting_credit_data(n=30000, shift_at=30000, seed=75).drop(columns=["label", "score"])
+    for column, sd in (("tenure_years", 3.0), ("n_accounts", 1.5), ("age", 11.0)):
+        frame.loc[5000:, column] += 1.5 * sd
+    alerts = _profiled_run(frame, train)  # no production labels, no scores: nothing speaks for performance
+    [trigger] = [a for a in alerts if a["type"] == "retrain"]
+    assert trigger["evidence"]["rule"] == "drift" and trigger["evidence"]["performance_evidence"] is False
