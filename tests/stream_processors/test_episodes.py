@@ -346,3 +346,32 @@ def test_a_labelled_reference_alone_is_no_performance_evidence():
     alerts = _profiled_run(frame, train)  # no production labels, no scores: nothing speaks for performance
     [trigger] = [a for a in alerts if a["type"] == "retrain"]
     assert trigger["evidence"]["rule"] == "drift" and trigger["evidence"]["performance_evidence"] is False
+
+
+def test_a_degradation_during_the_trigger_cooldown_triggers_when_it_ends_if_still_open():
+    settings = SETTINGS.replace(trigger_cooldown_events=20000)
+    n, delay = 40000, 15000
+    frame = drifting_credit_data(n=n, shift_at=n, seed=75).drop(columns=["score"])
+    for column, sd in (("tenure_years", 3.0), ("n_accounts", 1.5), ("age", 11.0)):
+        frame.loc[5000:, column] += 1.5 * sd
+    flip = (np.arange(n) >= 5000) & (np.random.default_rng(2).random(n) < 0.35)
+    frame.loc[flip, "label"] = 1 - frame.loc[flip, "label"]  # and the model is now often wrong
+    events, labels = rows_to_events(frame, plan_columns(frame), "credit")
+    store, alerts = MemoryStateStore(), []
+    processor = BatchProcessor(settings, store)
+    for k, i in enumerate(range(0, n, 1000)):
+        messages = [IncomingMessage("i", 0, k, encode_envelope("credit", events[i:i + 1000], "1"))]
+        if i >= delay:  # labels arrive 15000 events late
+            messages.append(IncomingMessage("l", 0, k, encode_envelope("credit", labels[i - delay:i - delay + 1000],
+                                                                       None, kind="label")))
+        out = processor.process(messages)
+        assert store.commit(out)
+        alerts += out.alerts
+    triggers = [a for a in alerts if a["type"] == "retrain"]
+    assert [t["evidence"]["rule"] for t in triggers] == ["drift", "performance"]  # the second once, not twice
+    opened = {a["id"] for a in alerts if a["type"] == "performance" and a["status"] == "firing"}
+    assert {r["id"] for r in triggers[1]["evidence"]["reasons"]} <= opened
+    assert triggers[1]["evidence"]["events_seen"] >= 5039 + settings.trigger_cooldown_events
+    state = ModelState.from_dict(store.load([("credit", "1")])[("credit", "1")], settings)
+    assert state.policy.waiting == [] and RetrainPolicy.from_dict(state.policy.to_dict(), settings).to_dict() \
+        == state.policy.to_dict()
