@@ -10,7 +10,7 @@ import numpy as np
 from detectors.feature_monitor import NumericDriftMonitor
 from detectors.online import StateVersionError
 from detectors.performance import (ScoreCalibration, class_key, classification_metrics, expected_accuracy,
-                                   regression_metrics, same_class)
+                                   positive_class, regression_metrics, same_class)
 from stream_processors.settings import Settings
 
 __all__ = ["PerformanceFinding", "PerformanceTracker"]
@@ -57,6 +57,8 @@ class PerformanceTracker:
         reference = reference or {}
         self.task: str | None = reference.get("task")
         self.positive: object = reference.get("positive", 1)
+        # without a reference, the classes seen (labels, text predictions) name the positive (positive_class)
+        self.classes: list[str] | None = None if "positive" in reference else []
         self.labels = 0                         # joined labels seen: the clock of label-driven episodes
         self.improvements: list[dict] = []      # the last improvements seen (never alerts)
         self.baseline: dict | None = {k: v for k, v in reference.items()
@@ -80,7 +82,8 @@ class PerformanceTracker:
             return []
         if self.task is None:
             self.task = _task_of(joined[0].label)
-            self.positive = 1  # by class_key, True, 1 and "1" are this one class
+        if self.task == "classification":
+            self._learn_classes([j.label for j in joined])
         if self.error_monitor is None:
             # the baseline stays after a firing: re-baselined on an improvement, a return to the usual error
             # would read as a rise
@@ -106,6 +109,13 @@ class PerformanceTracker:
                 if finding:
                     findings.append(finding)
         return findings
+
+    def _learn_classes(self, values: list) -> None:
+        if self.classes is None or len(self.classes) > 2:
+            return  # fixed by the reference, or not a binary classifier
+        self.classes = sorted(set(self.classes) | {class_key(v) for v in values if v is not None})[:3]
+        key = positive_class(self.classes)
+        self.positive = 1 if key in (None, "1") else key  # by class_key, True, 1 and "1" are one class
 
     def _error(self, joined) -> float:
         if self.task == "regression":
@@ -183,6 +193,8 @@ class PerformanceTracker:
         if all(type(p) in (int, float) for p in predictions) and wanted == "1":
             positive = (np.asarray(predictions, dtype=np.float64) == 1.0).tolist()  # class_key, vectorised
         else:
+            self._learn_classes(predictions)
+            wanted = class_key(self.positive)
             positive = [class_key(p) == wanted for p in predictions]
         self._estimate_window.extend(zip(probabilities.tolist(), positive))
         findings = []
@@ -254,7 +266,7 @@ class PerformanceTracker:
 
     def to_dict(self) -> dict:
         return {"format": _FORMAT, "labels": self.labels, "improvements": self.improvements, "task": self.task,
-                "positive": self.positive,
+                "positive": self.positive, "classes": self.classes,
                 "baseline": self.baseline, "source": self.source, "calibration": self.calibration.to_dict(),
                 "error_monitor": self.error_monitor.to_dict() if self.error_monitor else None,
                 "window": [list(w) for w in self._window], "early": self._early, "history": self.history,
@@ -270,6 +282,7 @@ class PerformanceTracker:
         # format 1 had neither (it counted no labels and kept no improvements): start both afresh
         t.labels, t.improvements = int(state.get("labels", 0)), list(state.get("improvements", []))
         t.task, t.positive, t.baseline, t.source = state["task"], state["positive"], state["baseline"], state["source"]
+        t.classes = state.get("classes")  # saved before classes were kept: the positive class stays as saved
         t.calibration = ScoreCalibration.from_dict(state["calibration"])
         t.error_monitor = NumericDriftMonitor.from_dict(state["error_monitor"]) if state["error_monitor"] else None
         if t.error_monitor is not None:

@@ -375,3 +375,36 @@ def test_a_degradation_during_the_trigger_cooldown_triggers_when_it_ends_if_stil
     state = ModelState.from_dict(store.load([("credit", "1")])[("credit", "1")], settings)
     assert state.policy.waiting == [] and RetrainPolicy.from_dict(state.policy.to_dict(), settings).to_dict() \
         == state.policy.to_dict()
+
+
+def _yes_no(frame):
+    for column in ("prediction", "label"):
+        frame[column] = np.where(frame[column] == 1, "yes", "no")
+    return frame
+
+
+def test_yes_no_labels_take_yes_as_positive_and_estimate_the_accuracy():
+    from stream_processors.profiles import profile_from_table
+    train = _yes_no(drifting_credit_data(n=20000, shift_at=20000, seed=74))
+    frame = _yes_no(drifting_credit_data(n=12000, shift_at=12000, seed=75))
+    profile = profile_from_table(train, plan_columns(train), "credit", "1", SETTINGS).to_dict()
+    assert profile["performance"]["positive"] == "yes"
+    events, _ = rows_to_events(frame, plan_columns(frame), "credit")
+    tracker = PerformanceTracker(SETTINGS, profile["performance"])
+    assert tracker.calibration.fitted and tracker.positive == "yes"
+    assert tracker.on_predictions(events) == []
+    realized = np.mean(frame["prediction"] == frame["label"])
+    assert abs(tracker.estimated - realized) < 0.05  # it read as certain (about 1.0), an improvement, before
+    # without a reference the classes seen name the positive class the same way
+    tracker = PerformanceTracker(SETTINGS)
+    tracker.on_labels(_joined(frame["prediction"][:300], frame["label"][:300]))
+    assert tracker.positive == "yes"
+    assert PerformanceTracker.from_dict(tracker.to_dict(), SETTINGS).to_dict() == tracker.to_dict()
+
+
+def test_labels_of_one_class_fit_no_calibration():
+    train = drifting_credit_data(n=20000, shift_at=20000, seed=74)
+    train["label"] = "no"
+    from stream_processors.profiles import profile_from_table
+    profile = profile_from_table(train, plan_columns(train), "credit", "1", SETTINGS).to_dict()
+    assert "calibration" not in profile["performance"]
