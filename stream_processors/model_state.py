@@ -357,8 +357,8 @@ class ModelState:
         return [Finding(episode["type"], self.model, self.model_version, episode["feature"], episode["detector"],
                         quiet, float(self._settings.cooldown_events), last_event_id, self.events, self.scenario,
                         episode["severity"],
-                        {"decision": f"{unit} without a firing >= threshold", "firings": episode["firings"],
-                         "quiet_unit": unit, "position": -1},
+                        {"decision": f"{unit} without a firing or its condition >= threshold",
+                         "firings": episode["firings"], "quiet_unit": unit, "position": -1},
                         status="resolved", episode_id=episode["episode_id"],
                         started_at_event=episode["started_at_event"])]
 

@@ -95,7 +95,8 @@ def format_alert(alert: dict) -> str:
     evidence = alert.get("evidence", {})
     feature = alert.get("feature") or "-"
     if alert.get("status") == "resolved":
-        quiet = f"{alert.get('statistic', 0):.0f} {evidence.get('quiet_unit', 'events')} without a firing"
+        quiet = (f"{alert.get('statistic', 0):.0f} {evidence.get('quiet_unit', 'events')} "
+                 "without a firing or its condition")
         return (f"{when} RESOLVED {alert.get('type')}: model {alert.get('model')} v{alert.get('model_version')} "
                 f"feature {feature} by {alert.get('detector')}: episode {alert.get('episode_id')} "
                 f"(began at event {alert.get('started_at_event')}) ended at event {evidence.get('last_event_id')}, "
