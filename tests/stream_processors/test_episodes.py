@@ -112,6 +112,13 @@ def test_a_format_3_state_is_migrated():
     assert state.episodes["income"]["type"] == "drift" and state.episodes["income"]["episode_id"] == ""
     assert state.episodes["performance:None:realized_accuracy"]["feature"] is None
     assert state.drifting()["income"] is True
+    import io
+
+    from stream_processors.reading import print_status
+    out = io.StringIO()
+    print_status({**state.describe(), "versions": ["1"], "labels": {}}, out)
+    assert "[drifting; its start was not kept]" in [line for line in out.getvalue().splitlines()
+                                                    if line.strip().startswith("income")][0]
     assert state.policy.recent_drift == {"income": [3900, ""]}
     assert state._episode(_drift(state, "income", "x"), at=4000) == []  # still holds repeats back
     # the migrated episode closes without a resolved message: no firing message carried an id for it
