@@ -53,6 +53,13 @@ class NumericDriftMonitor:
        length of ``arl0_blocks`` blocks; ADWIN (river) with confidence
        ``adwin_delta``; Page-Hinkley (river), off by default. A firing names
        the last value of its block.
+    4. Recent level: an exponentially weighted mean of the standardised
+       block means (span ``recent_blocks`` blocks), kept through firings.
+       After each ``update``, ``last_shifted_position`` names the last block
+       at which it still differed from the baseline by more than 3 of its
+       standard errors and by more than a quarter of ``design_shift``: the
+       drift is still there, even when the detectors, reset by their firing,
+       have not fired again yet (``last_shifted_direction`` says which way).
 
     With a reference (``from_reference``), phases 1 and 2 come from the
     reference data and the baseline stays after a firing. Without one, the
@@ -72,12 +79,15 @@ class NumericDriftMonitor:
     def __init__(self, block_size: int = 20, pilot_size: int = 1000, baseline_blocks: int = 200,
                  winsor: float = 0.005, design_shift: float = 0.5, arl0_blocks: float = 1e8,
                  adwin_delta: float = 1e-5, ph_threshold: float = 25.0, ph_delta: float = 0.5,
-                 detectors: tuple[str, ...] = ("cusum", "adwin"), rebaseline: bool = True) -> None:
+                 detectors: tuple[str, ...] = ("cusum", "adwin"), rebaseline: bool = True,
+                 recent_blocks: int = 100) -> None:
         if block_size < 1 or pilot_size < 10 or baseline_blocks < 10:
             raise ValueError("block_size >= 1, pilot_size >= 10 and baseline_blocks >= 10 are required")
         if not 0 <= winsor < 0.5 or design_shift <= 0 or arl0_blocks <= 1:
             raise ValueError("0 <= winsor < 0.5, design_shift > 0 and arl0_blocks > 1 are required")
         unknown = set(detectors) - set(DETECTORS)
+        if recent_blocks < 1:
+            raise ValueError("recent_blocks >= 1 is required")
         if unknown or not detectors:
             raise ValueError(f"detectors must be a non-empty subset of {DETECTORS}, got {detectors}")
         self.block_size = block_size
@@ -91,6 +101,11 @@ class NumericDriftMonitor:
         self.ph_delta = ph_delta
         self.detectors = tuple(detectors)
         self.rebaseline = rebaseline
+        self.recent_blocks = recent_blocks
+        self._recent_weight = 2.0 / (recent_blocks + 1)
+        self._recent_sd = math.sqrt(self._recent_weight / (2.0 - self._recent_weight))  # of the mean, no shift
+        self.last_shifted_position: int | None = None
+        self.last_shifted_direction = 0
         self._k = design_shift * math.sqrt(block_size) / 2
         self._h = cusum_threshold(self._k, 2 * arl0_blocks)  # two sides share the run length
         self._restart()
@@ -106,6 +121,7 @@ class NumericDriftMonitor:
         self._value_sd = 1.0                  # baseline sd of a value (for shift_sigma)
         self._block_sum = 0.0
         self._block_n = 0
+        self._recent = 0.0                    # recent level of the standardised block means
         self._fresh_detectors()
 
     def _fresh_detectors(self) -> None:
@@ -154,6 +170,7 @@ class NumericDriftMonitor:
         positions = np.flatnonzero(~np.isnan(values))
         present = values[positions]
         firings: list[Firing] = []
+        self.last_shifted_position, self.last_shifted_direction = None, 0
         start = 0
         while start < present.size:
             if self._phase == "pilot":
@@ -214,6 +231,10 @@ class NumericDriftMonitor:
     def _detect(self, block_mean: float, position: int, seen: int, firings: list[Firing]) -> bool:
         signal = (block_mean - self._mean) / self._block_sd
         shift = (block_mean - self._mean) / self._value_sd
+        self._recent += self._recent_weight * (signal - self._recent)
+        recent_shift = self._recent * self._block_sd / self._value_sd
+        if abs(self._recent) > 3 * self._recent_sd and abs(recent_shift) > self.design_shift / 4:
+            self.last_shifted_position, self.last_shifted_direction = position, 1 if self._recent > 0 else -1
         fired = []
         if "cusum" in self.detectors and self._cusum.update(signal):
             fired.append(Firing("cusum", self._cusum.statistic, self._h, position, seen, shift,
@@ -236,11 +257,12 @@ class NumericDriftMonitor:
                        "baseline_blocks": self.baseline_blocks, "winsor": self.winsor,
                        "design_shift": self.design_shift, "arl0_blocks": self.arl0_blocks,
                        "adwin_delta": self.adwin_delta, "ph_threshold": self.ph_threshold,
-                       "ph_delta": self.ph_delta, "detectors": list(self.detectors), "rebaseline": self.rebaseline},
+                       "ph_delta": self.ph_delta, "detectors": list(self.detectors), "rebaseline": self.rebaseline,
+                       "recent_blocks": self.recent_blocks},
             "phase": self._phase, "seen": self._seen, "pilot": self._pilot.to_dict(),
             "limits": [_finite(x) for x in self._limits], "blocks": self._blocks.to_dict(),
             "mean": self._mean, "block_sd": self._block_sd, "value_sd": self._value_sd,
-            "block_sum": self._block_sum, "block_n": self._block_n,
+            "block_sum": self._block_sum, "block_n": self._block_n, "recent": self._recent,
             "cusum": self._cusum.to_dict(), "adwin": self._adwin.to_dict(), "page_hinkley": self._ph.to_dict(),
         }
 
@@ -258,6 +280,7 @@ class NumericDriftMonitor:
         m._blocks = NumericSummary.from_dict(state["blocks"])
         m._mean, m._block_sd, m._value_sd = state["mean"], state["block_sd"], state["value_sd"]
         m._block_sum, m._block_n = float(state["block_sum"]), int(state["block_n"])
+        m._recent = float(state.get("recent", 0.0))  # saved before the recent level was kept: start it afresh
         m._cusum = Cusum.from_dict(state["cusum"])
         m._adwin = AdwinDetector.from_dict(state["adwin"])
         m._ph = PageHinkleyDetector.from_dict(state["page_hinkley"])

@@ -9,7 +9,7 @@ import numpy as np
 from detectors.online import StateVersionError
 
 __all__ = ["ScoreCalibration", "class_key", "classification_metrics", "expected_accuracy", "expected_roc_auc",
-           "regression_metrics", "same_class"]
+           "positive_class", "regression_metrics", "same_class"]
 
 _EPS = 1e-15
 
@@ -38,6 +38,20 @@ def class_key(value: object) -> str:
 
 def _number_key(x: float) -> str:
     return str(int(x)) if x.is_integer() else repr(x)
+
+
+def positive_class(classes) -> str | None:
+    """The class a binary classifier's score is the probability of, by ``class_key``: ``"1"`` (``True``,
+    ``1``) when it is among ``classes``, else the later of exactly two in sorted order (scikit-learn's
+    ``classes_[1]``: ``"yes"`` over ``"no"``); None while that is not known (one class, or more than two).
+
+    >>> [positive_class(c) for c in ([0, 1], [True], ["no", "Yes"], ["no"], ["a", "b", "c"])]
+    ['1', '1', 'yes', None, None]
+    """
+    keys = sorted({class_key(c) for c in classes})
+    if "1" in keys:
+        return "1"
+    return keys[1] if len(keys) == 2 else None
 
 
 def same_class(prediction: object, label: object) -> bool:

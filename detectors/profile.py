@@ -11,7 +11,7 @@ from detectors.feature_monitor import NumericDriftMonitor
 from detectors.frequencies import CategoryFrequencies, category_key
 from detectors.moments import NumericSummary
 from detectors.online import StateVersionError
-from detectors.performance import ScoreCalibration, class_key, same_class
+from detectors.performance import ScoreCalibration, class_key, positive_class, same_class
 from detectors.window_test import FeatureWindowTest
 
 __all__ = ["ReferenceProfile", "build_profile"]
@@ -126,13 +126,15 @@ def _performance_baselines(performance: dict, predictions: list, labels: list, s
     if performance["task"] == "regression":
         errors = np.array([abs(float(p) - float(y)) for p, y, _ in rows])
     else:
-        positive = 1  # by class_key, True, 1 and "1" are this one class
+        classes = {class_key(y) for _, y, _ in rows}
+        key = positive_class(classes)
+        positive = 1 if key in (None, "1") else key  # by class_key, True, 1 and "1" are one class
         performance["positive"] = positive
         errors = np.array([0.0 if same_class(p, y) else 1.0 for p, y, _ in rows])
         numeric = [(s, y) for _, y, s in rows if isinstance(s, (int, float)) and not isinstance(s, bool)
                    and s == s]
-        classes = {class_key(y) for _, y, _ in rows}
-        if len(numeric) == len(rows) and len(classes) <= 2:
+        # a calibration fitted on one class would call every score certain of it
+        if len(numeric) == len(rows) and len(classes) == 2 and class_key(positive) in classes:
             try:
                 calibration = ScoreCalibration.fit([s for s, _ in numeric],
                                                    [same_class(y, positive) for _, y in numeric])

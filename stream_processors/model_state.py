@@ -24,6 +24,7 @@ __all__ = ["Finding", "ModelState", "PREDICTION", "SCORE", "ValueOutOfRange", "a
 _FORMAT = "driftline.model_state/4"
 _OLD_FORMAT = "driftline.model_state/3"  # loaded and migrated: its last_alert_at become open episodes
 _KEEP_CLOSED = 20
+_HOLD_ALPHA = 0.01  # a window this unlikely under the reference holds its open episode open (1 in 100 by chance)
 _NUMBER_TYPES = (int, float)
 NUMERIC, CATEGORICAL, BOOLEAN = "numeric", "categorical", "boolean"
 PREDICTION = "__prediction__"
@@ -80,20 +81,20 @@ class ValueOutOfRange(ValueError):
     """A number beyond ``MAX_ABS_NUMBER`` reached a statistic (the worker dead-letters its event)."""
 
 
-def _numeric_column(column: list) -> tuple[np.ndarray, int]:
-    """Floats with NaN for missing, and how many values were of another type."""
+def _numeric_column(column: list) -> tuple[np.ndarray, list[int]]:
+    """Floats with NaN for missing, and the positions of values of another type."""
     clean = [v if type(v) in _NUMBER_TYPES else None for v in column]
-    mismatched = sum(1 for v, c in zip(column, clean) if c is None and v is not None)
+    mismatched = [i for i, (v, c) in enumerate(zip(column, clean)) if c is None and v is not None]
     values = np.array(clean, dtype=np.float64)
     if np.abs(values).max(initial=0.0) > MAX_ABS_NUMBER:  # checked here, vectorised, rather than per event
         raise ValueOutOfRange(f"a number beyond ±{MAX_ABS_NUMBER:g}")
     return values, mismatched
 
 
-def _categorical_column(column: list, kind: str) -> tuple[list, int]:
+def _categorical_column(column: list, kind: str) -> tuple[list, list[int]]:
     wanted = bool if kind == BOOLEAN else str
     clean = [v if type(v) is wanted else None for v in column]
-    mismatched = sum(1 for v, c in zip(column, clean) if c is None and v is not None)
+    mismatched = [i for i, (v, c) in enumerate(zip(column, clean)) if c is None and v is not None]
     return clean, mismatched
 
 
@@ -170,7 +171,7 @@ class ModelState:
         feature_dicts = [e["features"] for e in events]
         for name in self._feature_names(feature_dicts):
             columns[name] = [f.get(name) for f in feature_dicts]
-        online: list[Finding] = []
+        online: list[tuple[int, Finding | str]] = []   # (position in this message, finding or held key)
         windowed: list[tuple[str, object]] = []
         for name, column in columns.items():
             kind = self.kinds.get(name) or next((k for k in map(_kind_of, column) if k), None)
@@ -184,7 +185,9 @@ class ModelState:
                 self.numeric[name].update(values)
                 self.sketches[name].update(values)
                 for firing in self.monitors[name].update(values):
-                    online.append(self._online_finding(name, firing, ids))
+                    online.append((firing.position, self._online_finding(name, firing, ids)))
+                if self.monitors[name].last_shifted_position is not None:
+                    online.append((self.monitors[name].last_shifted_position, name))  # still drifted
             else:
                 values, mismatched = _categorical_column(column, kind)
                 self.categorical[name].update(values)
@@ -192,37 +195,56 @@ class ModelState:
             if kind != NUMERIC:
                 online += self._category_findings(name, values, ids)
             if mismatched:
-                self.mismatches[name] = self.mismatches.get(name, 0) + mismatched
-                online.append(self._mismatch_finding(name, mismatched, ids[-1]))
-        findings = []
-        for f in online:
-            if f is not None:
-                findings += self._episode(f, self.events + n)
-        findings += self._significant(windowed, ids)
+                self.mismatches[name] = self.mismatches.get(name, 0) + len(mismatched)
+                online.append((mismatched[0], self._mismatch_finding(name, len(mismatched), ids[mismatched[0]],
+                                                                     self.events + mismatched[0] + 1)))
+        candidates = online + self._significant(windowed, ids)
         for f in self.performance.on_predictions(events):
-            findings += self._performance_finding(f, ids[f.position], None, self.events)
-        before = self.events
+            at = self.events + f.position + 1
+            candidates.append((f.position, self._performance_finding(f, ids[f.position], None, at)))
+        findings = self._decide_in_order("events", self.events, candidates, ids)
         self.events += n
         self.last_event_id = ids[-1]
         self.last_event_time = max(e["timestamp"] for e in events)
-        findings += self._resolve("events", before, self.events, ids)
         return findings + self.policy.decide(self, findings)
 
     def apply_labels(self, joined: list) -> list[Finding]:
         """Fold labels joined to this version's predictions into its performance."""
-        findings = []
+        if not joined:
+            return []
         before = self.performance.labels
+        ids = [j.event_id for j in joined]
+        candidates = []
         for f in self.performance.on_labels(joined):
             feature = ERROR if f.evidence.get("stream") == "errors" else None
-            findings += self._performance_finding(f, joined[f.position].event_id, feature, before + f.position + 1)
-        if joined:
-            findings += self._resolve("labels", before, self.performance.labels, [j.event_id for j in joined])
+            candidates.append((f.position, self._performance_finding(f, ids[f.position], feature, self.events)))
+        findings = self._decide_in_order("labels", before, candidates, ids)
         return findings + self.policy.decide(self, findings)
 
-    def _performance_finding(self, f, last_event_id: str, feature: str | None, at: int) -> list[Finding]:
-        finding = Finding("performance", self.model, self.model_version, feature, f.detector, f.statistic,
-                          f.threshold, last_event_id, self.events, self.scenario, "critical", dict(f.evidence))
-        return self._episode(finding, at)
+    def _performance_finding(self, f, last_event_id: str, feature: str | None, events_seen: int) -> Finding | str:
+        """The finding, or for a hold the key of the episode it holds open."""
+        if f.hold:
+            return f"performance:{feature}:{f.detector}"
+        return Finding("performance", self.model, self.model_version, feature, f.detector, f.statistic,
+                       f.threshold, last_event_id, events_seen, self.scenario, "critical", dict(f.evidence))
+
+    def _decide_in_order(self, clock: str, before: int, candidates: list[tuple[int, Finding]],
+                         ids: list[str]) -> list[Finding]:
+        """Run the episodes of one message's findings event by event, so that where an episode fires and
+        resolves depends on the event sequence only, never on how it was cut into messages. ``candidates``
+        are (position in the message, finding), or (position, episode key) for a hold: the condition is still
+        there without a firing, so the episode's quiet stretch starts again; ``ids`` are the message's event
+        (or label) ids."""
+        out = []
+        for position, finding in sorted(candidates, key=lambda c: c[0]):
+            at = before + position + 1
+            out += self._resolve(clock, before, at, ids)  # a quiet stretch that ended before this firing
+            if isinstance(finding, str):
+                if finding in self.episodes:
+                    self.episodes[finding]["last_at"] = max(self.episodes[finding]["last_at"], at)
+            else:
+                out += self._episode(finding, at)
+        return out + self._resolve(clock, before, before + len(ids), ids)
 
     def _feature_names(self, feature_dicts: list[dict]) -> list[str]:
         names = [k for k in self.kinds if k not in (PREDICTION, SCORE)] + list(self.early_missing)
@@ -253,7 +275,7 @@ class ModelState:
             self.categorical[name] = CategoryFrequencies()
             self.categorical[name].update([None] * early)
 
-    def _category_findings(self, name: str, values: list, ids: list[str]) -> list[Finding]:
+    def _category_findings(self, name: str, values: list, ids: list[str]) -> list[tuple[int, Finding | str]]:
         """CUSUM/ADWIN on the 0/1 indicator of each top category, once the top categories are known."""
         monitors = self.category_monitors.get(name)
         if monitors is None:
@@ -271,7 +293,10 @@ class ModelState:
             indicator = np.where(present, (keys == category).astype(np.float64), np.nan)
             for firing in monitor.update(indicator):
                 finding = self._online_finding(name, firing, ids)
-                out.append(Finding(**{**finding.__dict__, "evidence": {**finding.evidence, "category": category}}))
+                out.append((firing.position,
+                            Finding(**{**finding.__dict__, "evidence": {**finding.evidence, "category": category}})))
+            if monitor.last_shifted_position is not None:
+                out.append((monitor.last_shifted_position, name))  # the category's share is still off
         return out
 
     # -- decisions -------------------------------------------------------------------------------------------
@@ -332,8 +357,8 @@ class ModelState:
         return [Finding(episode["type"], self.model, self.model_version, episode["feature"], episode["detector"],
                         quiet, float(self._settings.cooldown_events), last_event_id, self.events, self.scenario,
                         episode["severity"],
-                        {"decision": f"{unit} without a firing >= threshold", "firings": episode["firings"],
-                         "quiet_unit": unit, "position": -1},
+                        {"decision": f"{unit} without a firing or its condition >= threshold",
+                         "firings": episode["firings"], "quiet_unit": unit, "position": -1},
                         status="resolved", episode_id=episode["episode_id"],
                         started_at_event=episode["started_at_event"])]
 
@@ -344,9 +369,10 @@ class ModelState:
                        {"shift_sigma": firing.shift_sigma, "decision": "statistic > threshold",
                         "position": firing.position})
 
-    def _mismatch_finding(self, name: str, count: int, last_id: str) -> Finding:
+    def _mismatch_finding(self, name: str, count: int, first_id: str, events_seen: int) -> Finding:
+        """Named after the first mismatched value of the message: where it is does not depend on batching."""
         return Finding("data_quality", self.model, self.model_version, name, "type_mismatch", float(count), 0.0,
-                       last_id, self.events, self.scenario, "critical",
+                       first_id, events_seen, self.scenario, "critical",
                        {"expected_kind": self.kinds[name], "mismatched_values": count,
                         "decision": "statistic > threshold", "position": -1})
 
@@ -354,21 +380,24 @@ class ModelState:
         """Distribution, missing rate, and range or unseen categories: three per ready column."""
         return 3 * sum(1 for t in self.window_tests.values() if t.ready)
 
-    def _significant(self, windowed: list, ids: list[str]) -> list[Finding]:
-        """Model-level control: a window test alerts only below alpha / (tests per window of this model)."""
+    def _significant(self, windowed: list, ids: list[str]) -> list[tuple[int, Finding | str]]:
+        """Model-level control: a window test alerts only below alpha / (tests per window of this model); below
+        ``_HOLD_ALPHA``, it holds an open episode of its key open."""
         if not windowed:
             return []
         threshold = self._settings.window_alpha / max(self.tests_per_window(), 1)
         out = []
         for name, f in windowed:
             if f.p_value >= threshold:
+                if f.p_value < _HOLD_ALPHA:  # not significant across the model, and still not normal
+                    out.append((f.position, name if f.alert_type == "drift" else f"{f.alert_type}:{name}:{f.test}"))
                 continue
             severity = "critical" if f.alert_type == "drift" and f.evidence.get("psi", 0) >= 0.25 else "warning"
             finding = Finding(f.alert_type, self.model, self.model_version, name, f.test, f.p_value, threshold,
                               ids[f.position], self.events + f.position + 1, self.scenario, severity,
                               {**f.evidence, "test_statistic": f.statistic, "decision": "p_value < threshold",
                                "position": f.position})
-            out += self._episode(finding, self.events + f.position + 1)
+            out.append((f.position, finding))
         return out
 
     # -- reading ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 from detectors.feature_monitor import NumericDriftMonitor
 from detectors.online import StateVersionError
 from detectors.performance import (ScoreCalibration, class_key, classification_metrics, expected_accuracy,
-                                   regression_metrics, same_class)
+                                   positive_class, regression_metrics, same_class)
 from stream_processors.settings import Settings
 
 __all__ = ["PerformanceFinding", "PerformanceTracker"]
@@ -25,6 +25,7 @@ class PerformanceFinding:
     threshold: float
     position: int          # index of the deciding item in the list given
     evidence: dict
+    hold: bool = False     # not an alert: still worse than halfway to the bound, an open episode stays open
 
 
 def _task_of(label: object) -> str:
@@ -40,7 +41,9 @@ _KEEP_IMPROVEMENTS = 10
 class PerformanceTracker:
     """Windows of ``performance_window`` joined labels give realized metrics; the first windows (or the
     reference's performance) give the baseline, and a window below its bound is a ``performance`` alert.
-    The error stream (0/1 errors, or absolute errors) feeds CUSUM and ADWIN. For binary classifiers with a
+    The error stream (0/1 errors, or absolute errors) feeds CUSUM and ADWIN against a baseline that stays
+    (the reference's, else the first production one), so an error back at its usual level after an
+    improvement is no rise. For binary classifiers with a
     score, windows of inference events give the expected accuracy (confidence-based, calibrated on the
     reference when it had labels) while labels are missing.
 
@@ -54,6 +57,8 @@ class PerformanceTracker:
         reference = reference or {}
         self.task: str | None = reference.get("task")
         self.positive: object = reference.get("positive", 1)
+        # without a reference, the classes seen (labels, text predictions) name the positive (positive_class)
+        self.classes: list[str] | None = None if "positive" in reference else []
         self.labels = 0                         # joined labels seen: the clock of label-driven episodes
         self.improvements: list[dict] = []      # the last improvements seen (never alerts)
         self.baseline: dict | None = {k: v for k, v in reference.items()
@@ -77,9 +82,12 @@ class PerformanceTracker:
             return []
         if self.task is None:
             self.task = _task_of(joined[0].label)
-            self.positive = 1  # by class_key, True, 1 and "1" are this one class
+        if self.task == "classification":
+            self._learn_classes([j.label for j in joined])
         if self.error_monitor is None:
-            self.error_monitor = NumericDriftMonitor(**self._settings.category_monitor_params())
+            # the baseline stays after a firing: re-baselined on an improvement, a return to the usual error
+            # would read as a rise
+            self.error_monitor = NumericDriftMonitor(**self._settings.category_monitor_params(), rebaseline=False)
         errors = np.array([self._error(j) for j in joined], dtype=np.float64)
         findings = []
         for f in self.error_monitor.update(errors):
@@ -90,6 +98,9 @@ class PerformanceTracker:
             else:
                 self._improved(f"error_{f.detector}", f.statistic, f.threshold, joined[f.position].event_id,
                                evidence)
+        if self.error_monitor.last_shifted_direction > 0:  # the error is still up, firing or not
+            findings += [PerformanceFinding(d, 0.0, 0.0, self.error_monitor.last_shifted_position,
+                                            {"stream": "errors"}, hold=True) for d in self.error_monitor.detectors]
         self.labels += len(joined)
         for i, j in enumerate(joined):
             self._window.append((j.label, j.prediction, j.score, j.event_id))
@@ -98,6 +109,13 @@ class PerformanceTracker:
                 if finding:
                     findings.append(finding)
         return findings
+
+    def _learn_classes(self, values: list) -> None:
+        if self.classes is None or len(self.classes) > 2:
+            return  # fixed by the reference, or not a binary classifier
+        self.classes = sorted(set(self.classes) | {class_key(v) for v in values if v is not None})[:3]
+        key = positive_class(self.classes)
+        self.positive = 1 if key in (None, "1") else key  # by class_key, True, 1 and "1" are one class
 
     def _error(self, joined) -> float:
         if self.task == "regression":
@@ -134,6 +152,9 @@ class PerformanceTracker:
             better = self.bound(key, len(window), better=True)
             if (m[key] < better) if key == "mae" else (m[key] > better):
                 self._improved(f"realized_{key}", m[key], better, window[-1][3], {"baseline": self.baseline[key]})
+            halfway = (self.baseline[key] + bound) / 2
+            if (m[key] > halfway) if key == "mae" else (m[key] < halfway):
+                return PerformanceFinding(f"realized_{key}", m[key], halfway, position, {}, hold=True)
             return None
         return PerformanceFinding(f"realized_{key}", m[key], bound, position,
                                   {"metrics": m, "baseline": self.baseline, "baseline_from": self.source,
@@ -172,6 +193,8 @@ class PerformanceTracker:
         if all(type(p) in (int, float) for p in predictions) and wanted == "1":
             positive = (np.asarray(predictions, dtype=np.float64) == 1.0).tolist()  # class_key, vectorised
         else:
+            self._learn_classes(predictions)
+            wanted = class_key(self.positive)
             positive = [class_key(p) == wanted for p in predictions]
         self._estimate_window.extend(zip(probabilities.tolist(), positive))
         findings = []
@@ -193,6 +216,9 @@ class PerformanceTracker:
             if estimate > better:
                 self._improved(f"{method}_accuracy", estimate, better, events[position]["event_id"],
                                {"baseline": base})
+            if bound <= estimate < (base + bound) / 2:
+                findings.append(PerformanceFinding(f"{method}_accuracy", estimate, (base + bound) / 2, position, {},
+                                                   hold=True))
             if estimate < bound:
                 findings.append(PerformanceFinding(f"{method}_accuracy", estimate, bound, position,
                                                    {"estimated_accuracy": estimate, "baseline": base,
@@ -202,8 +228,9 @@ class PerformanceTracker:
     # -- reading and saving ----------------------------------------------------------------------------------
     @property
     def has_evidence(self) -> bool:
-        """Can performance speak for this version: labels joined, a labelled reference, or calibrated scores?"""
-        return self.labels > 0 or self.baseline is not None or self.calibration.fitted
+        """Can performance speak for this version: production labels joined, or an estimate from calibrated
+        scores that actually arrive? A labelled reference alone says nothing about production."""
+        return self.labels > 0 or (self.calibration.fitted and self.estimated is not None)
 
     def figures(self) -> dict:
         """The latest performance with its reference values, as a retrain trigger reports them."""
@@ -239,7 +266,7 @@ class PerformanceTracker:
 
     def to_dict(self) -> dict:
         return {"format": _FORMAT, "labels": self.labels, "improvements": self.improvements, "task": self.task,
-                "positive": self.positive,
+                "positive": self.positive, "classes": self.classes,
                 "baseline": self.baseline, "source": self.source, "calibration": self.calibration.to_dict(),
                 "error_monitor": self.error_monitor.to_dict() if self.error_monitor else None,
                 "window": [list(w) for w in self._window], "early": self._early, "history": self.history,
@@ -255,8 +282,11 @@ class PerformanceTracker:
         # format 1 had neither (it counted no labels and kept no improvements): start both afresh
         t.labels, t.improvements = int(state.get("labels", 0)), list(state.get("improvements", []))
         t.task, t.positive, t.baseline, t.source = state["task"], state["positive"], state["baseline"], state["source"]
+        t.classes = state.get("classes")  # saved before classes were kept: the positive class stays as saved
         t.calibration = ScoreCalibration.from_dict(state["calibration"])
         t.error_monitor = NumericDriftMonitor.from_dict(state["error_monitor"]) if state["error_monitor"] else None
+        if t.error_monitor is not None:
+            t.error_monitor.rebaseline = False  # saved before the baseline was kept: keep it from now on
         t._window = [tuple(w) for w in state["window"]]
         t._early, t.history = state["early"], state["history"]
         t._estimate_window = [tuple(w) for w in state["estimate_window"]]

@@ -95,7 +95,8 @@ def format_alert(alert: dict) -> str:
     evidence = alert.get("evidence", {})
     feature = alert.get("feature") or "-"
     if alert.get("status") == "resolved":
-        quiet = f"{alert.get('statistic', 0):.0f} {evidence.get('quiet_unit', 'events')} without a firing"
+        quiet = (f"{alert.get('statistic', 0):.0f} {evidence.get('quiet_unit', 'events')} "
+                 "without a firing or its condition")
         return (f"{when} RESOLVED {alert.get('type')}: model {alert.get('model')} v{alert.get('model_version')} "
                 f"feature {feature} by {alert.get('detector')}: episode {alert.get('episode_id')} "
                 f"(began at event {alert.get('started_at_event')}) ended at event {evidence.get('last_event_id')}, "
@@ -180,8 +181,9 @@ def print_status(status: dict, out=sys.stdout) -> None:
             out.write(f"  {name:24} {f['kind']:11} n={f['count']:<8} missing={f['missing']:<6} {shown}")
         if f.get("type_mismatches"):
             out.write(f" type_mismatches={f['type_mismatches']}")
-        if f.get("drifting_since_event"):
-            out.write(f"  [drifting since event {f['drifting_since_event']}]")
+        if "drifting_since_event" in f:  # None: the episode came from a state that kept no start (format 3)
+            since = f["drifting_since_event"]
+            out.write(f"  [drifting since event {since}]" if since else "  [drifting; its start was not kept]")
         out.write("\n")
     _print_episodes(status.get("episodes") or {}, perf.get("improvements") or [], out)
 

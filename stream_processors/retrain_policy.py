@@ -24,9 +24,13 @@ class RetrainPolicy:
        stream, or the estimate from scores; all of them fire on degradation only).
     2. ``data_quality``: a critical data-quality alert, if ``trigger_on_data_quality``.
     3. ``drift``: ``trigger_drift_features`` input features drifted within ``trigger_window_events``
-       events, only for a version with no performance evidence (no labels joined, no labelled reference,
-       no calibrated scores) and only if ``trigger_on_drift_alone``. A version with evidence is retrained
-       on what the evidence shows: drift there is reported as drift, and named in a trigger's reasons.
+       events, only for a version with no performance evidence (no production labels joined, no
+       estimate from calibrated scores arriving; a labelled reference alone is none) and only if
+       ``trigger_on_drift_alone``. A version with evidence is retrained on what the evidence shows:
+       drift there is reported as drift, and named in a trigger's reasons.
+
+    A performance episode that opens while the cooldown holds triggers back is kept in ``waiting``: if it
+    is still open when the cooldown ends, it triggers then, once (rule ``performance``).
 
     Every trigger says which rule fired, the alerts behind it (ids), the drift seen, and the performance
     figures with their reference values.
@@ -36,6 +40,7 @@ class RetrainPolicy:
         self._settings = settings
         self.recent_drift: dict[str, list] = {}  # input feature -> [event count, alert id] of its latest drift
         self.last_trigger_at: int | None = None
+        self.waiting: list[dict] = []  # performance episodes opened during the cooldown (reason fields + key)
 
     def decide(self, state: ModelState, findings: list[Finding]) -> list[Finding]:
         from stream_processors.model_state import Finding
@@ -52,29 +57,41 @@ class RetrainPolicy:
         quality = [f for f in firing if s.trigger_on_data_quality and f.alert_type == "data_quality"
                    and f.severity == "critical"]
         has_evidence = state.performance.has_evidence
+        cooling = self.last_trigger_at is not None and at - self.last_trigger_at < s.trigger_cooldown_events
+        self.waiting = [w for w in self.waiting + [_reason(f) for f in performance if cooling]
+                        if state.episodes.get(w["key"], {}).get("episode_id") == w["id"]]
+        if not performance and not cooling and self.waiting:
+            performance, self.waiting = self.waiting, []
+        else:
+            performance = [_reason(f) for f in performance]
         if performance:
             rule, reasons = "performance", performance
             explanation = "performance fell past its bound: " + ", ".join(
-                f"{f.detector}{' on ' + f.feature if f.feature else ''} {f.statistic:.4g} "
-                f"(threshold {f.threshold:.4g})" for f in performance)
+                f"{f['detector']}{' on ' + f['feature'] if f['feature'] else ''} {f['statistic']:.4g} "
+                f"(threshold {f['threshold']:.4g})" for f in performance)
         elif quality:
             rule, reasons = "data_quality", quality
             explanation = "critical data-quality alert: " + ", ".join(f"{f.feature} {f.detector}" for f in quality)
         elif not has_evidence and s.trigger_on_drift_alone and len(drifted) >= s.trigger_drift_features:
             rule, reasons = "drift", []
             explanation = (f"{len(drifted)} input features drifted within {s.trigger_window_events} events and "
-                           "this version has no performance evidence (no labels, no calibrated scores)")
+                           "this version has no performance evidence (no production labels, no estimate from "
+                           "calibrated scores)")
         else:
             return []
-        if self.last_trigger_at is not None and at - self.last_trigger_at < s.trigger_cooldown_events:
+        if cooling:
             return []
-        cause = reasons[0] if reasons else max(firing, key=lambda f: f.events_seen, default=None)
+        if rule == "performance":
+            self.waiting = []
+        else:
+            reasons = [_reason(f) for f in reasons]
+        cause = reasons[0]["last_event_id"] if reasons else \
+            max(firing, key=lambda f: f.events_seen).last_event_id if firing else None
         if cause is None:
             return []
         self.last_trigger_at = at
         evidence = {"rule": rule, "explanation": explanation,
-                    "reasons": [{"id": f.id, "type": f.alert_type, "feature": f.feature, "detector": f.detector,
-                                 "statistic": f.statistic, "threshold": f.threshold} for f in reasons],
+                    "reasons": [{k: v for k, v in f.items() if k not in ("last_event_id", "key")} for f in reasons],
                     "drift": [{"feature": k, "id": v[1]} for k, v in sorted(self.recent_drift.items())],
                     "drifted_features": drifted,
                     "performance_evidence": has_evidence,
@@ -83,10 +100,10 @@ class RetrainPolicy:
         statistic = float(len(reasons)) if reasons else float(len(drifted))
         threshold = 1.0 if reasons else float(s.trigger_drift_features)
         return [Finding("retrain", state.model, state.model_version, None, "retrain_policy", statistic, threshold,
-                        cause.last_event_id, state.events, state.scenario, "critical", evidence)]
+                        cause, state.events, state.scenario, "critical", evidence)]
 
     def to_dict(self) -> dict:
-        return {"recent_drift": self.recent_drift, "last_trigger_at": self.last_trigger_at}
+        return {"recent_drift": self.recent_drift, "last_trigger_at": self.last_trigger_at, "waiting": self.waiting}
 
     @classmethod
     def from_dict(cls, state: dict, settings: Settings) -> RetrainPolicy:
@@ -95,4 +112,14 @@ class RetrainPolicy:
         policy.recent_drift = {k: [int(v), ""] if isinstance(v, (int, float)) else [int(v[0]), str(v[1])]
                                for k, v in state["recent_drift"].items()}
         policy.last_trigger_at = state["last_trigger_at"]
+        policy.waiting = [dict(w) for w in state.get("waiting", [])]  # saved before it was kept: none waiting
         return policy
+
+
+def _reason(f: Finding) -> dict:
+    """What a trigger names of an alert behind it, with where it was decided and its episode's key."""
+    from stream_processors.model_state import ModelState
+
+    return {"id": f.id, "type": f.alert_type, "feature": f.feature, "detector": f.detector,
+            "statistic": f.statistic, "threshold": f.threshold, "last_event_id": f.last_event_id,
+            "key": ModelState._episode_key(f)}

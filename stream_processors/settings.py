@@ -73,7 +73,8 @@ class Settings:
     trigger_cooldown_events: int = 50000
     trigger_on_data_quality: bool = False
     trigger_on_drift_alone: bool = True
-    """Versions with no performance evidence (no labels, no calibrated scores) retrain on drift alone."""
+    """Versions with no performance evidence (no production labels, no calibrated scores arriving) retrain on
+    drift alone."""
     max_features: int = 500
     metrics_port: int = 9464
     """Port of the worker's /metrics (0: no metrics server)."""

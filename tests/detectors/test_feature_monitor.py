@@ -120,3 +120,18 @@ def test_the_cusum_side_survives_its_saved_form():
         cusum.update(x)
     assert cusum.direction == -1 and Cusum.from_dict(cusum.to_dict()).direction == -1
     assert Cusum(k=0.5, h=1.0).update(3.0) and cusum.update(50.0) is False and cusum.direction == 1
+
+
+def test_the_recent_level_says_a_shift_is_still_there_after_the_detectors_reset():
+    rng = np.random.default_rng(5)
+    reference = rng.normal(0.0, 1.0, 20000)
+    monitor = NumericDriftMonitor.from_reference(reference)
+    assert monitor.update(rng.normal(0.0, 1.0, 4000)) == [] and monitor.last_shifted_position is None
+    assert monitor.update(rng.normal(0.3, 1.0, 4000))  # fires, and the detectors start afresh
+    restored = NumericDriftMonitor.from_dict(orjson.loads(orjson.dumps(monitor.to_dict())))
+    assert restored.to_dict() == monitor.to_dict()
+    restored.update(rng.normal(0.3, 1.0, 1000))
+    assert restored.last_shifted_position == 999 and restored.last_shifted_direction == 1
+    restored.update(rng.normal(0.0, 1.0, 6000))
+    restored.update(rng.normal(0.0, 1.0, 1000))
+    assert restored.last_shifted_position is None  # back at the baseline

@@ -130,8 +130,9 @@ def test_a_drift_episode_resolves_when_production_returns_to_the_reference(setti
         assert r["id"] not in {f["id"] for f in firing}
         ended = int(r["evidence"]["last_event_id"].removeprefix("app-"))
         assert int(a["started_at_event"].removeprefix("app-")) + settings.cooldown_events <= ended
-        if a["type"] == "drift":  # the drift lasts to event 7999: its detectors keep firing until about then
-            assert 7500 + settings.cooldown_events <= ended <= 9000 + settings.cooldown_events, (a, r)
+        if a["type"] == "drift":  # the drift lasts to event 7999; the recent level (~100 blocks) is back
+            # within about 3,000 events, and the quiet stretch follows
+            assert 7500 + settings.cooldown_events <= ended <= 11000 + settings.cooldown_events, (a, r)
     # no new firing for those features while nothing changes (14,000 events after the return)
     assert len([a for a in firing if a["feature"] == "tenure_years" and a["type"] == "drift"]) == 1
     assert len([a for a in firing if a["feature"] == "n_accounts" and a["type"] == "drift"]) == 1

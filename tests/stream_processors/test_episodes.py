@@ -4,6 +4,7 @@ and the saved forms they change."""
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn import metrics as sk
 
@@ -111,6 +112,13 @@ def test_a_format_3_state_is_migrated():
     assert state.episodes["income"]["type"] == "drift" and state.episodes["income"]["episode_id"] == ""
     assert state.episodes["performance:None:realized_accuracy"]["feature"] is None
     assert state.drifting()["income"] is True
+    import io
+
+    from stream_processors.reading import print_status
+    out = io.StringIO()
+    print_status({**state.describe(), "versions": ["1"], "labels": {}}, out)
+    assert "[drifting; its start was not kept]" in [line for line in out.getvalue().splitlines()
+                                                    if line.strip().startswith("income")][0]
     assert state.policy.recent_drift == {"income": [3900, ""]}
     assert state._episode(_drift(state, "income", "x"), at=4000) == []  # still holds repeats back
     # the migrated episode closes without a resolved message: no firing message carried an id for it
@@ -246,3 +254,164 @@ def test_an_improvement_is_visible_in_the_metrics():
     labels_of = {"model": "m", "model_version": "1", "metric": "mae", "kind": "realized"}
     assert registry.get_sample_value("driftline_model_performance_improvement_bound", labels_of) == better
     assert registry.get_sample_value("driftline_model_performance", labels_of) == value < better
+
+
+def _regrouped(events, sizes, settings, kind="inference", profile=None):
+    """The ids of the alerts from ``events`` sent in messages of ``sizes`` (cycled)."""
+    store = MemoryStateStore()
+    if profile is not None:
+        store.put_profile(profile)
+    processor = BatchProcessor(settings, store)
+    alerts, i, k = [], 0, 0
+    while i < len(events):
+        size = sizes[k % len(sizes)]
+        value = encode_envelope("credit", events[i:i + size], "1" if kind == "inference" else None, kind=kind)
+        out = processor.process([IncomingMessage(kind, 0, k, value)])
+        assert store.commit(out)
+        alerts += out.alerts
+        i, k = i + size, k + 1
+    return [a["id"] for a in alerts], alerts
+
+
+def test_firings_and_resolutions_do_not_depend_on_how_events_are_grouped_into_messages():
+    from stream_processors.profiles import profile_from_table
+    train = drifting_credit_data(n=20000, shift_at=20000, seed=74)
+    frame = drifting_credit_data(n=16000, shift_at=16000, seed=75).drop(columns=["label"])
+    frame.loc[4000:7999, "tenure_years"] += 4.5  # drifts for a while, then returns
+    profile = profile_from_table(train, plan_columns(train), "credit", "1", SETTINGS).to_dict()
+    events, _ = rows_to_events(frame, plan_columns(frame), "credit")
+    runs = [_regrouped(events, sizes, SETTINGS, profile=profile) for sizes in ([500], [700], [333, 1200, 41])]
+    ids, alerts = runs[0]
+    assert {a["status"] for a in alerts if a["feature"] == "tenure_years"} == {"firing", "resolved"}
+    for other, _ in runs[1:]:
+        assert sorted(other) == sorted(ids)
+
+
+def test_an_error_returning_to_normal_after_an_improvement_is_not_a_degradation():
+    n, rng = 40000, np.random.default_rng(71)
+    x = rng.normal(0.0, 1.0, (n, 3))
+    prediction = 10.0 + 2.0 * x[:, 0] - 1.0 * x[:, 1]
+    index = np.arange(n)
+    noise_sd = np.select([(index >= 8000) & (index < 20000), index >= 30000], [0.83, 1.3], 1.0)
+    frame = pd.DataFrame({f"x{j}": x[:, j].round(4) for j in range(3)})
+    frame.insert(0, "event_id", [f"r-{i:07d}" for i in range(n)])
+    frame["prediction"] = prediction.round(4)
+    frame["label"] = (prediction + rng.normal(0.0, 1.0, n) * noise_sd).round(4) + 1e-5  # regression
+    alerts, store = _feed(frame, SETTINGS, batch=1000)
+    worse = [a for a in alerts if a["type"] in ("performance", "retrain") and a["status"] == "firing"]
+    assert worse, "the real degradation from event 30000 on is alerted"
+    assert min(int(a["evidence"]["last_event_id"][2:]) for a in worse) >= 30000  # better, then as before: silent
+    state = ModelState.from_dict(store.load([("credit", "1")])[("credit", "1")], SETTINGS)
+    assert any(i["detector"].startswith("error_") for i in state.performance.improvements)
+
+
+def _profiled_run(frame, train, batch=1000):
+    from stream_processors.profiles import profile_from_table
+    profile = profile_from_table(train, plan_columns(train), "credit", "1", SETTINGS).to_dict()
+    events, _ = rows_to_events(frame, plan_columns(frame), "credit")
+    return _regrouped(events, [batch], SETTINGS, profile=profile)[1]
+
+
+def test_a_persistent_small_shift_is_one_episode_and_a_return_resolves_it():
+    train = drifting_credit_data(n=20000, shift_at=20000, seed=74)
+    frame = drifting_credit_data(n=60000, shift_at=4000, shifted_feature="tenure_years", shift_sigma=0.2, seed=75)
+    alerts = [a for a in _profiled_run(frame.drop(columns=["label"]), train) if a["feature"] == "tenure_years"]
+    # the detectors reset after each firing and fire again later than the quiet stretch: still one episode
+    assert [a["status"] for a in alerts] == ["firing"]
+    frame = drifting_credit_data(n=30000, shift_at=30000, seed=75).drop(columns=["label"])
+    frame.loc[4000:11999, "tenure_years"] += 1.5 * 3.0
+    alerts = [a for a in _profiled_run(frame, train) if a["feature"] == "tenure_years" and a["type"] == "drift"]
+    assert [a["status"] for a in alerts] == ["firing", "resolved"]
+    assert alerts[1]["episode_id"] == alerts[0]["id"]
+    assert 12000 + SETTINGS.cooldown_events <= int(alerts[1]["evidence"]["last_event_id"][4:]) < 22000
+
+
+def test_a_persistent_performance_drop_is_one_episode():
+    n = 60000
+    frame = drifting_credit_data(n=n, shift_at=n, seed=72)
+    flip = (np.arange(n) >= 8000) & (np.random.default_rng(73).random(n) < 0.08)
+    frame.loc[flip, "label"] = 1 - frame.loc[flip, "label"]
+    alerts, _ = _feed(frame, SETTINGS, batch=2000)
+    realized = [a["status"] for a in alerts if a["detector"] == "realized_accuracy"]
+    assert realized == ["firing"]
+
+
+def test_a_persistent_data_quality_finding_is_one_episode():
+    train = drifting_credit_data(n=20000, shift_at=20000, seed=74)
+    frame = drifting_credit_data(n=30000, shift_at=30000, seed=75).drop(columns=["label"])
+    frame.loc[5000:, "tenure_years"] += 1.5 * 3.0  # some windows fall short of significance, none is normal
+    alerts = [a["status"] for a in _profiled_run(frame, train)
+              if a["feature"] == "tenure_years" and a["detector"] == "out_of_range"]
+    assert alerts == ["firing"]
+
+
+def test_a_labelled_reference_alone_is_no_performance_evidence():
+    train = drifting_credit_data(n=20000, shift_at=20000, seed=74).drop(columns=["score"])
+    frame = drifting_credit_data(n=30000, shift_at=30000, seed=75).drop(columns=["label", "score"])
+    for column, sd in (("tenure_years", 3.0), ("n_accounts", 1.5), ("age", 11.0)):
+        frame.loc[5000:, column] += 1.5 * sd
+    alerts = _profiled_run(frame, train)  # no production labels, no scores: nothing speaks for performance
+    [trigger] = [a for a in alerts if a["type"] == "retrain"]
+    assert trigger["evidence"]["rule"] == "drift" and trigger["evidence"]["performance_evidence"] is False
+
+
+def test_a_degradation_during_the_trigger_cooldown_triggers_when_it_ends_if_still_open():
+    settings = SETTINGS.replace(trigger_cooldown_events=20000)
+    n, delay = 40000, 15000
+    frame = drifting_credit_data(n=n, shift_at=n, seed=75).drop(columns=["score"])
+    for column, sd in (("tenure_years", 3.0), ("n_accounts", 1.5), ("age", 11.0)):
+        frame.loc[5000:, column] += 1.5 * sd
+    flip = (np.arange(n) >= 5000) & (np.random.default_rng(2).random(n) < 0.35)
+    frame.loc[flip, "label"] = 1 - frame.loc[flip, "label"]  # and the model is now often wrong
+    events, labels = rows_to_events(frame, plan_columns(frame), "credit")
+    store, alerts = MemoryStateStore(), []
+    processor = BatchProcessor(settings, store)
+    for k, i in enumerate(range(0, n, 1000)):
+        messages = [IncomingMessage("i", 0, k, encode_envelope("credit", events[i:i + 1000], "1"))]
+        if i >= delay:  # labels arrive 15000 events late
+            messages.append(IncomingMessage("l", 0, k, encode_envelope("credit", labels[i - delay:i - delay + 1000],
+                                                                       None, kind="label")))
+        out = processor.process(messages)
+        assert store.commit(out)
+        alerts += out.alerts
+    triggers = [a for a in alerts if a["type"] == "retrain"]
+    assert [t["evidence"]["rule"] for t in triggers] == ["drift", "performance"]  # the second once, not twice
+    opened = {a["id"] for a in alerts if a["type"] == "performance" and a["status"] == "firing"}
+    assert {r["id"] for r in triggers[1]["evidence"]["reasons"]} <= opened
+    assert triggers[1]["evidence"]["events_seen"] >= 5039 + settings.trigger_cooldown_events
+    state = ModelState.from_dict(store.load([("credit", "1")])[("credit", "1")], settings)
+    assert state.policy.waiting == [] and RetrainPolicy.from_dict(state.policy.to_dict(), settings).to_dict() \
+        == state.policy.to_dict()
+
+
+def _yes_no(frame):
+    for column in ("prediction", "label"):
+        frame[column] = np.where(frame[column] == 1, "yes", "no")
+    return frame
+
+
+def test_yes_no_labels_take_yes_as_positive_and_estimate_the_accuracy():
+    from stream_processors.profiles import profile_from_table
+    train = _yes_no(drifting_credit_data(n=20000, shift_at=20000, seed=74))
+    frame = _yes_no(drifting_credit_data(n=12000, shift_at=12000, seed=75))
+    profile = profile_from_table(train, plan_columns(train), "credit", "1", SETTINGS).to_dict()
+    assert profile["performance"]["positive"] == "yes"
+    events, _ = rows_to_events(frame, plan_columns(frame), "credit")
+    tracker = PerformanceTracker(SETTINGS, profile["performance"])
+    assert tracker.calibration.fitted and tracker.positive == "yes"
+    assert tracker.on_predictions(events) == []
+    realized = np.mean(frame["prediction"] == frame["label"])
+    assert abs(tracker.estimated - realized) < 0.05  # it read as certain (about 1.0), an improvement, before
+    # without a reference the classes seen name the positive class the same way
+    tracker = PerformanceTracker(SETTINGS)
+    tracker.on_labels(_joined(frame["prediction"][:300], frame["label"][:300]))
+    assert tracker.positive == "yes"
+    assert PerformanceTracker.from_dict(tracker.to_dict(), SETTINGS).to_dict() == tracker.to_dict()
+
+
+def test_labels_of_one_class_fit_no_calibration():
+    train = drifting_credit_data(n=20000, shift_at=20000, seed=74)
+    train["label"] = "no"
+    from stream_processors.profiles import profile_from_table
+    profile = profile_from_table(train, plan_columns(train), "credit", "1", SETTINGS).to_dict()
+    assert "calibration" not in profile["performance"]
