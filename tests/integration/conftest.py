@@ -109,7 +109,11 @@ def worker_factory(tmp_path):
     yield make
     for w in started:
         if w.alive():
-            w.kill(signal.SIGTERM)
+            try:
+                w.kill(signal.SIGTERM)
+            except subprocess.TimeoutExpired:
+                w.kill(signal.SIGKILL)  # never leave a worker behind, whatever the test did to its services
+                raise
 
 
 def end_offsets(s: Settings, topic: str) -> dict[int, int]:
