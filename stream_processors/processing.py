@@ -301,24 +301,16 @@ class _ModelStates:
         self.states[key] = state
         return state
 
-    def apply(self, key: tuple[str, str], m: IncomingMessage, events: list[dict], now: float) -> list[dict]:
+    def apply(self, key: tuple[str, str], m: IncomingMessage, events: list[dict], now: float,
+              split_out_of_range: bool = True) -> list[dict]:
         """Apply one message's events of one version; returns the events that were applied."""
         try:
             findings = self.states[key].apply(events)
-        except ValueOutOfRange:
-            # Rare: the column check found a feature beyond the bound. Those events are dead-lettered; the rest of
-            # the message is applied as one unit, as it would be on a replay.
-            self._rebuild(key)
-            fine = [e for e in events if features_within_range(e["features"])]
-            for event in events:
-                if not features_within_range(event["features"]):
-                    self._outcome.dead_letters.append(self._p._dead_letter(m, Rejection(
-                        "out_of_range", f"a feature is out of range; numbers must lie within ±{MAX_ABS_NUMBER:g}",
-                        key[0], event["event_id"], _excerpt_of(event))))
-            return self._apply_guarded(key, m, fine, now) if fine else []
         except BaseException as exc:  # noqa: BLE001
             if is_fatal(exc):
                 raise
+            if isinstance(exc, ValueOutOfRange) and split_out_of_range:
+                return self._apply_within_range(key, m, events, now)
             _log.error("message %s:%d@%d failed to apply (%s); its events are applied one by one",
                        m.topic, m.partition, m.offset, _what(exc))
             return self._apply_one_by_one(key, m, events, now)
@@ -326,28 +318,32 @@ class _ModelStates:
         self._outcome.alerts.extend(finding_alert(f, now) for f in findings)
         return events
 
-    def _apply_guarded(self, key: tuple[str, str], m: IncomingMessage, events: list[dict], now: float) -> list[dict]:
-        try:
-            findings = self.states[key].apply(events)
-        except BaseException as exc:  # noqa: BLE001
-            if is_fatal(exc):
-                raise
-            return self._apply_one_by_one(key, m, events, now)
-        self._applied[key].append(events)
-        self._outcome.alerts.extend(finding_alert(f, now) for f in findings)
-        return events
+    def _apply_within_range(self, key, m: IncomingMessage, events: list[dict], now: float) -> list[dict]:
+        """Rare: the column check found a feature beyond the bound. Those events are dead-lettered; the rest of
+        the message is applied as one unit, as it would be on a replay."""
+        self._rebuild(key)
+        fine = []
+        for event in events:
+            if features_within_range(event["features"]):
+                fine.append(event)
+            else:
+                self._outcome.dead_letters.append(self._p._dead_letter(m, Rejection(
+                    "out_of_range", f"a feature is out of range; numbers must lie within ±{MAX_ABS_NUMBER:g}",
+                    key[0], event["event_id"], _excerpt_of(event))))
+        return self.apply(key, m, fine, now, split_out_of_range=False) if fine else []
 
     def _apply_one_by_one(self, key, m: IncomingMessage, events: list[dict], now: float) -> list[dict]:
         applied = []
         state = self._rebuild(key)
         for event in events:
             findings, exc = _try_apply(state, event)
-            if exc is not None and self._saved[key] is not None and self._works_on_fresh_state(key, event):
+            if exc is not None and self._saved[key] is not None and \
+                    self._works_on_fresh_state(key, event, self._profiles[key]):
                 self._quarantine("state", key, self._saved[key], exc)
                 self._saved[key] = None
                 state = self._rebuild(key)
                 findings, exc = _try_apply(state, event)
-            if exc is not None and self._profiles[key] is not None and self._works_without_profile(key, event):
+            if exc is not None and self._profiles[key] is not None and self._works_on_fresh_state(key, event, None):
                 self._quarantine("profile", key, self._profiles_raw[key], exc)
                 self._profiles[key] = None
                 state = self._rebuild(key)
@@ -363,23 +359,8 @@ class _ModelStates:
             applied.append(event)
         return applied
 
-    def _works_without_profile(self, key: tuple[str, str], event: dict) -> bool:
-        try:
-            ModelState(key[0], key[1], self._p._settings, None).apply([event])
-        except BaseException as exc:  # noqa: BLE001
-            if is_fatal(exc):
-                raise
-            return False
-        return True
-
-    def _works_on_fresh_state(self, key: tuple[str, str], event: dict) -> bool:
-        try:
-            ModelState(key[0], key[1], self._p._settings, self._profiles[key]).apply([event])
-        except BaseException as exc:  # noqa: BLE001
-            if is_fatal(exc):
-                raise
-            return False
-        return True
+    def _works_on_fresh_state(self, key: tuple[str, str], event: dict, profile: ReferenceProfile | None) -> bool:
+        return _try_apply(ModelState(key[0], key[1], self._p._settings, profile), event)[1] is None
 
     def apply_labels(self, key: tuple[str, str], joined: list, now: float) -> list:
         """Fold joined labels into the version's performance; returns those that could not be (applied one by
@@ -392,14 +373,15 @@ class _ModelStates:
             _log.error("labels of model %s version %s failed to apply (%s); applying them one by one", key[0],
                        key[1], _what(exc))
             failed = []
+            state = self._snapshot_for_labels(key)
             for item in joined:
-                state = self._snapshot_for_labels(key)
                 try:
                     findings = state.apply_labels([item])
                 except BaseException as item_exc:  # noqa: BLE001
                     if is_fatal(item_exc):
                         raise
                     failed.append(item)
+                    state = self._snapshot_for_labels(key)  # without the half-applied label
                     continue
                 self._labels_applied[key].append([item])
                 self._outcome.alerts.extend(finding_alert(f, now) for f in findings)
@@ -423,10 +405,9 @@ class _ModelStates:
         del self.states[key]
         for events in self._applied[key]:
             for event in events:
-                self._outcome.dead_letters.append({
-                    "reason_code": "apply_failed", "reason": f"the state could not be saved: {_what(exc)}",
-                    "model": key[0], "event_id": event["event_id"], "source": None,
-                    "worker": self._p._settings.app_id, "created_at": time.time(), "payload": _excerpt_of(event)})
+                self._outcome.dead_letters.append(self._p._dead_letter(None, Rejection(
+                    "apply_failed", f"the state could not be saved: {_what(exc)}", key[0], event["event_id"],
+                    _excerpt_of(event))))
         n = sum(len(events) for events in self._applied[key])
         self._outcome.events -= n
         self._outcome.events_by_model.pop(key, None)

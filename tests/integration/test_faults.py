@@ -168,13 +168,24 @@ def _wait_for_log(worker, text: str, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def test_redis_restart_mid_stream(settings, private_stack, worker_factory):
+def _worker_on_own(service: str, private_stack, settings, worker_factory, **traffic):
+    """A worker on a Kafka or Redis of this test's own, with traffic flowing and state being saved."""
     stack = private_stack()
-    stack.run("up", "redis")
-    s = settings.replace(redis_url=stack.redis_url)
+    stack.run("up", service)
+    if service == "redis":
+        s = settings.replace(redis_url=stack.redis_url)
+    else:
+        s = settings.replace(kafka_bootstrap=stack.kafka_bootstrap)
+        _topics(s)
     worker = worker_factory(s).start()
-    traffic = Traffic(s, n_per_model=1500, rate=300).start()
+    flow = Traffic(s, **traffic).start()
     _wait_until_working(s, worker)
+    return stack, s, worker, flow
+
+
+def test_redis_restart_mid_stream(settings, private_stack, worker_factory):
+    stack, s, worker, traffic = _worker_on_own("redis", private_stack, settings, worker_factory,
+                                                n_per_model=1500, rate=300)
     traffic.wait_for(0.3)
     stack.run("down", "redis")  # SIGTERM: a clean shutdown, the AOF kept
     _wait_for_log(worker, "retrying in")
@@ -187,15 +198,13 @@ def test_redis_restart_mid_stream(settings, private_stack, worker_factory):
 
 
 def test_redis_that_hangs_longer_than_the_session_timeout(settings, private_stack, worker_factory):
-    stack = private_stack()
-    stack.run("up", "redis")
-    s = settings.replace(redis_url=stack.redis_url)  # session timeout 3 s (conftest)
-    worker = worker_factory(s).start()
-    traffic = Traffic(s, n_per_model=1500, rate=300).start()
-    _wait_until_working(s, worker)
+    # session timeout 3 s (conftest)
+    stack, s, worker, traffic = _worker_on_own("redis", private_stack, settings, worker_factory,
+                                                n_per_model=1500, rate=300)
     traffic.wait_for(0.3)
     started = time.monotonic()
-    redis.Redis.from_url(stack.redis_url, socket_timeout=60).execute_command("DEBUG", "SLEEP", 12)  # Redis answers nobody meanwhile
+    # Redis answers nobody meanwhile
+    redis.Redis.from_url(stack.redis_url, socket_timeout=60).execute_command("DEBUG", "SLEEP", 12)
     assert time.monotonic() - started >= 11
     traffic.finish()
     wait_until_applied(s, worker, timeout=180)
@@ -206,13 +215,8 @@ def test_redis_that_hangs_longer_than_the_session_timeout(settings, private_stac
 
 
 def test_kafka_broker_restart_mid_stream(settings, private_stack, worker_factory):
-    stack = private_stack()
-    stack.run("up", "kafka")
-    s = settings.replace(kafka_bootstrap=stack.kafka_bootstrap)
-    _topics(s)
-    worker = worker_factory(s).start()
-    traffic = Traffic(s, n_per_model=1200, rate=200, envelopes=False).start()
-    _wait_until_working(s, worker)
+    stack, s, worker, traffic = _worker_on_own("kafka", private_stack, settings, worker_factory,
+                                                n_per_model=1200, rate=200, envelopes=False)
     traffic.wait_for(0.3)
     stack.run("down", "kafka")
     time.sleep(3)
@@ -224,13 +228,8 @@ def test_kafka_broker_restart_mid_stream(settings, private_stack, worker_factory
 
 
 def test_sigterm_while_kafka_is_down(settings, private_stack, worker_factory):
-    stack = private_stack()
-    stack.run("up", "kafka")
-    s = settings.replace(kafka_bootstrap=stack.kafka_bootstrap)
-    _topics(s)
-    worker = worker_factory(s).start()
-    traffic = Traffic(s, n_per_model=200, rate=400).start()
-    _wait_until_working(s, worker)
+    stack, s, worker, traffic = _worker_on_own("kafka", private_stack, settings, worker_factory,
+                                                n_per_model=200, rate=400)
     traffic.finish()
     wait_until_applied(s, worker)
     stack.run("down", "kafka")
@@ -262,12 +261,8 @@ def test_joining_worker_frozen_owner_and_sigkill(settings, worker_factory):
 
 
 def test_sigterm_while_a_batch_waits_to_retry(settings, private_stack, worker_factory):
-    stack = private_stack()
-    stack.run("up", "redis")
-    s = settings.replace(redis_url=stack.redis_url)
-    worker = worker_factory(s).start()
-    traffic = Traffic(s, n_per_model=800, rate=400).start()
-    _wait_until_working(s, worker)
+    stack, s, worker, traffic = _worker_on_own("redis", private_stack, settings, worker_factory,
+                                                n_per_model=800, rate=400)
     traffic.wait_for(0.3)
     stack.run("down", "redis")
     _wait_for_log(worker, "retrying in")
