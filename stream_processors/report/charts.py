@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from stream_processors.report.data import Distribution, FeatureSection, OutputSection, PerformanceSeries
 
-__all__ = ["distribution_chart", "feature_chart", "performance_chart"]
+__all__ = ["chart_style", "distribution_chart", "feature_chart", "performance_chart", "svg_data_uri"]
 
 REFERENCE, PRODUCTION, THRESHOLD, EPISODE = "#6b7b8c", "#d9480f", "#c92a2a", "#ffd8a8"
 MAX_CATEGORIES = 15  # the rest are summed into one bar
@@ -35,12 +35,12 @@ _STYLE = {
 
 
 @contextmanager
-def _style() -> Iterator[None]:
+def chart_style() -> Iterator[None]:
     with matplotlib.rc_context(_STYLE):
         yield
 
 
-def _data_uri(fig: Figure) -> str:
+def svg_data_uri(fig: Figure) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -86,15 +86,15 @@ def _draw_distribution(ax, dist: Distribution) -> None:
 
 
 def distribution_chart(section: OutputSection) -> str:
-    with _style():
+    with chart_style():
         fig = Figure(figsize=(4.6, 2.4))
         _draw_distribution(fig.add_subplot(), section.distribution)
-        return _data_uri(fig)
+        return svg_data_uri(fig)
 
 
 def feature_chart(section: FeatureSection, period: tuple[int, int] | None) -> str:
     """Left: reference vs production distribution. Right: the drift statistic over time, its threshold, episodes."""
-    with _style():
+    with chart_style():
         fig = Figure(figsize=(9.6, 2.6))
         left, right = fig.subplots(1, 2, width_ratios=(1, 1.5))
         _draw_distribution(left, section.distribution)
@@ -114,11 +114,11 @@ def feature_chart(section: FeatureSection, period: tuple[int, int] | None) -> st
             right.set_xlim(period)
         right.set_xlabel("event")
         right.legend(frameon=False, fontsize=7, loc="upper left")
-        return _data_uri(fig)
+        return svg_data_uri(fig)
 
 
 def performance_chart(series: PerformanceSeries, period: tuple[int, int] | None) -> str:
-    with _style():
+    with chart_style():
         fig = Figure(figsize=(9.6, 2.6))
         ax = fig.add_subplot()
         for points, style, label in ((series.realized, "-o", "realized (labels)"),
@@ -135,4 +135,4 @@ def performance_chart(series: PerformanceSeries, period: tuple[int, int] | None)
         ax.set_xlabel("event")
         ax.set_ylabel(series.metric)
         ax.legend(frameon=False, fontsize=7, loc="lower left" if series.higher_is_better else "upper left")
-        return _data_uri(fig)
+        return svg_data_uri(fig)
