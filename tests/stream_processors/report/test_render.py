@@ -25,10 +25,15 @@ def _feature_order(html: str) -> list[str]:
                                                   html)]
 
 
+def _section_of(html: str, data: ReportData, name: str) -> str:
+    index = [f.name for f in data.features_by_drift()].index(name) + 1
+    return re.search(rf'<section class="feature" id="feature-{index}".*?</section>', html, re.S).group(0)
+
+
 def test_every_feature_has_its_section_with_a_chart(data, html):
     assert sorted(_feature_order(html)) == sorted(f.name for f in data.features)
-    for i in range(1, len(data.features) + 1):
-        section = re.search(rf'<section class="feature" id="feature-{i}".*?</section>', html, re.S).group(0)
+    for f in data.features:
+        section = _section_of(html, data, f.name)
         assert '<img alt="' in section and 'src="data:image/svg+xml;base64,' in section
 
 
@@ -66,8 +71,7 @@ def test_user_strings_are_escaped_everywhere(data, html):
 
 
 def test_charts_are_valid_svg_even_with_hostile_category_names(data, html):
-    index = [f.name for f in data.features_by_drift()].index("region_1") + 1
-    section = re.search(rf'<section class="feature" id="feature-{index}".*?</section>', html, re.S).group(0)
+    section = _section_of(html, data, "region_1")
     svg = base64.b64decode(re.search(r'src="data:image/svg\+xml;base64,([^"]+)"', section).group(1))
     root = ET.fromstring(svg)  # would fail on an unescaped "<img ...>" in a tick label
     assert root.tag.endswith("svg")
@@ -114,3 +118,25 @@ def test_a_decision_from_a_trigger_carries_its_evidence():
         ("retrain", "performance", "e-9", 12.5)
     assert [(r.alert_id, r.detector, r.statistic, r.threshold) for r in decision.reasons] == [("a1", "cusum", 9.1, 8.7)]
     assert [(f.kind, f.metric, f.value, f.reference) for f in decision.figures] == [("realized", "accuracy", 0.5, 0.7)]
+
+
+def test_each_episode_is_listed_where_it_began_and_ended(data, html):
+    episodes = [(f.name, e) for f in data.features for e in f.episodes]
+    assert any(e.ended_at is None for _, e in episodes) and any(e.ended_at is not None for _, e in episodes)
+    for name, e in episodes:
+        section = _section_of(html, data, name)
+        end = e.ended_at_event if e.ended_at is not None else "still open"
+        assert f"from {e.started_at_event} to {end}" in section
+        if e.ended_at is None:
+            assert f"drifting since {e.started_at_event}" in section
+
+
+def test_many_categories_show_the_largest_and_sum_the_rest(data):
+    names = tuple(f"c{i:02d}" for i in range(40))
+    counts = tuple(float(1000 - 10 * i) for i in range(40))
+    many = FeatureSection("many", "categorical", Distribution(counts, counts, categories=names),
+                          ((0, 0.01), (10, 0.02)), threshold=0.1)
+    html = render_report(ReportData(**{**data.__dict__, "features": (many,)}))
+    svg = base64.b64decode(re.search(r'<section class="feature".*?base64,([^"]+)"', html, re.S).group(1))
+    text = "".join(ET.fromstring(svg).itertext())
+    assert "c00" in text and "c13" in text and "c14" not in text and "(26 others)" in text
