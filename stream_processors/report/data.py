@@ -9,7 +9,7 @@ gives them, oriented so that a value above its threshold is the bad side.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = ["AlertRow", "Decision", "DecisionReason", "Distribution", "Episode", "FeatureSection", "MetricFigure",
            "OutputSection", "PerformanceSeries", "ReportData", "Series"]
@@ -214,3 +214,23 @@ class ReportData:
     def features_by_drift(self) -> tuple[FeatureSection, ...]:
         """Features ordered by ``drift_ratio``, highest first; ties by name."""
         return tuple(sorted(self.features, key=lambda f: (-f.drift_ratio, f.name)))
+
+    def last(self, n: int) -> ReportData:
+        """The report of the last ``n`` events (``--last N``): series and episodes cut to them.
+
+        A bucket is kept when its last event is in the period. Alerts are kept
+        as given: pass those of the period.
+        """
+        if n <= 0:
+            raise ValueError(f"n must be positive, got {n}")
+        first = max(self.events - n, 0)
+
+        def cut(series: Series) -> Series:
+            return tuple(p for p in series if p[0] >= first)
+
+        features = tuple(replace(f, statistic=cut(f.statistic),
+                                 episodes=tuple(e for e in f.episodes if e.ended_at is None or e.ended_at >= first))
+                         for f in self.features)
+        performance = tuple(replace(p, realized=cut(p.realized), estimated=cut(p.estimated))
+                            for p in self.performance)
+        return replace(self, features=features, performance=performance, period=(first, max(self.events - 1, first)))

@@ -12,7 +12,7 @@ from tests.stream_processors.report.synthetic import HOSTILE_CATEGORY, HOSTILE_N
 
 @pytest.fixture(scope="module")
 def data() -> ReportData:
-    return synthetic_report(n_events=20_000, hostile=True)
+    return synthetic_report(n_events=40_000, hostile=True)
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +140,18 @@ def test_many_categories_show_the_largest_and_sum_the_rest(data):
     svg = base64.b64decode(re.search(r'<section class="feature".*?base64,([^"]+)"', html, re.S).group(1))
     text = "".join(ET.fromstring(svg).itertext())
     assert "c00" in text and "c13" in text and "c14" not in text and "(26 others)" in text
+
+
+def test_the_last_n_events_cut_series_episodes_and_the_ordering(data):
+    ended = min(e.ended_at for f in data.features for e in f.episodes if e.ended_at is not None)
+    first = ended + 1
+    last = data.last(data.events - first)
+    assert last.period == (first, data.events - 1)
+    for before, after in zip(data.features, last.features):
+        assert after.statistic == tuple(p for p in before.statistic if p[0] >= first) and after.statistic
+        assert [e for e in after.episodes] == [e for e in before.episodes if e.ended_at is None or e.ended_at >= first]
+        peak = max(v for i, v in before.statistic if i >= first) / before.threshold
+        assert after.drift_ratio == pytest.approx(peak)
+    assert sum(map(len, (f.episodes for f in last.features))) < sum(map(len, (f.episodes for f in data.features)))
+    assert all(i >= first for i, _ in last.performance[0].realized)
+    assert f"events {first:,}–{data.events - 1:,} of {data.events:,}" in render_report(last)
