@@ -108,7 +108,8 @@ def feature_chart(section: FeatureSection, period: tuple[int, int] | None) -> st
             if episode.ended_at is not None:
                 right.axvline(episode.ended_at, color=THRESHOLD, linewidth=0.8, linestyle=":")
         if x.size:
-            right.step(x, y, where="post", color=PRODUCTION, linewidth=1.0, label=section.statistic_name)
+            # a bucket covers the events up to its index: its value is drawn over them
+            right.step(x, y, where="pre", color=PRODUCTION, linewidth=1.0, label=section.statistic_name)
         right.axhline(section.threshold, color=THRESHOLD, linestyle="--", linewidth=1.0, label="threshold")
         if period:
             right.set_xlim(period)
