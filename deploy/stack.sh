@@ -13,8 +13,9 @@
 # are reused and never stopped by `down`. What is missing is installed:
 # the Kafka broker jars are resolved from Maven Central (deploy/kafka/pom.xml)
 # into DRIFTLINE_CACHE (default ~/.cache/driftline), redis-server comes from
-# Debian's package, and Debian's prometheus (with promtool) is installed for the
-# tests, which start their own. Data, logs and pid files live in DRIFTLINE_STACK_DIR
+# Debian's package, and Debian's prometheus (with promtool) and chromium are
+# installed for the tests, which start their own Prometheus and load the report
+# in chromium. Data, logs and pid files live in DRIFTLINE_STACK_DIR
 # (default .stack/ in the repository).
 set -euo pipefail
 
@@ -149,13 +150,18 @@ prometheus_installed() {
     apt_install prometheus PROMETHEUS
 }
 
+chromium_installed() {
+    # The report's browser test loads it in Debian's headless chromium (driven by Playwright, no browser download).
+    [ -x /usr/bin/chromium ] || apt_install chromium
+}
+
 service="${2:-all}"
 case "$service" in all|kafka|redis) ;; *) die "unknown service '$service' (kafka or redis)" ;; esac
 case "${1:-}" in
     up)
         if [ "$service" != redis ]; then kafka_up; fi
         if [ "$service" != kafka ]; then redis_up; fi
-        if [ "$service" = all ]; then prometheus_installed; fi
+        if [ "$service" = all ]; then prometheus_installed; chromium_installed; fi
         ;;
     down)
         if [ "$service" != redis ]; then stop_pidfile kafka "$stack_dir/kafka/kafka.pid"; fi
