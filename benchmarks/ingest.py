@@ -39,7 +39,7 @@ import confluent_kafka  # noqa: E402
 import orjson  # noqa: E402
 
 from producers.topics import ensure_topics  # noqa: E402
-from stream_processors.settings import load_settings  # noqa: E402
+from stream_processors.config import load_settings  # noqa: E402
 from stream_processors.state_store import RedisStateStore  # noqa: E402
 from throughput import make_events, messages_of, worker_rate  # noqa: E402
 

@@ -38,7 +38,7 @@ from stream_processors.ingest.errors import Rejected
 from stream_processors.ingest.mapping import Mapping, load_mapping
 from stream_processors.ingest.metrics import IngestMetrics
 from stream_processors.ingest.pairing import PairingTable
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 
 __all__ = ["build_app", "run_ingest", "bearer_token", "tls_context"]
 

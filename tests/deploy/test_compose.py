@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from stream_processors.cli import build_parser
-from stream_processors.settings import Settings, env_name
+from stream_processors.config import Settings, env_name
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

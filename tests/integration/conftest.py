@@ -23,7 +23,7 @@ import redis
 
 from producers.topics import ensure_topics
 from stream_processors.model_state import ModelState
-from stream_processors.settings import Settings, load_settings
+from stream_processors.config import Settings, load_settings
 from stream_processors.state_store import RedisStateStore
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ import pytest
 import redis
 
 from producers.example_data import drifting_credit_data
-from stream_processors.profiles import restore_profiles
+from stream_processors.profile_registry import restore_profiles
 from stream_processors.state_store import profile_key
 
 from .conftest import run_cli, wait_until_applied

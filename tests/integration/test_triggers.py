@@ -9,7 +9,7 @@ import confluent_kafka
 import orjson
 import pytest
 
-from stream_processors.triggers import parked_topic
+from stream_processors.cli.triggers import parked_topic
 from tests.processes import gone
 
 from .conftest import read_topic, run_cli

@@ -1,16 +1,18 @@
-"""Start a worker: check the services, create the topics, run the faust app."""
+"""``driftline worker``: check the services, create the topics, run the faust app."""
 
 from __future__ import annotations
 
+import argparse
 import gc
 import logging
 
 from producers.topics import KafkaUnreachable, ensure_topics
+from stream_processors.cli.flags import ENV_HELP, connection_flags
 from stream_processors.errors import ServiceUnavailable
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 from stream_processors.state_store import RedisStateStore
 
-__all__ = ["run_worker"]
+__all__ = ["add_parser", "run", "run_worker"]
 
 
 def run_worker(settings: Settings) -> int:
@@ -26,7 +28,7 @@ def run_worker(settings: Settings) -> int:
     except KafkaUnreachable as exc:
         raise ServiceUnavailable(str(exc)) from None
 
-    from stream_processors.profiles import restore_profiles
+    from stream_processors.profile_registry import restore_profiles
 
     restored = restore_profiles(settings)
     if restored:
@@ -35,8 +37,8 @@ def run_worker(settings: Settings) -> int:
 
     import faust
 
-    from stream_processors.kafka_tuning import limit_fetch_wait
-    from stream_processors.worker import build_app
+    from stream_processors.faust_app.app import build_app
+    from stream_processors.faust_app.tuning import limit_fetch_wait
 
     limit_fetch_wait(settings.fetch_max_wait_ms)
     from prometheus_client import CollectorRegistry, start_http_server
@@ -59,3 +61,28 @@ def run_worker(settings: Settings) -> int:
     gc.freeze()  # the modules and app built so far live for good: the collector need not rescan them
     worker.execute_from_commandline()
     return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("worker", help="run a stream processor (consume events, update state, publish alerts)",
+                       description="Run one Driftline worker. Start several with the same --app-id to share "
+                                   "the partitions. SIGTERM or Ctrl-C stops it cleanly; a killed worker "
+                                   "resumes where its saved state ends.", epilog=ENV_HELP)
+    connection_flags(p)
+    p.add_argument("--inference-topic", metavar="T", help="topic of inference events (default driftline.inference)")
+    p.add_argument("--control-topic", metavar="T", help="topic for alerts (default driftline.control)")
+    p.add_argument("--dead-letter-topic", metavar="T", help="topic for rejected events (default "
+                                                            "driftline.deadletter)")
+    p.add_argument("--cooldown-events", type=int, metavar="N",
+                   help="after an alert on a feature, further alerts on it wait this many events (default 5000)")
+    p.add_argument("--max-message-bytes", type=int, metavar="N",
+                   help="messages larger than this are dead-lettered (default 1048576)")
+    p.add_argument("--metrics-port", type=int, metavar="N",
+                   help="serve Prometheus metrics on this port (default 9464, DRIFTLINE_METRICS_PORT; 0: off)")
+    p.add_argument("--metrics-host", metavar="H",
+                   help="address for the metrics server (default 0.0.0.0, DRIFTLINE_METRICS_HOST)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    return run_worker(settings)

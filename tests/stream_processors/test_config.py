@@ -1,7 +1,7 @@
 import pytest
 
 from stream_processors.errors import ConfigError
-from stream_processors.settings import Settings, load_settings
+from stream_processors.config import Settings, load_settings
 
 
 def test_flags_override_environment_override_defaults():

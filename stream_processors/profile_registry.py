@@ -20,7 +20,7 @@ from producers.replay import ColumnPlan, feature_columns, scalar_values
 from producers.topics import KAFKA_CLIENT_LOG, KafkaUnreachable, ensure_topics
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.model_state import BOOLEAN, CATEGORICAL, NUMERIC, PREDICTION, SCORE
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 from stream_processors.state_store import RedisStateStore
 
 __all__ = ["profile_from_table", "register_profile", "restore_profiles"]

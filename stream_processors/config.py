@@ -53,7 +53,7 @@ class Settings:
     category_block_size: int = 100
     category_baseline_blocks: int = 40
     category_design_shift: float = 0.2
-    # tumbling-window tests (detectors/window_test.py)
+    # tumbling-window tests (detectors/window_comparison.py)
     window_size: int = 500
     window_alpha: float = 1e-5
     edge_events: int = 2000

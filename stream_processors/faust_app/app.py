@@ -44,7 +44,7 @@ from stream_processors.alerts import state_lost_alert
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.metrics import WorkerMetrics
 from stream_processors.processing import BatchOutcome, BatchProcessor, IncomingMessage, is_fatal
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 from stream_processors.state_store import RedisStateStore
 
 __all__ = ["AGENT_FAILED_EXIT", "build_app", "chunks"]

@@ -1,0 +1,1 @@
+"""The faust app of a Driftline worker (``app``) and the aiokafka settings faust does not expose (``tuning``)."""
