@@ -1,7 +1,9 @@
 """``driftline``: the command line, one module per command. Errors are one line on stderr and exit code 1.
 
-Each command module has ``add_parser(subparsers)`` and ``run(args, settings) -> int``; the settings are read
-once here, from the flags and the environment, and passed down.
+Each command module has ``add_parser(subparsers)`` and ``run(args, settings) -> int``. The settings are read
+once here and passed down: every flag whose ``dest`` is a setting key (``--kafka-bootstrap`` is
+``kafka_bootstrap``; see ``stream_processors.config``) overrides that setting, the command reads every other
+flag itself (tests/stream_processors/cli/test_cli.py holds both).
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ import sys
 
 from stream_processors.cli.flags import ENV_HELP
 from stream_processors.errors import DriftlineError
-from stream_processors.config import Settings, load_settings
+from stream_processors.config import Settings, load_settings, setting_keys
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main", "settings_from"]
 
 COMMANDS = ("worker", "profile", "replay", "alerts", "triggers", "status", "ingest", "demo")
 """In the order ``driftline --help`` lists them; each is the module ``stream_processors.cli.<command>``."""
@@ -39,11 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    names = ("kafka_bootstrap", "redis_url", "app_id", "inference_topic", "label_topic", "control_topic",
-             "dead_letter_topic", "cooldown_events", "max_message_bytes", "log_level", "window_size",
-             "metrics_port", "metrics_host", "ingest_host", "ingest_port", "ingest_mapping")
-    return load_settings({n: getattr(args, n, None) for n in names})
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The settings: the flags given that name a setting, over the environment, over the defaults."""
+    keys = set(setting_keys())
+    return load_settings({name: value for name, value in vars(args).items() if name in keys})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,11 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # librdkafka reports every failed reconnect; what matters reaches the user as one error line.
     logging.getLogger("driftline.kafka").setLevel(logging.CRITICAL)
-    from producers.replay import ReplayError
-
     try:
-        return _command(args.command).run(args, _settings(args))
-    except (DriftlineError, ReplayError) as exc:
+        return _command(args.command).run(args, settings_from(args))
+    except DriftlineError as exc:
         print(f"driftline: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

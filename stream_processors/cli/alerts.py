@@ -11,9 +11,9 @@ from datetime import datetime, timezone
 import confluent_kafka
 import orjson
 
-from producers.topics import KAFKA_CLIENT_LOG
+from producers import kafka
 from stream_processors.cli.flags import ENV_HELP, connection_flags, dump
-from stream_processors.errors import ServiceUnavailable
+from stream_processors.errors import KafkaUnreachable, ServiceUnavailable
 from stream_processors.config import Settings
 
 __all__ = ["add_parser", "format_alert", "iter_alerts", "run"]
@@ -27,19 +27,18 @@ def iter_alerts(settings: Settings, from_beginning: bool, follow: bool, timeout_
     ``follow``: new alerts (all of them with ``from_beginning``) until
     ``timeout_s`` passes, Ctrl-C, or ``on_idle`` returns True.
     """
-    consumer = confluent_kafka.Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
+    consumer = kafka.consumer(settings.kafka, {
         "group.id": f"driftline-alerts-{uuid.uuid4().hex[:12]}",
         "auto.offset.reset": "earliest" if (from_beginning or not follow) else "latest",
         "enable.auto.commit": False,
         "socket.connection.setup.timeout.ms": 5000,
-    }, logger=KAFKA_CLIENT_LOG)
+    })
     try:
         metadata = consumer.list_topics(settings.control_topic, timeout=5)
-    except confluent_kafka.KafkaException:
+    except confluent_kafka.KafkaException as exc:
         consumer.close()
-        raise ServiceUnavailable(f"Kafka is unreachable at {settings.kafka_bootstrap}; "
-                                 "start it with 'make stack-up' or set DRIFTLINE_KAFKA_BOOTSTRAP") from None
+        raise KafkaUnreachable(f"Kafka is unreachable at {settings.kafka.bootstrap}; "
+                               "start it with 'make stack-up' or set DRIFTLINE_KAFKA_BOOTSTRAP") from exc
     topic = metadata.topics.get(settings.control_topic)
     if topic is None or topic.error is not None:
         consumer.close()

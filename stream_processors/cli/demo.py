@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from producers.topics import KafkaUnreachable, ensure_topics
+from producers.topics import ensure_topics
 from stream_processors.cli.alerts import format_alert, iter_alerts
 from stream_processors.cli.flags import ENV_HELP, connection_flags
 from stream_processors.cli.status import model_status, print_status
@@ -36,15 +36,9 @@ def run_demo(settings: Settings, events: int, rate: float, data_dir: str) -> int
                          label_topic=f"driftline-demo-{stamp}.labels", control_topic=f"driftline-demo-{stamp}.control",
                          dead_letter_topic=f"driftline-demo-{stamp}.deadletter", log_level="warning",
                          metrics_port=0)
-    try:
-        RedisStateStore(s.redis_url, s.app_id).ping()
-    except ServiceUnavailable:
-        raise ServiceUnavailable(f"Redis is unreachable at {s.redis_url}; start it with 'make stack-up'") from None
-    try:
-        ensure_topics(s.kafka_bootstrap, [s.inference_topic, s.label_topic, s.control_topic, s.dead_letter_topic],
-                      s.topic_partitions, timeout_s=10)
-    except KafkaUnreachable as exc:
-        raise ServiceUnavailable(str(exc)) from None
+    RedisStateStore(s.redis.url, s.app_id).ping()
+    ensure_topics(s.kafka, [s.inference_topic, s.label_topic, s.control_topic, s.dead_letter_topic],
+                  s.topic_partitions, timeout_s=10)
 
     out = Path(data_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,7 +59,7 @@ def run_demo(settings: Settings, events: int, rate: float, data_dir: str) -> int
 
     def send() -> None:
         try:
-            replay(s.kafka_bootstrap, MODEL, VERSION, rows, labels, s.inference_topic, s.label_topic, batch_size=100,
+            replay(s.kafka, MODEL, VERSION, rows, labels, s.inference_topic, s.label_topic, batch_size=100,
                    rate=rate, progress=False)
         except BaseException as exc:  # reported by the main thread
             failure.append(exc)
@@ -75,7 +69,7 @@ def run_demo(settings: Settings, events: int, rate: float, data_dir: str) -> int
     _say(f"replaying at {rate:.0f} events/s; drift alerts appear below as the worker raises them (Ctrl-C stops)")
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
-    store = RedisStateStore(s.redis_url, s.app_id)
+    store = RedisStateStore(s.redis.url, s.app_id)
     caught_up_at: list[float] = []
 
     def finished() -> bool:

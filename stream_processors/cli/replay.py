@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from stream_processors.cli.flags import ENV_HELP, column_flags, connection_flags, dump
-from stream_processors.errors import DriftlineError
 from stream_processors.config import Settings
 
 __all__ = ["add_parser", "run"]
@@ -37,7 +36,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from producers.replay import ReplayError, label_events, load_table, plan_columns, replay, rows_to_events
-    from producers.topics import KafkaUnreachable, ensure_topics
+    from producers.topics import ensure_topics
 
     if not args.data and not args.labels:
         raise ReplayError("nothing to replay: give --data FILE, --labels FILE, or both")
@@ -51,12 +50,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         features = plan.features
     if args.labels:
         labels = label_events(load_table(args.labels), args.id_column, args.label_column, args.timestamp_column)
-    try:
-        ensure_topics(settings.kafka_bootstrap, [settings.inference_topic, settings.label_topic],
-                      settings.topic_partitions, timeout_s=10)
-    except KafkaUnreachable as exc:
-        raise DriftlineError(str(exc)) from None
-    result = replay(settings.kafka_bootstrap, args.model, args.model_version, events, labels,
+    ensure_topics(settings.kafka, [settings.inference_topic, settings.label_topic], settings.topic_partitions,
+                  timeout_s=10)
+    result = replay(settings.kafka, args.model, args.model_version, events, labels,
                     settings.inference_topic, settings.label_topic, batch_size=args.batch_size, rate=args.rate)
     summary = {"model": args.model, "model_version": args.model_version, "events": result.events,
                "labels": result.labels, "messages": result.messages, "failed": result.failed,

@@ -7,7 +7,7 @@ import sys
 import time
 
 from stream_processors.cli.flags import ENV_HELP, connection_flags, dump
-from stream_processors.errors import DriftlineError, ServiceUnavailable, UnknownModel
+from stream_processors.errors import DriftlineError, UnknownModel
 from stream_processors.config import Settings
 from stream_processors.state_store import RedisStateStore
 
@@ -18,12 +18,8 @@ def model_status(settings: Settings, model: str, version: str | None = None) -> 
     """The status of one model: its latest-updated version unless one is named."""
     from stream_processors.model_state import ModelState
 
-    store = RedisStateStore(settings.redis_url, settings.app_id)
-    try:
-        store.ping()
-    except ServiceUnavailable:
-        raise ServiceUnavailable(f"Redis is unreachable at {settings.redis_url}; start it with 'make stack-up' "
-                                 "or set DRIFTLINE_REDIS_URL") from None
+    store = RedisStateStore(settings.redis.url, settings.app_id)
+    store.ping()
     known = store.models()
     versions = {v: t for (m, v), t in known.items() if m == model}
     if not versions:

@@ -41,10 +41,11 @@ import confluent_kafka
 import orjson
 import redis
 
-from producers.topics import KAFKA_CLIENT_LOG, KafkaUnreachable, ensure_topics
+from producers import kafka
+from producers.topics import ensure_topics
 from stream_processors.cli.flags import ENV_HELP, connection_flags
 from stream_processors.errors import ConfigError, DriftlineError, ServiceUnavailable
-from stream_processors.config import Settings
+from stream_processors.config import Settings, inherited_environment
 
 __all__ = ["DEFAULT_MAX_ATTEMPTS", "DEFAULT_TIMEOUT_S", "KILL_GRACE_S", "Attempt", "add_parser", "parked_topic",
            "replay_parked", "run", "run_command", "run_triggers", "validate_trigger"]
@@ -234,31 +235,26 @@ class _TriggerRunner:
         self.parked_key = f"driftline:triggers-parked:{group}:{settings.control_topic}"
         self.parked_topic = parked_topic(settings.control_topic)
         self.ran = self.malformed = self.gave_up = 0
-        self.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=30)
+        self.redis = redis.Redis.from_url(settings.redis.url, socket_connect_timeout=5, socket_timeout=30)
         self.consumer: confluent_kafka.Consumer | None = None
         self.producer: confluent_kafka.Producer | None = None
 
     def connect(self) -> None:
         try:
             self.redis.ping()
-        except redis.RedisError:
-            raise ServiceUnavailable(f"Redis is unreachable at {self.settings.redis_url}; start it with "
-                                     "'make stack-up' or set DRIFTLINE_REDIS_URL") from None
-        try:
-            ensure_topics(self.settings.kafka_bootstrap, [self.parked_topic], self.settings.topic_partitions,
-                          timeout_s=10)
-        except KafkaUnreachable as exc:
-            raise ServiceUnavailable(str(exc)) from None
-        self.consumer = confluent_kafka.Consumer({
-            "bootstrap.servers": self.settings.kafka_bootstrap, "group.id": self.group,
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"Redis is unreachable at {self.settings.redis.redacted()}; start it with "
+                                     "'make stack-up' or set DRIFTLINE_REDIS_URL") from exc
+        ensure_topics(self.settings.kafka, [self.parked_topic], self.settings.topic_partitions, timeout_s=10)
+        self.consumer = kafka.consumer(self.settings.kafka, {
+            "group.id": self.group,
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "socket.connection.setup.timeout.ms": 5000,
             # the consumer does not poll while a command runs; past this it leaves the group, and on
             # rejoining reads from the last commit again, where the done set skips what already ran
             "max.poll.interval.ms": 86_400_000,
-        }, logger=KAFKA_CLIENT_LOG)
-        self.producer = confluent_kafka.Producer({"bootstrap.servers": self.settings.kafka_bootstrap,
-                                                  "enable.idempotence": True}, logger=KAFKA_CLIENT_LOG)
+        })
+        self.producer = kafka.producer(self.settings.kafka, {"enable.idempotence": True})
         self.consumer.subscribe([self.settings.control_topic])
 
     def run(self) -> None:
@@ -293,7 +289,7 @@ class _TriggerRunner:
             return True
         attempts: list[Attempt] = []
         while True:
-            env = {**os.environ, "DRIFTLINE_TRIGGER_ID": trigger["id"], "DRIFTLINE_MODEL": trigger["model"],
+            env = {**inherited_environment(), "DRIFTLINE_TRIGGER_ID": trigger["id"], "DRIFTLINE_MODEL": trigger["model"],
                    "DRIFTLINE_MODEL_VERSION": trigger["model_version"],
                    "DRIFTLINE_TRIGGER_ATTEMPT": str(len(attempts) + 1)}
             attempt = run_command(self.command, msg.value(), env, self.timeout_s, self.stop)
@@ -405,7 +401,7 @@ def replay_parked(settings: Settings, trigger_id: str) -> int:
         raise DriftlineError(f"no parked trigger with id {trigger_id!r} on {topic}; list them with "
                              f"'driftline alerts --control-topic {topic} --json'")
     trigger = found[-1]
-    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka_bootstrap}, logger=KAFKA_CLIENT_LOG)
+    producer = kafka.producer(settings.kafka)
     error = _deliver(producer, settings.control_topic, trigger["model"].encode(), orjson.dumps(trigger))
     if error:
         raise ServiceUnavailable(f"could not write to {settings.control_topic} ({error})")

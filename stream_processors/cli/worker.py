@@ -6,7 +6,7 @@ import argparse
 import gc
 import logging
 
-from producers.topics import KafkaUnreachable, ensure_topics
+from producers.topics import ensure_topics
 from stream_processors.cli.flags import ENV_HELP, connection_flags
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.config import Settings
@@ -16,17 +16,9 @@ __all__ = ["add_parser", "run", "run_worker"]
 
 
 def run_worker(settings: Settings) -> int:
-    try:
-        RedisStateStore(settings.redis_url, settings.app_id).ping()
-    except ServiceUnavailable:
-        raise ServiceUnavailable(f"Redis is unreachable at {settings.redis_url}; start it with 'make stack-up' "
-                                 "or set DRIFTLINE_REDIS_URL") from None
-    try:
-        ensure_topics(settings.kafka_bootstrap, [settings.inference_topic, settings.label_topic,
-                                                 settings.control_topic, settings.dead_letter_topic],
-                      settings.topic_partitions, timeout_s=10)
-    except KafkaUnreachable as exc:
-        raise ServiceUnavailable(str(exc)) from None
+    RedisStateStore(settings.redis.url, settings.app_id).ping()
+    ensure_topics(settings.kafka, [settings.inference_topic, settings.label_topic, settings.control_topic,
+                                   settings.dead_letter_topic], settings.topic_partitions, timeout_s=10)
 
     from stream_processors.profile_registry import restore_profiles
 
@@ -47,7 +39,7 @@ def run_worker(settings: Settings) -> int:
 
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry, max_feature_series=settings.max_feature_series)
-    registry.register(RedisModelCollector(RedisStateStore(settings.redis_url, settings.app_id)))
+    registry.register(RedisModelCollector(RedisStateStore(settings.redis.url, settings.app_id)))
     if settings.metrics_port:
         try:
             start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)

@@ -7,8 +7,8 @@ from stream_processors.config import Settings, load_settings
 def test_flags_override_environment_override_defaults():
     env = {"DRIFTLINE_KAFKA_BOOTSTRAP": "k:1", "DRIFTLINE_COOLDOWN_EVENTS": "7", "DRIFTLINE_APP_ID": "envapp"}
     s = load_settings({"app_id": "flagapp", "redis_url": None}, environ=env)
-    assert (s.kafka_bootstrap, s.cooldown_events, s.app_id) == ("k:1", 7, "flagapp")
-    assert s.redis_url == Settings().redis_url
+    assert (s.kafka.bootstrap, s.cooldown_events, s.app_id) == ("k:1", 7, "flagapp")
+    assert s.redis.url == Settings().redis.url
 
 
 @pytest.mark.parametrize("env, message", [
