@@ -41,3 +41,64 @@ def test_to_env_round_trips_through_load_settings():
 def test_the_ingest_token_is_not_in_the_settings_repr():
     s = load_settings(environ={"DRIFTLINE_INGEST_TOKEN": "tok-123456"})
     assert s.ingest_token == "tok-123456" and "tok-123456" not in repr(s)
+
+
+def test_every_setting_is_read_from_its_environment_variable_as_its_annotated_type():
+    import typing
+
+    from stream_processors.config import env_name, setting_keys
+
+    defaults = Settings().values()
+    hints = {**typing.get_type_hints(Settings), "kafka_bootstrap": str, "redis_url": str}
+    changed = {}
+    for key in setting_keys():
+        value = defaults[key]
+        assert type(value) is hints.get(key, type(value))
+        if isinstance(value, bool):
+            changed[key] = not value
+        elif isinstance(value, int):
+            changed[key] = value + 1
+        elif isinstance(value, float):
+            changed[key] = value / 2  # stays within every bound the settings check
+    env = {env_name(key): str(value).lower() if isinstance(value, bool) else str(value)
+           for key, value in changed.items()}
+    loaded = load_settings(environ=env).values()
+    for key, value in changed.items():
+        assert loaded[key] == value and type(loaded[key]) is type(value), key
+    assert len(changed) > 30  # most settings are numbers or switches: the check above is not vacuous
+
+
+def test_connections_are_grouped_under_their_service():
+    from producers.kafka import KafkaConnection
+    from stream_processors.config import RedisConnection
+
+    s = load_settings(environ={"DRIFTLINE_KAFKA_BOOTSTRAP": "a:1,b:2", "DRIFTLINE_REDIS_URL": "redis://r:7/1"})
+    assert s.kafka == KafkaConnection("a:1,b:2") and s.redis == RedisConnection("redis://r:7/1")
+    assert s.replace(kafka_bootstrap="c:3").kafka.bootstrap == "c:3"
+    assert s.replace(redis=RedisConnection("redis://q:1/0")).redis.url == "redis://q:1/0"
+    assert s.replace(app_id="x").kafka == s.kafka
+
+
+def test_a_redis_password_never_shows():
+    s = load_settings(environ={"DRIFTLINE_REDIS_URL": "redis://driftline:hunter22@cache:6379/0"})
+    assert s.redis.url.endswith("hunter22@cache:6379/0")
+    assert "hunter22" not in repr(s) and "hunter22" not in s.redis.redacted()
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ={"DRIFTLINE_REDIS_URL": "http://u:hunter22@cache"})
+    assert "hunter22" not in str(err.value)
+
+
+def test_an_unknown_setting_is_refused():
+    with pytest.raises(ConfigError, match="'no_such' is not a setting"):
+        load_settings({"no_such": 1}, environ={})
+    with pytest.raises(TypeError):
+        Settings().replace(no_such=1)
+
+
+def test_the_module_examples_run():
+    import doctest
+
+    import stream_processors.config
+
+    result = doctest.testmod(stream_processors.config)
+    assert result.attempted >= 3 and result.failed == 0
