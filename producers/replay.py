@@ -200,8 +200,8 @@ class _Progress:
         sys.stderr.flush()
 
 
-def replay(connection: str | KafkaConnection, model: str, model_version: str, events: list[dict], labels: list[dict],
-           inference_topic: str, label_topic: str, batch_size: int = 500, rate: float | None = None,
+def replay(bootstrap: str | KafkaConnection, model: str, model_version: str, events: list[dict],
+           labels: list[dict], inference_topic: str, label_topic: str, batch_size: int = 500, rate: float | None = None,
            progress: bool | None = None, timeout_s: float = 60.0) -> ReplayResult:
     """Send events as batch envelopes keyed by model; labels follow on their own topic.
 
@@ -214,7 +214,7 @@ def replay(connection: str | KafkaConnection, model: str, model_version: str, ev
         raise ReplayError("--rate must be positive")
     # murmur2 is the Java clients' partitioner too: a model's inference and label events then share a
     # partition number, which the worker relies on to join them.
-    connection = kafka.as_connection(connection)
+    connection = kafka.as_connection(bootstrap)
     producer = kafka.producer(connection, {"linger.ms": 10, "enable.idempotence": True,
                                            "partitioner": "murmur2_random", "message.max.bytes": 4_000_000,
                                            "message.timeout.ms": int(timeout_s * 1000)})

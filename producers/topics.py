@@ -12,10 +12,10 @@ from producers.kafka import KafkaConnection
 __all__ = ["ensure_topics"]
 
 
-def ensure_topics(connection: str | KafkaConnection, topics: list[str], partitions: int, timeout_s: float = 15.0,
+def ensure_topics(bootstrap: str | KafkaConnection, topics: list[str], partitions: int, timeout_s: float = 15.0,
                   config: dict[str, str] | None = None) -> list[str]:
     """Create the missing ones (with topic ``config``); returns the names created. Raises KafkaUnreachable."""
-    connection = kafka.as_connection(connection)
+    connection = kafka.as_connection(bootstrap)
     admin = kafka.admin_client(connection, {"socket.connection.setup.timeout.ms": 5000})
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
