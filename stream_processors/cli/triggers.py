@@ -348,7 +348,7 @@ class _TriggerRunner:
             return method(*args)
         except redis.RedisError as exc:
             raise ServiceUnavailable(f"Redis failed while handling triggers ({type(exc).__name__}); nothing more "
-                                     "was committed, the current trigger is read again on restart") from None
+                                     "was committed, the current trigger is read again on restart") from exc
 
     def close(self) -> None:
         if self.consumer is not None:
