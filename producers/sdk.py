@@ -105,7 +105,8 @@ class _EnvelopeLogger:
     _kind = "inference"
 
     def __init__(self, bootstrap: str | KafkaConnection, topic: str, model: str, model_version: str | None,
-                 batch_size: int, linger_s: float, max_buffered: int, max_message_bytes: int, producer_config: dict | None) -> None:
+                 batch_size: int, linger_s: float, max_buffered: int, max_message_bytes: int,
+                 producer_config: dict | None) -> None:
         if batch_size < 1 or max_buffered < batch_size:
             raise ValueError("batch_size must be at least 1 and max_buffered at least batch_size")
         if not model:
@@ -286,9 +287,10 @@ class InferenceLogger(_EnvelopeLogger):
 
     _kind = "inference"
 
-    def __init__(self, bootstrap: str | KafkaConnection, model: str, model_version: str, topic: str = DEFAULT_INFERENCE_TOPIC,
-                 batch_size: int = 500, linger_s: float = 0.5, max_buffered: int = 100_000,
-                 max_message_bytes: int = 900_000, producer_config: dict | None = None) -> None:
+    def __init__(self, bootstrap: str | KafkaConnection, model: str, model_version: str,
+                 topic: str = DEFAULT_INFERENCE_TOPIC, batch_size: int = 500, linger_s: float = 0.5,
+                 max_buffered: int = 100_000, max_message_bytes: int = 900_000,
+                 producer_config: dict | None = None) -> None:
         super().__init__(bootstrap, topic, model, str(model_version), batch_size, linger_s, max_buffered,
                          max_message_bytes, producer_config)
 
@@ -317,9 +319,9 @@ class LabelLogger(_EnvelopeLogger):
 
     _kind = "label"
 
-    def __init__(self, bootstrap: str | KafkaConnection, model: str, topic: str = DEFAULT_LABEL_TOPIC, batch_size: int = 500,
-                 linger_s: float = 0.5, max_buffered: int = 100_000, max_message_bytes: int = 900_000,
-                 producer_config: dict | None = None) -> None:
+    def __init__(self, bootstrap: str | KafkaConnection, model: str, topic: str = DEFAULT_LABEL_TOPIC,
+                 batch_size: int = 500, linger_s: float = 0.5, max_buffered: int = 100_000,
+                 max_message_bytes: int = 900_000, producer_config: dict | None = None) -> None:
         super().__init__(bootstrap, topic, model, None, batch_size, linger_s, max_buffered, max_message_bytes,
                          producer_config)
 

@@ -106,8 +106,8 @@ def format_alert(alert: dict) -> str:
             f"at event {evidence.get('last_event_id')} after {evidence.get('events_seen')} events")
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("alerts", help="print alerts from the control topic",
+def add_parser(sub) -> None:
+    p = sub.add_parser("alerts", help="print alerts from the control topic",
                        description="Print drift and other alerts. Without --follow: the alerts already "
                                    "published, then exit. With --follow: new alerts as they arrive (add "
                                    "--from-beginning for the old ones too) until Ctrl-C or --timeout.",

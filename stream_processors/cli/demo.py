@@ -112,8 +112,8 @@ def run_demo(settings: Settings, events: int, rate: float, data_dir: str) -> int
         log.close()
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="replay a drifting example data set and show alerts as they arrive",
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="replay a drifting example data set and show alerts as they arrive",
                        description="Generate an example data set whose 'income' shifts half way, start a "
                                    "worker, replay the data and print the drift alerts as they arrive, then "
                                    "the model's status. Needs Kafka and Redis ('make stack-up').",

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+
 from stream_processors.cli.flags import connection_flags
 from stream_processors.config import Settings
 
 __all__ = ["add_parser", "run"]
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("ingest", help="HTTP front door: KServe CloudEvents, Open Inference Protocol, Driftline JSON",
+def add_parser(sub) -> None:
+    p = sub.add_parser("ingest", help="HTTP front door: KServe CloudEvents, Open Inference Protocol, Driftline JSON",
                        description="Serve HTTP for model servers and label sources and produce what they send "
                                    "to the inference and label topics (batch envelopes keyed by model, "
                                    "idempotent producer). POST /v1/events and /v1/labels take Driftline JSON; "

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+
 from stream_processors.cli.flags import ENV_HELP, column_flags, connection_flags, dump
 from stream_processors.config import Settings
 
 __all__ = ["add_parser", "run"]
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("profile", help="build a reference profile from training data and register it",
+def add_parser(sub) -> None:
+    p = sub.add_parser("profile", help="build a reference profile from training data and register it",
                        description="Profile training data for one model version (Scenario I): per numeric "
                                    "feature moments, quantiles, histogram bins and the online detectors' "
                                    "baseline; per categorical or boolean feature frequencies; the prediction "

@@ -11,8 +11,8 @@ from stream_processors.config import Settings
 __all__ = ["add_parser", "run"]
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("replay", help="send a CSV or Parquet data set as inference (and label) events",
+def add_parser(sub) -> None:
+    p = sub.add_parser("replay", help="send a CSV or Parquet data set as inference (and label) events",
                        description="Replay a data set as inference events of one model version, in batch "
                                    "envelopes keyed by the model. Column types are inferred: numbers are "
                                    "numeric, true/false columns boolean, anything else categorical.",

@@ -113,8 +113,8 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.6g}"
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("status", help="show a model's statistics from Redis",
+def add_parser(sub) -> None:
+    p = sub.add_parser("status", help="show a model's statistics from Redis",
                        description="Show the statistics the workers keep for a model: per feature count, "
                                    "missing, mean, std, min, max and quantiles, or category frequencies.",
                        epilog=ENV_HELP)

@@ -289,8 +289,8 @@ class _TriggerRunner:
             return True
         attempts: list[Attempt] = []
         while True:
-            env = {**inherited_environment(), "DRIFTLINE_TRIGGER_ID": trigger["id"], "DRIFTLINE_MODEL": trigger["model"],
-                   "DRIFTLINE_MODEL_VERSION": trigger["model_version"],
+            env = {**inherited_environment(), "DRIFTLINE_TRIGGER_ID": trigger["id"],
+                   "DRIFTLINE_MODEL": trigger["model"], "DRIFTLINE_MODEL_VERSION": trigger["model_version"],
                    "DRIFTLINE_TRIGGER_ATTEMPT": str(len(attempts) + 1)}
             attempt = run_command(self.command, msg.value(), env, self.timeout_s, self.stop)
             if attempt is None:
@@ -410,8 +410,8 @@ def replay_parked(settings: Settings, trigger_id: str) -> int:
     return 0
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("triggers", help="run a command once per retrain trigger (the downstream retrain hook)",
+def add_parser(sub) -> None:
+    p = sub.add_parser("triggers", help="run a command once per retrain trigger (the downstream retrain hook)",
                        description="Consume retrain triggers from the control topic with a consumer group of "
                                    "its own and run CMD through the shell once per trigger, in order, with the "
                                    "trigger JSON on stdin and DRIFTLINE_TRIGGER_ID, DRIFTLINE_MODEL, "

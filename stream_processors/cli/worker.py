@@ -55,8 +55,8 @@ def run_worker(settings: Settings) -> int:
     return 0
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("worker", help="run a stream processor (consume events, update state, publish alerts)",
+def add_parser(sub) -> None:
+    p = sub.add_parser("worker", help="run a stream processor (consume events, update state, publish alerts)",
                        description="Run one Driftline worker. Start several with the same --app-id to share "
                                    "the partitions. SIGTERM or Ctrl-C stops it cleanly; a killed worker "
                                    "resumes where its saved state ends.", epilog=ENV_HELP)
