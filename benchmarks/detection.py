@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from detectors.profile import build_profile  # noqa: E402
 from stream_processors.model_state import ModelState  # noqa: E402
-from stream_processors.settings import Settings  # noqa: E402
+from stream_processors.config import Settings  # noqa: E402
 
 N_NUMERIC, N_CATEGORICAL = 16, 4
 CHANGE_AT, AFTER = 8000, 6000

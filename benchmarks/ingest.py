@@ -38,8 +38,9 @@ import aiohttp  # noqa: E402
 import confluent_kafka  # noqa: E402
 import orjson  # noqa: E402
 
+from producers import kafka  # noqa: E402
 from producers.topics import ensure_topics  # noqa: E402
-from stream_processors.settings import load_settings  # noqa: E402
+from stream_processors.config import load_settings  # noqa: E402
 from stream_processors.state_store import RedisStateStore  # noqa: E402
 from throughput import make_events, messages_of, worker_rate  # noqa: E402
 
@@ -58,7 +59,7 @@ def applied(store: RedisStateStore, tps: list) -> int:
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "driftline-bench-probe"})
+    consumer = kafka.consumer(bootstrap, {"group.id": "driftline-bench-probe"})
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return {p: consumer.get_watermark_offsets(confluent_kafka.TopicPartition(topic, p), timeout=10)[1]
@@ -124,12 +125,12 @@ def through_ingest(settings, pairs: int, rows: int, concurrency: int, timeout: f
                          dead_letter_topic=f"{tag}.deadletter", label_topic=f"{tag}.labels",
                          log_level="warning", metrics_host="127.0.0.1", metrics_port=free_port(),
                          ingest_port=free_port())
-    ensure_topics(s.kafka_bootstrap, [s.inference_topic, s.control_topic, s.dead_letter_topic, s.label_topic],
+    ensure_topics(s.kafka.bootstrap, [s.inference_topic, s.control_topic, s.dead_letter_topic, s.label_topic],
                   s.topic_partitions)
     procs = [subprocess.Popen([sys.executable, "-m", "stream_processors.cli", command], env=s.to_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for command in ("ingest", "worker")]
     url = f"http://127.0.0.1:{s.ingest_port}"
-    store = RedisStateStore(s.redis_url, s.app_id)
+    store = RedisStateStore(s.redis.url, s.app_id)
     tps = [(s.inference_topic, p) for p in range(s.topic_partitions)]
     try:
         deadline = time.monotonic() + 60
@@ -143,7 +144,7 @@ def through_ingest(settings, pairs: int, rows: int, concurrency: int, timeout: f
                 time.sleep(0.1)
 
         def drained() -> int:
-            want = sum(end_offsets(s.kafka_bootstrap, s.inference_topic).values())
+            want = sum(end_offsets(s.kafka.bootstrap, s.inference_topic).values())
             deadline = time.monotonic() + timeout
             while applied(store, tps) < want:
                 if time.monotonic() > deadline or procs[1].poll() is not None:
@@ -181,7 +182,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings()
     print(f"driftline ingest + one worker, 10 features per row, {args.concurrency} pairs in flight, "
-          f"Kafka {settings.kafka_bootstrap}, Redis {settings.redis_url}")
+          f"Kafka {settings.kafka.bootstrap}, Redis {settings.redis.url}")
     print(f"{'CloudEvent pairs':<22}{'requests/s':>11}{'events/s':>10}{'p50 ms':>8}{'p99 ms':>8}"
           f"{'ack p50':>9}{'ack p99':>9}{'messages':>10}{'end-to-end ev/s':>17}{'drain s':>9}")
     for label, pairs, rows in (("1 row per pair", args.single_pairs, 1), ("100 rows per pair", args.wide_pairs, 100)):

@@ -23,14 +23,14 @@ import sys
 import time
 import uuid
 
-import confluent_kafka
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from producers import kafka  # noqa: E402
 from producers.events import decode_message, encode_envelope  # noqa: E402
 from producers.topics import ensure_topics  # noqa: E402
-from stream_processors.settings import load_settings  # noqa: E402
+from stream_processors.config import load_settings  # noqa: E402
 from stream_processors.state_store import RedisStateStore  # noqa: E402
 
 N_FEATURES = 10
@@ -68,10 +68,10 @@ def worker_rate(settings, messages: list[bytes], per_message: int, timeout: floa
     tag = f"bench-{uuid.uuid4().hex[:8]}"
     s = settings.replace(app_id=tag, inference_topic=f"{tag}.inference", control_topic=f"{tag}.control",
                          dead_letter_topic=f"{tag}.deadletter", label_topic=f"{tag}.labels")
-    ensure_topics(s.kafka_bootstrap, [s.inference_topic, s.control_topic, s.dead_letter_topic, s.label_topic],
+    ensure_topics(s.kafka, [s.inference_topic, s.control_topic, s.dead_letter_topic, s.label_topic],
                   s.topic_partitions)
-    producer = confluent_kafka.Producer({"bootstrap.servers": s.kafka_bootstrap, "linger.ms": 20,
-                                         "message.max.bytes": 4_000_000, "queue.buffering.max.messages": 1_000_000})
+    producer = kafka.producer(s.kafka, {"linger.ms": 20, "message.max.bytes": 4_000_000,
+                                        "queue.buffering.max.messages": 1_000_000})
     for m in messages:
         while True:
             try:
@@ -87,7 +87,7 @@ def worker_rate(settings, messages: list[bytes], per_message: int, timeout: floa
                     keep_predictions=keep_predictions).to_env()
     proc = subprocess.Popen([sys.executable, "-m", "stream_processors.cli", "worker"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    store = RedisStateStore(s.redis_url, s.app_id)
+    store = RedisStateStore(s.redis.url, s.app_id)
     tps = [(s.inference_topic, p) for p in range(s.topic_partitions)]
 
     def applied() -> int:
@@ -125,7 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings()
     print(f"one worker, {N_FEATURES} features per event (8 numeric, 2 categorical), "
-          f"Kafka {settings.kafka_bootstrap}, Redis {settings.redis_url}")
+          f"Kafka {settings.kafka.bootstrap}, Redis {settings.redis.url}")
     print(f"{'messages':<24}{'events':>8}{'decode-only ev/s':>18}{'worker ev/s':>13}{'steady ev/s':>13}"
           f"{'worker/decode':>15}{'steady/decode':>15}")
     cases = ((f"envelopes of {args.envelope_size}", args.envelope_events, args.envelope_size, True),

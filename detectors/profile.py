@@ -12,7 +12,7 @@ from detectors.frequencies import CategoryFrequencies, category_key
 from detectors.moments import NumericSummary
 from detectors.online import StateVersionError
 from detectors.performance import ScoreCalibration, class_key, positive_class, same_class
-from detectors.window_test import FeatureWindowTest
+from detectors.window_comparison import FeatureWindowTest
 
 __all__ = ["ReferenceProfile", "build_profile"]
 

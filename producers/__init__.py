@@ -1,6 +1,7 @@
 """The event contract and the clients that write events to Kafka."""
 
 from producers.events import SCHEMA_VERSION, DecodedMessage, Rejection, decode_message, encode_envelope, encode_event
+from producers.kafka import KafkaConnection
 from producers.sdk import DEFAULT_INFERENCE_TOPIC, DEFAULT_LABEL_TOPIC, DeliveryStats, InferenceLogger, LabelLogger
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "DecodedMessage",
     "DeliveryStats",
     "InferenceLogger",
+    "KafkaConnection",
     "LabelLogger",
     "Rejection",
     "decode_message",

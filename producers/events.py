@@ -77,13 +77,21 @@ _FEATURE_TYPES = frozenset({int, float, str, bool, type(None)})
 
 @dataclass(frozen=True)
 class Rejection:
-    """An event (or a whole message) that could not be used, and why."""
+    """An event (or a whole message) that could not be used, and why.
+
+    ``code`` is one of ``REASON_CODES``: what dead letters are counted by (the ``reason`` label of
+    ``driftline_events_rejected_total``); ``reason`` is the text for people and is never parsed.
+    """
 
     code: str
     reason: str
     model: str | None = None
     event_id: str | None = None
     excerpt: str = ""
+
+    def __post_init__(self) -> None:
+        if self.code not in REASON_CODES:
+            raise ValueError(f"unknown rejection code {self.code!r}; add it to REASON_CODES")
 
 
 @dataclass

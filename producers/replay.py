@@ -8,19 +8,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import confluent_kafka
 import numpy as np
 import pandas as pd
 
+from producers import kafka
+from producers.errors import ReplayError
 from producers.events import encode_envelope
-from producers.topics import KAFKA_CLIENT_LOG
+from producers.kafka import KafkaConnection
 
 __all__ = ["ColumnPlan", "ReplayError", "ReplayResult", "feature_columns", "label_events", "load_table",
            "plan_columns", "replay", "rows_to_events", "scalar_values"]
-
-
-class ReplayError(Exception):
-    """A data file or column choice that cannot be replayed; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -203,8 +200,8 @@ class _Progress:
         sys.stderr.flush()
 
 
-def replay(bootstrap: str, model: str, model_version: str, events: list[dict], labels: list[dict],
-           inference_topic: str, label_topic: str, batch_size: int = 500, rate: float | None = None,
+def replay(bootstrap: str | KafkaConnection, model: str, model_version: str, events: list[dict],
+           labels: list[dict], inference_topic: str, label_topic: str, batch_size: int = 500, rate: float | None = None,
            progress: bool | None = None, timeout_s: float = 60.0) -> ReplayResult:
     """Send events as batch envelopes keyed by model; labels follow on their own topic.
 
@@ -217,10 +214,10 @@ def replay(bootstrap: str, model: str, model_version: str, events: list[dict], l
         raise ReplayError("--rate must be positive")
     # murmur2 is the Java clients' partitioner too: a model's inference and label events then share a
     # partition number, which the worker relies on to join them.
-    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "linger.ms": 10,
-                                         "enable.idempotence": True, "partitioner": "murmur2_random",
-                                         "message.max.bytes": 4_000_000,
-                                         "message.timeout.ms": int(timeout_s * 1000)}, logger=KAFKA_CLIENT_LOG)
+    connection = kafka.as_connection(bootstrap)
+    producer = kafka.producer(connection, {"linger.ms": 10, "enable.idempotence": True,
+                                           "partitioner": "murmur2_random", "message.max.bytes": 4_000_000,
+                                           "message.timeout.ms": int(timeout_s * 1000)})
     failed = 0
 
     def on_delivery(err, _msg, n):
@@ -256,5 +253,5 @@ def replay(bootstrap: str, model: str, model_version: str, events: list[dict], l
     bar.show(sent, final=True)
     if remaining:
         raise ReplayError(f"{remaining} messages were still undelivered after {timeout_s:.0f}s: "
-                          f"is Kafka reachable at {bootstrap}?")
+                          f"is Kafka reachable at {connection.bootstrap}?")
     return ReplayResult(len(events), len(labels), messages, failed, time.monotonic() - started)

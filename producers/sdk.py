@@ -28,7 +28,9 @@ from decimal import Decimal
 import confluent_kafka
 import orjson
 
+from producers import kafka
 from producers.events import MAX_ABS_NUMBER, encode_envelope
+from producers.kafka import KafkaConnection
 
 __all__ = ["DeliveryStats", "InferenceLogger", "LabelLogger", "DEFAULT_INFERENCE_TOPIC", "DEFAULT_LABEL_TOPIC",
            "envelope_producer_config"]
@@ -38,9 +40,10 @@ DEFAULT_LABEL_TOPIC = "driftline.labels"
 _log = logging.getLogger(__name__)
 
 
-def envelope_producer_config(bootstrap: str, max_message_bytes: int, extra: dict | None = None) -> dict:
-    """confluent-kafka settings of every producer of batch envelopes (this SDK, ``driftline ingest``)."""
-    config = {"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": max_message_bytes + 65536,
+def envelope_producer_config(max_message_bytes: int, extra: dict | None = None) -> dict:
+    """confluent-kafka settings of every producer of batch envelopes (this SDK, ``driftline ingest``), beyond those
+    of the connection (``producers.kafka``)."""
+    config = {"linger.ms": 5, "message.max.bytes": max_message_bytes + 65536,
               "queue.buffering.max.kbytes": 262144, "message.timeout.ms": 120000,
               "enable.idempotence": True,
               # the partitioner of Java clients too: a model's inference and label events then share a
@@ -101,8 +104,9 @@ def _json_number(value: object, field: str) -> object:
 class _EnvelopeLogger:
     _kind = "inference"
 
-    def __init__(self, bootstrap: str, topic: str, model: str, model_version: str | None, batch_size: int,
-                 linger_s: float, max_buffered: int, max_message_bytes: int, producer_config: dict | None) -> None:
+    def __init__(self, bootstrap: str | KafkaConnection, topic: str, model: str, model_version: str | None,
+                 batch_size: int, linger_s: float, max_buffered: int, max_message_bytes: int,
+                 producer_config: dict | None) -> None:
         if batch_size < 1 or max_buffered < batch_size:
             raise ValueError("batch_size must be at least 1 and max_buffered at least batch_size")
         if not model:
@@ -114,8 +118,8 @@ class _EnvelopeLogger:
         self.linger_s = linger_s
         self.max_buffered = max_buffered
         self.max_message_bytes = max_message_bytes
-        self._producer = confluent_kafka.Producer(envelope_producer_config(bootstrap, max_message_bytes,
-                                                                           producer_config), logger=_log)
+        self._producer = kafka.producer(bootstrap, envelope_producer_config(max_message_bytes, producer_config),
+                                        logger=_log)
         self._buffer: deque[dict] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -259,7 +263,7 @@ class InferenceLogger(_EnvelopeLogger):
     Parameters
     ----------
     bootstrap
-        Kafka bootstrap servers, e.g. ``"localhost:9092"``.
+        Kafka bootstrap servers, e.g. ``"localhost:9092"``, or a ``producers.kafka.KafkaConnection``.
     model, model_version
         Which model these events come from.
     topic
@@ -283,9 +287,10 @@ class InferenceLogger(_EnvelopeLogger):
 
     _kind = "inference"
 
-    def __init__(self, bootstrap: str, model: str, model_version: str, topic: str = DEFAULT_INFERENCE_TOPIC,
-                 batch_size: int = 500, linger_s: float = 0.5, max_buffered: int = 100_000,
-                 max_message_bytes: int = 900_000, producer_config: dict | None = None) -> None:
+    def __init__(self, bootstrap: str | KafkaConnection, model: str, model_version: str,
+                 topic: str = DEFAULT_INFERENCE_TOPIC, batch_size: int = 500, linger_s: float = 0.5,
+                 max_buffered: int = 100_000, max_message_bytes: int = 900_000,
+                 producer_config: dict | None = None) -> None:
         super().__init__(bootstrap, topic, model, str(model_version), batch_size, linger_s, max_buffered,
                          max_message_bytes, producer_config)
 
@@ -314,9 +319,9 @@ class LabelLogger(_EnvelopeLogger):
 
     _kind = "label"
 
-    def __init__(self, bootstrap: str, model: str, topic: str = DEFAULT_LABEL_TOPIC, batch_size: int = 500,
-                 linger_s: float = 0.5, max_buffered: int = 100_000, max_message_bytes: int = 900_000,
-                 producer_config: dict | None = None) -> None:
+    def __init__(self, bootstrap: str | KafkaConnection, model: str, topic: str = DEFAULT_LABEL_TOPIC,
+                 batch_size: int = 500, linger_s: float = 0.5, max_buffered: int = 100_000,
+                 max_message_bytes: int = 900_000, producer_config: dict | None = None) -> None:
         super().__init__(bootstrap, topic, model, None, batch_size, linger_s, max_buffered, max_message_bytes,
                          producer_config)
 

@@ -2,32 +2,27 @@
 
 from __future__ import annotations
 
-import logging
-
 import confluent_kafka
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
-__all__ = ["KAFKA_CLIENT_LOG", "KafkaUnreachable", "ensure_topics"]
+from producers import kafka
+from producers.errors import KafkaUnreachable
+from producers.kafka import KafkaConnection
 
-KAFKA_CLIENT_LOG = logging.getLogger("driftline.kafka")
-"""Where librdkafka's own log lines go (instead of raw stderr); errors reach users as exceptions."""
-
-
-class KafkaUnreachable(Exception):
-    pass
+__all__ = ["ensure_topics"]
 
 
-def ensure_topics(bootstrap: str, topics: list[str], partitions: int, timeout_s: float = 15.0,
+def ensure_topics(bootstrap: str | KafkaConnection, topics: list[str], partitions: int, timeout_s: float = 15.0,
                   config: dict[str, str] | None = None) -> list[str]:
     """Create the missing ones (with topic ``config``); returns the names created. Raises KafkaUnreachable."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 5000},
-                        logger=KAFKA_CLIENT_LOG)
+    connection = kafka.as_connection(bootstrap)
+    admin = kafka.admin_client(connection, {"socket.connection.setup.timeout.ms": 5000})
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except confluent_kafka.KafkaException as exc:
         raise KafkaUnreachable(
-            f"Kafka is unreachable at {bootstrap} ({exc.args[0].str() if exc.args else exc}); "
-            "start it with 'make stack-up' or set DRIFTLINE_KAFKA_BOOTSTRAP") from None
+            f"Kafka is unreachable at {connection.bootstrap} ({exc.args[0].str() if exc.args else exc}); "
+            "start it with 'make stack-up' or set DRIFTLINE_KAFKA_BOOTSTRAP") from exc
     missing = [t for t in dict.fromkeys(topics) if t not in existing]
     if not missing:
         return []
@@ -42,5 +37,5 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int, timeout_s:
         except confluent_kafka.KafkaException as exc:
             if exc.args and exc.args[0].code() == confluent_kafka.KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
-            raise KafkaUnreachable(f"could not create topic {name!r}: {exc}") from None
+            raise KafkaUnreachable(f"could not create topic {name!r}: {exc}") from exc
     return created

@@ -1,1 +1,7 @@
-"""Driftline's workers: the faust app, the Redis state store, alerts and the CLI."""
+"""Driftline's workers and commands: the faust app, state, alerts, metrics, ingest and the ``driftline`` CLI.
+
+The package's public surface is the ``driftline`` command (``stream_processors.cli``); its modules are
+imported by name.
+"""
+
+__all__: list[str] = []

@@ -1,28 +1,36 @@
-"""Errors Driftline raises to its users, each with a message that says what to do.
+"""Every error Driftline raises to its users, in one tree; each message says what to do.
 
-    DriftlineError
-    ├── ConfigError          a flag or DRIFTLINE_* variable has a bad value
-    ├── ServiceUnavailable   Kafka or Redis cannot be reached
-    ├── UnknownModel         no state exists for the model asked about
-    └── StateConflict        another worker advanced the same partition's offsets
+    DriftlineError                   (producers.errors: the root, importable by producers too)
+    ├── ConfigError                  a flag, DRIFTLINE_* variable or mapping file has a bad value
+    ├── ServiceUnavailable           Kafka or Redis cannot be reached, or failed while used (producers.errors)
+    │   ├── KafkaUnreachable         no Kafka broker answered, or a topic could not be created (producers.errors)
+    │   └── DeliveryFailed           Kafka refused an envelope of ``driftline ingest`` (ingest.delivery)
+    ├── ReplayError                  a data file or column choice cannot be replayed (producers.errors)
+    ├── UnknownModel                 no state exists for the model (or version) asked about
+    └── Rejected                     an HTTP request ``driftline ingest`` refuses, with its reason (ingest.errors)
+
+Errors of the libraries underneath (redis-py, confluent-kafka, aiokafka, OS
+errors) are translated once, where Driftline calls the library, with
+``raise ...(...) from exc``; callers above that boundary let Driftline's
+errors through rather than wrapping them again. The command line prints any
+``DriftlineError`` as one line on stderr and exits with status 1.
+
+Outside the tree on purpose: ``detectors.StateVersionError`` (a ``ValueError``:
+``detectors`` imports nothing of Driftline's; a saved state it refuses is
+quarantined by the worker) and exceptions that never leave their module.
+
+A commit that loses its compare-and-set to another worker is not an error: the
+store's ``commit`` returns False and the worker redoes the batch.
 """
 
+from producers.errors import DriftlineError, KafkaUnreachable, ReplayError, ServiceUnavailable
 
-class DriftlineError(Exception):
-    """Base of every error Driftline reports as one line."""
+__all__ = ["ConfigError", "DriftlineError", "KafkaUnreachable", "ReplayError", "ServiceUnavailable", "UnknownModel"]
 
 
 class ConfigError(DriftlineError):
-    pass
-
-
-class ServiceUnavailable(DriftlineError):
-    pass
+    """A flag, a DRIFTLINE_* variable or a mapping file has a bad value."""
 
 
 class UnknownModel(DriftlineError):
-    pass
-
-
-class StateConflict(DriftlineError):
-    pass
+    """No state exists for the model (or version) asked about."""

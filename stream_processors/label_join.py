@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 
 __all__ = ["Joined", "LabelJoin"]
 

@@ -13,11 +13,11 @@ from detectors import CategoryFrequencies, NumericSummary, QuantileSketch, State
 from detectors.feature_monitor import NumericDriftMonitor
 from detectors.profile import ReferenceProfile
 from detectors.frequencies import category_key
-from detectors.window_test import FeatureWindowTest
+from detectors.window_comparison import FeatureWindowTest
 from producers.events import MAX_ABS_NUMBER
 from stream_processors.performance_tracker import ERROR, PerformanceTracker
 from stream_processors.retrain_policy import RetrainPolicy
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 
 __all__ = ["Finding", "ModelState", "PREDICTION", "SCORE", "ValueOutOfRange", "alert_id"]
 

@@ -11,7 +11,7 @@ from detectors.feature_monitor import NumericDriftMonitor
 from detectors.online import StateVersionError
 from detectors.performance import (ScoreCalibration, class_key, classification_metrics, expected_accuracy,
                                    positive_class, regression_metrics, same_class)
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 
 __all__ = ["PerformanceFinding", "PerformanceTracker"]
 

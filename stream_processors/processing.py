@@ -44,7 +44,7 @@ from stream_processors.alerts import finding_alert, quarantine_alert
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.label_join import LabelJoin
 from stream_processors.model_state import ModelState, ValueOutOfRange
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 from stream_processors.state_store import Quarantine, StateStore, TopicPartition
 
 __all__ = ["BatchOutcome", "BatchProcessor", "IncomingMessage", "is_fatal"]

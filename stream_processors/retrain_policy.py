@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 
 if TYPE_CHECKING:
     from stream_processors.model_state import Finding, ModelState

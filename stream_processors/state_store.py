@@ -36,6 +36,7 @@ import orjson
 import redis
 
 from stream_processors.errors import ServiceUnavailable
+from stream_processors.redaction import redact_url
 
 __all__ = ["MemoryStateStore", "Quarantine", "RedisStateStore", "StateCommit", "StateStore", "TopicPartition"]
 
@@ -199,8 +200,11 @@ class RedisStateStore:
     def _call(self, fn, *args):
         try:
             return fn(*args)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise ServiceUnavailable(f"Redis is unreachable at {redact_url(self._url)} ({exc}); start it with "
+                                     "'make stack-up' or set DRIFTLINE_REDIS_URL") from exc
         except redis.RedisError as exc:
-            raise ServiceUnavailable(f"Redis at {self._url} failed: {exc}") from exc
+            raise ServiceUnavailable(f"Redis at {redact_url(self._url)} failed: {exc}") from exc
 
     def ping(self) -> None:
         self._call(self._redis.ping)

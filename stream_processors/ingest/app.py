@@ -29,8 +29,8 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from producers.topics import KafkaUnreachable, ensure_topics
-from stream_processors.errors import ConfigError
+from producers.topics import ensure_topics
+from stream_processors.errors import ConfigError, KafkaUnreachable
 from stream_processors.ingest.cloudevents import parse_cloudevent
 from stream_processors.ingest.delivery import DeliveryFailed, KafkaDelivery
 from stream_processors.ingest.documents import Batch, driftline_batches, half_rows, paired_batch, resolve_model
@@ -38,7 +38,7 @@ from stream_processors.ingest.errors import Rejected
 from stream_processors.ingest.mapping import Mapping, load_mapping
 from stream_processors.ingest.metrics import IngestMetrics
 from stream_processors.ingest.pairing import PairingTable
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 
 __all__ = ["build_app", "run_ingest", "bearer_token", "tls_context"]
 
@@ -261,11 +261,11 @@ def run_ingest(settings: Settings) -> int:
     ssl_context = tls_context(settings)
     logging.getLogger("driftline").setLevel(settings.log_level.upper())
     try:
-        ensure_topics(settings.kafka_bootstrap, [settings.inference_topic, settings.label_topic],
+        ensure_topics(settings.kafka, [settings.inference_topic, settings.label_topic],
                       settings.topic_partitions, timeout_s=5)
     except KafkaUnreachable as exc:
         _log.warning("%s; serving anyway, /readyz says when Kafka accepts writes", exc)
-    delivery = KafkaDelivery(settings.kafka_bootstrap, batch_events=settings.ingest_batch_events,
+    delivery = KafkaDelivery(settings.kafka, batch_events=settings.ingest_batch_events,
                              linger_s=settings.ingest_linger_s, max_pending=settings.ingest_max_pending_events,
                              max_message_bytes=settings.max_message_bytes)
     app = build_app(settings, mapping, delivery, token)

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 import confluent_kafka
 import orjson
 
+from producers import kafka
 from producers.events import encode_envelope
 from producers.sdk import envelope_producer_config
-from producers.topics import KAFKA_CLIENT_LOG
+from stream_processors.errors import ServiceUnavailable
 from stream_processors.ingest.errors import Rejected
 
 __all__ = ["KafkaDelivery", "DeliveryFailed", "cut_envelopes"]
@@ -39,7 +40,7 @@ __all__ = ["KafkaDelivery", "DeliveryFailed", "cut_envelopes"]
 _log = logging.getLogger("driftline.ingest")
 
 
-class DeliveryFailed(Exception):
+class DeliveryFailed(ServiceUnavailable):
     """Kafka reported an envelope undeliverable (after librdkafka's own retries)."""
 
 
@@ -64,17 +65,16 @@ _RECORD_FRAMING_BYTES = 4096
 
 
 class KafkaDelivery:
-    def __init__(self, bootstrap: str, *, batch_events: int, linger_s: float, max_pending: int,
+    def __init__(self, connection: str | kafka.KafkaConnection, *, batch_events: int, linger_s: float, max_pending: int,
                  max_message_bytes: int, producer_config: dict | None = None, producer=None) -> None:
         """``producer``: a stand-in for ``confluent_kafka.Producer`` in tests (``produce``, ``poll``, ``flush``,
-        ``list_topics``); by default one is made from ``bootstrap`` and ``producer_config``."""
+        ``list_topics``); by default one is made from ``connection`` and ``producer_config``."""
         self.batch_events = batch_events
         self.linger_s = linger_s
         self.max_pending = max_pending
         self.max_message_bytes = max_message_bytes
         config = {"message.max.bytes": max_message_bytes + _RECORD_FRAMING_BYTES, **(producer_config or {})}
-        self._producer = producer or confluent_kafka.Producer(
-            envelope_producer_config(bootstrap, max_message_bytes, config), logger=KAFKA_CLIENT_LOG)
+        self._producer = producer or kafka.producer(connection, envelope_producer_config(max_message_bytes, config))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._open: dict[tuple[str, str, str | None, str], _OpenBatch] = {}
         self.pending = 0

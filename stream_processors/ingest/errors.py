@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from stream_processors.errors import DriftlineError
+
 __all__ = ["Rejected", "REASONS"]
 
 REASONS = {
@@ -13,7 +15,7 @@ REASONS = {
 """Every reason a request is refused for (the ``reason`` label of the rejections metric) and its status."""
 
 
-class Rejected(Exception):
+class Rejected(DriftlineError):
     """A request refused: ``reason`` is one of REASONS, ``message`` names the problem for the client."""
 
     def __init__(self, reason: str, message: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 
 from .conftest import free_port
 

@@ -35,7 +35,7 @@ def test_poison_messages_are_dead_lettered_and_everything_else_applied(settings,
     limit = 20_000
     settings = settings.replace(max_message_bytes=limit)
     worker = worker_factory(settings).start()
-    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka.bootstrap})
     good: list[dict] = []
     expected_codes: list[str] = []
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 def _applied(settings) -> int:
     """Messages this worker app has applied so far, over all partitions."""
-    store = RedisStateStore(settings.redis_url, settings.app_id)
+    store = RedisStateStore(settings.redis.url, settings.app_id)
     offsets = store.offsets([(settings.inference_topic, p) for p in range(settings.topic_partitions)])
     return sum(o + 1 for o in offsets.values())
 
@@ -36,11 +36,11 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(settings, wor
     # Same input topic; its own group, state and output topics.
     steady = settings.replace(app_id=settings.app_id + "-steady", control_topic=settings.control_topic + "-steady",
                               dead_letter_topic=settings.dead_letter_topic + "-steady")
-    ensure_topics(steady.kafka_bootstrap, [steady.control_topic, steady.dead_letter_topic], 4)
+    ensure_topics(steady.kafka.bootstrap, [steady.control_topic, steady.dead_letter_topic], 4)
     frame = drifting_credit_data(n=30000, seed=5)
     events, _ = rows_to_events(frame, plan_columns(frame), "credit")
     sender = threading.Thread(target=replay, kwargs=dict(
-        bootstrap=settings.kafka_bootstrap, model="credit", model_version="1", events=events, labels=[],
+        bootstrap=settings.kafka.bootstrap, model="credit", model_version="1", events=events, labels=[],
         inference_topic=settings.inference_topic, label_topic=settings.label_topic, batch_size=50, rate=500))
     uninterrupted = worker_factory(steady, "steady").start()
     crashing = worker_factory(settings, "crashing").start()

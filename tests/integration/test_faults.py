@@ -94,7 +94,7 @@ class Traffic:
         self.progress = 0
 
     def _send(self) -> None:
-        producer = confluent_kafka.Producer({"bootstrap.servers": self.settings.kafka_bootstrap,
+        producer = confluent_kafka.Producer({"bootstrap.servers": self.settings.kafka.bootstrap,
                                              "enable.idempotence": True, "linger.ms": 5})
         rng = np.random.default_rng(11)
         step = 20 if self.envelopes else 1
@@ -146,13 +146,13 @@ class Traffic:
 
 
 def _topics(s) -> None:
-    ensure_topics(s.kafka_bootstrap, [s.inference_topic, s.label_topic, s.control_topic, s.dead_letter_topic],
+    ensure_topics(s.kafka.bootstrap, [s.inference_topic, s.label_topic, s.control_topic, s.dead_letter_topic],
                   s.topic_partitions)
 
 
 def _wait_until_working(s, worker, timeout: float = 60.0) -> None:
     """Until the worker has saved state: it is past its start-up and in the middle of the stream."""
-    store = RedisStateStore(s.redis_url, s.app_id)
+    store = RedisStateStore(s.redis.url, s.app_id)
     deadline = time.monotonic() + timeout
     while not store.models():
         assert worker.alive(), worker.log()[-3000:]
@@ -278,7 +278,7 @@ def test_sigterm_while_a_batch_waits_to_retry(settings, private_stack, worker_fa
 
 def test_damaged_state_and_profile_are_quarantined(settings, worker_factory):
     worker = worker_factory(settings).start()
-    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka.bootstrap})
 
     def send(model, first, n):
         for i in range(first, first + n):
@@ -289,7 +289,7 @@ def test_damaged_state_and_profile_are_quarantined(settings, worker_factory):
 
     send("m0", 0, 300)
     wait_until_applied(settings, worker)
-    r = redis.Redis.from_url(settings.redis_url)
+    r = redis.Redis.from_url(settings.redis.url)
     state_key = f"driftline:{settings.app_id}:state:m0:1"
     saved = orjson.loads(r.get(state_key))
     for monitor in saved["monitors"].values():  # river's compiled core panics on a window it cannot read
@@ -323,10 +323,10 @@ def test_state_lost_in_redis_is_detected(settings, worker_factory, rebuild):
     wait_until_applied(s, worker)
     worker.kill(signal.SIGTERM)
     time.sleep(1.5)  # faust commits its offsets to Kafka as it stops
-    r = redis.Redis.from_url(s.redis_url)
+    r = redis.Redis.from_url(s.redis.url)
     r.delete(*r.keys(f"driftline:{s.app_id}:*"))  # Redis lost everything of this app
     worker.start()
-    store = RedisStateStore(s.redis_url, s.app_id)
+    store = RedisStateStore(s.redis.url, s.app_id)
     lost = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not lost:

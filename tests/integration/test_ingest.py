@@ -302,7 +302,7 @@ def test_503_while_kafka_is_down_then_full_recovery_nothing_acknowledged_is_lost
     try:
         s = settings.replace(kafka_bootstrap=kafka.bootstrap, ingest_max_pending_events=200,
                              ingest_ack_timeout_s=2.0)
-        ensure_topics(s.kafka_bootstrap, [s.inference_topic, s.label_topic], s.topic_partitions)
+        ensure_topics(s.kafka.bootstrap, [s.inference_topic, s.label_topic], s.topic_partitions)
         ingest = ingest_factory(s, tmp_path / "ingest.log")
         acked: set[str] = set()
         refused: dict[str, int] = {}

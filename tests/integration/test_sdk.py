@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_inference_logger_batches_events_into_envelopes(settings):
-    with InferenceLogger(settings.kafka_bootstrap, model="fraud", model_version="2",
+    with InferenceLogger(settings.kafka.bootstrap, model="fraud", model_version="2",
                          topic=settings.inference_topic, batch_size=100, linger_s=0.2) as log:
         for i in range(250):
             log.log(f"e{i}", {"amount": float(i), "country": "FR"}, prediction=i % 2, score=0.5)
@@ -26,7 +26,7 @@ def test_inference_logger_batches_events_into_envelopes(settings):
 
 
 def test_label_logger(settings):
-    with LabelLogger(settings.kafka_bootstrap, model="fraud", topic=settings.label_topic) as labels:
+    with LabelLogger(settings.kafka.bootstrap, model="fraud", topic=settings.label_topic) as labels:
         labels.log("e1", 1)
         labels.log("e2", 0)
     [message] = read_topic(settings, settings.label_topic)
@@ -52,7 +52,7 @@ def test_kafka_down_never_blocks_and_bounds_the_buffer():
 def test_a_bad_event_between_good_ones_does_not_stop_later_events(settings):
     import numpy as np
 
-    log = InferenceLogger(settings.kafka_bootstrap, model="fraud", model_version="2",
+    log = InferenceLogger(settings.kafka.bootstrap, model="fraud", model_version="2",
                           topic=settings.inference_topic, batch_size=50, linger_s=0.1)
     refused = 0
     for i in range(300):

@@ -25,7 +25,7 @@ def test_two_workers_then_one(settings, worker_factory):
     def send_all():
         for model, frame in frames.items():
             events, _ = rows_to_events(frame, plan_columns(frame), model)
-            replay(settings.kafka_bootstrap, model, "1", events, [], settings.inference_topic,
+            replay(settings.kafka.bootstrap, model, "1", events, [], settings.inference_topic,
                    settings.label_topic, batch_size=100, rate=3000)
 
     sender = threading.Thread(target=send_all)

@@ -9,7 +9,7 @@ import confluent_kafka
 import orjson
 import pytest
 
-from stream_processors.triggers import parked_topic
+from stream_processors.cli.triggers import parked_topic
 from tests.processes import gone
 
 from .conftest import read_topic, run_cli
@@ -24,7 +24,7 @@ def _trigger(name: str) -> dict:
 
 
 def _send(settings, *records) -> None:
-    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka.bootstrap})
     for record in records:
         value = record if record is None or isinstance(record, bytes) else orjson.dumps(record)
         producer.produce(settings.control_topic, key=b"credit", value=value)

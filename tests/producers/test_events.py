@@ -150,3 +150,13 @@ def test_label_events():
     assert decoded.kind == "label"
     assert decoded.events == [{"model": "m", "event_id": "e1", "label": 0, "timestamp": 1.0}]
     assert "missing field 'label'" in decoded.rejections[0].reason
+
+
+def test_a_rejection_code_is_one_of_the_reason_codes():
+    import pytest
+
+    from producers.events import REASON_CODES, Rejection
+
+    assert Rejection("oversized", "too big").code in REASON_CODES
+    with pytest.raises(ValueError, match="unknown rejection code 'too big'"):
+        Rejection("too big", "oversized")

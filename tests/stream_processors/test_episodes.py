@@ -17,9 +17,9 @@ from stream_processors.label_join import Joined
 from stream_processors.model_state import Finding, ModelState, alert_id
 from stream_processors.performance_tracker import PerformanceTracker
 from stream_processors.processing import BatchProcessor, IncomingMessage
-from stream_processors.reading import format_alert
+from stream_processors.cli.alerts import format_alert
 from stream_processors.retrain_policy import RetrainPolicy
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 from stream_processors.state_store import MemoryStateStore
 
 SETTINGS = Settings()
@@ -114,7 +114,7 @@ def test_a_format_3_state_is_migrated():
     assert state.drifting()["income"] is True
     import io
 
-    from stream_processors.reading import print_status
+    from stream_processors.cli.status import print_status
     out = io.StringIO()
     print_status({**state.describe(), "versions": ["1"], "labels": {}}, out)
     assert "[drifting; its start was not kept]" in [line for line in out.getvalue().splitlines()
@@ -206,7 +206,7 @@ def test_status_and_metrics_follow_the_episode():
 
     from stream_processors.metrics import WorkerMetrics
     from stream_processors.processing import BatchOutcome
-    from stream_processors.reading import print_status
+    from stream_processors.cli.status import print_status
 
     frame = drifting_credit_data(n=8000, seed=4, shift_sigma=2.0)
     settings = SETTINGS.replace(cooldown_events=1000)
@@ -274,7 +274,7 @@ def _regrouped(events, sizes, settings, kind="inference", profile=None):
 
 
 def test_firings_and_resolutions_do_not_depend_on_how_events_are_grouped_into_messages():
-    from stream_processors.profiles import profile_from_table
+    from stream_processors.profile_registry import profile_from_table
     train = drifting_credit_data(n=20000, shift_at=20000, seed=74)
     frame = drifting_credit_data(n=16000, shift_at=16000, seed=75).drop(columns=["label"])
     frame.loc[4000:7999, "tenure_years"] += 4.5  # drifts for a while, then returns
@@ -306,7 +306,7 @@ def test_an_error_returning_to_normal_after_an_improvement_is_not_a_degradation(
 
 
 def _profiled_run(frame, train, batch=1000):
-    from stream_processors.profiles import profile_from_table
+    from stream_processors.profile_registry import profile_from_table
     profile = profile_from_table(train, plan_columns(train), "credit", "1", SETTINGS).to_dict()
     events, _ = rows_to_events(frame, plan_columns(frame), "credit")
     return _regrouped(events, [batch], SETTINGS, profile=profile)[1]
@@ -391,7 +391,7 @@ def _yes_no(frame):
 
 
 def test_yes_no_labels_take_yes_as_positive_and_estimate_the_accuracy():
-    from stream_processors.profiles import profile_from_table
+    from stream_processors.profile_registry import profile_from_table
     train = _yes_no(drifting_credit_data(n=20000, shift_at=20000, seed=74))
     frame = _yes_no(drifting_credit_data(n=12000, shift_at=12000, seed=75))
     profile = profile_from_table(train, plan_columns(train), "credit", "1", SETTINGS).to_dict()
@@ -412,6 +412,6 @@ def test_yes_no_labels_take_yes_as_positive_and_estimate_the_accuracy():
 def test_labels_of_one_class_fit_no_calibration():
     train = drifting_credit_data(n=20000, shift_at=20000, seed=74)
     train["label"] = "no"
-    from stream_processors.profiles import profile_from_table
+    from stream_processors.profile_registry import profile_from_table
     profile = profile_from_table(train, plan_columns(train), "credit", "1", SETTINGS).to_dict()
     assert "calibration" not in profile["performance"]

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from producers.events import REASON_CODES
 from stream_processors.model_state import ModelState
 from stream_processors.processing import BatchProcessor, IncomingMessage
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 from stream_processors.state_store import MemoryStateStore
 
 SETTINGS = Settings(window_size=20, edge_events=20, baseline_windows=2, pilot_size=40, baseline_blocks=10,

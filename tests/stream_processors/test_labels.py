@@ -9,7 +9,7 @@ from producers.example_data import drifting_credit_data
 from producers.replay import plan_columns, rows_to_events
 from stream_processors.model_state import ModelState
 from stream_processors.processing import BatchProcessor, IncomingMessage
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 from stream_processors.state_store import MemoryStateStore
 
 SETTINGS = Settings(performance_window=500)

@@ -5,7 +5,7 @@ from producers.example_data import drifting_credit_data
 from producers.replay import plan_columns, rows_to_events
 from stream_processors.metrics import METRIC_NAMES, RedisModelCollector, WorkerMetrics
 from stream_processors.processing import BatchProcessor, IncomingMessage
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 from stream_processors.state_store import MemoryStateStore
 
 
@@ -79,3 +79,22 @@ def test_every_exported_name_is_declared():
     metrics.redis_errors.inc()
     exported = {m.name + ("_total" if m.type == "counter" else "") for m in registry.collect()}
     assert exported == set(METRIC_NAMES)
+
+
+def test_dead_letters_are_counted_by_their_reason_code_not_their_text():
+    from producers.events import REASON_CODES, decode_message
+    from stream_processors.processing import BatchProcessor, IncomingMessage
+
+    store = MemoryStateStore()
+    processor = BatchProcessor(Settings(), store)
+    raw = [b"", b"{broken", b"[1]", b'{"schema_version": 1, "kind": "nope"}']
+    outcome = processor.process([IncomingMessage("t", 0, i, value) for i, value in enumerate(raw)])
+    registry = CollectorRegistry()
+    WorkerMetrics(registry).observe(outcome, 0.01)
+    expected = {}
+    for value in raw:
+        for rejection in decode_message(value, Settings().max_message_bytes).rejections:
+            expected[rejection.code] = expected.get(rejection.code, 0) + 1
+    counted = {s.labels["reason"]: s.value for m in registry.collect() if m.name == "driftline_events_rejected"
+               for s in m.samples if s.name.endswith("_total")}
+    assert counted == expected and set(counted) <= set(REASON_CODES) and len(counted) == 4

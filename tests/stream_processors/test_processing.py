@@ -9,7 +9,7 @@ from producers.example_data import drifting_credit_data
 from producers.replay import plan_columns, rows_to_events
 from stream_processors.model_state import ModelState
 from stream_processors.processing import BatchProcessor, IncomingMessage
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 from stream_processors.state_store import MemoryStateStore
 
 SETTINGS = Settings()
@@ -288,7 +288,7 @@ def test_a_label_that_fails_to_apply_is_dead_lettered_alone(monkeypatch):
 
 @pytest.mark.parametrize("columns", [{"x": []}, {"x": {"kind": "numeric"}}, {"x": {"kind": "numeric", "monitor": 7}}])
 def test_a_profile_that_parses_but_cannot_be_used_is_quarantined(columns):
-    from stream_processors.profiles import profile_from_table
+    from stream_processors.profile_registry import profile_from_table
 
     frame = drifting_credit_data(n=3000, seed=1)
     doc = profile_from_table(frame, plan_columns(frame), "m", "1", SETTINGS).to_dict()

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from stream_processors.ingest.app import build_app
 from stream_processors.ingest.delivery import KafkaDelivery
 from stream_processors.ingest.mapping import Mapping
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 
 REQUEST = "org.kubeflow.serving.inference.request"
 RESPONSE = "org.kubeflow.serving.inference.response"

@@ -1,122 +1,25 @@
-"""What ``driftline alerts`` and ``driftline status`` read and how they print it."""
+"""``driftline status``: a model's statistics, episodes and performance, read from Redis."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 
-import confluent_kafka
-import orjson
-
-from producers.topics import KAFKA_CLIENT_LOG
-from stream_processors.errors import DriftlineError, ServiceUnavailable, UnknownModel
-from stream_processors.settings import Settings
+from stream_processors.cli.flags import ENV_HELP, connection_flags, dump
+from stream_processors.errors import DriftlineError, UnknownModel
+from stream_processors.config import Settings
 from stream_processors.state_store import RedisStateStore
 
-__all__ = ["format_alert", "iter_alerts", "model_status", "print_status"]
-
-
-def iter_alerts(settings: Settings, from_beginning: bool, follow: bool, timeout_s: float | None,
-                model: str | None = None, on_idle: Callable[[], bool] | None = None) -> Iterator[dict]:
-    """Alerts from the control topic, in arrival order.
-
-    Without ``follow``: everything already on the topic, then stop. With
-    ``follow``: new alerts (all of them with ``from_beginning``) until
-    ``timeout_s`` passes, Ctrl-C, or ``on_idle`` returns True.
-    """
-    consumer = confluent_kafka.Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": f"driftline-alerts-{uuid.uuid4().hex[:12]}",
-        "auto.offset.reset": "earliest" if (from_beginning or not follow) else "latest",
-        "enable.auto.commit": False,
-        "socket.connection.setup.timeout.ms": 5000,
-    }, logger=KAFKA_CLIENT_LOG)
-    try:
-        metadata = consumer.list_topics(settings.control_topic, timeout=5)
-    except confluent_kafka.KafkaException:
-        consumer.close()
-        raise ServiceUnavailable(f"Kafka is unreachable at {settings.kafka_bootstrap}; "
-                                 "start it with 'make stack-up' or set DRIFTLINE_KAFKA_BOOTSTRAP") from None
-    topic = metadata.topics.get(settings.control_topic)
-    if topic is None or topic.error is not None:
-        consumer.close()
-        if follow:
-            raise ServiceUnavailable(f"control topic {settings.control_topic!r} does not exist yet: "
-                                     "start a worker first ('driftline worker')")
-        return
-    partitions = list(topic.partitions)
-    ends = {}
-    for p in partitions:
-        _low, high = consumer.get_watermark_offsets(confluent_kafka.TopicPartition(settings.control_topic, p),
-                                                    timeout=10)
-        ends[p] = high
-    if not follow and _at_end({}, ends):
-        consumer.close()
-        return
-    consumer.subscribe([settings.control_topic])
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    positions: dict[int, int] = {}
-    try:
-        while True:
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            msg = consumer.poll(0.5)
-            if msg is None:
-                if not follow and _at_end(positions, ends):
-                    return
-                if on_idle is not None and on_idle():
-                    return
-                continue
-            if msg.error():
-                continue
-            positions[msg.partition()] = msg.offset() + 1
-            try:
-                alert = orjson.loads(msg.value())
-            except orjson.JSONDecodeError:
-                continue
-            if model is None or alert.get("model") == model:
-                yield alert
-            if not follow and _at_end(positions, ends):
-                return
-    finally:
-        consumer.close()
-
-
-def _at_end(positions: dict[int, int], ends: dict[int, int]) -> bool:
-    return all(positions.get(p, 0) >= end for p, end in ends.items() if end > 0)
-
-
-def format_alert(alert: dict) -> str:
-    """One line per message: a firing with its severity, a resolution as RESOLVED with where its episode began."""
-    when = datetime.fromtimestamp(alert.get("created_at", 0), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    evidence = alert.get("evidence", {})
-    feature = alert.get("feature") or "-"
-    if alert.get("status") == "resolved":
-        quiet = (f"{alert.get('statistic', 0):.0f} {evidence.get('quiet_unit', 'events')} "
-                 "without a firing or its condition")
-        return (f"{when} RESOLVED {alert.get('type')}: model {alert.get('model')} v{alert.get('model_version')} "
-                f"feature {feature} by {alert.get('detector')}: episode {alert.get('episode_id')} "
-                f"(began at event {alert.get('started_at_event')}) ended at event {evidence.get('last_event_id')}, "
-                f"{quiet}")
-    return (f"{when} {alert.get('severity', '?').upper():8} {alert.get('type')}: model {alert.get('model')} "
-            f"v{alert.get('model_version')} feature {feature} by {alert.get('detector')} "
-            f"(statistic {alert.get('statistic', float('nan')):.4g}, threshold {alert.get('threshold', 0):.4g}) "
-            f"at event {evidence.get('last_event_id')} after {evidence.get('events_seen')} events")
+__all__ = ["add_parser", "model_status", "print_status", "run"]
 
 
 def model_status(settings: Settings, model: str, version: str | None = None) -> dict:
     """The status of one model: its latest-updated version unless one is named."""
     from stream_processors.model_state import ModelState
 
-    store = RedisStateStore(settings.redis_url, settings.app_id)
-    try:
-        store.ping()
-    except ServiceUnavailable:
-        raise ServiceUnavailable(f"Redis is unreachable at {settings.redis_url}; start it with 'make stack-up' "
-                                 "or set DRIFTLINE_REDIS_URL") from None
+    store = RedisStateStore(settings.redis.url, settings.app_id)
+    store.ping()
     known = store.models()
     versions = {v: t for (m, v), t in known.items() if m == model}
     if not versions:
@@ -208,3 +111,23 @@ def _print_episodes(episodes: dict, improvements: list[dict], out) -> None:
 
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.6g}"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("status", help="show a model's statistics from Redis",
+                       description="Show the statistics the workers keep for a model: per feature count, "
+                                   "missing, mean, std, min, max and quantiles, or category frequencies.",
+                       epilog=ENV_HELP)
+    p.add_argument("--model", required=True)
+    p.add_argument("--model-version", help="default: the version updated last")
+    p.add_argument("--json", action="store_true", help="print the status as one JSON object")
+    connection_flags(p)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    status = model_status(settings, args.model, args.model_version)
+    if args.json:
+        dump(status)
+    else:
+        print_status(status)
+    return 0

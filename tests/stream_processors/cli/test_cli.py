@@ -124,3 +124,60 @@ def test_ingest_port_in_use_is_one_line(capsys, monkeypatch):
         err = _one_line_error(capsys, ["ingest", "--port", str(port)], monkeypatch,
                               {"DRIFTLINE_KAFKA_BOOTSTRAP": "127.0.0.1:1"})  # Kafka absent: served anyway
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in err
+
+
+def _options(command):
+    """(flags, dest, action) of every option of ``driftline <command>`` but --help."""
+    import argparse
+
+    sub = build_parser()._subparsers._group_actions[0].choices[command]
+    return [(a.option_strings, a.dest, a) for a in sub._actions
+            if a.option_strings and not isinstance(a, argparse._HelpAction)]
+
+
+def _sample(action, key_type):
+    if action.choices:
+        return list(action.choices)[-1]
+    return {int: 4321, float: 0.125, str: "flag-value"}[key_type]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_setting_flag_reaches_the_settings(command):
+    import typing
+
+    from stream_processors.cli import settings_from
+    from stream_processors.config import Settings, setting_keys
+
+    values = Settings().values()
+    for flags, dest, action in _options(command):
+        if dest not in setting_keys():
+            continue
+        value = _sample(action, type(values[dest]))
+        if dest == "redis_url":
+            value = "redis://flag-host:1/0"
+        argv = [command, flags[0], str(value)] + _required(command)
+        settings = settings_from(build_parser().parse_args(argv))
+        assert settings.values()[dest] == value != values[dest], (command, flags)
+    assert typing.get_type_hints(Settings)  # the keys come from real annotations
+
+
+def _required(command):
+    return {"profile": ["--model", "m", "--model-version", "1", "--data", "d.csv"],
+            "replay": ["--model", "m", "--model-version", "1"], "status": ["--model", "m"],
+            "triggers": ["--exec", "true"]}.get(command, [])
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_other_flag_is_read_by_its_command(command):
+    """A flag that is not a setting must be read as ``args.<dest>`` by the command's module, or it is ignored."""
+    import ast
+    import importlib
+    import inspect
+
+    from stream_processors.config import setting_keys
+
+    source = inspect.getsource(importlib.import_module(f"stream_processors.cli.{command}"))
+    read = {n.attr for n in ast.walk(ast.parse(source))
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "args"}
+    ignored = [flags for flags, dest, _ in _options(command) if dest not in setting_keys() and dest not in read]
+    assert ignored == []

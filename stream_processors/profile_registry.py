@@ -17,10 +17,11 @@ import pandas as pd
 
 from detectors.profile import ReferenceProfile, build_profile
 from producers.replay import ColumnPlan, feature_columns, scalar_values
-from producers.topics import KAFKA_CLIENT_LOG, KafkaUnreachable, ensure_topics
+from producers import kafka
+from producers.topics import ensure_topics
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.model_state import BOOLEAN, CATEGORICAL, NUMERIC, PREDICTION, SCORE
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 from stream_processors.state_store import RedisStateStore
 
 __all__ = ["profile_from_table", "register_profile", "restore_profiles"]
@@ -63,32 +64,22 @@ def profile_from_table(df: pd.DataFrame, plan: ColumnPlan, model: str, model_ver
 
 def register_profile(settings: Settings, profile: ReferenceProfile) -> None:
     """Write the profile to the compacted topic (durable copy), then to Redis (what workers read)."""
-    try:
-        ensure_topics(settings.kafka_bootstrap, [settings.profile_topic], 1, timeout_s=10, config=_COMPACTED)
-    except KafkaUnreachable as exc:
-        raise ServiceUnavailable(str(exc)) from None
+    ensure_topics(settings.kafka, [settings.profile_topic], 1, timeout_s=10, config=_COMPACTED)
     state = profile.to_dict()
-    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka_bootstrap, "message.max.bytes": 8_000_000,
-                                         "enable.idempotence": True}, logger=KAFKA_CLIENT_LOG)
+    producer = kafka.producer(settings.kafka, {"message.max.bytes": 8_000_000, "enable.idempotence": True})
     errors = []
     producer.produce(settings.profile_topic, key=f"{profile.model}\t{profile.model_version}".encode(),
                      value=orjson.dumps(state), on_delivery=lambda err, _msg: errors.append(err) if err else None)
     if producer.flush(30) or errors:
         raise ServiceUnavailable(f"Kafka did not take the profile: {errors[0] if errors else 'timed out'}")
-    store = RedisStateStore(settings.redis_url, settings.app_id)
-    try:
-        store.put_profile(state)
-    except ServiceUnavailable:
-        raise ServiceUnavailable(f"Redis is unreachable at {settings.redis_url}; start it with 'make stack-up' "
-                                 "or set DRIFTLINE_REDIS_URL") from None
+    RedisStateStore(settings.redis.url, settings.app_id).put_profile(state)
 
 
 def restore_profiles(settings: Settings, timeout_s: float = 30.0) -> int:
     """Copy into Redis every profile of the compacted topic that Redis lacks; returns how many."""
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": settings.kafka_bootstrap,
-                                         "group.id": f"driftline-profiles-{uuid.uuid4().hex[:8]}",
-                                         "enable.auto.commit": False}, logger=KAFKA_CLIENT_LOG)
-    store = RedisStateStore(settings.redis_url, settings.app_id)
+    consumer = kafka.consumer(settings.kafka, {"group.id": f"driftline-profiles-{uuid.uuid4().hex[:8]}",
+                                               "enable.auto.commit": False})
+    store = RedisStateStore(settings.redis.url, settings.app_id)
     restored = 0
     try:
         topic = consumer.list_topics(settings.profile_topic, timeout=10).topics.get(settings.profile_topic)

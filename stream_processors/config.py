@@ -1,26 +1,65 @@
-"""Typed, frozen settings; the environment is read here and nowhere else.
+"""Typed, frozen configuration; the environment is read here and nowhere else in Driftline.
 
-Precedence: command-line flag, then ``DRIFTLINE_*`` environment variable, then
-the default below. Every field's variable is its name upper-cased with the
-``DRIFTLINE_`` prefix (``kafka_bootstrap`` ← ``DRIFTLINE_KAFKA_BOOTSTRAP``).
+Every setting has one key, its name in :class:`Settings` (a setting of a
+connection group is the group's name and its own: ``kafka_bootstrap`` is
+``Settings.kafka.bootstrap``). The key names both ways in: the environment
+variable ``DRIFTLINE_`` + the key upper-cased (``DRIFTLINE_KAFKA_BOOTSTRAP``),
+and the command-line flag whose ``dest`` is the key (``--kafka-bootstrap``).
+Precedence: flag, then environment variable, then the default below. Values
+from the environment are converted to the field's annotated type.
+
+Connection settings are grouped in small frozen objects that every client of
+the service is built from: :class:`producers.kafka.KafkaConnection` (every
+Kafka client, confluent-kafka and faust alike) and :class:`RedisConnection`.
+
+>>> s = load_settings({"app_id": "fraud-workers"}, environ={"DRIFTLINE_KAFKA_BOOTSTRAP": "k:9092"})
+>>> s.kafka.bootstrap, s.app_id, s.cooldown_events
+('k:9092', 'fraud-workers', 5000)
+>>> env_name("kafka_bootstrap")
+'DRIFTLINE_KAFKA_BOOTSTRAP'
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
+from producers.kafka import KafkaConnection
 from stream_processors.errors import ConfigError
+from stream_processors.redaction import redact_url
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["KafkaConnection", "RedisConnection", "Settings", "env_name", "inherited_environment", "load_settings",
+           "setting_keys"]
+
+
+@dataclass(frozen=True)
+class RedisConnection:
+    """How to reach Redis: what every Redis client of a deployment is built from."""
+
+    url: str = "redis://localhost:6379/0"
+    """``redis://``, ``rediss://`` (TLS) or ``unix://``; a password in it is never printed."""
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"DRIFTLINE_REDIS_URL must start with redis://, rediss:// or unix://, "
+                              f"got {redact_url(self.url)!r}")
+
+    def redacted(self) -> str:
+        """The URL with its password masked: what errors and logs show."""
+        return redact_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"RedisConnection(url={self.redacted()!r})"
 
 
 @dataclass(frozen=True)
 class Settings:
-    kafka_bootstrap: str = "localhost:9092"
-    redis_url: str = "redis://localhost:6379/0"
+    kafka: KafkaConnection = field(default_factory=KafkaConnection)
+    redis: RedisConnection = field(default_factory=RedisConnection)
     app_id: str = "driftline"
     """Consumer group of the workers, and the namespace of their state in Redis."""
     inference_topic: str = "driftline.inference"
@@ -53,7 +92,7 @@ class Settings:
     category_block_size: int = 100
     category_baseline_blocks: int = 40
     category_design_shift: float = 0.2
-    # tumbling-window tests (detectors/window_test.py)
+    # tumbling-window tests (detectors/window_comparison.py)
     window_size: int = 500
     window_alpha: float = 1e-5
     edge_events: int = 2000
@@ -148,9 +187,6 @@ class Settings:
             raise ConfigError("ingest_ack_timeout_s and ingest_pair_wait_s must be positive, ingest_linger_s 0 or more")
         if bool(self.ingest_tls_cert) != bool(self.ingest_tls_key):
             raise ConfigError("TLS needs both DRIFTLINE_INGEST_TLS_CERT and DRIFTLINE_INGEST_TLS_KEY")
-        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"DRIFTLINE_REDIS_URL must start with redis://, rediss:// or unix://, "
-                              f"got {self.redis_url!r}")
 
     def monitor_params(self) -> dict:
         """Keyword arguments of NumericDriftMonitor."""
@@ -167,7 +203,12 @@ class Settings:
                 "design_shift": self.category_design_shift}
 
     def replace(self, **changes) -> Settings:
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``, named by setting key (``kafka_bootstrap=...``) or by field (``kafka=...``)."""
+        return _build({**self.values(), **_flatten_fields(changes)})
+
+    def values(self) -> dict[str, object]:
+        """Every setting by key."""
+        return {key: _get(self, path) for key, (path, _type) in _keys().items()}
 
     def to_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """``base`` (default: this process's environment) without its DRIFTLINE_* variables, plus these settings.
@@ -176,41 +217,107 @@ class Settings:
         """
         base = os.environ if base is None else base
         env = {k: v for k, v in base.items() if not k.startswith("DRIFTLINE_")}
-        env.update({env_name(f.name): str(getattr(self, f.name)) for f in fields(self)})
+        env.update({env_name(key): str(value) for key, value in self.values().items()})
         return env
 
 
-def env_name(field_name: str) -> str:
-    return "DRIFTLINE_" + field_name.upper()
+def env_name(key: str) -> str:
+    return "DRIFTLINE_" + key.upper()
+
+
+def inherited_environment() -> dict[str, str]:
+    """A copy of this process's environment, for a child process that should see what this one sees."""
+    return dict(os.environ)
+
+
+def setting_keys() -> tuple[str, ...]:
+    """Every setting's key, in the order of the fields: what flags' ``dest`` and DRIFTLINE_* names are made of."""
+    return tuple(_keys())
 
 
 def load_settings(overrides: Mapping[str, object] | None = None,
                   environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from flags (``overrides``, None meaning not given) over the environment."""
+    """Settings from flags (``overrides`` by setting key, None meaning not given) over the environment."""
     environ = os.environ if environ is None else environ
+    keys = _keys()
     values: dict[str, object] = {}
-    for f in fields(Settings):
-        raw = environ.get(env_name(f.name))
+    for key, (_path, type_) in keys.items():
+        raw = environ.get(env_name(key))
         if raw is not None and raw != "":
-            values[f.name] = _convert(f.name, f.type, raw)
-    for name, value in (overrides or {}).items():
+            values[key] = _convert(key, type_, raw)
+    for key, value in (overrides or {}).items():
+        if key not in keys:
+            raise ConfigError(f"{key!r} is not a setting")
         if value is not None:
-            values[name] = value
-    return Settings(**values)
+            values[key] = value
+    return _build(values)
 
 
-def _convert(name: str, type_name: str, raw: str) -> object:
-    if type_name == "bool":
+_SCALARS = (bool, int, float, str)
+
+
+@functools.cache
+def _keys() -> dict[str, tuple[tuple[str, ...], type]]:
+    """Setting key -> (path of attribute names from Settings, the field's type), from the real annotations."""
+    keys: dict[str, tuple[tuple[str, ...], type]] = {}
+    for f in fields(Settings):
+        type_ = typing.get_type_hints(Settings)[f.name]
+        if dataclasses.is_dataclass(type_):
+            hints = typing.get_type_hints(type_)
+            keys.update({f"{f.name}_{g.name}": ((f.name, g.name), hints[g.name]) for g in fields(type_)})
+        else:
+            keys[f.name] = ((f.name,), type_)
+    for key, (_path, type_) in keys.items():
+        if type_ not in _SCALARS:
+            raise TypeError(f"setting {key} is a {type_!r}; settings are bool, int, float or str")
+    return keys
+
+
+def _get(settings: Settings, path: tuple[str, ...]) -> object:
+    value: object = settings
+    for name in path:
+        value = getattr(value, name)
+    return value
+
+
+def _flatten_fields(changes: Mapping[str, object]) -> dict[str, object]:
+    """``changes`` by setting key: a whole group (``kafka=KafkaConnection(...)``) becomes its keys."""
+    keys = _keys()
+    flat: dict[str, object] = {}
+    for name, value in changes.items():
+        if name in keys:
+            flat[name] = value
+        elif dataclasses.is_dataclass(value) and any(path[0] == name for path, _ in keys.values()):
+            flat.update({f"{name}_{g.name}": getattr(value, g.name) for g in fields(value)})
+        else:
+            raise TypeError(f"Settings has no setting {name!r}")
+    return flat
+
+
+def _build(values: Mapping[str, object]) -> Settings:
+    """Settings from values by setting key; a key not given keeps its default."""
+    top: dict[str, object] = {}
+    groups: dict[str, dict[str, object]] = {}
+    for key, value in values.items():
+        path, _type = _keys()[key]
+        if len(path) == 1:
+            top[path[0]] = value
+        else:
+            groups.setdefault(path[0], {})[path[1]] = value
+    hints = typing.get_type_hints(Settings)
+    for name, group in groups.items():
+        top[name] = hints[name](**group)
+    return Settings(**top)
+
+
+def _convert(key: str, type_: type, raw: str) -> object:
+    if type_ is bool:
         if raw.lower() in ("1", "true", "yes", "on"):
             return True
         if raw.lower() in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{env_name(name)}={raw!r} is not a boolean (true/false)")
+        raise ConfigError(f"{env_name(key)}={raw!r} is not a boolean (true/false)")
     try:
-        if type_name == "int":
-            return int(raw)
-        if type_name == "float":
-            return float(raw)
+        return type_(raw)
     except ValueError:
-        raise ConfigError(f"{env_name(name)}={raw!r} is not a valid {type_name}") from None
-    return raw
+        raise ConfigError(f"{env_name(key)}={raw!r} is not a valid {type_.__name__}") from None

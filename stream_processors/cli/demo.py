@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import signal
 import subprocess
 import sys
@@ -9,15 +10,15 @@ import threading
 import time
 from pathlib import Path
 
-from producers.example_data import drifting_credit_data
-from producers.replay import plan_columns, replay, rows_to_events
-from producers.topics import KafkaUnreachable, ensure_topics
+from producers.topics import ensure_topics
+from stream_processors.cli.alerts import format_alert, iter_alerts
+from stream_processors.cli.flags import ENV_HELP, connection_flags
+from stream_processors.cli.status import model_status, print_status
 from stream_processors.errors import ServiceUnavailable
-from stream_processors.reading import format_alert, iter_alerts, model_status, print_status
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 from stream_processors.state_store import RedisStateStore
 
-__all__ = ["run_demo"]
+__all__ = ["add_parser", "run", "run_demo"]
 
 MODEL, VERSION = "credit", "1"
 
@@ -27,20 +28,17 @@ def _say(text: str) -> None:
 
 
 def run_demo(settings: Settings, events: int, rate: float, data_dir: str) -> int:
+    from producers.example_data import drifting_credit_data
+    from producers.replay import plan_columns, replay, rows_to_events
+
     stamp = time.strftime("%Y%m%d-%H%M%S")
     s = settings.replace(app_id=f"driftline-demo-{stamp}", inference_topic=f"driftline-demo-{stamp}.inference",
                          label_topic=f"driftline-demo-{stamp}.labels", control_topic=f"driftline-demo-{stamp}.control",
                          dead_letter_topic=f"driftline-demo-{stamp}.deadletter", log_level="warning",
                          metrics_port=0)
-    try:
-        RedisStateStore(s.redis_url, s.app_id).ping()
-    except ServiceUnavailable:
-        raise ServiceUnavailable(f"Redis is unreachable at {s.redis_url}; start it with 'make stack-up'") from None
-    try:
-        ensure_topics(s.kafka_bootstrap, [s.inference_topic, s.label_topic, s.control_topic, s.dead_letter_topic],
-                      s.topic_partitions, timeout_s=10)
-    except KafkaUnreachable as exc:
-        raise ServiceUnavailable(str(exc)) from None
+    RedisStateStore(s.redis.url, s.app_id).ping()
+    ensure_topics(s.kafka, [s.inference_topic, s.label_topic, s.control_topic, s.dead_letter_topic],
+                  s.topic_partitions, timeout_s=10)
 
     out = Path(data_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -61,7 +59,7 @@ def run_demo(settings: Settings, events: int, rate: float, data_dir: str) -> int
 
     def send() -> None:
         try:
-            replay(s.kafka_bootstrap, MODEL, VERSION, rows, labels, s.inference_topic, s.label_topic, batch_size=100,
+            replay(s.kafka, MODEL, VERSION, rows, labels, s.inference_topic, s.label_topic, batch_size=100,
                    rate=rate, progress=False)
         except BaseException as exc:  # reported by the main thread
             failure.append(exc)
@@ -71,7 +69,7 @@ def run_demo(settings: Settings, events: int, rate: float, data_dir: str) -> int
     _say(f"replaying at {rate:.0f} events/s; drift alerts appear below as the worker raises them (Ctrl-C stops)")
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
-    store = RedisStateStore(s.redis_url, s.app_id)
+    store = RedisStateStore(s.redis.url, s.app_id)
     caught_up_at: list[float] = []
 
     def finished() -> bool:
@@ -112,3 +110,19 @@ def run_demo(settings: Settings, events: int, rate: float, data_dir: str) -> int
             except subprocess.TimeoutExpired:
                 worker.kill()
         log.close()
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="replay a drifting example data set and show alerts as they arrive",
+                       description="Generate an example data set whose 'income' shifts half way, start a "
+                                   "worker, replay the data and print the drift alerts as they arrive, then "
+                                   "the model's status. Needs Kafka and Redis ('make stack-up').",
+                       epilog=ENV_HELP)
+    p.add_argument("--events", type=int, default=20_000, help="rows in the example data (default 20000)")
+    p.add_argument("--rate", type=float, default=2000.0, help="replay pace in events/s (default 2000)")
+    p.add_argument("--data-dir", default="demo-data", help="where the example CSV is written (default demo-data)")
+    connection_flags(p)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    return run_demo(settings, events=args.events, rate=args.rate, data_dir=args.data_dir)

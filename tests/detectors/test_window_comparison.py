@@ -2,7 +2,7 @@ import numpy as np
 import orjson
 import pytest
 
-from detectors.window_test import FeatureWindowTest
+from detectors.window_comparison import FeatureWindowTest
 from tests.detectors.synthetic import ar1
 
 ALPHA = 1e-6

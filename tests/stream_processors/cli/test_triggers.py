@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from stream_processors.cli import main
-from stream_processors.triggers import parked_topic, run_command, validate_trigger
+from stream_processors.cli.triggers import parked_topic, run_command, validate_trigger
 from tests.processes import gone
 
 GOOD = {"id": "t-1", "type": "retrain", "model": "credit", "model_version": "1", "evidence": {}}
@@ -93,7 +93,7 @@ def test_bad_limits_are_one_line_errors(flags, message, capsys):
 
 
 def test_a_model_name_with_a_newline_stays_on_one_log_line():
-    from stream_processors.triggers import _printable
+    from stream_processors.cli.triggers import _printable
 
     assert _printable("trigger t (model a\nb v1)") == "trigger t (model a\\nb v1)"
     assert _printable("model crédit v1") == "model crédit v1"

@@ -40,11 +40,12 @@ import faust
 import orjson
 from aiokafka.errors import KafkaError
 
+from producers.kafka import faust_broker_settings
 from stream_processors.alerts import state_lost_alert
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.metrics import WorkerMetrics
 from stream_processors.processing import BatchOutcome, BatchProcessor, IncomingMessage, is_fatal
-from stream_processors.settings import Settings
+from stream_processors.config import Settings
 from stream_processors.state_store import RedisStateStore
 
 __all__ = ["AGENT_FAILED_EXIT", "build_app", "chunks"]
@@ -76,7 +77,7 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
     os.makedirs(os.path.join(tempfile.gettempdir(), "driftline-faust"), exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+        **faust_broker_settings(settings.kafka),
         store="memory://",
         # faust makes a data directory for local tables even when there are none (Redis holds the state):
         # under the temp dir, not wherever the worker was started
@@ -96,7 +97,7 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
         # on the offsets keeps a late commit from overwriting the new owner's state.
         stream_wait_empty=False,
     )
-    store = RedisStateStore(settings.redis_url, settings.app_id)
+    store = RedisStateStore(settings.redis.url, settings.app_id)
     processor = BatchProcessor(settings, store)
     thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftline-batch")
     # Both keyed by model, with the same partition count: faust gives a worker the same partitions of

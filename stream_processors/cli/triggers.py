@@ -1,4 +1,4 @@
-"""``driftline triggers --exec CMD``: run a command once per retrain trigger on the control topic.
+"""``driftline triggers --exec CMD``: the downstream retrain hook, a command run once per retrain trigger.
 
 The consumer has its own group (``--group``, default ``driftline-retrain``)
 and starts from the oldest trigger the group has not handled. For each
@@ -29,6 +29,7 @@ person to inspect and replay (the original trigger is in ``trigger``);
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -40,12 +41,14 @@ import confluent_kafka
 import orjson
 import redis
 
-from producers.topics import KAFKA_CLIENT_LOG, KafkaUnreachable, ensure_topics
+from producers import kafka
+from producers.topics import ensure_topics
+from stream_processors.cli.flags import ENV_HELP, connection_flags
 from stream_processors.errors import ConfigError, DriftlineError, ServiceUnavailable
-from stream_processors.settings import Settings
+from stream_processors.config import Settings, inherited_environment
 
-__all__ = ["DEFAULT_MAX_ATTEMPTS", "DEFAULT_TIMEOUT_S", "KILL_GRACE_S", "Attempt", "parked_topic", "replay_parked",
-           "run_command", "run_triggers", "validate_trigger"]
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "DEFAULT_TIMEOUT_S", "KILL_GRACE_S", "Attempt", "add_parser", "parked_topic",
+           "replay_parked", "run", "run_command", "run_triggers", "validate_trigger"]
 
 DEFAULT_TIMEOUT_S = 3 * 3600.0
 """A retrain that runs longer is killed: long enough for a slow retrain, short enough that a hung one
@@ -232,31 +235,26 @@ class _TriggerRunner:
         self.parked_key = f"driftline:triggers-parked:{group}:{settings.control_topic}"
         self.parked_topic = parked_topic(settings.control_topic)
         self.ran = self.malformed = self.gave_up = 0
-        self.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=30)
+        self.redis = redis.Redis.from_url(settings.redis.url, socket_connect_timeout=5, socket_timeout=30)
         self.consumer: confluent_kafka.Consumer | None = None
         self.producer: confluent_kafka.Producer | None = None
 
     def connect(self) -> None:
         try:
             self.redis.ping()
-        except redis.RedisError:
-            raise ServiceUnavailable(f"Redis is unreachable at {self.settings.redis_url}; start it with "
-                                     "'make stack-up' or set DRIFTLINE_REDIS_URL") from None
-        try:
-            ensure_topics(self.settings.kafka_bootstrap, [self.parked_topic], self.settings.topic_partitions,
-                          timeout_s=10)
-        except KafkaUnreachable as exc:
-            raise ServiceUnavailable(str(exc)) from None
-        self.consumer = confluent_kafka.Consumer({
-            "bootstrap.servers": self.settings.kafka_bootstrap, "group.id": self.group,
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"Redis is unreachable at {self.settings.redis.redacted()}; start it with "
+                                     "'make stack-up' or set DRIFTLINE_REDIS_URL") from exc
+        ensure_topics(self.settings.kafka, [self.parked_topic], self.settings.topic_partitions, timeout_s=10)
+        self.consumer = kafka.consumer(self.settings.kafka, {
+            "group.id": self.group,
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "socket.connection.setup.timeout.ms": 5000,
             # the consumer does not poll while a command runs; past this it leaves the group, and on
             # rejoining reads from the last commit again, where the done set skips what already ran
             "max.poll.interval.ms": 86_400_000,
-        }, logger=KAFKA_CLIENT_LOG)
-        self.producer = confluent_kafka.Producer({"bootstrap.servers": self.settings.kafka_bootstrap,
-                                                  "enable.idempotence": True}, logger=KAFKA_CLIENT_LOG)
+        })
+        self.producer = kafka.producer(self.settings.kafka, {"enable.idempotence": True})
         self.consumer.subscribe([self.settings.control_topic])
 
     def run(self) -> None:
@@ -291,8 +289,8 @@ class _TriggerRunner:
             return True
         attempts: list[Attempt] = []
         while True:
-            env = {**os.environ, "DRIFTLINE_TRIGGER_ID": trigger["id"], "DRIFTLINE_MODEL": trigger["model"],
-                   "DRIFTLINE_MODEL_VERSION": trigger["model_version"],
+            env = {**inherited_environment(), "DRIFTLINE_TRIGGER_ID": trigger["id"],
+                   "DRIFTLINE_MODEL": trigger["model"], "DRIFTLINE_MODEL_VERSION": trigger["model_version"],
                    "DRIFTLINE_TRIGGER_ATTEMPT": str(len(attempts) + 1)}
             attempt = run_command(self.command, msg.value(), env, self.timeout_s, self.stop)
             if attempt is None:
@@ -350,7 +348,7 @@ class _TriggerRunner:
             return method(*args)
         except redis.RedisError as exc:
             raise ServiceUnavailable(f"Redis failed while handling triggers ({type(exc).__name__}); nothing more "
-                                     "was committed, the current trigger is read again on restart") from None
+                                     "was committed, the current trigger is read again on restart") from exc
 
     def close(self) -> None:
         if self.consumer is not None:
@@ -393,7 +391,7 @@ def run_triggers(settings: Settings, command: str, group: str, model: str | None
 
 def replay_parked(settings: Settings, trigger_id: str) -> int:
     """Write the parked trigger ``trigger_id`` back to the control topic, where ``--exec`` runs it next."""
-    from stream_processors.reading import iter_alerts
+    from stream_processors.cli.alerts import iter_alerts
 
     topic = parked_topic(settings.control_topic)
     found = [record["trigger"] for record in iter_alerts(settings.replace(control_topic=topic), from_beginning=True,
@@ -403,10 +401,50 @@ def replay_parked(settings: Settings, trigger_id: str) -> int:
         raise DriftlineError(f"no parked trigger with id {trigger_id!r} on {topic}; list them with "
                              f"'driftline alerts --control-topic {topic} --json'")
     trigger = found[-1]
-    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka_bootstrap}, logger=KAFKA_CLIENT_LOG)
+    producer = kafka.producer(settings.kafka)
     error = _deliver(producer, settings.control_topic, trigger["model"].encode(), orjson.dumps(trigger))
     if error:
         raise ServiceUnavailable(f"could not write to {settings.control_topic} ({error})")
     _say(_printable(f"replayed trigger {trigger_id} (model {trigger['model']} v{trigger['model_version']}) to "
                     f"{settings.control_topic}; 'driftline triggers --exec' runs it next"))
     return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("triggers", help="run a command once per retrain trigger (the downstream retrain hook)",
+                       description="Consume retrain triggers from the control topic with a consumer group of "
+                                   "its own and run CMD through the shell once per trigger, in order, with the "
+                                   "trigger JSON on stdin and DRIFTLINE_TRIGGER_ID, DRIFTLINE_MODEL, "
+                                   "DRIFTLINE_MODEL_VERSION and DRIFTLINE_TRIGGER_ATTEMPT in its environment. "
+                                   "A trigger counts as handled only when CMD exits 0; a failing CMD is retried "
+                                   "with back-off. A CMD that runs past --timeout is killed with its whole "
+                                   "process group and counts as a failed attempt. After --max-attempts failed "
+                                   "attempts, or when the record is not a valid trigger, it is parked on "
+                                   "<control topic>.parked (with the reason and exit codes) and the next "
+                                   "trigger runs. SIGTERM or Ctrl-C kills a running CMD and exits without "
+                                   "marking its trigger done, so it runs again on restart.",
+                       epilog="Example: driftline triggers --exec 'python retrain.py --model \"$DRIFTLINE_MODEL\"' "
+                              "--timeout 7200. " + ENV_HELP)
+    action = p.add_mutually_exclusive_group(required=True)
+    action.add_argument("--exec", dest="exec_command", metavar="CMD", help="shell command to run")
+    action.add_argument("--replay-parked", metavar="ID",
+                        help="write the parked trigger ID back to the control topic, then exit")
+    p.add_argument("--group", default="driftline-retrain", help="consumer group (default driftline-retrain)")
+    p.add_argument("--model", help="only this model's triggers")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                   help=f"kill a run of CMD (and its children) after S seconds; it counts as a failed attempt "
+                        f"(default {DEFAULT_TIMEOUT_S:g}, i.e. {DEFAULT_TIMEOUT_S / 3600:g} hours; 0: no limit)")
+    p.add_argument("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS, metavar="N",
+                   help=f"park a trigger after N failed attempts and go on with the next "
+                        f"(default {DEFAULT_MAX_ATTEMPTS})")
+    p.add_argument("--stop-after", type=float, metavar="S",
+                   help="stop after S seconds, like SIGTERM (default: run until SIGTERM or Ctrl-C)")
+    p.add_argument("--control-topic", metavar="T")
+    connection_flags(p)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.replay_parked:
+        return replay_parked(settings, args.replay_parked)
+    return run_triggers(settings, args.exec_command, args.group, args.model, stop_after_s=args.stop_after,
+                        timeout_s=args.timeout, max_attempts=args.max_attempts)

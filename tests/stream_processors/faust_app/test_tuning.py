@@ -3,7 +3,7 @@ import asyncio
 import aiokafka
 import pytest
 
-from stream_processors.kafka_tuning import limit_fetch_wait
+from stream_processors.faust_app.tuning import limit_fetch_wait
 
 
 def test_consumers_created_afterwards_long_poll_at_most_the_limit(monkeypatch):

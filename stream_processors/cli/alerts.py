@@ -1,0 +1,130 @@
+"""``driftline alerts``: read alerts from the control topic and print them, one line (or JSON object) each."""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+
+import confluent_kafka
+import orjson
+
+from producers import kafka
+from stream_processors.cli.flags import ENV_HELP, connection_flags, dump
+from stream_processors.errors import KafkaUnreachable, ServiceUnavailable
+from stream_processors.config import Settings
+
+__all__ = ["add_parser", "format_alert", "iter_alerts", "run"]
+
+
+def iter_alerts(settings: Settings, from_beginning: bool, follow: bool, timeout_s: float | None,
+                model: str | None = None, on_idle: Callable[[], bool] | None = None) -> Iterator[dict]:
+    """Alerts from the control topic, in arrival order.
+
+    Without ``follow``: everything already on the topic, then stop. With
+    ``follow``: new alerts (all of them with ``from_beginning``) until
+    ``timeout_s`` passes, Ctrl-C, or ``on_idle`` returns True.
+    """
+    consumer = kafka.consumer(settings.kafka, {
+        "group.id": f"driftline-alerts-{uuid.uuid4().hex[:12]}",
+        "auto.offset.reset": "earliest" if (from_beginning or not follow) else "latest",
+        "enable.auto.commit": False,
+        "socket.connection.setup.timeout.ms": 5000,
+    })
+    try:
+        metadata = consumer.list_topics(settings.control_topic, timeout=5)
+    except confluent_kafka.KafkaException as exc:
+        consumer.close()
+        raise KafkaUnreachable(f"Kafka is unreachable at {settings.kafka.bootstrap}; "
+                               "start it with 'make stack-up' or set DRIFTLINE_KAFKA_BOOTSTRAP") from exc
+    topic = metadata.topics.get(settings.control_topic)
+    if topic is None or topic.error is not None:
+        consumer.close()
+        if follow:
+            raise ServiceUnavailable(f"control topic {settings.control_topic!r} does not exist yet: "
+                                     "start a worker first ('driftline worker')")
+        return
+    partitions = list(topic.partitions)
+    ends = {}
+    for p in partitions:
+        _low, high = consumer.get_watermark_offsets(confluent_kafka.TopicPartition(settings.control_topic, p),
+                                                    timeout=10)
+        ends[p] = high
+    if not follow and _at_end({}, ends):
+        consumer.close()
+        return
+    consumer.subscribe([settings.control_topic])
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    positions: dict[int, int] = {}
+    try:
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            msg = consumer.poll(0.5)
+            if msg is None:
+                if not follow and _at_end(positions, ends):
+                    return
+                if on_idle is not None and on_idle():
+                    return
+                continue
+            if msg.error():
+                continue
+            positions[msg.partition()] = msg.offset() + 1
+            try:
+                alert = orjson.loads(msg.value())
+            except orjson.JSONDecodeError:
+                continue
+            if model is None or alert.get("model") == model:
+                yield alert
+            if not follow and _at_end(positions, ends):
+                return
+    finally:
+        consumer.close()
+
+
+def _at_end(positions: dict[int, int], ends: dict[int, int]) -> bool:
+    return all(positions.get(p, 0) >= end for p, end in ends.items() if end > 0)
+
+
+def format_alert(alert: dict) -> str:
+    """One line per message: a firing with its severity, a resolution as RESOLVED with where its episode began."""
+    when = datetime.fromtimestamp(alert.get("created_at", 0), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    evidence = alert.get("evidence", {})
+    feature = alert.get("feature") or "-"
+    if alert.get("status") == "resolved":
+        quiet = (f"{alert.get('statistic', 0):.0f} {evidence.get('quiet_unit', 'events')} "
+                 "without a firing or its condition")
+        return (f"{when} RESOLVED {alert.get('type')}: model {alert.get('model')} v{alert.get('model_version')} "
+                f"feature {feature} by {alert.get('detector')}: episode {alert.get('episode_id')} "
+                f"(began at event {alert.get('started_at_event')}) ended at event {evidence.get('last_event_id')}, "
+                f"{quiet}")
+    return (f"{when} {alert.get('severity', '?').upper():8} {alert.get('type')}: model {alert.get('model')} "
+            f"v{alert.get('model_version')} feature {feature} by {alert.get('detector')} "
+            f"(statistic {alert.get('statistic', float('nan')):.4g}, threshold {alert.get('threshold', 0):.4g}) "
+            f"at event {evidence.get('last_event_id')} after {evidence.get('events_seen')} events")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("alerts", help="print alerts from the control topic",
+                       description="Print drift and other alerts. Without --follow: the alerts already "
+                                   "published, then exit. With --follow: new alerts as they arrive (add "
+                                   "--from-beginning for the old ones too) until Ctrl-C or --timeout.",
+                       epilog=ENV_HELP)
+    p.add_argument("--model", help="only this model's alerts")
+    p.add_argument("--from-beginning", action="store_true", help="with --follow, start from the oldest alert")
+    p.add_argument("--follow", action="store_true", help="keep waiting for new alerts")
+    p.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--json", action="store_true", help="one alert JSON object per line")
+    p.add_argument("--control-topic", metavar="T")
+    connection_flags(p, redis_too=False)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    for alert in iter_alerts(settings, args.from_beginning, args.follow, args.timeout, args.model):
+        if args.json:
+            dump(alert)
+        else:
+            print(format_alert(alert), flush=True)
+    return 0

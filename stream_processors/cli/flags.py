@@ -1,0 +1,41 @@
+"""Flags shared by several commands, and how a command prints JSON."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import orjson
+
+__all__ = ["ENV_HELP", "column_flags", "connection_flags", "dump"]
+
+ENV_HELP = ("Connections come from flags, else DRIFTLINE_KAFKA_BOOTSTRAP (default localhost:9092), "
+            "DRIFTLINE_REDIS_URL (default redis://localhost:6379/0) and DRIFTLINE_APP_ID (default driftline).")
+
+
+def connection_flags(parser: argparse.ArgumentParser, redis_too: bool = True, app_id_too: bool = True) -> None:
+    group = parser.add_argument_group("connections")
+    group.add_argument("--kafka-bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers")
+    if redis_too:
+        group.add_argument("--redis-url", metavar="URL", help="Redis URL, e.g. redis://localhost:6379/0")
+    if app_id_too:
+        group.add_argument("--app-id", metavar="NAME",
+                           help="worker app id: consumer group and namespace of the state in Redis")
+
+
+def column_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("columns (every column not named here is a feature)")
+    group.add_argument("--id-column", metavar="C", help="column holding the event id (default: event_id if present, "
+                                                        "else row numbers)")
+    group.add_argument("--timestamp-column", metavar="C", help="epoch seconds or dates (default: timestamp if "
+                                                               "present, else the time of sending)")
+    group.add_argument("--prediction-column", metavar="C", help="the model's output (default: prediction)")
+    group.add_argument("--score-column", metavar="C", help="score or probability (default: score if present)")
+    group.add_argument("--label-column", metavar="C", help="ground truth, sent as label events (default: label "
+                                                           "if present)")
+    group.add_argument("--features", metavar="a,b,c", help="only these columns are features")
+
+
+def dump(obj: object) -> None:
+    sys.stdout.write(orjson.dumps(obj).decode() + "\n")
+    sys.stdout.flush()
