@@ -398,6 +398,9 @@ redis_cluster_up() {
         for node in "${nodes[@]}"; do
             [ "$(cluster_info "${node%:*}" "${node##*:}" cluster_state)" = ok ] || { ok=""; break; }
         done
+        # replicas show as masters until CLUSTER REPLICATE has spread through the cluster
+        [ -z "$ok" ] || [ "$(redis-cli -h "$host" -p "$port" cluster nodes 2>/dev/null | grep -c ' slave ')" -ge \
+            $(( (${#nodes[@]} / (cluster_replicas + 1)) * cluster_replicas )) ] || ok=""
         [ -n "$ok" ] && break
         sleep 0.5
     done

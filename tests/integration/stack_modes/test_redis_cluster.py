@@ -1,5 +1,5 @@
 """The Redis Cluster of deploy/stack.sh, with redis-py's RedisCluster: keys of every slot are served,
-and moving slots while a client writes loses no write."""
+moving slots while a client writes loses no write, and a replica takes over a killed master."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+import redis
 pytestmark = pytest.mark.integration
 
 SLOTS = 16384
@@ -72,3 +73,22 @@ def test_resharding_while_writing_loses_no_write(redis_cluster):
              and home_after.get_node_from_key(key).name == target.address]
     assert moved, "no key written before the resharding moved with its slot"
     client.delete(*[key for key, _ in written])
+
+
+def test_a_replica_takes_over_a_killed_master_with_its_keys(redis_cluster_with_replicas):
+    cluster = redis_cluster_with_replicas
+    client = cluster.client()
+    keys = [f"failover:{i}" for i in range(500)]
+    for key in keys:
+        client.set(key, key)
+    victim = cluster.nodes[1]
+    on_victim = [key for key in keys if client.get_node_from_key(key).name == victim]
+    assert on_victim
+    for master in cluster.masters():  # every write replicated before the kill, so none may be lost
+        host, port = master.address.rsplit(":", 1)
+        assert redis.Redis(host=host, port=int(port)).wait(1, 5000) == 1
+    promoted = cluster.kill_master(victim)
+    assert promoted.address != victim and promoted.slots > 0
+    after = cluster.client()
+    assert {after.get_node_from_key(key).name for key in on_victim} == {promoted.address}
+    assert after.mget_nonatomic(keys) == keys
