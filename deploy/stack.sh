@@ -115,6 +115,8 @@ ensure_kafka_jars() {
 
 secret_file() {  # name [given value]: the file holding a secret, written once (random unless given)
     local file="$secure_dir/$1"
+    # the password goes into properties, a SCRAM spec and redis.conf unquoted: letters, digits, . _ ~ - only
+    [[ -z "${2:-}" || "$2" =~ ^[A-Za-z0-9._~-]+$ ]] || die "a given $1 may hold only letters, digits and . _ ~ -"
     if [ ! -s "$file" ]; then
         (umask 077; if [ -n "${2:-}" ]; then printf '%s' "$2"; else openssl rand -hex 24 | tr -d '\n'; fi >"$file")
     elif [ -n "${2:-}" ] && [ "$(cat "$file")" != "$2" ]; then
@@ -158,6 +160,15 @@ write_public() {  # file: stdin into a file others may read (settings, never sec
 
 print_settings() {  # env file: show the settings to export (they name password files, never passwords)
     sed 's/^/    /' "$1"
+}
+
+ours_or_free() {  # pidfile host:port name: a secure service is reused only where this script started it
+    if pid_alive "$1"; then
+        [ "$(cat "$(dirname "$1")/address" 2>/dev/null)" = "$2" ] \
+            || die "the secure $3 of $stack_dir runs at $(cat "$(dirname "$1")/address" 2>/dev/null), not $2; stop it first or use another DRIFTLINE_STACK_DIR"
+    elif reachable "${2%:*}" "${2##*:}"; then
+        die "something this script did not start in secure mode listens on $2; give the secure $3 ports of its own"
+    fi
 }
 
 # --- Kafka -------------------------------------------------------------------------------------
@@ -221,12 +232,12 @@ kafka_secure_report() {
 
 kafka_up() {
     local dir; dir="$(kafka_dir)"
+    [ -z "$secure" ] || ours_or_free "$dir/kafka.pid" "$kafka_host:$kafka_port" kafka
     if reachable "$kafka_host" "$kafka_port"; then
         if [ -z "$secure" ]; then
             say "kafka: reusing the broker at $kafka_bootstrap"
             return 0
         fi
-        pid_alive "$dir/kafka.pid" || die "something this script did not start in secure mode listens on $kafka_bootstrap; give the secure broker its own DRIFTLINE_KAFKA_BOOTSTRAP"
         say "kafka: reusing the secure broker this script started at $kafka_bootstrap"
         kafka_secure_setup
         kafka_secure_report
@@ -249,6 +260,7 @@ kafka_up() {
             -t "$cluster_id" -c "$dir/server.properties" --standalone ${scram[@]+"${scram[@]}"} >"$dir/format.log" 2>&1 \
             || { redact <"$dir/format.log" >&2; die "formatting the Kafka storage in $dir/data failed"; }
     fi
+    echo "$kafka_host:$kafka_port" >"$dir/address"
     say "kafka: starting $kafka_version (KRaft${secure:+, secure}) on $kafka_bootstrap, logs in $dir/kafka.log"
     nohup java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="$here/kafka/log4j2.yaml" \
@@ -321,12 +333,12 @@ redis_secure_report() {
 redis_up() {
     local dir="$stack_dir/redis"
     [ -z "$secure" ] || dir="$stack_dir/redis-secure"
+    [ -z "$secure" ] || ours_or_free "$dir/redis.pid" "$redis_host:$redis_port" redis
     if reachable "$redis_host" "$redis_port"; then
         if [ -z "$secure" ]; then
             say "redis: reusing the server at $redis_url"
             return 0
         fi
-        pid_alive "$dir/redis.pid" || die "something this script did not start in secure mode listens on $redis_host:$redis_port; give the secure Redis its own DRIFTLINE_REDIS_URL port"
         say "redis: reusing the secure server this script started at $redis_host:$redis_port"
         redis_secure_config "$dir"
         redis_secure_report
@@ -336,6 +348,7 @@ redis_up() {
     mkdir -p "$dir"
     if [ -n "$secure" ]; then
         redis_secure_config "$dir"
+        echo "$redis_host:$redis_port" >"$dir/address"
         say "redis: starting (secure) on $redis_host:$redis_port and TLS on $redis_tls_port, logs in $dir/redis.log"
         redis-server "$dir/redis.conf"  # a file: the passwords stay out of the process list
         wait_for redis "$redis_host" "$redis_port" 20 "$dir/redis.log"

@@ -65,9 +65,10 @@ class SecureKafka:
 
 @dataclass(frozen=True)
 class SecureRedis:
-    url: str                      # redis://driftline:PASSWORD@host:port/0 (the ACL user)
-    tls_url: str                  # rediss://driftline:PASSWORD@host:tls_port/0?ssl_ca_certs=CA
-    admin_url: str                # redis://:ADMIN_PASSWORD@host:port/0 (user `default`, may run DEBUG)
+    # the URLs hold passwords: kept out of repr, so a failing assertion prints none
+    url: str = field(repr=False)        # redis://driftline:PASSWORD@host:port/0 (the ACL user)
+    tls_url: str = field(repr=False)    # rediss://driftline:PASSWORD@host:tls_port/0?ssl_ca_certs=CA
+    admin_url: str = field(repr=False)  # redis://:ADMIN_PASSWORD@host:port/0 (user `default`, may run DEBUG)
     host: str
     port: int
     tls_port: int
