@@ -75,10 +75,15 @@ reachable() {  # host port
     (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
 }
 
-wait_for() {  # name host port seconds logfile
+wait_for() {  # name host port seconds logfile [pidfile: give up as soon as that process has ended]
     local i
     for ((i = 0; i < $4 * 2; i++)); do
         reachable "$2" "$3" && return 0
+        if [ -n "${6:-}" ] && ! pid_alive "$6"; then
+            printf 'stack: error: %s ended before it opened %s:%s; last lines of %s:\n' "$1" "$2" "$3" "$5" >&2
+            tail -n 20 "$5" >&2 || true
+            exit 1
+        fi
         sleep 0.5
     done
     printf 'stack: error: %s did not open %s:%s within %ss; last lines of %s:\n' "$1" "$2" "$3" "$4" "$5" >&2
@@ -190,7 +195,7 @@ write_kafka_properties() {  # dir [admin password file] [keystore password file]
     mv "$1/server.properties.tmp" "$1/server.properties"
 }
 
-kafka_secure_setup() {  # sets: kafka_password_file admin_password_file keystore_password_file scram_args
+kafka_secure_setup() {  # sets kafka_user, kafka_password_file, admin_password_file, keystore_password_file
     ensure_certificates
     local given="${DRIFTLINE_KAFKA_SASL_PASSWORD:-}"
     if [ -z "$given" ] && [ -n "${DRIFTLINE_KAFKA_SASL_PASSWORD_FILE:-}" ]; then
@@ -244,6 +249,9 @@ kafka_up() {
         return 0
     fi
     ensure_kafka_jars
+    ! reachable "$kafka_host" "$controller_port" || die "the controller port $kafka_host:$controller_port (bootstrap port + 1) is in use"
+    [ -z "$secure" ] || ! reachable "$kafka_host" "$mtls_port" \
+        || die "the mutual-TLS port $kafka_host:$mtls_port (bootstrap port + 2) is in use"
     mkdir -p "$dir"
     local scram=()
     if [ -n "$secure" ]; then
@@ -266,9 +274,9 @@ kafka_up() {
         -Dlog4j2.configurationFile="$here/kafka/log4j2.yaml" \
         -cp "$cp" kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 &
     echo $! >"$dir/kafka.pid"
-    wait_for kafka "$kafka_host" "$kafka_port" 90 "$dir/kafka.log"
+    wait_for kafka "$kafka_host" "$kafka_port" 90 "$dir/kafka.log" "$dir/kafka.pid"
     if [ -n "$secure" ]; then
-        wait_for kafka "$kafka_host" "$mtls_port" 30 "$dir/kafka.log"
+        wait_for kafka "$kafka_host" "$mtls_port" 30 "$dir/kafka.log" "$dir/kafka.pid"
         kafka_secure_report
     fi
 }
