@@ -2,13 +2,15 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STACK  := deploy/stack.sh
+# SECURE=1: Kafka over SASL_SSL and mutual TLS, Redis with an ACL user and TLS (own ports, see deploy/README.md);
+# REDIS_CLUSTER=1: a three-master Redis Cluster as well.
+STACK  := DRIFTLINE_STACK_SECURE=$(SECURE) DRIFTLINE_STACK_REDIS_CLUSTER=$(REDIS_CLUSTER) deploy/stack.sh
 PYTEST_ARGS ?=
 
-.PHONY: help venv stack-up stack-down stack-status test unit demo bench clean
+.PHONY: help venv stack-up stack-down stack-status compose-secrets test unit demo bench clean
 
 help:  ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(BIN)/driftline: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -19,7 +21,7 @@ $(BIN)/driftline: pyproject.toml
 
 venv: $(BIN)/driftline  ## create .venv and install Driftline with its dev tools
 
-stack-up:  ## start local Kafka (KRaft) and Redis, reusing running ones (idempotent)
+stack-up:  ## start local Kafka (KRaft) and Redis, reusing running ones (idempotent; SECURE=1, REDIS_CLUSTER=1)
 	@$(STACK) up
 
 stack-down:  ## stop the services that stack-up started
@@ -31,6 +33,12 @@ stack-status:  ## show whether Kafka and Redis are reachable (deploy/stack.sh st
 test: venv stack-up  ## the whole suite, unit and integration, on the real services
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests: failing" >&2; fi; exit $$rc
+
+compose-secrets:  ## random passwords for docker-compose.yml in deploy/secrets/ (never overwritten, kept out of git)
+	@mkdir -p deploy/secrets && chmod 700 deploy/secrets
+	@for name in redis-password grafana-admin-password; do f=deploy/secrets/$$name; \
+	if [ -s $$f ]; then echo "compose-secrets: keeping $$f"; \
+	else (umask 022; openssl rand -hex 24 | tr -d '\n' >$$f) && echo "compose-secrets: wrote $$f"; fi; done
 
 unit: venv  ## unit tests only (no services needed)
 	$(BIN)/python -m pytest -m 'not integration' $(PYTEST_ARGS)
