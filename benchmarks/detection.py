@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from detectors.profile import build_profile  # noqa: E402
-from stream_processors.model_state import ModelState  # noqa: E402
+from detectors.model.monitor import ModelState  # noqa: E402
 from stream_processors.settings import Settings  # noqa: E402
 
 N_NUMERIC, N_CATEGORICAL = 16, 4

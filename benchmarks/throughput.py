@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from producers.events import decode_message, encode_envelope  # noqa: E402
 from producers.topics import ensure_topics  # noqa: E402
 from stream_processors.settings import load_settings  # noqa: E402
-from stream_processors.state_store import RedisStateStore  # noqa: E402
+from stream_processors.state import RedisStateStore  # noqa: E402
 
 N_FEATURES = 10
 

@@ -264,7 +264,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_profile(args: argparse.Namespace, settings: Settings) -> int:
     from producers.replay import load_table, plan_columns
     from stream_processors.profiles import profile_from_table, register_profile
-    from stream_processors.state_store import profile_key
+    from stream_processors.state import profile_key
 
     df = load_table(args.data)
     plan = plan_columns(df, args.id_column, args.timestamp_column, args.prediction_column, args.score_column,

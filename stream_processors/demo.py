@@ -15,7 +15,7 @@ from producers.topics import KafkaUnreachable, ensure_topics
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.reading import format_alert, iter_alerts, model_status, print_status
 from stream_processors.settings import Settings
-from stream_processors.state_store import RedisStateStore
+from stream_processors.state import RedisStateStore
 
 __all__ = ["run_demo"]
 

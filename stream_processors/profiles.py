@@ -19,9 +19,9 @@ from detectors.profile import ReferenceProfile, build_profile
 from producers.replay import ColumnPlan, feature_columns, scalar_values
 from producers.topics import KAFKA_CLIENT_LOG, KafkaUnreachable, ensure_topics
 from stream_processors.errors import ServiceUnavailable
-from stream_processors.model_state import BOOLEAN, CATEGORICAL, NUMERIC, PREDICTION, SCORE
+from detectors.model.monitor import BOOLEAN, CATEGORICAL, NUMERIC, PREDICTION, SCORE
 from stream_processors.settings import Settings
-from stream_processors.state_store import RedisStateStore
+from stream_processors.state import RedisStateStore
 
 __all__ = ["profile_from_table", "register_profile", "restore_profiles"]
 

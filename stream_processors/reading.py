@@ -14,7 +14,7 @@ import orjson
 from producers.topics import KAFKA_CLIENT_LOG
 from stream_processors.errors import DriftlineError, ServiceUnavailable, UnknownModel
 from stream_processors.settings import Settings
-from stream_processors.state_store import RedisStateStore
+from stream_processors.state import RedisStateStore
 
 __all__ = ["format_alert", "iter_alerts", "model_status", "print_status"]
 
@@ -109,7 +109,7 @@ def format_alert(alert: dict) -> str:
 
 def model_status(settings: Settings, model: str, version: str | None = None) -> dict:
     """The status of one model: its latest-updated version unless one is named."""
-    from stream_processors.model_state import ModelState
+    from detectors.model.monitor import ModelState
 
     store = RedisStateStore(settings.redis_url, settings.app_id)
     try:

@@ -8,7 +8,7 @@ import logging
 from producers.topics import KafkaUnreachable, ensure_topics
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.settings import Settings
-from stream_processors.state_store import RedisStateStore
+from stream_processors.state import RedisStateStore
 
 __all__ = ["run_worker"]
 

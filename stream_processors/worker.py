@@ -43,9 +43,9 @@ from aiokafka.errors import KafkaError
 from stream_processors.alerts import state_lost_alert
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.metrics import WorkerMetrics
-from stream_processors.processing import BatchOutcome, BatchProcessor, IncomingMessage, is_fatal
+from stream_processors.batch import BatchOutcome, BatchProcessor, IncomingMessage, is_fatal
 from stream_processors.settings import Settings
-from stream_processors.state_store import RedisStateStore
+from stream_processors.state import RedisStateStore
 
 __all__ = ["AGENT_FAILED_EXIT", "build_app", "chunks"]
 

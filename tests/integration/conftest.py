@@ -22,9 +22,9 @@ import pytest
 import redis
 
 from producers.topics import ensure_topics
-from stream_processors.model_state import ModelState
+from detectors.model.monitor import ModelState
 from stream_processors.settings import Settings, load_settings
-from stream_processors.state_store import RedisStateStore
+from stream_processors.state import RedisStateStore
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ import redis
 
 from producers.events import encode_envelope, encode_event
 from producers.topics import ensure_topics
-from stream_processors.state_store import RedisStateStore
+from stream_processors.state import RedisStateStore
 
 from .conftest import describe, read_topic, run_cli, wait_until_applied
 

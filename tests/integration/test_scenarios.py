@@ -6,7 +6,7 @@ import redis
 
 from producers.example_data import drifting_credit_data
 from stream_processors.profiles import restore_profiles
-from stream_processors.state_store import profile_key
+from stream_processors.state import profile_key
 
 from .conftest import run_cli, wait_until_applied
 

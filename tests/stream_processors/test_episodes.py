@@ -13,14 +13,14 @@ from producers.events import encode_envelope
 from producers.example_data import drifting_credit_data
 from producers.replay import plan_columns, rows_to_events
 from stream_processors.alerts import finding_alert
-from stream_processors.label_join import Joined
-from stream_processors.model_state import Finding, ModelState, alert_id
-from stream_processors.performance_tracker import PerformanceTracker
-from stream_processors.processing import BatchProcessor, IncomingMessage
+from detectors.model.label_join import Joined
+from detectors.model.monitor import Finding, ModelState, alert_id
+from detectors.model.performance_tracker import PerformanceTracker
+from stream_processors.batch import BatchProcessor, IncomingMessage
 from stream_processors.reading import format_alert
-from stream_processors.retrain_policy import RetrainPolicy
+from detectors.model.retrain_policy import RetrainPolicy
 from stream_processors.settings import Settings
-from stream_processors.state_store import MemoryStateStore
+from stream_processors.state import MemoryStateStore
 
 SETTINGS = Settings()
 
@@ -205,7 +205,7 @@ def test_status_and_metrics_follow_the_episode():
     from prometheus_client import CollectorRegistry
 
     from stream_processors.metrics import WorkerMetrics
-    from stream_processors.processing import BatchOutcome
+    from stream_processors.batch import BatchOutcome
     from stream_processors.reading import print_status
 
     frame = drifting_credit_data(n=8000, seed=4, shift_sigma=2.0)
@@ -237,7 +237,7 @@ def test_an_improvement_is_visible_in_the_metrics():
     from prometheus_client import CollectorRegistry
 
     from stream_processors.metrics import WorkerMetrics
-    from stream_processors.processing import BatchOutcome
+    from stream_processors.batch import BatchOutcome
 
     rng = np.random.default_rng(12)
     predictions = rng.normal(0, 1, 4000)

@@ -7,10 +7,10 @@ from sklearn import metrics as sk
 from producers.events import encode_envelope
 from producers.example_data import drifting_credit_data
 from producers.replay import plan_columns, rows_to_events
-from stream_processors.model_state import ModelState
-from stream_processors.processing import BatchProcessor, IncomingMessage
+from detectors.model.monitor import ModelState
+from stream_processors.batch import BatchProcessor, IncomingMessage
 from stream_processors.settings import Settings
-from stream_processors.state_store import MemoryStateStore
+from stream_processors.state import MemoryStateStore
 
 SETTINGS = Settings(performance_window=500)
 

@@ -15,8 +15,8 @@ from detectors.profile import ReferenceProfile
 from detectors.frequencies import category_key
 from detectors.window_test import FeatureWindowTest
 from producers.events import MAX_ABS_NUMBER
-from stream_processors.performance_tracker import ERROR, PerformanceTracker
-from stream_processors.retrain_policy import RetrainPolicy
+from detectors.model.performance_tracker import ERROR, PerformanceTracker
+from detectors.model.retrain_policy import RetrainPolicy
 from stream_processors.settings import Settings
 
 __all__ = ["Finding", "ModelState", "PREDICTION", "SCORE", "ValueOutOfRange", "alert_id"]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from stream_processors.settings import Settings
 
 if TYPE_CHECKING:
-    from stream_processors.model_state import Finding, ModelState
+    from detectors.model.monitor import Finding, ModelState
 
 __all__ = ["RetrainPolicy"]
 
@@ -43,7 +43,7 @@ class RetrainPolicy:
         self.waiting: list[dict] = []  # performance episodes opened during the cooldown (reason fields + key)
 
     def decide(self, state: ModelState, findings: list[Finding]) -> list[Finding]:
-        from stream_processors.model_state import Finding
+        from detectors.model.monitor import Finding
 
         s = self._settings
         at = state.events
@@ -118,7 +118,7 @@ class RetrainPolicy:
 
 def _reason(f: Finding) -> dict:
     """What a trigger names of an alert behind it, with where it was decided and its episode's key."""
-    from stream_processors.model_state import ModelState
+    from detectors.model.monitor import ModelState
 
     return {"id": f.id, "type": f.alert_type, "feature": f.feature, "detector": f.detector,
             "statistic": f.statistic, "threshold": f.threshold, "last_event_id": f.last_event_id,

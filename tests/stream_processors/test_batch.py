@@ -7,10 +7,10 @@ import pytest
 from producers.events import encode_envelope
 from producers.example_data import drifting_credit_data
 from producers.replay import plan_columns, rows_to_events
-from stream_processors.model_state import ModelState
-from stream_processors.processing import BatchProcessor, IncomingMessage
+from detectors.model.monitor import ModelState
+from stream_processors.batch import BatchProcessor, IncomingMessage
 from stream_processors.settings import Settings
-from stream_processors.state_store import MemoryStateStore
+from stream_processors.state import MemoryStateStore
 
 SETTINGS = Settings()
 
@@ -267,7 +267,7 @@ def test_damaged_label_join_records_cost_only_their_own_label():
 
 
 def test_a_label_that_fails_to_apply_is_dead_lettered_alone(monkeypatch):
-    from stream_processors.performance_tracker import PerformanceTracker
+    from detectors.model.performance_tracker import PerformanceTracker
 
     real = PerformanceTracker.on_labels
 

@@ -42,10 +42,10 @@ from detectors.profile import ReferenceProfile
 from producers.events import MAX_ABS_NUMBER, Rejection, decode_message, features_within_range
 from stream_processors.alerts import finding_alert, quarantine_alert
 from stream_processors.errors import ServiceUnavailable
-from stream_processors.label_join import LabelJoin
-from stream_processors.model_state import ModelState, ValueOutOfRange
+from detectors.model.label_join import LabelJoin
+from detectors.model.monitor import ModelState, ValueOutOfRange
 from stream_processors.settings import Settings
-from stream_processors.state_store import Quarantine, StateStore, TopicPartition
+from stream_processors.state import Quarantine, StateStore, TopicPartition
 
 __all__ = ["BatchOutcome", "BatchProcessor", "IncomingMessage", "is_fatal"]
 
