@@ -41,13 +41,14 @@ import orjson
 from detectors.profile import ReferenceProfile
 from producers.events import MAX_ABS_NUMBER, Rejection, decode_message, features_within_range
 from stream_processors.alerts import finding_alert, quarantine_alert
+from detectors.model.params import JoinParams, MonitorParams, PerformanceParams, PolicyParams
 from stream_processors.errors import ServiceUnavailable
 from detectors.model.label_join import LabelJoin
-from detectors.model.monitor import ModelState, ValueOutOfRange
+from detectors.model.monitor import ModelMonitor, ValueOutOfRange
 from stream_processors.settings import Settings
 from stream_processors.state import Quarantine, StateStore, TopicPartition
 
-__all__ = ["BatchOutcome", "BatchProcessor", "IncomingMessage", "is_fatal"]
+__all__ = ["BatchOutcome", "BatchProcessor", "IncomingMessage", "LogicParams", "is_fatal", "logic_params"]
 
 _log = logging.getLogger(__name__)
 
@@ -68,6 +69,32 @@ def is_fatal(exc: BaseException) -> bool:
     core reads damaged bytes)."""
     return isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError)) or \
         type(exc).__name__ == "CancelledError"
+
+
+@dataclass(frozen=True)
+class LogicParams:
+    """The parameters of the per-model logic, as the worker's settings give them."""
+
+    monitor: MonitorParams
+    join: JoinParams
+
+
+def logic_params(settings: Settings) -> LogicParams:
+    """The one place where ``Settings`` become the logic's explicit parameters."""
+    s = settings
+    performance = PerformanceParams(window=s.performance_window, baseline_windows=s.performance_baseline_windows,
+                                    min_drop=s.performance_min_drop, error_monitor=s.category_monitor_params())
+    policy = PolicyParams(window_events=s.trigger_window_events, cooldown_events=s.trigger_cooldown_events,
+                          drift_features=s.trigger_drift_features, on_drift_alone=s.trigger_on_drift_alone,
+                          on_data_quality=s.trigger_on_data_quality)
+    monitor = MonitorParams(max_features=s.max_features, window_size=s.window_size, edge_events=s.edge_events,
+                            baseline_windows=s.baseline_windows, category_monitors=s.category_monitors,
+                            cooldown_events=s.cooldown_events, window_alpha=s.window_alpha,
+                            max_abs_number=MAX_ABS_NUMBER, monitor=s.monitor_params(),
+                            category_monitor=s.category_monitor_params(), performance=performance, policy=policy)
+    join = JoinParams(keep_predictions=s.keep_predictions, prediction_ttl_s=s.prediction_ttl_s,
+                      label_wait_s=s.label_wait_s)
+    return LogicParams(monitor, join)
 
 
 def _what(exc: BaseException) -> str:
@@ -101,8 +128,9 @@ class BatchOutcome:
 class BatchProcessor:
     def __init__(self, settings: Settings, store: StateStore) -> None:
         self._settings = settings
+        self.params = logic_params(settings)
         self._store = store
-        self._join = LabelJoin(settings, store)
+        self._join = LabelJoin(self.params.join, store)
 
     def process(self, messages: list[IncomingMessage]) -> BatchOutcome:
         outcome = BatchOutcome()
@@ -125,7 +153,7 @@ class BatchProcessor:
         labels: dict[str, list[dict]] = defaultdict(list)
         label_sources: dict[tuple[str, str], IncomingMessage] = {}
         for m in fresh:
-            # feature ranges are checked on whole columns as they are applied (ModelState)
+            # feature ranges are checked on whole columns as they are applied (ModelMonitor)
             decoded = decode_message(m.value, self._settings.max_message_bytes, check_feature_range=False)
             for rejection in decoded.rejections:
                 outcome.dead_letters.append(self._dead_letter(m, rejection))
@@ -138,7 +166,7 @@ class BatchProcessor:
             for event in decoded.events:
                 groups[(event["model"], event["model_version"])].append(event)
             units.extend((key, m, events) for key, events in groups.items())
-        models = _ModelStates(self, outcome)
+        models = _ModelMonitors(self, outcome)
         models.load(list(dict.fromkeys(key for key, _, _ in units)))
         now = time.time()
         predictions: dict[str, list[tuple[str, dict]]] = defaultdict(list)
@@ -205,7 +233,7 @@ class BatchProcessor:
         }
 
 
-class _ModelStates:
+class _ModelMonitors:
     """The model versions of one batch: loaded (or quarantined), applied with guards, serialised.
 
     A message whose events raise while being applied is not allowed to take the worker, or its neighbours,
@@ -218,7 +246,7 @@ class _ModelStates:
     def __init__(self, processor: BatchProcessor, outcome: BatchOutcome) -> None:
         self._p = processor
         self._outcome = outcome
-        self.states: dict[tuple[str, str], ModelState] = {}
+        self.states: dict[tuple[str, str], ModelMonitor] = {}
         self._saved: dict[tuple[str, str], dict | None] = {}
         self._profiles: dict[tuple[str, str], ReferenceProfile | None] = {}
         self._profiles_raw: dict[tuple[str, str], dict | bytes | None] = {}
@@ -254,21 +282,21 @@ class _ModelStates:
             self._quarantine("profile", key, raw, exc)
             return None
 
-    def _restore(self, key: tuple[str, str], saved: dict | bytes | None) -> ModelState:
+    def _restore(self, key: tuple[str, str], saved: dict | bytes | None) -> ModelMonitor:
         profile = self._profiles[key]
-        settings = self._p._settings
+        params = self._p.params.monitor
         if saved is None:
             self._saved[key] = None
             try:
-                return ModelState(key[0], key[1], settings, profile)
+                return ModelMonitor(key[0], key[1], params, profile)
             except BaseException as exc:  # noqa: BLE001
                 if is_fatal(exc) or profile is None:
                     raise
                 self._quarantine("profile", key, self._profiles_raw[key], exc)
                 self._profiles[key] = None
-                return ModelState(key[0], key[1], settings, None)
+                return ModelMonitor(key[0], key[1], params, None)
         try:
-            state = ModelState.from_dict(_as_record(saved), settings)
+            state = ModelMonitor.from_dict(_as_record(saved), params)
             if profile is not None:
                 state.adopt_profile(profile)
         except BaseException as exc:  # noqa: BLE001
@@ -276,7 +304,7 @@ class _ModelStates:
                 raise
             self._quarantine("state", key, saved, exc)
             self._saved[key] = None
-            return ModelState(key[0], key[1], settings, profile)
+            return ModelMonitor(key[0], key[1], params, profile)
         self._saved[key] = saved
         return state
 
@@ -288,12 +316,12 @@ class _ModelStates:
         self._outcome.alerts.append(quarantine_alert(kind, key[0], key[1], _what(exc),
                                                      blob, time.time()))
 
-    def _rebuild(self, key: tuple[str, str]) -> ModelState:
+    def _rebuild(self, key: tuple[str, str]) -> ModelMonitor:
         """The version as it was at the start of the batch plus the units that applied since."""
         saved = self._saved[key]
-        settings = self._p._settings
-        state = ModelState(key[0], key[1], settings, self._profiles[key]) if saved is None else \
-            ModelState.from_dict(saved, settings)
+        params = self._p.params.monitor
+        state = ModelMonitor(key[0], key[1], params, self._profiles[key]) if saved is None else \
+            ModelMonitor.from_dict(saved, params)
         if saved is not None and self._profiles[key] is not None:
             state.adopt_profile(self._profiles[key])
         for events in self._applied[key]:
@@ -360,7 +388,7 @@ class _ModelStates:
         return applied
 
     def _works_on_fresh_state(self, key: tuple[str, str], event: dict, profile: ReferenceProfile | None) -> bool:
-        return _try_apply(ModelState(key[0], key[1], self._p._settings, profile), event)[1] is None
+        return _try_apply(ModelMonitor(key[0], key[1], self._p.params.monitor, profile), event)[1] is None
 
     def apply_labels(self, key: tuple[str, str], joined: list, now: float) -> list:
         """Fold joined labels into the version's performance; returns those that could not be (applied one by
@@ -390,7 +418,7 @@ class _ModelStates:
         self._outcome.alerts.extend(finding_alert(f, now) for f in findings)
         return []
 
-    def _snapshot_for_labels(self, key: tuple[str, str]) -> ModelState:
+    def _snapshot_for_labels(self, key: tuple[str, str]) -> ModelMonitor:
         """The version rebuilt with its events and the labels applied so far (after a failed label)."""
         state = self._rebuild(key)
         for items in self._labels_applied[key]:
@@ -443,7 +471,7 @@ def _as_record(raw: dict | bytes) -> dict:
     return raw
 
 
-def _try_apply(state: ModelState, event: dict) -> tuple[list, BaseException | None]:
+def _try_apply(state: ModelMonitor, event: dict) -> tuple[list, BaseException | None]:
     try:
         return state.apply([event]), None
     except BaseException as exc:  # noqa: BLE001

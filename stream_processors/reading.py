@@ -109,7 +109,8 @@ def format_alert(alert: dict) -> str:
 
 def model_status(settings: Settings, model: str, version: str | None = None) -> dict:
     """The status of one model: its latest-updated version unless one is named."""
-    from detectors.model.monitor import ModelState
+    from detectors.model.monitor import ModelMonitor
+    from stream_processors.batch import logic_params
 
     store = RedisStateStore(settings.redis_url, settings.app_id)
     try:
@@ -129,7 +130,7 @@ def model_status(settings: Settings, model: str, version: str | None = None) -> 
         raise UnknownModel(f"model {model!r} has no version {version!r}; versions seen: {sorted(versions)}")
     state = store.load([(model, version)])[(model, version)]
     try:
-        status = ModelState.from_dict(state, settings).describe()
+        status = ModelMonitor.from_dict(state, logic_params(settings).monitor).describe()
     except BaseException as exc:  # noqa: BLE001 - damaged state (river's panics included) is reported, not raised
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from stream_processors.settings import Settings
+from detectors.model.params import JoinParams
 
 __all__ = ["Joined", "LabelJoin"]
 
@@ -51,8 +51,8 @@ class JoinBatch:
 
 
 class LabelJoin:
-    def __init__(self, settings: Settings, store) -> None:
-        self._settings = settings
+    def __init__(self, params: JoinParams, store) -> None:
+        self.params = params
         self._store = store
 
     def run(self, predictions: dict[str, list[tuple[str, dict]]], labels: dict[str, list[dict]],
@@ -68,14 +68,14 @@ class LabelJoin:
     def _prediction_keys(self, model: str, now: float) -> list[str]:
         """The hourly hashes a kept prediction can be in, newest first."""
         hour = int(now // 3600)
-        return [f"pred:{model}:{h}" for h in range(hour, hour - self._settings.prediction_ttl_s // 3600 - 2, -1)]
+        return [f"pred:{model}:{h}" for h in range(hour, hour - self.params.prediction_ttl_s // 3600 - 2, -1)]
 
     def _lookup(self, model: str, event_ids: list[str], now: float) -> list[dict | None]:
         return self._store.hash_lookup(self._prediction_keys(model, now), event_ids)
 
     def _model(self, model: str, predicted: list[tuple[str, dict]], labelled: list[dict], now: float,
                batch: JoinBatch) -> None:
-        s = self._settings
+        s = self.params
         stored_waiting = waiting = self._store.hash_get(COUNTS, f"{model}:pending")
         if s.keep_predictions and predicted:
             # one hash per hour: a single HSET per batch instead of a key per event

@@ -9,7 +9,7 @@ wakes up late cannot overwrite the state its successor wrote.
 Keys, under the worker's app id::
 
     driftline:{app}:offsets            hash  "topic:partition" -> last applied offset
-    driftline:{app}:state:{model}:{v}  JSON  ModelState.to_dict()
+    driftline:{app}:state:{model}:{v}  JSON  ModelMonitor.to_dict()
     driftline:{app}:models             hash  "{model}\\t{version}" -> {"events", "updated"} (JSON)
     driftline:{app}:profile:{model}:{v} JSON ReferenceProfile.to_dict()
     driftline:{app}:pred:{model}:{hour} hash event id -> prediction JSON, kept for labels (expires)

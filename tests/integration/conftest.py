@@ -22,7 +22,8 @@ import pytest
 import redis
 
 from producers.topics import ensure_topics
-from detectors.model.monitor import ModelState
+from stream_processors.batch import logic_params
+from detectors.model.monitor import ModelMonitor
 from stream_processors.settings import Settings, load_settings
 from stream_processors.state import RedisStateStore
 
@@ -170,4 +171,4 @@ def model_state(s: Settings, model: str, version: str) -> dict | None:
 
 
 def describe(s: Settings, model: str, version: str) -> dict:
-    return ModelState.from_dict(model_state(s, model, version), s).describe()
+    return ModelMonitor.from_dict(model_state(s, model, version), logic_params(s).monitor).describe()

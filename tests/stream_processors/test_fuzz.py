@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from producers.events import REASON_CODES
-from detectors.model.monitor import ModelState
+from stream_processors.batch import logic_params
+from detectors.model.monitor import ModelMonitor
 from stream_processors.batch import BatchProcessor, IncomingMessage
 from stream_processors.settings import Settings
 from stream_processors.state import MemoryStateStore
@@ -136,7 +137,7 @@ def test_no_input_escapes_and_every_input_is_accounted_for(data):
         assert store.commit(outcome) and outcome.events == len(final)
     for key in store.models():
         saved = store.load([key])[key]
-        restored = ModelState.from_dict(saved, SETTINGS)
+        restored = ModelMonitor.from_dict(saved, logic_params(SETTINGS).monitor)
         assert restored.to_dict() == saved
 
 

@@ -7,7 +7,8 @@ from sklearn import metrics as sk
 from producers.events import encode_envelope
 from producers.example_data import drifting_credit_data
 from producers.replay import plan_columns, rows_to_events
-from detectors.model.monitor import ModelState
+from stream_processors.batch import logic_params
+from detectors.model.monitor import ModelMonitor
 from stream_processors.batch import BatchProcessor, IncomingMessage
 from stream_processors.settings import Settings
 from stream_processors.state import MemoryStateStore
@@ -38,7 +39,7 @@ class Feed:
         return outcome
 
     def state(self, model="credit", version="1"):
-        return ModelState.from_dict(self.store.load([(model, version)])[(model, version)], self.settings)
+        return ModelMonitor.from_dict(self.store.load([(model, version)])[(model, version)], logic_params(self.settings).monitor)
 
 
 def _events(n=6000, seed=0, **kw):
