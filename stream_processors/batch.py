@@ -42,6 +42,7 @@ from detectors.profile import ReferenceProfile
 from producers.events import MAX_ABS_NUMBER, Rejection, decode_message, features_within_range
 from stream_processors.alerts import finding_alert, quarantine_alert
 from detectors.model.params import JoinParams, MonitorParams, PerformanceParams, PolicyParams
+from detectors.model.writes import JoinWrite
 from stream_processors.errors import ServiceUnavailable
 from detectors.model.label_join import LabelJoin
 from detectors.model.monitor import ModelMonitor, ValueOutOfRange
@@ -120,7 +121,7 @@ class BatchOutcome:
     drifting: dict[tuple[str, str], dict[str, bool]] = field(default_factory=dict)
     performance: dict[tuple[str, str], list[tuple[str, str, float, float | None]]] = field(default_factory=dict)
     # the label join's writes, committed with the states and offsets
-    writes: list[tuple] = field(default_factory=list)
+    writes: list[JoinWrite] = field(default_factory=list)
     labels: int = 0
     unmatched_labels: int = 0
 

@@ -139,7 +139,7 @@ def model_status(settings: Settings, model: str, version: str | None = None) -> 
                              "at its next event") from None
     status["quarantined"] = store.quarantined().get((model, version))
     status["versions"] = sorted(versions)
-    counts = store.hash_all("labels")
+    counts = store.label_counts()
     status["labels"] = {k: counts.get(f"{model}:{k}", 0) for k in ("joined", "pending", "unmatched")}
     return status
 

@@ -38,9 +38,9 @@ from dataclasses import dataclass
 
 import confluent_kafka
 import orjson
-import redis
 
 from producers.topics import KAFKA_CLIENT_LOG, KafkaUnreachable, ensure_topics
+from stream_processors.state.trigger_ledger import TriggerLedger
 from stream_processors.errors import ConfigError, DriftlineError, ServiceUnavailable
 from stream_processors.settings import Settings
 
@@ -228,18 +228,14 @@ class _TriggerRunner:
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.stop = stop
-        self.done_key = f"driftline:triggers-done:{group}:{settings.control_topic}"
-        self.parked_key = f"driftline:triggers-parked:{group}:{settings.control_topic}"
         self.parked_topic = parked_topic(settings.control_topic)
         self.ran = self.malformed = self.gave_up = 0
-        self.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=30)
+        self.ledger = TriggerLedger(settings.redis_url, group, settings.control_topic)
         self.consumer: confluent_kafka.Consumer | None = None
         self.producer: confluent_kafka.Producer | None = None
 
     def connect(self) -> None:
-        try:
-            self.redis.ping()
-        except redis.RedisError:
+        if not self.ledger.reachable():
             raise ServiceUnavailable(f"Redis is unreachable at {self.settings.redis_url}; start it with "
                                      "'make stack-up' or set DRIFTLINE_REDIS_URL") from None
         try:
@@ -271,7 +267,7 @@ class _TriggerRunner:
         """Deal with one record; False if asked to stop before it was finished (nothing committed then)."""
         where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
         position = f"{msg.partition()}:{msg.offset()}"
-        if self._redis(self.redis.sismember, self.parked_key, position):
+        if self.ledger.is_parked(position):
             self._commit(msg)
             return True
         trigger = validate_trigger(msg.value())
@@ -285,7 +281,7 @@ class _TriggerRunner:
             self._commit(msg)
             return True
         name = _printable(f"trigger {trigger['id']} (model {trigger['model']} v{trigger['model_version']})")
-        if self._redis(self.redis.sismember, self.done_key, trigger["id"]):
+        if self.ledger.is_done(trigger["id"]):
             _say(f"{name} was handled before; skipping")
             self._commit(msg)
             return True
@@ -301,7 +297,7 @@ class _TriggerRunner:
                 return False
             attempts.append(attempt)
             if attempt.succeeded:
-                self._redis(self.redis.sadd, self.done_key, trigger["id"])
+                self.ledger.mark_done(trigger["id"])
                 self._commit(msg)
                 self.ran += 1
                 _say(f"{name}: command succeeded in {attempt.seconds:.1f}s")
@@ -336,7 +332,7 @@ class _TriggerRunner:
             raise ServiceUnavailable(f"could not write to {self.parked_topic} ({error}); the record at "
                                      f"{msg.topic()}[{msg.partition()}]@{msg.offset()} is not committed and is "
                                      "read again on restart")
-        self._redis(self.redis.sadd, self.parked_key, f"{msg.partition()}:{msg.offset()}")
+        self.ledger.park(f"{msg.partition()}:{msg.offset()}")
 
     def _commit(self, msg: confluent_kafka.Message) -> None:
         try:
@@ -344,13 +340,6 @@ class _TriggerRunner:
         except confluent_kafka.KafkaException as exc:
             # e.g. the group rebalanced during a long command: the record is read again and skipped as handled
             _say(f"could not commit {msg.topic()}[{msg.partition()}]@{msg.offset()}: {exc.args[0].str()}")
-
-    def _redis(self, method, *args):
-        try:
-            return method(*args)
-        except redis.RedisError as exc:
-            raise ServiceUnavailable(f"Redis failed while handling triggers ({type(exc).__name__}); nothing more "
-                                     "was committed, the current trigger is read again on restart") from None
 
     def close(self) -> None:
         if self.consumer is not None:

@@ -1,46 +1,32 @@
-"""Where model state and the offsets it came from live: Redis, or memory in tests.
+"""The store contract on Redis: one Lua script commits a batch atomically (keys: ``state.keys``).
 
-One commit writes the new state of every model a batch touched together with
-the new offset of every partition it read, atomically (a Lua script). The
-script first checks that each partition's stored offset is still the one the
-batch started from: a worker that lost its partitions in a rebalance and
-wakes up late cannot overwrite the state its successor wrote.
-
-Keys, under the worker's app id::
-
-    driftline:{app}:offsets            hash  "topic:partition" -> last applied offset
-    driftline:{app}:state:{model}:{v}  JSON  ModelMonitor.to_dict()
-    driftline:{app}:models             hash  "{model}\\t{version}" -> {"events", "updated"} (JSON)
-    driftline:{app}:profile:{model}:{v} JSON ReferenceProfile.to_dict()
-    driftline:{app}:pred:{model}:{hour} hash event id -> prediction JSON, kept for labels (expires)
-    driftline:{app}:label:{model}:{id} JSON  a label waiting for its prediction (expires)
-    driftline:{app}:waiting:{model}    zset  waiting labels by deadline
-    driftline:{app}:labels             hash  "{model}:pending" / "{model}:unmatched" / "{model}:joined" counts
-    driftline:{app}:quarantine:{record}:{sha256}  a saved state or profile that could not be loaded, as it was
-    driftline:{app}:quarantined        hash  "{model}\\t{version}" -> {"record", "error", "sha256", "at"} (JSON)
-
-A record that cannot even be decoded is handed to the caller as its raw bytes,
-so that it can be quarantined rather than stop the worker.
+``redis_client`` is the one place where Driftline builds a Redis client.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
-from typing import Protocol
-
-import logging
+from collections import defaultdict
 
 import orjson
 import redis
 
+from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWrite, KeepPrediction
 from stream_processors.errors import ServiceUnavailable
+from stream_processors.state.keys import AppKeys
+from stream_processors.state.store import (Quarantine, StateCommit, TopicPartition, decoded, join_record,
+                                           label_record, prediction_record, quarantine_record)
 
-__all__ = ["MemoryStateStore", "Quarantine", "RedisStateStore", "StateCommit", "StateStore", "TopicPartition"]
+__all__ = ["RedisStateStore", "redis_client"]
 
-TopicPartition = tuple[str, int]
-_log = logging.getLogger(__name__)
+_UNPACK_LIMIT = 2000  # field/value pairs per HSET: Lua's unpack() takes a few thousand values
+
+
+def redis_client(url: str, socket_timeout: float = 10, socket_connect_timeout: float = 5) -> redis.Redis:
+    """A client for the Redis at ``url`` (every Redis client of Driftline is made here)."""
+    return redis.Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout)
+
 
 _COMMIT = """
 local n = tonumber(ARGV[1])
@@ -79,122 +65,46 @@ return 1
 """
 
 
-@dataclass(frozen=True)
-class Quarantine:
-    """A saved record that could not be loaded: kept aside under its own key instead of being overwritten."""
-
-    kind: str                   # "state" or "profile"
-    model: str
-    model_version: str
-    raw: bytes
-    error: str
-
-
-class StateCommit(Protocol):
-    """What one batch writes (``BatchOutcome`` is one)."""
-
-    offsets: dict[TopicPartition, tuple[int, int]]
-    """Per partition: (the offset the batch started from, the new one)."""
-    states: dict[tuple[str, str], bytes]
-    events_total: dict[tuple[str, str], int]
-    writes: list[tuple]
-    """The label join's writes: (op, key relative to the app's namespace, args...)."""
-    quarantined: list[Quarantine]
-
-
-def quarantine_writes(quarantined: list[Quarantine], now: float) -> list[tuple]:
-    """The writes that keep damaged records aside (and drop a damaged profile, so it is not read again)."""
-    out: list[tuple] = []
-    for q in quarantined:
-        digest = hashlib.sha256(q.raw).hexdigest()
-        out.append(("set", f"quarantine:{q.kind}:{digest}", q.raw))
-        out.append(("hset", "quarantined", f"{q.model}\t{q.model_version}",
-                    orjson.dumps({"record": q.kind, "error": q.error, "sha256": digest, "at": now})))
-        if q.kind == "profile":
-            out.append(("del", f"profile:{q.model}:{q.model_version}"))
-    return out
-
-
-def _decoded(raw: bytes | None) -> dict | bytes | None:
-    if raw is None:
-        return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw
-
-
-def _join_record(where: str, raw: bytes | None) -> dict | list | None:
-    """A kept prediction or waiting label; one that cannot be decoded is reported and read as absent (a label
-    then waits for, or misses, its prediction and is counted as unmatched), so it cannot stop the worker."""
-    if raw is None:
-        return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        _log.error("damaged label-join record at %s (%d bytes) is ignored", where[:300], len(raw))
-        return None
-
-
-class StateStore(Protocol):
-    def offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """Last applied offset per partition; -1 where none was applied."""
-
-    def load(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | bytes | None]:
-        """Saved state per (model, version); None where there is none, bytes where it is not JSON."""
-
-    def commit(self, batch: StateCommit) -> bool:
-        """Write the batch's states, writes and quarantined records and move its offsets from
-        ``(expected, new)``, all at once; False on a conflict (nothing written)."""
-
-    def quarantined(self) -> dict[tuple[str, str], dict]:
-        """Per (model, version): its latest quarantined record, {"record", "error", "sha256", "at"}."""
-
-    def models(self) -> dict[tuple[str, str], float]:
-        """Every (model, version) with state, and when it was last updated."""
-
-    def model_summaries(self) -> dict[tuple[str, str], dict]:
-        """Per (model, version): {"events", "updated"} as of its last commit."""
-
-    def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | bytes | None]:
-        """Registered reference profile per (model, version); None where there is none, bytes where it is
-        not JSON."""
-
-    def put_profile(self, profile: dict, only_if_absent: bool = False) -> bool:
-        """Register a profile; with ``only_if_absent``, keep one already there."""
-
-    # the label join's reads; keys are relative to the app's namespace
-    def get_many(self, keys: list[str]) -> list[dict | None]: ...
-
-    def hash_get(self, key: str, field: str) -> int: ...
-
-    def hash_all(self, key: str) -> dict[str, int]: ...
-
-    def hash_lookup(self, keys: list[str], fields: list[str]) -> list[dict | None]: ...
-
-    def due(self, key: str, now: float) -> list[str]: ...
-
-
-def profile_key(app_id: str, model: str, version: str) -> str:
-    return f"driftline:{app_id}:profile:{model}:{version}"
-
-
 def _field(tp: TopicPartition) -> str:
     return f"{tp[0]}:{tp[1]}"
 
 
+def _ops(keys: AppKeys, writes: list[JoinWrite], quarantined: list[Quarantine], now: float) -> list[tuple]:
+    """The script's operations (op, key, args...) for the label join's writes and the quarantined records."""
+    out: list[tuple] = []
+    kept: dict[tuple[str, int, int], list] = defaultdict(list)  # one HSET per hour bucket (and TTL)
+    for w in writes:
+        if isinstance(w, KeepPrediction):
+            kept[(w.model, w.hour, w.ttl_s)] += [w.event_id, prediction_record(w)]
+        elif isinstance(w, AwaitLabel):
+            out.append(("setex", keys.waiting_label(w.model, w.event_id), w.ttl_s, label_record(w)))
+            out.append(("zadd", keys.waiting(w.model), repr(w.deadline), w.event_id))
+        elif isinstance(w, ForgetLabel):
+            out.append(("del", keys.waiting_label(w.model, w.event_id)))
+            out.append(("zrem", keys.waiting(w.model), "", w.event_id))
+        elif isinstance(w, CountLabels):
+            for kind, change in (("pending", w.pending), ("unmatched", w.unmatched), ("joined", w.joined)):
+                if change:
+                    out.append(("hincrby", keys.label_counts, f"{w.model}:{kind}", str(change)))
+    for (model, hour, ttl), pairs in kept.items():
+        for start in range(0, len(pairs), 2 * _UNPACK_LIMIT):
+            out.append(("hsetex", keys.predictions(model, hour), ttl, *pairs[start:start + 2 * _UNPACK_LIMIT]))
+    for q in quarantined:
+        digest = hashlib.sha256(q.raw).hexdigest()
+        out.append(("set", keys.quarantine(q.kind, digest), q.raw))
+        out.append(("hset", keys.quarantined, f"{q.model}\t{q.model_version}", quarantine_record(q, digest, now)))
+        if q.kind == "profile":
+            out.append(("del", keys.profile(q.model, q.model_version)))
+    return out
+
+
 class RedisStateStore:
     def __init__(self, url: str, app_id: str) -> None:
-        self._redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        self._redis = redis_client(url)
         self._url = url
         self._app_id = app_id
-        self._prefix = f"driftline:{app_id}"
-        self._offsets_key = f"{self._prefix}:offsets"
-        self._models_key = f"{self._prefix}:models"
+        self._keys = AppKeys(app_id)
         self._commit = self._redis.register_script(_COMMIT)
-
-    def _state_key(self, model: str, version: str) -> str:
-        return f"{self._prefix}:state:{model}:{version}"
 
     def _call(self, fn, *args):
         try:
@@ -208,14 +118,14 @@ class RedisStateStore:
     def offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         if not partitions:
             return {}
-        raw = self._call(self._redis.hmget, self._offsets_key, [_field(tp) for tp in partitions])
+        raw = self._call(self._redis.hmget, self._keys.offsets, [_field(tp) for tp in partitions])
         return {tp: -1 if v is None else int(v) for tp, v in zip(partitions, raw)}
 
     def load(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
         if not models:
             return {}
-        raw = self._call(self._redis.mget, [self._state_key(m, v) for m, v in models])
-        return {key: _decoded(value) for key, value in zip(models, raw)}
+        raw = self._call(self._redis.mget, [self._keys.state(m, v) for m, v in models])
+        return {key: decoded(value) for key, value in zip(models, raw)}
 
     def commit(self, batch: StateCommit) -> bool:
         if not batch.offsets:
@@ -224,67 +134,72 @@ class RedisStateStore:
         for tp, (expected, new) in batch.offsets.items():
             argv += [_field(tp), str(expected), str(new)]
         states = batch.states
-        keys = [self._offsets_key, self._models_key]
-        keys += [self._state_key(m, v) for m, v in states]
+        keys = [self._keys.offsets, self._keys.models]
+        keys += [self._keys.state(m, v) for m, v in states]
         argv += list(states.values())
         argv += [f"{m}\t{v}" for m, v in states]
         now = time.time()
         argv += [orjson.dumps({"events": batch.events_total[key], "updated": now}) for key in states]
-        for op, key, *args in [*batch.writes, *quarantine_writes(batch.quarantined, now)]:
-            argv += [op, self._prefix + ":" + key, len(args), *args]
+        for op, key, *args in _ops(self._keys, batch.writes, batch.quarantined, now):
+            argv += [op, key, len(args), *args]
         return bool(self._call(self._commit, keys, argv))
 
     def quarantined(self) -> dict[tuple[str, str], dict]:
-        raw = self._call(self._redis.hgetall, self._prefix + ":quarantined")
+        raw = self._call(self._redis.hgetall, self._keys.quarantined)
         return {tuple(k.decode().split("\t", 1)): orjson.loads(v) for k, v in raw.items()}
 
-    # -- the label join: keys relative to the app's prefix --------------------------------------------------
-    def get_many(self, keys: list[str]) -> list[dict | None]:
-        if not keys:
-            return []
-        raw = self._call(self._redis.mget, [self._prefix + ":" + k for k in keys])
-        return [_join_record(self._prefix + ":" + k, v) for k, v in zip(keys, raw)]
+    def quarantined_record(self, kind: str, digest: str) -> bytes | None:
+        return self._call(self._redis.get, self._keys.quarantine(kind, digest))
 
-    def hash_get(self, key: str, field: str) -> int:
-        value = self._call(self._redis.hget, self._prefix + ":" + key, field)
-        return 0 if value is None else int(value)
-
-    def hash_lookup(self, keys: list[str], fields: list[str]) -> list[dict | None]:
-        """Per field, its value in the first of ``keys`` that has it (JSON-decoded)."""
-        if not fields or not keys:
-            return [None] * len(fields)
+    # -- the label join -------------------------------------------------------------------------------------
+    def kept_predictions(self, model: str, hours: list[int], event_ids: list[str]) -> list[list | None]:
+        """Per event id, its value in the first of the hour buckets that has it."""
+        if not event_ids or not hours:
+            return [None] * len(event_ids)
         pipe = self._redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.hmget(self._prefix + ":" + key, fields)
+        for hour in hours:
+            pipe.hmget(self._keys.predictions(model, hour), event_ids)
         rows = self._call(pipe.execute)
-        out: list[dict | None] = [None] * len(fields)
-        for key, row in zip(keys, rows):
+        out: list[list | None] = [None] * len(event_ids)
+        for hour, row in zip(hours, rows):
             for j, value in enumerate(row):
                 if out[j] is None and value is not None:
-                    out[j] = _join_record(f"{self._prefix}:{key} {fields[j]}", value)
+                    out[j] = join_record(f"{self._keys.predictions(model, hour)} {event_ids[j]}", value)
         return out
 
-    def hash_all(self, key: str) -> dict[str, int]:
-        raw = self._call(self._redis.hgetall, self._prefix + ":" + key)
-        return {k.decode(): int(v) for k, v in raw.items()}
+    def waiting_labels(self, model: str, event_ids: list[str]) -> list[dict | None]:
+        if not event_ids:
+            return []
+        keys = [self._keys.waiting_label(model, i) for i in event_ids]
+        raw = self._call(self._redis.mget, keys)
+        return [join_record(k, v) for k, v in zip(keys, raw)]
 
-    def due(self, key: str, now: float) -> list[str]:
-        raw = self._call(self._redis.zrangebyscore, self._prefix + ":" + key, "-inf", now)
+    def due_labels(self, model: str, now: float) -> list[str]:
+        raw = self._call(self._redis.zrangebyscore, self._keys.waiting(model), "-inf", now)
         return [m.decode() for m in raw]
 
+    def pending_labels(self, model: str) -> int:
+        value = self._call(self._redis.hget, self._keys.label_counts, f"{model}:pending")
+        return 0 if value is None else int(value)
+
+    def label_counts(self) -> dict[str, int]:
+        raw = self._call(self._redis.hgetall, self._keys.label_counts)
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    # -- profiles and summaries -----------------------------------------------------------------------------
     def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
         if not models:
             return {}
-        raw = self._call(self._redis.mget, [profile_key(self._app_id, m, v) for m, v in models])
-        return {key: _decoded(value) for key, value in zip(models, raw)}
+        raw = self._call(self._redis.mget, [self._keys.profile(m, v) for m, v in models])
+        return {key: decoded(value) for key, value in zip(models, raw)}
 
     def put_profile(self, profile: dict, only_if_absent: bool = False) -> bool:
-        key = profile_key(self._app_id, profile["model"], profile["model_version"])
+        key = self._keys.profile(profile["model"], profile["model_version"])
         return bool(self._call(self._redis.set, key, orjson.dumps(profile), None, None, only_if_absent))
 
     def model_summaries(self) -> dict[tuple[str, str], dict]:
         """Per (model, version): {"events", "updated"} as of its last commit."""
-        raw = self._call(self._redis.hgetall, self._models_key)
+        raw = self._call(self._redis.hgetall, self._keys.models)
         out = {}
         for member, summary in raw.items():
             model, _, version = member.decode().partition("\t")
@@ -293,103 +208,3 @@ class RedisStateStore:
 
     def models(self) -> dict[tuple[str, str], float]:
         return {key: summary["updated"] for key, summary in self.model_summaries().items()}
-
-
-class MemoryStateStore:
-    """The same contract in a dict, for tests of the logic without Redis."""
-
-    def __init__(self) -> None:
-        self._profiles: dict[tuple[str, str], bytes] = {}
-        self._offsets: dict[TopicPartition, int] = {}
-        self._states: dict[tuple[str, str], bytes] = {}
-        self._updated: dict[tuple[str, str], float] = {}
-        self._events: dict[tuple[str, str], int] = {}
-        self._kv: dict[str, bytes] = {}
-        self._fields: dict[str, dict[str, bytes]] = {}
-        self._zsets: dict[str, dict[str, float]] = {}
-        self._hashes: dict[str, dict[str, int]] = {}
-
-    def offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return {tp: self._offsets.get(tp, -1) for tp in partitions}
-
-    def load(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | bytes | None]:
-        return {k: _decoded(self._states.get(k)) for k in models}
-
-    def commit(self, batch: StateCommit) -> bool:
-        offsets = batch.offsets
-        if any(self._offsets.get(tp, -1) != expected for tp, (expected, _new) in offsets.items()):
-            return False
-        now = time.time()
-        for op, key, *args in [*batch.writes, *quarantine_writes(batch.quarantined, now)]:
-            a, b = (args + ["", ""])[:2]
-            if op == "set":
-                self._kv[key] = a
-            elif op == "hset":
-                self._fields.setdefault(key, {})[a] = b
-            elif op == "del" and key.startswith("profile:"):
-                model, _, version = key[len("profile:"):].partition(":")
-                self._profiles.pop((model, version), None)
-            elif op == "hsetex":
-                h = self._fields.setdefault(key, {})
-                h.update(zip(args[1::2], args[2::2]))
-            elif op == "setex":
-                self._kv[key] = b
-            elif op == "del":
-                self._kv.pop(key, None)
-            elif op == "zadd":
-                self._zsets.setdefault(key, {})[b] = float(a)
-            elif op == "zrem":
-                self._zsets.get(key, {}).pop(b, None)
-            elif op == "hincrby":
-                h = self._hashes.setdefault(key, {})
-                h[a] = h.get(a, 0) + int(b)
-        for tp, (_expected, new) in offsets.items():
-            self._offsets[tp] = new
-        for key, state in batch.states.items():
-            self._states[key] = state
-            self._updated[key] = now
-            self._events[key] = batch.events_total[key]
-        return True
-
-    def quarantined(self) -> dict[tuple[str, str], dict]:
-        return {tuple(k.split("\t", 1)): orjson.loads(v) for k, v in self._fields.get("quarantined", {}).items()}
-
-    def put_raw(self, kind: str, model: str, version: str, raw: bytes) -> None:
-        """Write a record as bytes, damaged or not (for tests of what happens when one is)."""
-        (self._states if kind == "state" else self._profiles)[(model, version)] = raw
-
-    def model_summaries(self) -> dict[tuple[str, str], dict]:
-        return {key: {"events": self._events[key], "updated": t} for key, t in self._updated.items()}
-
-    def get_many(self, keys: list[str]) -> list[dict | None]:
-        return [_join_record(k, self._kv.get(k)) for k in keys]
-
-    def hash_get(self, key: str, field: str) -> int:
-        return self._hashes.get(key, {}).get(field, 0)
-
-    def hash_lookup(self, keys: list[str], fields: list[str]) -> list[dict | None]:
-        out: list[dict | None] = []
-        for f in fields:
-            value = next((self._fields[k][f] for k in keys if f in self._fields.get(k, {})), None)
-            out.append(_join_record(f, value))
-        return out
-
-    def hash_all(self, key: str) -> dict[str, int]:
-        return dict(self._hashes.get(key, {}))
-
-    def due(self, key: str, now: float) -> list[str]:
-        return sorted((m for m, score in self._zsets.get(key, {}).items() if score <= now),
-                      key=lambda m: self._zsets[key][m])
-
-    def models(self) -> dict[tuple[str, str], float]:
-        return dict(self._updated)
-
-    def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | bytes | None]:
-        return {k: _decoded(self._profiles.get(k)) for k in models}
-
-    def put_profile(self, profile: dict, only_if_absent: bool = False) -> bool:
-        key = (profile["model"], profile["model_version"])
-        if only_if_absent and key in self._profiles:
-            return False
-        self._profiles[key] = orjson.dumps(profile)
-        return True

@@ -22,6 +22,7 @@ import pytest
 import redis
 
 from producers.topics import ensure_topics
+from stream_processors.state import redis_client
 from stream_processors.batch import logic_params
 from detectors.model.monitor import ModelMonitor
 from stream_processors.settings import Settings, load_settings
@@ -45,7 +46,7 @@ def base_settings() -> Settings:
     if not _reachable(host, int(port)):
         pytest.fail(f"Kafka is not reachable at {settings.kafka_bootstrap}: run 'make stack-up'")
     try:
-        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2).ping()
+        redis_client(settings.redis_url, socket_connect_timeout=2).ping()
     except redis.RedisError:
         pytest.fail(f"Redis is not reachable at {settings.redis_url}: run 'make stack-up'")
     return settings

@@ -2,9 +2,9 @@
 
 import orjson
 import pytest
-import redis
 
 from producers.example_data import drifting_credit_data
+from stream_processors.state import redis_client
 from stream_processors.profiles import restore_profiles
 from stream_processors.state import profile_key
 
@@ -80,7 +80,7 @@ def test_profiles_come_back_from_the_compacted_topic(settings, tmp_path):
     drifting_credit_data(n=3000, seed=34).to_csv(tmp_path / "train.csv", index=False)
     assert run_cli(settings, "profile", "--model", "m-restore", "--model-version", "1", "--data",
                    str(tmp_path / "train.csv")).returncode == 0
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings.redis_url)
     saved = client.get(profile_key(settings.app_id, "m-restore", "1"))
     client.delete(profile_key(settings.app_id, "m-restore", "1"))
     assert restore_profiles(settings) >= 1

@@ -256,15 +256,15 @@ def test_damaged_label_join_records_cost_only_their_own_label():
     store = MemoryStateStore()
     processor = BatchProcessor(SETTINGS, store)
     _run_singles(store, processor, 0, 100)
-    kept = [k for k in store._fields if k.startswith("pred:")]
+    kept = [k for k in store._predictions if k[0] == "m"]
     assert kept, "predictions are kept for the label join"
-    store._fields[kept[0]]["e3"] = b"{not json"       # undecodable
-    store._fields[kept[0]]["e4"] = orjson.dumps([1])  # decodable, of the wrong form
+    store._predictions[kept[0]][0]["e3"] = b"{not json"       # undecodable
+    store._predictions[kept[0]][0]["e4"] = orjson.dumps([1])  # decodable, of the wrong form
     outcome = processor.process([IncomingMessage("l", 0, i, _label(i, i % 2)) for i in range(10)])
     assert store.commit(outcome)
     assert outcome.labels == 10 and outcome.unmatched_labels == 0
-    assert store.hash_get("labels", "m:joined") == 8  # e3 and e4 wait for a prediction that is not readable
-    assert store.hash_get("labels", "m:pending") == 2
+    assert store.label_counts()["m:joined"] == 8  # e3 and e4 wait for a prediction that is not readable
+    assert store.label_counts()["m:pending"] == 2
 
 
 def test_a_label_that_fails_to_apply_is_dead_lettered_alone(monkeypatch):
