@@ -21,7 +21,13 @@ batch, which is what makes a restart lose nothing and count nothing twice:
    records and the offsets in one atomic step, guarded by the offsets read in
    step 1. On a conflict (another worker advanced a partition) the worker
    redoes the batch from step 1.
-6. (worker) Acknowledge the messages so faust commits them to Kafka.
+6. (worker) Return to faust's stream, which acknowledges the messages; faust
+   commits their offsets to Kafka within ``broker_commit_interval``. Kafka's
+   committed offset may lag: on assignment the worker seeks to the offset
+   after the one Redis holds.
+
+In short: flush outputs (4), write state with the offsets (5), commit offsets
+to Kafka (6).
 
 A crash before 5 replays the batch: the state is as before, and alerts come
 out again with the same deterministic ids. A crash after 5 replays nothing.

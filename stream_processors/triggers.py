@@ -11,7 +11,7 @@ order, one at a time:
 1. A record that is not a valid trigger (not JSON, not an object, ``type``,
    ``id``, ``model`` or ``model_version`` missing or not text) is parked with
    reason ``malformed`` and skipped.
-2. ``CMD`` exits 0: the trigger is marked done (a Redis set of trigger ids, so
+2. ``CMD`` exits 0: the trigger is marked done (a Redis set of trigger ids, ``state.keys``, so
    a restart between the command and the commit does not run it again), then
    its offset is committed.
 3. ``CMD`` fails, or runs past ``--timeout`` (its whole process group gets
