@@ -3,7 +3,7 @@
     python benchmarks/detection.py [--runs 100] [--no-drift-events 2000000] [--jobs 2]
 
 Every stream is a model with 20 features (16 numeric, 4 categorical) sent in
-messages of 100 events through ``ModelState.apply``, the code a worker runs
+messages of 100 events through ``ModelMonitor.apply``, the code a worker runs
 per message. Scenario I profiles an independent sample of the pre-change
 process (20,000 rows) with the same builder as ``driftline profile``;
 Scenario II has no profile. Drift cases change one column at event 8,000 and
@@ -26,8 +26,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from stream_processors.batch import logic_params
 from detectors.profile import build_profile  # noqa: E402
-from stream_processors.model_state import ModelState  # noqa: E402
+from detectors.model.monitor import ModelMonitor  # noqa: E402
 from stream_processors.config import Settings  # noqa: E402
 
 N_NUMERIC, N_CATEGORICAL = 16, 4
@@ -114,7 +115,7 @@ def run_stream(case: str, scenario: str, seed: int, n: int, change_at: int | Non
     """Alerts (as findings) of one stream; returns them with the event count."""
     settings = Settings()
     profile = reference_profile(case, seed, settings) if scenario == "I" else None
-    state = ModelState("bench", "1", settings, profile)
+    state = ModelMonitor("bench", "1", logic_params(settings).monitor, profile)
     rng = np.random.default_rng(seed)
     findings = []
     chunk = 50_000  # generate in chunks to bound memory on long no-drift runs

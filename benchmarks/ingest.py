@@ -41,7 +41,7 @@ import orjson  # noqa: E402
 from producers import kafka  # noqa: E402
 from producers.topics import ensure_topics  # noqa: E402
 from stream_processors.config import load_settings  # noqa: E402
-from stream_processors.state_store import RedisStateStore  # noqa: E402
+from stream_processors.state import RedisStateStore  # noqa: E402
 from throughput import make_events, messages_of, worker_rate  # noqa: E402
 
 REQUEST = "org.kubeflow.serving.inference.request"

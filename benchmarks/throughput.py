@@ -31,7 +31,7 @@ from producers import kafka  # noqa: E402
 from producers.events import decode_message, encode_envelope  # noqa: E402
 from producers.topics import ensure_topics  # noqa: E402
 from stream_processors.config import load_settings  # noqa: E402
-from stream_processors.state_store import RedisStateStore  # noqa: E402
+from stream_processors.state import RedisStateStore  # noqa: E402
 
 N_FEATURES = 10
 

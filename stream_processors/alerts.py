@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import hashlib
 
-from stream_processors.model_state import Finding, alert_id
+from detectors.model.verdicts import Finding, alert_id
 
 __all__ = ["alert_id", "finding_alert", "quarantine_alert", "state_lost_alert"]
 

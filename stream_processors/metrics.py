@@ -15,7 +15,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from stream_processors.processing import BatchOutcome
+from stream_processors.batch import BatchOutcome
 
 __all__ = ["METRIC_NAMES", "RedisModelCollector", "WorkerMetrics"]
 

@@ -20,22 +20,14 @@ from producers.replay import ColumnPlan, feature_columns, scalar_values
 from producers import kafka
 from producers.topics import ensure_topics
 from stream_processors.errors import ServiceUnavailable
-from stream_processors.model_state import BOOLEAN, CATEGORICAL, NUMERIC, PREDICTION, SCORE
+from detectors.kinds import NUMERIC, kind_of_values
+from detectors.model.columns import PREDICTION, SCORE
 from stream_processors.config import Settings
-from stream_processors.state_store import RedisStateStore
+from stream_processors.state import RedisStateStore
 
 __all__ = ["profile_from_table", "register_profile", "restore_profiles"]
 
 _COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
-
-
-def _kind_of_values(values: list) -> str:
-    present = [v for v in values if v is not None]
-    if present and all(isinstance(v, bool) for v in present):
-        return BOOLEAN
-    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-        return NUMERIC
-    return CATEGORICAL
 
 
 def _as_column(kind: str, values: list):
@@ -49,11 +41,11 @@ def profile_from_table(df: pd.DataFrame, plan: ColumnPlan, model: str, model_ver
     columns = {name: (kind, _as_column(kind, values)) for name, (kind, values) in feature_columns(df, plan).items()}
     predictions = scalar_values(df[plan.prediction_column]) if plan.prediction_column else None
     if predictions is not None:
-        kind = _kind_of_values(predictions)
+        kind = kind_of_values(predictions)
         columns[PREDICTION] = (kind, _as_column(kind, predictions))
     if plan.score_column:
         scores = scalar_values(df[plan.score_column])
-        if _kind_of_values(scores) == NUMERIC:
+        if kind_of_values(scores) == NUMERIC:
             columns[SCORE] = (NUMERIC, _as_column(NUMERIC, scores))
     labels = scalar_values(df[plan.label_column]) if plan.label_column else None
     return build_profile(model, model_version, columns, created_at=time.time(), window_size=settings.window_size,

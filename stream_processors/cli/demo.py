@@ -16,7 +16,7 @@ from stream_processors.cli.flags import ENV_HELP, connection_flags
 from stream_processors.cli.status import model_status, print_status
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.config import Settings
-from stream_processors.state_store import RedisStateStore
+from stream_processors.state import RedisStateStore
 
 __all__ = ["add_parser", "run", "run_demo"]
 

@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from producers.replay import load_table, plan_columns
     from stream_processors.profile_registry import profile_from_table, register_profile
-    from stream_processors.state_store import profile_key
+    from stream_processors.state import profile_key
 
     df = load_table(args.data)
     plan = plan_columns(df, args.id_column, args.timestamp_column, args.prediction_column, args.score_column,

@@ -9,14 +9,15 @@ import time
 from stream_processors.cli.flags import ENV_HELP, connection_flags, dump
 from stream_processors.errors import DriftlineError, UnknownModel
 from stream_processors.config import Settings
-from stream_processors.state_store import RedisStateStore
+from stream_processors.state import RedisStateStore
 
 __all__ = ["add_parser", "model_status", "print_status", "run"]
 
 
 def model_status(settings: Settings, model: str, version: str | None = None) -> dict:
     """The status of one model: its latest-updated version unless one is named."""
-    from stream_processors.model_state import ModelState
+    from detectors.model.monitor import ModelMonitor
+    from stream_processors.batch import logic_params
 
     store = RedisStateStore(settings.redis.url, settings.app_id)
     store.ping()
@@ -32,7 +33,7 @@ def model_status(settings: Settings, model: str, version: str | None = None) -> 
         raise UnknownModel(f"model {model!r} has no version {version!r}; versions seen: {sorted(versions)}")
     state = store.load([(model, version)])[(model, version)]
     try:
-        status = ModelState.from_dict(state, settings).describe()
+        status = ModelMonitor.from_dict(state, logic_params(settings).monitor).describe()
     except BaseException as exc:  # noqa: BLE001 - damaged state (river's panics included) is reported, not raised
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
@@ -41,7 +42,7 @@ def model_status(settings: Settings, model: str, version: str | None = None) -> 
                              "at its next event") from None
     status["quarantined"] = store.quarantined().get((model, version))
     status["versions"] = sorted(versions)
-    counts = store.hash_all("labels")
+    counts = store.label_counts()
     status["labels"] = {k: counts.get(f"{model}:{k}", 0) for k in ("joined", "pending", "unmatched")}
     return status
 

@@ -11,7 +11,7 @@ order, one at a time:
 1. A record that is not a valid trigger (not JSON, not an object, ``type``,
    ``id``, ``model`` or ``model_version`` missing or not text) is parked with
    reason ``malformed`` and skipped.
-2. ``CMD`` exits 0: the trigger is marked done (a Redis set of trigger ids, so
+2. ``CMD`` exits 0: the trigger is marked done (a Redis set of trigger ids, ``state.keys``, so
    a restart between the command and the commit does not run it again), then
    its offset is committed.
 3. ``CMD`` fails, or runs past ``--timeout`` (its whole process group gets
@@ -39,11 +39,11 @@ from dataclasses import dataclass
 
 import confluent_kafka
 import orjson
-import redis
 
 from producers import kafka
 from producers.topics import ensure_topics
 from stream_processors.cli.flags import ENV_HELP, connection_flags
+from stream_processors.state.trigger_ledger import TriggerLedger
 from stream_processors.errors import ConfigError, DriftlineError, ServiceUnavailable
 from stream_processors.config import Settings, inherited_environment
 
@@ -231,20 +231,16 @@ class _TriggerRunner:
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.stop = stop
-        self.done_key = f"driftline:triggers-done:{group}:{settings.control_topic}"
-        self.parked_key = f"driftline:triggers-parked:{group}:{settings.control_topic}"
         self.parked_topic = parked_topic(settings.control_topic)
         self.ran = self.malformed = self.gave_up = 0
-        self.redis = redis.Redis.from_url(settings.redis.url, socket_connect_timeout=5, socket_timeout=30)
+        self.ledger = TriggerLedger(settings.redis.url, group, settings.control_topic)
         self.consumer: confluent_kafka.Consumer | None = None
         self.producer: confluent_kafka.Producer | None = None
 
     def connect(self) -> None:
-        try:
-            self.redis.ping()
-        except redis.RedisError as exc:
+        if not self.ledger.reachable():
             raise ServiceUnavailable(f"Redis is unreachable at {self.settings.redis.redacted()}; start it with "
-                                     "'make stack-up' or set DRIFTLINE_REDIS_URL") from exc
+                                     "'make stack-up' or set DRIFTLINE_REDIS_URL")
         ensure_topics(self.settings.kafka, [self.parked_topic], self.settings.topic_partitions, timeout_s=10)
         self.consumer = kafka.consumer(self.settings.kafka, {
             "group.id": self.group,
@@ -269,7 +265,7 @@ class _TriggerRunner:
         """Deal with one record; False if asked to stop before it was finished (nothing committed then)."""
         where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
         position = f"{msg.partition()}:{msg.offset()}"
-        if self._redis(self.redis.sismember, self.parked_key, position):
+        if self.ledger.is_parked(position):
             self._commit(msg)
             return True
         trigger = validate_trigger(msg.value())
@@ -283,7 +279,7 @@ class _TriggerRunner:
             self._commit(msg)
             return True
         name = _printable(f"trigger {trigger['id']} (model {trigger['model']} v{trigger['model_version']})")
-        if self._redis(self.redis.sismember, self.done_key, trigger["id"]):
+        if self.ledger.is_done(trigger["id"]):
             _say(f"{name} was handled before; skipping")
             self._commit(msg)
             return True
@@ -299,7 +295,7 @@ class _TriggerRunner:
                 return False
             attempts.append(attempt)
             if attempt.succeeded:
-                self._redis(self.redis.sadd, self.done_key, trigger["id"])
+                self.ledger.mark_done(trigger["id"])
                 self._commit(msg)
                 self.ran += 1
                 _say(f"{name}: command succeeded in {attempt.seconds:.1f}s")
@@ -334,7 +330,7 @@ class _TriggerRunner:
             raise ServiceUnavailable(f"could not write to {self.parked_topic} ({error}); the record at "
                                      f"{msg.topic()}[{msg.partition()}]@{msg.offset()} is not committed and is "
                                      "read again on restart")
-        self._redis(self.redis.sadd, self.parked_key, f"{msg.partition()}:{msg.offset()}")
+        self.ledger.park(f"{msg.partition()}:{msg.offset()}")
 
     def _commit(self, msg: confluent_kafka.Message) -> None:
         try:
@@ -342,13 +338,6 @@ class _TriggerRunner:
         except confluent_kafka.KafkaException as exc:
             # e.g. the group rebalanced during a long command: the record is read again and skipped as handled
             _say(f"could not commit {msg.topic()}[{msg.partition()}]@{msg.offset()}: {exc.args[0].str()}")
-
-    def _redis(self, method, *args):
-        try:
-            return method(*args)
-        except redis.RedisError as exc:
-            raise ServiceUnavailable(f"Redis failed while handling triggers ({type(exc).__name__}); nothing more "
-                                     "was committed, the current trigger is read again on restart") from exc
 
     def close(self) -> None:
         if self.consumer is not None:

@@ -10,7 +10,7 @@ from producers.topics import ensure_topics
 from stream_processors.cli.flags import ENV_HELP, connection_flags
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.config import Settings
-from stream_processors.state_store import RedisStateStore
+from stream_processors.state import RedisStateStore
 
 __all__ = ["add_parser", "run", "run_worker"]
 

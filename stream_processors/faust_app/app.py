@@ -44,9 +44,9 @@ from producers.kafka import faust_broker_settings
 from stream_processors.alerts import state_lost_alert
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.metrics import WorkerMetrics
-from stream_processors.processing import BatchOutcome, BatchProcessor, IncomingMessage, is_fatal
+from stream_processors.batch import BatchOutcome, BatchProcessor, IncomingMessage, is_fatal
 from stream_processors.config import Settings
-from stream_processors.state_store import RedisStateStore
+from stream_processors.state import RedisStateStore
 
 __all__ = ["AGENT_FAILED_EXIT", "build_app", "chunks"]
 

@@ -22,9 +22,11 @@ import pytest
 import redis
 
 from producers.topics import ensure_topics
-from stream_processors.model_state import ModelState
+from stream_processors.state import redis_client
+from stream_processors.batch import logic_params
+from detectors.model.monitor import ModelMonitor
 from stream_processors.config import Settings, load_settings
-from stream_processors.state_store import RedisStateStore
+from stream_processors.state import RedisStateStore
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +46,7 @@ def base_settings() -> Settings:
     if not _reachable(host, int(port)):
         pytest.fail(f"Kafka is not reachable at {settings.kafka.bootstrap}: run 'make stack-up'")
     try:
-        redis.Redis.from_url(settings.redis.url, socket_connect_timeout=2).ping()
+        redis_client(settings.redis.url, socket_connect_timeout=2).ping()
     except redis.RedisError:
         pytest.fail(f"Redis is not reachable at {settings.redis.url}: run 'make stack-up'")
     return settings
@@ -170,4 +172,4 @@ def model_state(s: Settings, model: str, version: str) -> dict | None:
 
 
 def describe(s: Settings, model: str, version: str) -> dict:
-    return ModelState.from_dict(model_state(s, model, version), s).describe()
+    return ModelMonitor.from_dict(model_state(s, model, version), logic_params(s).monitor).describe()

@@ -10,7 +10,7 @@ import pytest
 from producers.example_data import drifting_credit_data
 from producers.replay import plan_columns, replay, rows_to_events
 from producers.topics import ensure_topics
-from stream_processors.state_store import RedisStateStore
+from stream_processors.state import RedisStateStore
 
 from .conftest import model_state, read_topic, wait_until_applied
 

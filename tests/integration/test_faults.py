@@ -19,11 +19,11 @@ import confluent_kafka
 import numpy as np
 import orjson
 import pytest
-import redis
 
 from producers.events import encode_envelope, encode_event
 from producers.topics import ensure_topics
-from stream_processors.state_store import RedisStateStore
+from stream_processors.state import redis_client
+from stream_processors.state import RedisStateStore
 
 from .conftest import describe, read_topic, run_cli, wait_until_applied
 
@@ -204,7 +204,7 @@ def test_redis_that_hangs_longer_than_the_session_timeout(settings, private_stac
     traffic.wait_for(0.3)
     started = time.monotonic()
     # Redis answers nobody meanwhile
-    redis.Redis.from_url(stack.redis_url, socket_timeout=60).execute_command("DEBUG", "SLEEP", 12)
+    redis_client(stack.redis_url, socket_timeout=60).execute_command("DEBUG", "SLEEP", 12)
     assert time.monotonic() - started >= 11
     traffic.finish()
     wait_until_applied(s, worker, timeout=180)
@@ -289,7 +289,7 @@ def test_damaged_state_and_profile_are_quarantined(settings, worker_factory):
 
     send("m0", 0, 300)
     wait_until_applied(settings, worker)
-    r = redis.Redis.from_url(settings.redis.url)
+    r = redis_client(settings.redis.url)
     state_key = f"driftline:{settings.app_id}:state:m0:1"
     saved = orjson.loads(r.get(state_key))
     for monitor in saved["monitors"].values():  # river's compiled core panics on a window it cannot read
@@ -323,7 +323,7 @@ def test_state_lost_in_redis_is_detected(settings, worker_factory, rebuild):
     wait_until_applied(s, worker)
     worker.kill(signal.SIGTERM)
     time.sleep(1.5)  # faust commits its offsets to Kafka as it stops
-    r = redis.Redis.from_url(s.redis.url)
+    r = redis_client(s.redis.url)
     r.delete(*r.keys(f"driftline:{s.app_id}:*"))  # Redis lost everything of this app
     worker.start()
     store = RedisStateStore(s.redis.url, s.app_id)

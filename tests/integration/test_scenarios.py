@@ -2,11 +2,11 @@
 
 import orjson
 import pytest
-import redis
 
 from producers.example_data import drifting_credit_data
+from stream_processors.state import redis_client
 from stream_processors.profile_registry import restore_profiles
-from stream_processors.state_store import profile_key
+from stream_processors.state import profile_key
 
 from .conftest import run_cli, wait_until_applied
 
@@ -80,7 +80,7 @@ def test_profiles_come_back_from_the_compacted_topic(settings, tmp_path):
     drifting_credit_data(n=3000, seed=34).to_csv(tmp_path / "train.csv", index=False)
     assert run_cli(settings, "profile", "--model", "m-restore", "--model-version", "1", "--data",
                    str(tmp_path / "train.csv")).returncode == 0
-    client = redis.Redis.from_url(settings.redis.url)
+    client = redis_client(settings.redis.url)
     saved = client.get(profile_key(settings.app_id, "m-restore", "1"))
     client.delete(profile_key(settings.app_id, "m-restore", "1"))
     assert restore_profiles(settings) >= 1

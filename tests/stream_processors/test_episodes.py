@@ -8,19 +8,20 @@ import pandas as pd
 import pytest
 from sklearn import metrics as sk
 
+from stream_processors.batch import logic_params
 from detectors.performance import same_class
 from producers.events import encode_envelope
 from producers.example_data import drifting_credit_data
 from producers.replay import plan_columns, rows_to_events
 from stream_processors.alerts import finding_alert
-from stream_processors.label_join import Joined
-from stream_processors.model_state import Finding, ModelState, alert_id
-from stream_processors.performance_tracker import PerformanceTracker
-from stream_processors.processing import BatchProcessor, IncomingMessage
+from detectors.model.label_join import Joined
+from detectors.model.monitor import Finding, ModelMonitor, alert_id
+from detectors.model.performance_tracker import PerformanceTracker
+from stream_processors.batch import BatchProcessor, IncomingMessage
 from stream_processors.cli.alerts import format_alert
-from stream_processors.retrain_policy import RetrainPolicy
+from detectors.model.retrain_policy import RetrainPolicy
 from stream_processors.config import Settings
-from stream_processors.state_store import MemoryStateStore
+from stream_processors.state import MemoryStateStore
 
 SETTINGS = Settings()
 
@@ -35,7 +36,7 @@ def _joined(predictions, labels, start=0):
 
 
 def test_an_episode_fires_once_holds_repeats_and_resolves_after_a_quiet_stretch():
-    state = ModelState("m", "1", SETTINGS.replace(cooldown_events=100))
+    state = ModelMonitor("m", "1", logic_params(SETTINGS.replace(cooldown_events=100)).monitor)
     [opened] = state._episode(_drift(state, "x", "e10"), at=10)
     assert opened.status == "firing" and opened.episode_id == opened.id and opened.started_at_event == "e10"
     assert state._episode(_drift(state, "x", "e60"), at=60) == []          # within the episode: held back
@@ -52,7 +53,7 @@ def test_an_episode_fires_once_holds_repeats_and_resolves_after_a_quiet_stretch(
 
 
 def test_a_firing_after_the_quiet_stretch_resolves_the_old_episode_first():
-    state = ModelState("m", "1", SETTINGS.replace(cooldown_events=100))
+    state = ModelMonitor("m", "1", logic_params(SETTINGS.replace(cooldown_events=100)).monitor)
     [first] = state._episode(_drift(state, "x", "e10"), at=10)
     resolved, second = state._episode(_drift(state, "x", "e200"), at=200)
     assert (resolved.status, resolved.episode_id) == ("resolved", first.id)
@@ -60,7 +61,7 @@ def test_a_firing_after_the_quiet_stretch_resolves_the_old_episode_first():
 
 
 def test_resolved_messages_have_the_schema_and_print_distinctly():
-    state = ModelState("m", "1", SETTINGS.replace(cooldown_events=5))
+    state = ModelMonitor("m", "1", logic_params(SETTINGS.replace(cooldown_events=5)).monitor)
     [opened] = state._episode(_drift(state, "x", "e1"), at=1)
     [resolved] = state._resolve("events", 1, 6, ["e2", "e3", "e4", "e5", "e6"])
     firing, done = finding_alert(opened, 1.0), finding_alert(resolved, 2.0)
@@ -86,16 +87,17 @@ def _feed(frame, settings, batch=500):
 
 def test_the_saved_state_round_trips_with_open_and_closed_episodes():
     frame = drifting_credit_data(n=12000, seed=4, shift_sigma=2.0)
-    alerts, store = _feed(frame, SETTINGS.replace(cooldown_events=2000))
+    settings = SETTINGS.replace(cooldown_events=2000)
+    alerts, store = _feed(frame, settings)
     saved = store.load([("credit", "1")])[("credit", "1")]
-    assert saved["format"] == "driftline.model_state/4"
-    state = ModelState.from_dict(saved, SETTINGS)
+    assert saved["format"] == "driftline.model_state/5"
+    state = ModelMonitor.from_dict(saved, logic_params(settings).monitor)
     assert state.to_dict() == saved
     assert state.episodes or state.closed_episodes
     opened = {a["episode_id"] for a in alerts if a["status"] == "firing"}
     assert {e["episode_id"] for e in list(state.episodes.values()) + state.closed_episodes} <= opened
-    assert state.performance.to_dict() == PerformanceTracker.from_dict(saved["performance"], SETTINGS).to_dict()
-    assert state.policy.to_dict() == RetrainPolicy.from_dict(saved["policy"], SETTINGS).to_dict()
+    assert state.performance.to_dict() == PerformanceTracker.from_dict(saved["performance"], logic_params(SETTINGS).monitor.performance).to_dict()
+    assert state.policy.to_dict() == RetrainPolicy.from_dict(saved["policy"], logic_params(SETTINGS).monitor.policy).to_dict()
 
 
 def test_a_format_3_state_is_migrated():
@@ -108,7 +110,7 @@ def test_a_format_3_state_is_migrated():
     old["policy"] = {"recent_drift": {"income": 3900}, "last_trigger_at": None}
     old["performance"] = {k: v for k, v in saved["performance"].items() if k not in ("labels", "improvements")}
     old["performance"]["format"] = "driftline.performance/1"
-    state = ModelState.from_dict(old, SETTINGS)
+    state = ModelMonitor.from_dict(old, logic_params(SETTINGS).monitor)
     assert state.episodes["income"]["type"] == "drift" and state.episodes["income"]["episode_id"] == ""
     assert state.episodes["performance:None:realized_accuracy"]["feature"] is None
     assert state.drifting()["income"] is True
@@ -123,11 +125,11 @@ def test_a_format_3_state_is_migrated():
     assert state._episode(_drift(state, "income", "x"), at=4000) == []  # still holds repeats back
     # the migrated episode closes without a resolved message: no firing message carried an id for it
     assert state._resolve("events", 4000, 9000, ["y"]) == [] and "income" not in state.episodes
-    assert ModelState.from_dict(state.to_dict(), SETTINGS).to_dict() == state.to_dict()
+    assert ModelMonitor.from_dict(state.to_dict(), logic_params(SETTINGS).monitor).to_dict() == state.to_dict()
 
 
 def _tracker(settings=Settings(performance_window=200, performance_baseline_windows=2)):
-    return PerformanceTracker(settings)
+    return PerformanceTracker(logic_params(settings).monitor.performance)
 
 
 def test_a_falling_error_is_an_improvement_and_a_rising_error_an_alert():
@@ -164,7 +166,7 @@ def test_the_error_stream_uses_the_one_class_rule():
 
 
 def _state_with_evidence(labels):
-    state = ModelState("m", "1", SETTINGS.replace(trigger_drift_features=2))
+    state = ModelMonitor("m", "1", logic_params(SETTINGS.replace(trigger_drift_features=2)).monitor)
     state.performance.labels = labels
     return state
 
@@ -177,7 +179,7 @@ def test_drift_alone_does_not_retrain_a_model_with_performance_evidence():
     [trigger] = state.policy.decide(state, drift)
     assert trigger.evidence["rule"] == "drift" and trigger.evidence["performance_evidence"] is False
     assert [d["id"] for d in trigger.evidence["drift"]] == [f.id for f in drift]
-    off = ModelState("m", "1", SETTINGS.replace(trigger_drift_features=2, trigger_on_drift_alone=False))
+    off = ModelMonitor("m", "1", logic_params(SETTINGS.replace(trigger_drift_features=2, trigger_on_drift_alone=False)).monitor)
     assert off.policy.decide(off, drift) == []
 
 
@@ -205,13 +207,13 @@ def test_status_and_metrics_follow_the_episode():
     from prometheus_client import CollectorRegistry
 
     from stream_processors.metrics import WorkerMetrics
-    from stream_processors.processing import BatchOutcome
+    from stream_processors.batch import BatchOutcome
     from stream_processors.cli.status import print_status
 
     frame = drifting_credit_data(n=8000, seed=4, shift_sigma=2.0)
     settings = SETTINGS.replace(cooldown_events=1000)
     alerts, store = _feed(frame, settings)
-    state = ModelState.from_dict(store.load([("credit", "1")])[("credit", "1")], settings)
+    state = ModelMonitor.from_dict(store.load([("credit", "1")])[("credit", "1")], logic_params(settings).monitor)
     status = {**state.describe(), "versions": ["1"], "labels": {}}
     out = io.StringIO()
     print_status(status, out)
@@ -237,7 +239,7 @@ def test_an_improvement_is_visible_in_the_metrics():
     from prometheus_client import CollectorRegistry
 
     from stream_processors.metrics import WorkerMetrics
-    from stream_processors.processing import BatchOutcome
+    from stream_processors.batch import BatchOutcome
 
     rng = np.random.default_rng(12)
     predictions = rng.normal(0, 1, 4000)
@@ -301,7 +303,7 @@ def test_an_error_returning_to_normal_after_an_improvement_is_not_a_degradation(
     worse = [a for a in alerts if a["type"] in ("performance", "retrain") and a["status"] == "firing"]
     assert worse, "the real degradation from event 30000 on is alerted"
     assert min(int(a["evidence"]["last_event_id"][2:]) for a in worse) >= 30000  # better, then as before: silent
-    state = ModelState.from_dict(store.load([("credit", "1")])[("credit", "1")], SETTINGS)
+    state = ModelMonitor.from_dict(store.load([("credit", "1")])[("credit", "1")], logic_params(SETTINGS).monitor)
     assert any(i["detector"].startswith("error_") for i in state.performance.improvements)
 
 
@@ -379,8 +381,8 @@ def test_a_degradation_during_the_trigger_cooldown_triggers_when_it_ends_if_stil
     opened = {a["id"] for a in alerts if a["type"] == "performance" and a["status"] == "firing"}
     assert {r["id"] for r in triggers[1]["evidence"]["reasons"]} <= opened
     assert triggers[1]["evidence"]["events_seen"] >= 5039 + settings.trigger_cooldown_events
-    state = ModelState.from_dict(store.load([("credit", "1")])[("credit", "1")], settings)
-    assert state.policy.waiting == [] and RetrainPolicy.from_dict(state.policy.to_dict(), settings).to_dict() \
+    state = ModelMonitor.from_dict(store.load([("credit", "1")])[("credit", "1")], logic_params(settings).monitor)
+    assert state.policy.waiting == [] and RetrainPolicy.from_dict(state.policy.to_dict(), logic_params(settings).monitor.policy).to_dict() \
         == state.policy.to_dict()
 
 
@@ -397,16 +399,16 @@ def test_yes_no_labels_take_yes_as_positive_and_estimate_the_accuracy():
     profile = profile_from_table(train, plan_columns(train), "credit", "1", SETTINGS).to_dict()
     assert profile["performance"]["positive"] == "yes"
     events, _ = rows_to_events(frame, plan_columns(frame), "credit")
-    tracker = PerformanceTracker(SETTINGS, profile["performance"])
+    tracker = PerformanceTracker(logic_params(SETTINGS).monitor.performance, profile["performance"])
     assert tracker.calibration.fitted and tracker.positive == "yes"
     assert tracker.on_predictions(events) == []
     realized = np.mean(frame["prediction"] == frame["label"])
     assert abs(tracker.estimated - realized) < 0.05  # it read as certain (about 1.0), an improvement, before
     # without a reference the classes seen name the positive class the same way
-    tracker = PerformanceTracker(SETTINGS)
+    tracker = PerformanceTracker(logic_params(SETTINGS).monitor.performance)
     tracker.on_labels(_joined(frame["prediction"][:300], frame["label"][:300]))
     assert tracker.positive == "yes"
-    assert PerformanceTracker.from_dict(tracker.to_dict(), SETTINGS).to_dict() == tracker.to_dict()
+    assert PerformanceTracker.from_dict(tracker.to_dict(), logic_params(SETTINGS).monitor.performance).to_dict() == tracker.to_dict()
 
 
 def test_labels_of_one_class_fit_no_calibration():

@@ -13,10 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from producers.events import REASON_CODES
-from stream_processors.model_state import ModelState
-from stream_processors.processing import BatchProcessor, IncomingMessage
+from stream_processors.batch import logic_params
+from detectors.model.monitor import ModelMonitor
+from stream_processors.batch import BatchProcessor, IncomingMessage
 from stream_processors.config import Settings
-from stream_processors.state_store import MemoryStateStore
+from stream_processors.state import MemoryStateStore
 
 SETTINGS = Settings(window_size=20, edge_events=20, baseline_windows=2, pilot_size=40, baseline_blocks=10,
                     block_size=5, performance_window=10, category_block_size=5, category_baseline_blocks=10)
@@ -136,7 +137,7 @@ def test_no_input_escapes_and_every_input_is_accounted_for(data):
         assert store.commit(outcome) and outcome.events == len(final)
     for key in store.models():
         saved = store.load([key])[key]
-        restored = ModelState.from_dict(saved, SETTINGS)
+        restored = ModelMonitor.from_dict(saved, logic_params(SETTINGS).monitor)
         assert restored.to_dict() == saved
 
 

@@ -7,10 +7,11 @@ from sklearn import metrics as sk
 from producers.events import encode_envelope
 from producers.example_data import drifting_credit_data
 from producers.replay import plan_columns, rows_to_events
-from stream_processors.model_state import ModelState
-from stream_processors.processing import BatchProcessor, IncomingMessage
+from stream_processors.batch import logic_params
+from detectors.model.monitor import ModelMonitor
+from stream_processors.batch import BatchProcessor, IncomingMessage
 from stream_processors.config import Settings
-from stream_processors.state_store import MemoryStateStore
+from stream_processors.state import MemoryStateStore
 
 SETTINGS = Settings(performance_window=500)
 
@@ -38,7 +39,7 @@ class Feed:
         return outcome
 
     def state(self, model="credit", version="1"):
-        return ModelState.from_dict(self.store.load([(model, version)])[(model, version)], self.settings)
+        return ModelMonitor.from_dict(self.store.load([(model, version)])[(model, version)], logic_params(self.settings).monitor)
 
 
 def _events(n=6000, seed=0, **kw):
@@ -55,11 +56,11 @@ def test_labels_before_and_after_their_predictions_all_join():
     later = [label for i, label in enumerate(labels) if i not in early]
     rng.shuffle(later)
     feed.process([feed.send("labels", "credit", first[i:i + 250], "label") for i in range(0, len(first), 250)])
-    assert feed.store.hash_get("labels", "credit:pending") == 1000
+    assert feed.store.pending_labels("credit") == 1000
     feed.process([feed.send("inference", "credit", events[i:i + 500], "inference") for i in range(0, 3000, 500)])
-    assert feed.store.hash_get("labels", "credit:pending") == 0
+    assert feed.store.pending_labels("credit") == 0
     feed.process([feed.send("labels", "credit", later[i:i + 250], "label") for i in range(0, len(later), 250)])
-    counts = feed.store.hash_all("labels")
+    counts = feed.store.label_counts()
     assert counts["credit:joined"] == 3000 and counts.get("credit:unmatched", 0) == 0
 
     # realized metrics equal scikit-learn's over the same windows (in join order)
@@ -84,7 +85,7 @@ def test_labels_that_never_match_are_counted_after_their_wait():
     feed = Feed(settings)
     feed.process([feed.send("labels", "credit", [{"event_id": "ghost-1", "label": 1, "timestamp": 1.0}], "label")])
     feed.process([feed.send("labels", "credit", [{"event_id": "ghost-2", "label": 0, "timestamp": 1.0}], "label")])
-    counts = feed.store.hash_all("labels")
+    counts = feed.store.label_counts()
     assert counts["credit:unmatched"] >= 1 and counts["credit:pending"] + counts["credit:unmatched"] == 2
 
 
@@ -95,7 +96,7 @@ def test_redelivered_labels_are_not_joined_twice():
     label_msgs = [feed.send("labels", "credit", labels[i:i + 500], "label") for i in range(0, 2000, 500)]
     feed.process(inference + label_msgs[:2])
     feed.process(inference + label_msgs)  # at-least-once: everything again, and the rest
-    assert feed.store.hash_all("labels")["credit:joined"] == 2000
+    assert feed.store.label_counts()["credit:joined"] == 2000
     assert len(feed.state().performance.history) == 4
 
 
@@ -158,6 +159,6 @@ def test_a_label_past_its_wait_whose_prediction_arrives_now_joins_once():
     ghost = {"event_id": "never-predicted", "label": 1, "timestamp": 1.0}  # keeps the sweep running
     feed.process([feed.send("labels", "credit", labels[:3] + [ghost], "label")])
     feed.process([feed.send("inference", "credit", events, "inference")])
-    counts = feed.store.hash_all("labels")
+    counts = feed.store.label_counts()
     assert counts["credit:joined"] == 3
     assert counts["credit:unmatched"] == 1 and counts["credit:pending"] == 0

@@ -4,9 +4,9 @@ from producers.events import encode_envelope
 from producers.example_data import drifting_credit_data
 from producers.replay import plan_columns, rows_to_events
 from stream_processors.metrics import METRIC_NAMES, RedisModelCollector, WorkerMetrics
-from stream_processors.processing import BatchProcessor, IncomingMessage
+from stream_processors.batch import BatchProcessor, IncomingMessage
 from stream_processors.config import Settings
-from stream_processors.state_store import MemoryStateStore
+from stream_processors.state import MemoryStateStore
 
 
 def _messages(n=16000, batch=500):
@@ -83,7 +83,7 @@ def test_every_exported_name_is_declared():
 
 def test_dead_letters_are_counted_by_their_reason_code_not_their_text():
     from producers.events import REASON_CODES, decode_message
-    from stream_processors.processing import BatchProcessor, IncomingMessage
+    from stream_processors.batch import BatchProcessor, IncomingMessage
 
     store = MemoryStateStore()
     processor = BatchProcessor(Settings(), store)

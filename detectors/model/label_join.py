@@ -16,16 +16,14 @@ import logging
 
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
-import orjson
+from detectors.model.params import JoinParams
+from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWrite, KeepPrediction
 
-from stream_processors.config import Settings
-
-__all__ = ["Joined", "LabelJoin"]
+__all__ = ["JoinBatch", "Joined", "LabelJoin", "LabelStore"]
 
 _log = logging.getLogger(__name__)
-
-COUNTS = "labels"
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ class Joined:
 class JoinBatch:
     """What one batch of the join writes and produced."""
 
-    writes: list[tuple] = field(default_factory=list)
+    writes: list[JoinWrite] = field(default_factory=list)
     joined: dict[tuple[str, str], list[Joined]] = field(default_factory=dict)
     unmatched: dict[str, int] = field(default_factory=dict)
 
@@ -50,9 +48,26 @@ class JoinBatch:
         self.joined.setdefault((model, item.model_version), []).append(item)
 
 
+class LabelStore(Protocol):
+    """What the join reads (a ``stream_processors.state`` store)."""
+
+    def kept_predictions(self, model: str, hours: list[int], event_ids: list[str]) -> list[list | None]:
+        """Per event id, its kept prediction [version, prediction, score, timestamp] in the first of ``hours``
+        that has it."""
+
+    def waiting_labels(self, model: str, event_ids: list[str]) -> list[dict | None]:
+        """Per event id, its waiting label {"l": label, "t": timestamp}."""
+
+    def due_labels(self, model: str, now: float) -> list[str]:
+        """Event ids of waiting labels whose deadline is at or before ``now``."""
+
+    def pending_labels(self, model: str) -> int:
+        """How many of the model's labels wait for their prediction."""
+
+
 class LabelJoin:
-    def __init__(self, settings: Settings, store) -> None:
-        self._settings = settings
+    def __init__(self, params: JoinParams, store) -> None:
+        self.params = params
         self._store = store
 
     def run(self, predictions: dict[str, list[tuple[str, dict]]], labels: dict[str, list[dict]],
@@ -65,27 +80,22 @@ class LabelJoin:
             self._model(model, predictions.get(model, []), labels.get(model, []), now, batch)
         return batch
 
-    def _prediction_keys(self, model: str, now: float) -> list[str]:
-        """The hourly hashes a kept prediction can be in, newest first."""
+    def _hours(self, now: float) -> list[int]:
+        """The hours a kept prediction can be in, newest first."""
         hour = int(now // 3600)
-        return [f"pred:{model}:{h}" for h in range(hour, hour - self._settings.prediction_ttl_s // 3600 - 2, -1)]
+        return list(range(hour, hour - self.params.prediction_ttl_s // 3600 - 2, -1))
 
-    def _lookup(self, model: str, event_ids: list[str], now: float) -> list[dict | None]:
-        return self._store.hash_lookup(self._prediction_keys(model, now), event_ids)
+    def _lookup(self, model: str, event_ids: list[str], now: float) -> list[list | None]:
+        return self._store.kept_predictions(model, self._hours(now), event_ids)
 
     def _model(self, model: str, predicted: list[tuple[str, dict]], labelled: list[dict], now: float,
                batch: JoinBatch) -> None:
-        s = self._settings
-        stored_waiting = waiting = self._store.hash_get(COUNTS, f"{model}:pending")
+        s = self.params
+        stored_waiting = waiting = self._store.pending_labels(model)
         if s.keep_predictions and predicted:
-            # one hash per hour: a single HSET per batch instead of a key per event
-            key, ttl = f"pred:{model}:{int(now // 3600)}", s.prediction_ttl_s + 3600
-            for start in range(0, len(predicted), 2000):  # Lua's unpack() takes a few thousand values
-                pairs: list = []
-                for version, event in predicted[start:start + 2000]:
-                    pairs += [event["event_id"],
-                              orjson.dumps((version, event["prediction"], event["score"], event["timestamp"]))]
-                batch.writes.append(("hsetex", key, ttl, *pairs))
+            hour, ttl = int(now // 3600), s.prediction_ttl_s + 3600
+            batch.writes += [KeepPrediction(model, e["event_id"], version, e["prediction"], e["score"],
+                                            e["timestamp"], hour, ttl) for version, e in predicted]
         fresh: dict[str, Joined] = {}  # predictions of this batch, by event id: only needed to meet labels
         if labelled or waiting:
             fresh = {e["event_id"]: Joined(e["event_id"], v, e["prediction"], e["score"], None, e["timestamp"])
@@ -94,7 +104,7 @@ class LabelJoin:
         # predictions that labels were waiting for
         if waiting and fresh:
             ids = list(fresh)
-            for event_id, label in zip(ids, self._store.get_many([f"label:{model}:{i}" for i in ids])):
+            for event_id, label in zip(ids, self._store.waiting_labels(model, ids)):
                 if label is not None:
                     batch.add(model, _with_label(fresh[event_id], label["l"]))
                     waiting -= 1
@@ -112,16 +122,15 @@ class LabelJoin:
                     batch.add(model, _with_label(prediction, label["label"]))
                     continue
                 deadline = now + s.label_wait_s
-                batch.writes.append(("setex", f"label:{model}:{event_id}", int(s.label_wait_s) + 3600,
-                                     orjson.dumps({"l": label["label"], "t": label["timestamp"]})))
-                batch.writes.append(("zadd", f"waiting:{model}", repr(deadline), event_id))
+                batch.writes.append(AwaitLabel(model, event_id, label["label"], label["timestamp"], deadline,
+                                               int(s.label_wait_s) + 3600))
                 waiting += 1
         # labels whose wait is over: a last look for their prediction, else unmatched
         if waiting:
-            due = [i for i in self._store.due(f"waiting:{model}", now) if i not in handled]
+            due = [i for i in self._store.due_labels(model, now) if i not in handled]
             if due:
                 predictions_now = self._lookup(model, due, now)
-                labels_now = self._store.get_many([f"label:{model}:{i}" for i in due])
+                labels_now = self._store.waiting_labels(model, due)
                 for event_id, record, label in zip(due, predictions_now, labels_now):
                     self._forget_waiting(batch, model, event_id)
                     waiting -= 1
@@ -130,19 +139,14 @@ class LabelJoin:
                         batch.add(model, _with_label(prediction, label["l"]))
                     else:
                         batch.unmatched[model] = batch.unmatched.get(model, 0) + 1
-        pending_change = waiting - stored_waiting
-        if pending_change:
-            batch.writes.append(("hincrby", COUNTS, f"{model}:pending", str(pending_change)))
-        if batch.unmatched.get(model):
-            batch.writes.append(("hincrby", COUNTS, f"{model}:unmatched", str(batch.unmatched[model])))
-        joined = sum(len(v) for (m, _v), v in batch.joined.items() if m == model)
-        if joined:
-            batch.writes.append(("hincrby", COUNTS, f"{model}:joined", str(joined)))
+        counts = CountLabels(model, waiting - stored_waiting, batch.unmatched.get(model, 0),
+                             sum(len(v) for (m, _v), v in batch.joined.items() if m == model))
+        if counts.pending or counts.unmatched or counts.joined:
+            batch.writes.append(counts)
 
     @staticmethod
     def _forget_waiting(batch: JoinBatch, model: str, event_id: str) -> None:
-        batch.writes.append(("del", f"label:{model}:{event_id}"))
-        batch.writes.append(("zrem", f"waiting:{model}", "", event_id))
+        batch.writes.append(ForgetLabel(model, event_id))
 
 
 def _from_record(event_id: str, record: list | None) -> Joined | None:

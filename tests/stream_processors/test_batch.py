@@ -7,10 +7,11 @@ import pytest
 from producers.events import encode_envelope
 from producers.example_data import drifting_credit_data
 from producers.replay import plan_columns, rows_to_events
-from stream_processors.model_state import ModelState
-from stream_processors.processing import BatchProcessor, IncomingMessage
+from stream_processors.batch import logic_params
+from detectors.model.monitor import ModelMonitor
+from stream_processors.batch import BatchProcessor, IncomingMessage
 from stream_processors.config import Settings
-from stream_processors.state_store import MemoryStateStore
+from stream_processors.state import MemoryStateStore
 
 SETTINGS = Settings()
 
@@ -32,7 +33,7 @@ def _run(store, messages, batch_messages):
 
 
 def _state(store, model="credit", version="1"):
-    return ModelState.from_dict(store.load([(model, version)])[(model, version)], SETTINGS)
+    return ModelMonitor.from_dict(store.load([(model, version)])[(model, version)], logic_params(SETTINGS).monitor)
 
 
 def test_statistics_equal_numpy():
@@ -117,7 +118,7 @@ def test_type_mismatch_counts_as_missing_and_mismatch():
               for i, v in enumerate([1.0, 2.0, "three", True, None])]
     store = MemoryStateStore()
     outcome = BatchProcessor(SETTINGS, store).process([IncomingMessage("t", 0, 0, encode_envelope("m", events, "1"))])
-    x = ModelState.from_dict(orjson.loads(outcome.states[("m", "1")]), SETTINGS).describe()["features"]["x"]
+    x = ModelMonitor.from_dict(orjson.loads(outcome.states[("m", "1")]), logic_params(SETTINGS).monitor).describe()["features"]["x"]
     assert (x["count"], x["missing"], x["type_mismatches"]) == (2, 3, 2)
 
 
@@ -177,7 +178,7 @@ def test_damaged_state_is_quarantined_alerted_and_the_version_goes_on(how):
     [q] = outcome.quarantined
     assert q.raw == damaged and q.kind == "state"
     assert store.quarantined()[("m", "1")]["sha256"] == alert["evidence"]["sha256"]
-    state = ModelState.from_dict(store.load([("m", "1")])[("m", "1")], settings)
+    state = ModelMonitor.from_dict(store.load([("m", "1")])[("m", "1")], logic_params(settings).monitor)
     assert state.events == 50  # afresh, from the batch after the damage, and it says so
     outcome = _run_singles(store, processor, 2050, 50)
     assert not outcome.quarantined and outcome.events == 50
@@ -195,14 +196,14 @@ def test_damaged_profile_is_quarantined_and_removed():
 
 
 def test_an_event_that_fails_to_apply_is_dead_lettered_alone(monkeypatch):
-    real_apply = ModelState.apply
+    real_apply = ModelMonitor.apply
 
     def apply(self, events):
         if any(e["event_id"] == "e7" for e in events):
             raise OverflowError("cannot apply e7")
         return real_apply(self, events)
 
-    monkeypatch.setattr(ModelState, "apply", apply)
+    monkeypatch.setattr(ModelMonitor, "apply", apply)
     store = MemoryStateStore()
     processor = BatchProcessor(SETTINGS, store)
     envelope = encode_envelope("m", [orjson.loads(_single(i)) for i in range(5, 10)], "1")
@@ -212,7 +213,7 @@ def test_an_event_that_fails_to_apply_is_dead_lettered_alone(monkeypatch):
     assert store.commit(outcome)
     assert [(d["event_id"], d["reason_code"]) for d in outcome.dead_letters] == [("e7", "apply_failed")]
     assert outcome.events == 6
-    monkeypatch.setattr(ModelState, "apply", real_apply)
+    monkeypatch.setattr(ModelMonitor, "apply", real_apply)
     # the same events without the failing one, applied normally, give the same state
     other = MemoryStateStore()
     reference = BatchProcessor(SETTINGS, other).process(
@@ -237,7 +238,7 @@ def test_numbers_at_the_magnitude_limit_keep_every_statistic_finite_and_loadable
                    "score": float(xs[i])} for i in range(start, start + 500)]
         assert store.commit(processor.process([IncomingMessage("t", 0, start, encode_envelope("m", events, "1"))]))
     saved = store.load([("m", "1")])[("m", "1")]
-    restored = ModelState.from_dict(saved, SETTINGS)
+    restored = ModelMonitor.from_dict(saved, logic_params(SETTINGS).monitor)
     assert restored.to_dict() == saved
     x = restored.describe()["features"]["x"]
     assert x["count"] == len(xs)
@@ -255,19 +256,19 @@ def test_damaged_label_join_records_cost_only_their_own_label():
     store = MemoryStateStore()
     processor = BatchProcessor(SETTINGS, store)
     _run_singles(store, processor, 0, 100)
-    kept = [k for k in store._fields if k.startswith("pred:")]
+    kept = [k for k in store._predictions if k[0] == "m"]
     assert kept, "predictions are kept for the label join"
-    store._fields[kept[0]]["e3"] = b"{not json"       # undecodable
-    store._fields[kept[0]]["e4"] = orjson.dumps([1])  # decodable, of the wrong form
+    store._predictions[kept[0]][0]["e3"] = b"{not json"       # undecodable
+    store._predictions[kept[0]][0]["e4"] = orjson.dumps([1])  # decodable, of the wrong form
     outcome = processor.process([IncomingMessage("l", 0, i, _label(i, i % 2)) for i in range(10)])
     assert store.commit(outcome)
     assert outcome.labels == 10 and outcome.unmatched_labels == 0
-    assert store.hash_get("labels", "m:joined") == 8  # e3 and e4 wait for a prediction that is not readable
-    assert store.hash_get("labels", "m:pending") == 2
+    assert store.label_counts()["m:joined"] == 8  # e3 and e4 wait for a prediction that is not readable
+    assert store.label_counts()["m:pending"] == 2
 
 
 def test_a_label_that_fails_to_apply_is_dead_lettered_alone(monkeypatch):
-    from stream_processors.performance_tracker import PerformanceTracker
+    from detectors.model.performance_tracker import PerformanceTracker
 
     real = PerformanceTracker.on_labels
 
@@ -335,7 +336,7 @@ def test_a_message_delivered_twice_in_one_batch_counts_once():
     assert outcome.events == 2 and outcome.offsets[("t", 0)] == (1, 3)
     again = processor.process(messages[4:])  # and 4 comes after them
     assert store.commit(again) and again.events == 1
-    assert ModelState.from_dict(store.load([("m", "1")])[("m", "1")], SETTINGS).events == 5
+    assert ModelMonitor.from_dict(store.load([("m", "1")])[("m", "1")], logic_params(SETTINGS).monitor).events == 5
 
 
 def test_after_a_rewind_within_a_batch_nothing_is_skipped():
@@ -349,4 +350,4 @@ def test_after_a_rewind_within_a_batch_nothing_is_skipped():
     assert outcome.events == 2 and outcome.offsets[("t", 0)] == (2, 4)
     rest = processor.process([IncomingMessage("t", 0, i, _single(i)) for i in range(5, 9)])
     assert store.commit(rest) and rest.events == 4
-    assert ModelState.from_dict(store.load([("m", "1")])[("m", "1")], SETTINGS).events == 9
+    assert ModelMonitor.from_dict(store.load([("m", "1")])[("m", "1")], logic_params(SETTINGS).monitor).events == 9

@@ -4,29 +4,33 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from stream_processors.config import Settings
+from detectors.model.params import PolicyParams, restored
+from detectors.model.verdicts import Finding, episode_key
+from detectors.online import StateVersionError
 
 if TYPE_CHECKING:
-    from stream_processors.model_state import Finding, ModelState
+    from detectors.model.monitor import ModelMonitor
 
 __all__ = ["RetrainPolicy"]
+
+_FORMAT = "driftline.retrain_policy/1"
 
 OUTPUTS = ("__prediction__", "__score__")
 
 
 class RetrainPolicy:
-    """Retrain when the evidence says the model got worse; never twice within ``trigger_cooldown_events``
+    """Retrain when the evidence says the model got worse; never twice within ``cooldown_events``
     events of the same model version.
 
     Rules, first that applies:
 
     1. ``performance``: a performance alert opened an episode (realized metrics from labels, the error
        stream, or the estimate from scores; all of them fire on degradation only).
-    2. ``data_quality``: a critical data-quality alert, if ``trigger_on_data_quality``.
-    3. ``drift``: ``trigger_drift_features`` input features drifted within ``trigger_window_events``
+    2. ``data_quality``: a critical data-quality alert, if ``on_data_quality``.
+    3. ``drift``: ``drift_features`` input features drifted within ``window_events``
        events, only for a version with no performance evidence (no production labels joined, no
        estimate from calibrated scores arriving; a labelled reference alone is none) and only if
-       ``trigger_on_drift_alone``. A version with evidence is retrained on what the evidence shows:
+       ``on_drift_alone``. A version with evidence is retrained on what the evidence shows:
        drift there is reported as drift, and named in a trigger's reasons.
 
     A performance episode that opens while the cooldown holds triggers back is kept in ``waiting``: if it
@@ -36,28 +40,26 @@ class RetrainPolicy:
     figures with their reference values.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+    def __init__(self, params: PolicyParams) -> None:
+        self.params = params
         self.recent_drift: dict[str, list] = {}  # input feature -> [event count, alert id] of its latest drift
         self.last_trigger_at: int | None = None
         self.waiting: list[dict] = []  # performance episodes opened during the cooldown (reason fields + key)
 
-    def decide(self, state: ModelState, findings: list[Finding]) -> list[Finding]:
-        from stream_processors.model_state import Finding
-
-        s = self._settings
+    def decide(self, state: ModelMonitor, findings: list[Finding]) -> list[Finding]:
+        s = self.params
         at = state.events
         firing = [f for f in findings if f.status == "firing"]
         for f in firing:  # input features only: outputs move with their inputs, that is one cause
             if f.alert_type == "drift" and f.feature and f.feature not in OUTPUTS:
                 self.recent_drift[f.feature] = [at, f.id]
-        self.recent_drift = {k: v for k, v in self.recent_drift.items() if at - v[0] <= s.trigger_window_events}
+        self.recent_drift = {k: v for k, v in self.recent_drift.items() if at - v[0] <= s.window_events}
         drifted = sorted(self.recent_drift)
         performance = [f for f in firing if f.alert_type == "performance"]
-        quality = [f for f in firing if s.trigger_on_data_quality and f.alert_type == "data_quality"
+        quality = [f for f in firing if s.on_data_quality and f.alert_type == "data_quality"
                    and f.severity == "critical"]
         has_evidence = state.performance.has_evidence
-        cooling = self.last_trigger_at is not None and at - self.last_trigger_at < s.trigger_cooldown_events
+        cooling = self.last_trigger_at is not None and at - self.last_trigger_at < s.cooldown_events
         self.waiting = [w for w in self.waiting + [_reason(f) for f in performance if cooling]
                         if state.episodes.get(w["key"], {}).get("episode_id") == w["id"]]
         if not performance and not cooling and self.waiting:
@@ -72,9 +74,9 @@ class RetrainPolicy:
         elif quality:
             rule, reasons = "data_quality", quality
             explanation = "critical data-quality alert: " + ", ".join(f"{f.feature} {f.detector}" for f in quality)
-        elif not has_evidence and s.trigger_on_drift_alone and len(drifted) >= s.trigger_drift_features:
+        elif not has_evidence and s.on_drift_alone and len(drifted) >= s.drift_features:
             rule, reasons = "drift", []
-            explanation = (f"{len(drifted)} input features drifted within {s.trigger_window_events} events and "
+            explanation = (f"{len(drifted)} input features drifted within {s.window_events} events and "
                            "this version has no performance evidence (no production labels, no estimate from "
                            "calibrated scores)")
         else:
@@ -98,16 +100,19 @@ class RetrainPolicy:
                     "performance": state.performance.figures(),
                     "decision": "statistic >= threshold"}
         statistic = float(len(reasons)) if reasons else float(len(drifted))
-        threshold = 1.0 if reasons else float(s.trigger_drift_features)
+        threshold = 1.0 if reasons else float(s.drift_features)
         return [Finding("retrain", state.model, state.model_version, None, "retrain_policy", statistic, threshold,
                         cause, state.events, state.scenario, "critical", evidence)]
 
     def to_dict(self) -> dict:
-        return {"recent_drift": self.recent_drift, "last_trigger_at": self.last_trigger_at, "waiting": self.waiting}
+        return {"format": _FORMAT, "params": self.params.to_dict(), "recent_drift": self.recent_drift, "last_trigger_at": self.last_trigger_at, "waiting": self.waiting}
 
     @classmethod
-    def from_dict(cls, state: dict, settings: Settings) -> RetrainPolicy:
-        policy = cls(settings)
+    def from_dict(cls, state: dict, params: PolicyParams) -> RetrainPolicy:
+        """The saved policy; its rules are the configured ``params`` (none of them shapes learned state)."""
+        if state.get("format", _FORMAT) != _FORMAT:  # saved inside model state /3 and /4: no format, no params
+            raise StateVersionError(f"unknown retrain policy format {state.get('format')!r}")
+        policy = cls(restored(PolicyParams, state.get("params"), params))
         # model state format 3 kept only the event count per feature: the alert id is then unknown ("")
         policy.recent_drift = {k: [int(v), ""] if isinstance(v, (int, float)) else [int(v[0]), str(v[1])]
                                for k, v in state["recent_drift"].items()}
@@ -118,8 +123,6 @@ class RetrainPolicy:
 
 def _reason(f: Finding) -> dict:
     """What a trigger names of an alert behind it, with where it was decided and its episode's key."""
-    from stream_processors.model_state import ModelState
-
     return {"id": f.id, "type": f.alert_type, "feature": f.feature, "detector": f.detector,
             "statistic": f.statistic, "threshold": f.threshold, "last_event_id": f.last_event_id,
-            "key": ModelState._episode_key(f)}
+            "key": episode_key(f)}

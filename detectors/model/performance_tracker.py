@@ -11,7 +11,7 @@ from detectors.feature_monitor import NumericDriftMonitor
 from detectors.online import StateVersionError
 from detectors.performance import (ScoreCalibration, class_key, classification_metrics, expected_accuracy,
                                    positive_class, regression_metrics, same_class)
-from stream_processors.config import Settings
+from detectors.model.params import PerformanceParams, restored
 
 __all__ = ["PerformanceFinding", "PerformanceTracker"]
 
@@ -34,7 +34,8 @@ def _task_of(label: object) -> str:
     return "classification"
 
 
-_FORMAT = "driftline.performance/2"
+_FORMAT = "driftline.performance/3"
+_READABLE = (_FORMAT, "driftline.performance/2", "driftline.performance/1")  # before 3: no parameters saved
 _KEEP_IMPROVEMENTS = 10
 
 
@@ -52,8 +53,8 @@ class PerformanceTracker:
     ``improvements`` (shown by ``driftline status``), never findings. Classes are compared by
     ``class_key`` (``True``, ``1`` and ``"1"`` are one class)."""
 
-    def __init__(self, settings: Settings, reference: dict | None = None) -> None:
-        self._settings = settings
+    def __init__(self, params: PerformanceParams, reference: dict | None = None) -> None:
+        self.params = params
         reference = reference or {}
         self.task: str | None = reference.get("task")
         self.positive: object = reference.get("positive", 1)
@@ -87,7 +88,7 @@ class PerformanceTracker:
         if self.error_monitor is None:
             # the baseline stays after a firing: re-baselined on an improvement, a return to the usual error
             # would read as a rise
-            self.error_monitor = NumericDriftMonitor(**self._settings.category_monitor_params(), rebaseline=False)
+            self.error_monitor = NumericDriftMonitor(**self.params.error_monitor, rebaseline=False)
         errors = np.array([self._error(j) for j in joined], dtype=np.float64)
         findings = []
         for f in self.error_monitor.update(errors):
@@ -104,7 +105,7 @@ class PerformanceTracker:
         self.labels += len(joined)
         for i, j in enumerate(joined):
             self._window.append((j.label, j.prediction, j.score, j.event_id))
-            if len(self._window) >= self._settings.performance_window:
+            if len(self._window) >= self.params.window:
                 finding = self._close_window(i)
                 if finding:
                     findings.append(finding)
@@ -142,7 +143,7 @@ class PerformanceTracker:
         key = "mae" if self.task == "regression" else "accuracy"
         if self.baseline is None:
             self._early.append(m)
-            if len(self._early) >= self._settings.performance_baseline_windows:
+            if len(self._early) >= self.params.baseline_windows:
                 self.baseline = {k: float(np.mean([e[k] for e in self._early])) for k in self._early[0]
                                  if k != "labels"}
             return None
@@ -164,16 +165,15 @@ class PerformanceTracker:
     def bound(self, key: str, n: int, better: bool = False) -> float:
         """Past this bound a window of ``n`` labels is worse than the baseline (``better``: better than it)."""
         base = self.baseline[key]
-        s = self._settings
         if key == "mae":
-            margin = base * s.performance_min_drop + 3 * base / math.sqrt(max(n, 1))
+            margin = base * self.params.min_drop + 3 * base / math.sqrt(max(n, 1))
             return base - margin if better else base + margin
         return self._accuracy_bound(base, n, better)
 
     def _accuracy_bound(self, base: float, n: int, better: bool = False) -> float:
         """An accuracy this far below ``base`` is a drop (this far above it, a gain): the larger of the
         minimum drop and 3 standard errors."""
-        spread = max(self._settings.performance_min_drop, 3 * math.sqrt(max(base * (1 - base), 1e-6) / max(n, 1)))
+        spread = max(self.params.min_drop, 3 * math.sqrt(max(base * (1 - base), 1e-6) / max(n, 1)))
         return base + spread if better else base - spread
 
     def _improved(self, detector: str, statistic: float, threshold: float, event_id: str, evidence: dict) -> None:
@@ -198,14 +198,14 @@ class PerformanceTracker:
             positive = [class_key(p) == wanted for p in predictions]
         self._estimate_window.extend(zip(probabilities.tolist(), positive))
         findings = []
-        size = self._settings.performance_window
+        size = self.params.window
         while len(self._estimate_window) >= size:
             window, self._estimate_window = self._estimate_window[:size], self._estimate_window[size:]
             estimate = expected_accuracy(np.array([w[0] for w in window]), np.array([w[1] for w in window]))
             self.estimated = estimate
             if self.estimate_baseline is None:
                 self._estimate_early.append(estimate)
-                if len(self._estimate_early) >= self._settings.performance_baseline_windows:
+                if len(self._estimate_early) >= self.params.baseline_windows:
                     self.estimate_baseline = float(np.mean(self._estimate_early))
                 continue
             base = self.estimate_baseline
@@ -258,14 +258,14 @@ class PerformanceTracker:
                         if bounded else (None, None)
                     out.append((key, "realized", last[key], *bounds))
         if self.estimated is not None:
-            base, size = self.estimate_baseline, self._settings.performance_window
+            base, size = self.estimate_baseline, self.params.window
             bounds = (None, None) if base is None else (self._accuracy_bound(base, size),
                                                         self._accuracy_bound(base, size, better=True))
             out.append(("accuracy", "estimated", self.estimated, *bounds))
         return out
 
     def to_dict(self) -> dict:
-        return {"format": _FORMAT, "labels": self.labels, "improvements": self.improvements, "task": self.task,
+        return {"format": _FORMAT, "params": self.params.to_dict(), "labels": self.labels, "improvements": self.improvements, "task": self.task,
                 "positive": self.positive, "classes": self.classes,
                 "baseline": self.baseline, "source": self.source, "calibration": self.calibration.to_dict(),
                 "error_monitor": self.error_monitor.to_dict() if self.error_monitor else None,
@@ -275,10 +275,11 @@ class PerformanceTracker:
                 "estimate_baseline": self.estimate_baseline}
 
     @classmethod
-    def from_dict(cls, state: dict, settings: Settings) -> PerformanceTracker:
-        if state.get("format") not in (_FORMAT, "driftline.performance/1"):
+    def from_dict(cls, state: dict, params: PerformanceParams) -> PerformanceTracker:
+        """The saved tracker; ``params`` are the configured parameters (``restored`` says which win)."""
+        if state.get("format") not in _READABLE:
             raise StateVersionError(f"unknown performance state format {state.get('format')!r}")
-        t = cls(settings)
+        t = cls(restored(PerformanceParams, state.get("params"), params))
         # format 1 had neither (it counted no labels and kept no improvements): start both afresh
         t.labels, t.improvements = int(state.get("labels", 0)), list(state.get("improvements", []))
         t.task, t.positive, t.baseline, t.source = state["task"], state["positive"], state["baseline"], state["source"]

@@ -1,0 +1,290 @@
+"""Everything Driftline knows about one model version, updated one message at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detectors import CategoryFrequencies, NumericSummary, QuantileSketch, StateVersionError
+from detectors.feature_monitor import NumericDriftMonitor
+from detectors.frequencies import category_key
+from detectors.model import presentation
+from detectors.model.columns import (CATEGORICAL, NUMBER_TYPES, NUMERIC, PREDICTION, SCORE, ValueOutOfRange,
+                                     categorical_column, kind_of, numeric_column)
+from detectors.model.episodes import AlertPolicy
+from detectors.model.params import MonitorParams
+from detectors.model.performance_tracker import ERROR, PerformanceTracker
+from detectors.model.retrain_policy import RetrainPolicy
+from detectors.model.verdicts import Finding, alert_id
+from detectors.profile import ReferenceProfile
+from detectors.window_comparison import FeatureWindowTest
+
+__all__ = ["Finding", "ModelMonitor", "PREDICTION", "SCORE", "ValueOutOfRange", "alert_id"]
+
+_FORMAT = "driftline.model_state/5"
+_READABLE = (_FORMAT, "driftline.model_state/4")  # 4 saved no parameters: the configured ones apply
+_OLD_FORMAT = "driftline.model_state/3"  # loaded and migrated: its last_alert_at become open episodes
+
+
+class ModelMonitor(AlertPolicy):
+    """Statistics, detectors and window tests of one model version.
+
+    Scenario I (a reference profile is registered for the version): each
+    profiled column is compared with the reference from its first event.
+    Scenario II (no profile): each column makes its own baseline from its
+    first events. Feature kinds are fixed by the profile, else by the first
+    non-null value; later values of another kind are counted as type
+    mismatches (a data-quality alert) and treated as missing. Numeric
+    predictions and scores are monitored like features (``__prediction__``,
+    ``__score__``).
+    """
+
+    def __init__(self, model: str, model_version: str, params: MonitorParams,
+                 profile: ReferenceProfile | None = None) -> None:
+        self.model = model
+        self.model_version = model_version
+        self.params = params
+        self._profile = profile
+        self.scenario = "reference" if profile else "no_reference"
+        self.events = 0
+        self.last_event_id: str | None = None
+        self.last_event_time: float | None = None
+        self.kinds: dict[str, str] = {}
+        self.numeric: dict[str, NumericSummary] = {}
+        self.sketches: dict[str, QuantileSketch] = {}
+        self.categorical: dict[str, CategoryFrequencies] = {}
+        self.monitors: dict[str, NumericDriftMonitor] = {}
+        self.window_tests: dict[str, FeatureWindowTest] = {}
+        self.category_monitors: dict[str, dict[str, NumericDriftMonitor]] = {}
+        self.mismatches: dict[str, int] = {}
+        self.episodes: dict[str, dict] = {}      # open episodes by key (see _episode_key)
+        self.closed_episodes: list[dict] = []    # the last closed ones, oldest first
+        self.untracked_features = 0
+        self.early_missing: dict[str, int] = {}
+        self.performance = PerformanceTracker(params.performance, profile.performance if profile else None)
+        self.policy = RetrainPolicy(params.policy)
+        if profile:
+            for name, entry in profile.columns.items():
+                self.kinds[name] = entry["kind"]
+
+    def adopt_profile(self, profile: ReferenceProfile) -> None:
+        """Switch to Scenario I when a profile is registered after this version's first events.
+
+        Statistics stay; the detectors and window tests of profiled columns are replaced by the reference's.
+        """
+        self._profile = profile
+        self.scenario = "reference"
+        if profile.performance and self.performance.source != "reference":
+            self.performance = PerformanceTracker(self.params.performance, profile.performance)
+        for name, entry in profile.columns.items():
+            if self.kinds.setdefault(name, entry["kind"]) != entry["kind"]:
+                continue  # production disagrees with the profile on the kind: keep what production does
+            if name in self.window_tests:
+                self.window_tests[name] = profile.window_test(name)
+            if name in self.monitors and entry.get("monitor"):
+                self.monitors[name] = profile.monitor(name)
+            self.category_monitors.pop(name, None)  # rebuilt from the profile's at the next event
+
+    # -- applying events -------------------------------------------------------------------------------------
+    def apply(self, events: list[dict]) -> list[Finding]:
+        """Fold the valid events of one message (all of this model version) into the state."""
+        if not events:
+            return []
+        n = len(events)
+        ids = [e["event_id"] for e in events]
+        columns = {PREDICTION: [e["prediction"] for e in events]}
+        scores = [e["score"] for e in events]
+        if SCORE in self.kinds or any(type(s) in NUMBER_TYPES for s in scores):
+            columns[SCORE] = [s if type(s) in NUMBER_TYPES else None for s in scores]
+        feature_dicts = [e["features"] for e in events]
+        for name in self._feature_names(feature_dicts):
+            columns[name] = [f.get(name) for f in feature_dicts]
+        online: list[tuple[int, Finding | str]] = []   # (position in this message, finding or held key)
+        windowed: list[tuple[str, object]] = []
+        for name, column in columns.items():
+            kind = self.kinds.get(name) or next((k for k in map(kind_of, column) if k), None)
+            if kind is None:  # only nulls so far: the kind is not known yet
+                self.early_missing[name] = self.early_missing.get(name, 0) + n
+                continue
+            self.kinds[name] = kind
+            self._ensure(name, kind)
+            if kind == NUMERIC:
+                values, mismatched = numeric_column(column, self.params.max_abs_number)
+                self.numeric[name].update(values)
+                self.sketches[name].update(values)
+                for firing in self.monitors[name].update(values):
+                    online.append((firing.position, self._online_finding(name, firing, ids)))
+                if self.monitors[name].last_shifted_position is not None:
+                    online.append((self.monitors[name].last_shifted_position, name))  # still drifted
+            else:
+                values, mismatched = categorical_column(column, kind)
+                self.categorical[name].update(values)
+            windowed += [(name, f) for f in self.window_tests[name].update(values)]
+            if kind != NUMERIC:
+                online += self._category_findings(name, values, ids)
+            if mismatched:
+                self.mismatches[name] = self.mismatches.get(name, 0) + len(mismatched)
+                online.append((mismatched[0], self._mismatch_finding(name, len(mismatched), ids[mismatched[0]],
+                                                                     self.events + mismatched[0] + 1)))
+        candidates = online + self._significant(windowed, ids)
+        for f in self.performance.on_predictions(events):
+            at = self.events + f.position + 1
+            candidates.append((f.position, self._performance_finding(f, ids[f.position], None, at)))
+        findings = self._decide_in_order("events", self.events, candidates, ids)
+        self.events += n
+        self.last_event_id = ids[-1]
+        self.last_event_time = max(e["timestamp"] for e in events)
+        return findings + self.policy.decide(self, findings)
+
+    def apply_labels(self, joined: list) -> list[Finding]:
+        """Fold labels joined to this version's predictions into its performance."""
+        if not joined:
+            return []
+        before = self.performance.labels
+        ids = [j.event_id for j in joined]
+        candidates = []
+        for f in self.performance.on_labels(joined):
+            feature = ERROR if f.evidence.get("stream") == "errors" else None
+            candidates.append((f.position, self._performance_finding(f, ids[f.position], feature, self.events)))
+        findings = self._decide_in_order("labels", before, candidates, ids)
+        return findings + self.policy.decide(self, findings)
+
+    def _feature_names(self, feature_dicts: list[dict]) -> list[str]:
+        names = [k for k in self.kinds if k not in (PREDICTION, SCORE)] + list(self.early_missing)
+        known = set(names)
+        for name in set().union(*feature_dicts) - known:
+            if len(names) < self.params.max_features:
+                names.append(name)
+            else:
+                self.untracked_features += 1
+        return names
+
+    def _ensure(self, name: str, kind: str) -> None:
+        if name in self.window_tests:
+            return
+        s = self.params
+        early = self.early_missing.pop(name, 0)
+        reference = self._profile.window_test(name) if self._profile else None
+        test_kind = NUMERIC if kind == NUMERIC else CATEGORICAL
+        self.window_tests[name] = reference or FeatureWindowTest(
+            test_kind, window_size=s.window_size, edge_events=s.edge_events, baseline_windows=s.baseline_windows)
+        if kind == NUMERIC:
+            self.numeric[name] = NumericSummary()
+            self.numeric[name].update(np.full(early, np.nan))
+            self.sketches[name] = QuantileSketch()
+            reference_monitor = self._profile.monitor(name) if self._profile else None
+            self.monitors[name] = reference_monitor or NumericDriftMonitor(**s.monitor)
+        else:
+            self.categorical[name] = CategoryFrequencies()
+            self.categorical[name].update([None] * early)
+
+    def _category_findings(self, name: str, values: list, ids: list[str]) -> list[tuple[int, Finding | str]]:
+        """CUSUM/ADWIN on the 0/1 indicator of each top category, once the top categories are known."""
+        monitors = self.category_monitors.get(name)
+        if monitors is None:
+            categories = self.window_tests[name].categories[: self.params.category_monitors]
+            if not categories:
+                return []  # the window test is still learning which categories there are
+            reference = self._profile.category_monitors(name) if self._profile else {}
+            monitors = self.category_monitors[name] = {
+                c: reference.get(c) or NumericDriftMonitor(**self.params.category_monitor)
+                for c in categories}
+        keys = np.array([None if v is None else category_key(v) for v in values], dtype=object)
+        present = keys != None  # noqa: E711  (elementwise)
+        out = []
+        for category, monitor in monitors.items():
+            indicator = np.where(present, (keys == category).astype(np.float64), np.nan)
+            for firing in monitor.update(indicator):
+                finding = self._online_finding(name, firing, ids)
+                out.append((firing.position,
+                            Finding(**{**finding.__dict__, "evidence": {**finding.evidence, "category": category}})))
+            if monitor.last_shifted_position is not None:
+                out.append((monitor.last_shifted_position, name))  # the category's share is still off
+        return out
+
+    # -- reading -------------------------------------------------------------------------------------------
+    def readings(self) -> list[tuple[str, str, float, float]]:
+        return presentation.readings(self)
+
+    def drifting(self) -> dict[str, bool]:
+        return presentation.drifting(self)
+
+    def describe(self) -> dict:
+        return presentation.describe(self)
+
+    # -- saved form ------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "format": _FORMAT,
+            "params": self.params.to_dict(),
+            "model": self.model,
+            "model_version": self.model_version,
+            "scenario": self.scenario,
+            "events": self.events,
+            "last_event_id": self.last_event_id,
+            "last_event_time": self.last_event_time,
+            "kinds": self.kinds,
+            "numeric": {k: v.to_dict() for k, v in self.numeric.items()},
+            "sketches": {k: v.to_dict() for k, v in self.sketches.items()},
+            "categorical": {k: v.to_dict() for k, v in self.categorical.items()},
+            "monitors": {k: v.to_dict() for k, v in self.monitors.items()},
+            "window_tests": {k: v.to_dict() for k, v in self.window_tests.items()},
+            "category_monitors": {k: {c: m.to_dict() for c, m in v.items()} for k, v in self.category_monitors.items()},
+            "mismatches": self.mismatches,
+            "episodes": self.episodes,
+            "closed_episodes": self.closed_episodes,
+            "untracked_features": self.untracked_features,
+            "early_missing": self.early_missing,
+            "performance": self.performance.to_dict(),
+            "policy": self.policy.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict, params: MonitorParams, profile: ReferenceProfile | None = None) -> ModelMonitor:
+        """The saved monitor; ``params`` are the configured parameters (``detectors.model.params`` says which
+        of them the saved ones override)."""
+        if state.get("format") not in (*_READABLE, _OLD_FORMAT):
+            raise StateVersionError(f"unknown model state format {state.get('format')!r}")
+        params = params.restored(state.get("params"))
+        ms = cls(state["model"], state["model_version"], params)
+        ms._profile = profile if state["scenario"] == "reference" else None
+        ms.scenario = state["scenario"]
+        ms.events = int(state["events"])
+        ms.last_event_id = state["last_event_id"]
+        ms.last_event_time = state["last_event_time"]
+        ms.kinds = dict(state["kinds"])
+        ms.numeric = {k: NumericSummary.from_dict(v) for k, v in state["numeric"].items()}
+        ms.sketches = {k: QuantileSketch.from_dict(v) for k, v in state["sketches"].items()}
+        ms.categorical = {k: CategoryFrequencies.from_dict(v) for k, v in state["categorical"].items()}
+        ms.monitors = {k: NumericDriftMonitor.from_dict(v) for k, v in state["monitors"].items()}
+        ms.window_tests = {k: FeatureWindowTest.from_dict(v) for k, v in state["window_tests"].items()}
+        ms.category_monitors = {k: {c: NumericDriftMonitor.from_dict(m) for c, m in v.items()}
+                                for k, v in state["category_monitors"].items()}
+        ms.mismatches = {k: int(v) for k, v in state["mismatches"].items()}
+        if state["format"] == _OLD_FORMAT:
+            ms.episodes, ms.closed_episodes = _migrated_episodes(state["last_alert_at"]), []
+        else:
+            ms.episodes = {k: dict(v) for k, v in state["episodes"].items()}
+            ms.closed_episodes = [dict(e) for e in state["closed_episodes"]]
+        ms.untracked_features = int(state["untracked_features"])
+        ms.early_missing = {k: int(v) for k, v in state["early_missing"].items()}
+        ms.performance = PerformanceTracker.from_dict(state["performance"], params.performance)
+        ms.policy = RetrainPolicy.from_dict(state["policy"], params.policy)
+        return ms
+
+
+def _migrated_episodes(last_alert_at: dict) -> dict[str, dict]:
+    """Format 3 kept, per episode key, the event count of its last firing and nothing else: each becomes an
+    open episode on the events clock without an id, so it still holds back repeats for ``cooldown_events``
+    and then closes without a ``resolved`` message (no firing message carried its id)."""
+    out = {}
+    for key, at in last_alert_at.items():
+        alert_type, feature, detector = "drift", key, ""
+        if key.startswith(("performance:", "data_quality:")):
+            alert_type, rest = key.split(":", 1)
+            feature, detector = rest.rsplit(":", 1)
+            feature = None if feature == "None" else feature
+        out[key] = {"episode_id": "", "type": alert_type, "feature": feature, "detector": detector,
+                    "severity": "", "started_at_event": "", "started_at": int(at), "last_at": int(at),
+                    "firings": 1, "clock": "events"}
+    return out
+

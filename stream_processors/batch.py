@@ -1,0 +1,253 @@
+"""One batch of Kafka messages in, state updates and outgoing records out.
+
+``BatchProcessor.process`` does not talk to Kafka: the worker hands it the
+messages it consumed, publishes what comes back, then commits. The order of a
+batch, which is what makes a restart lose nothing and count nothing twice:
+
+1. Read the stored offset of each partition; skip every message at or below
+   it (already applied before a crash).
+2. Decode and validate; rejected events become dead-letter records with a
+   reason code.
+3. Load the state of each model version the batch touches (a state or profile
+   that cannot be read is quarantined, alerted, and the version starts
+   afresh), apply each message's events in offset order, collect findings as
+   alerts; then join the batch's labels to predictions and fold them into
+   performance. Applying is guarded per message and, when a message fails,
+   per event: a failing event is dead-lettered (``apply_failed``) and its
+   neighbours are applied. Each new state is serialised here, so what the
+   commit writes is known to load.
+4. (worker) Publish alerts and dead letters and wait for Kafka's ack.
+5. (worker) Commit all new states, the label join's writes, quarantined
+   records and the offsets in one atomic step, guarded by the offsets read in
+   step 1. On a conflict (another worker advanced a partition) the worker
+   redoes the batch from step 1.
+6. (worker) Return to faust's stream, which acknowledges the messages; faust
+   commits their offsets to Kafka within ``broker_commit_interval``. Kafka's
+   committed offset may lag: on assignment the worker seeks to the offset
+   after the one Redis holds.
+
+In short: flush outputs (4), write state with the offsets (5), commit offsets
+to Kafka (6).
+
+A crash before 5 replays the batch: the state is as before, and alerts come
+out again with the same deterministic ids. A crash after 5 replays nothing.
+Nothing here raises on bad input: a message ends applied or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import orjson
+
+from detectors.model.label_join import LabelJoin
+from detectors.model.params import JoinParams, MonitorParams, PerformanceParams, PolicyParams
+from detectors.model.writes import JoinWrite
+from producers.events import MAX_ABS_NUMBER, Rejection, decode_message
+from stream_processors.errors import ServiceUnavailable
+from stream_processors.guarded_monitors import GuardedMonitors, _excerpt_of, _what, is_fatal
+from stream_processors.config import Settings
+from stream_processors.state import Quarantine, StateStore, TopicPartition
+
+__all__ = ["BatchOutcome", "BatchProcessor", "IncomingMessage", "LogicParams", "is_fatal", "logic_params"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    key: bytes | None = None
+
+
+@dataclass(frozen=True)
+class LogicParams:
+    """The parameters of the per-model logic, as the worker's settings give them."""
+
+    monitor: MonitorParams
+    join: JoinParams
+
+
+def logic_params(settings: Settings) -> LogicParams:
+    """The one place where ``Settings`` become the logic's explicit parameters."""
+    s = settings
+    performance = PerformanceParams(window=s.performance_window, baseline_windows=s.performance_baseline_windows,
+                                    min_drop=s.performance_min_drop, error_monitor=s.category_monitor_params())
+    policy = PolicyParams(window_events=s.trigger_window_events, cooldown_events=s.trigger_cooldown_events,
+                          drift_features=s.trigger_drift_features, on_drift_alone=s.trigger_on_drift_alone,
+                          on_data_quality=s.trigger_on_data_quality)
+    monitor = MonitorParams(max_features=s.max_features, window_size=s.window_size, edge_events=s.edge_events,
+                            baseline_windows=s.baseline_windows, category_monitors=s.category_monitors,
+                            cooldown_events=s.cooldown_events, window_alpha=s.window_alpha,
+                            max_abs_number=MAX_ABS_NUMBER, monitor=s.monitor_params(),
+                            category_monitor=s.category_monitor_params(), performance=performance, policy=policy)
+    join = JoinParams(keep_predictions=s.keep_predictions, prediction_ttl_s=s.prediction_ttl_s,
+                      label_wait_s=s.label_wait_s)
+    return LogicParams(monitor, join)
+
+
+@dataclass
+class BatchOutcome:
+    alerts: list[dict] = field(default_factory=list)
+    dead_letters: list[dict] = field(default_factory=list)
+    states: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    """New saved form (JSON bytes) of each model version the batch touched."""
+    events_total: dict[tuple[str, str], int] = field(default_factory=dict)
+    quarantined: list[Quarantine] = field(default_factory=list)
+    offsets: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
+    events: int = 0
+    skipped_messages: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    # for metrics: per (model, version)
+    events_by_model: dict[tuple[str, str], int] = field(default_factory=dict)
+    newest_event_time: dict[tuple[str, str], float] = field(default_factory=dict)
+    readings: dict[tuple[str, str], list[tuple[str, str, float, float]]] = field(default_factory=dict)
+    drifting: dict[tuple[str, str], dict[str, bool]] = field(default_factory=dict)
+    performance: dict[tuple[str, str], list[tuple[str, str, float, float | None]]] = field(default_factory=dict)
+    # the label join's writes, committed with the states and offsets
+    writes: list[JoinWrite] = field(default_factory=list)
+    labels: int = 0
+    unmatched_labels: int = 0
+
+
+class BatchProcessor:
+    def __init__(self, settings: Settings, store: StateStore) -> None:
+        self._settings = settings
+        self.params = logic_params(settings)
+        self._store = store
+        self._join = LabelJoin(self.params.join, store)
+
+    def process(self, messages: list[IncomingMessage]) -> BatchOutcome:
+        outcome = BatchOutcome()
+        if not messages:
+            return outcome
+        partitions = sorted({(m.topic, m.partition) for m in messages})
+        stored = self._store.offsets(partitions)
+        usable = _since_last_rewind(messages)
+        fresh = sorted((m for m in usable if m.offset > stored[(m.topic, m.partition)]),
+                       key=lambda m: (m.topic, m.partition, m.offset))
+        outcome.skipped_messages = len(messages) - len(fresh)
+        for m in fresh:
+            tp = (m.topic, m.partition)
+            expected = outcome.offsets.get(tp, (stored[tp], stored[tp]))[0]
+            outcome.offsets[tp] = (expected, m.offset)
+        # Each message's events are applied as one unit, never merged with the
+        # next message's: how a consumer happens to group messages (which
+        # differs after a restart) then cannot change a single bit of the state.
+        units: list[tuple[tuple[str, str], IncomingMessage, list[dict]]] = []
+        labels: dict[str, list[dict]] = defaultdict(list)
+        label_sources: dict[tuple[str, str], IncomingMessage] = {}
+        for m in fresh:
+            # feature ranges are checked on whole columns as they are applied (ModelMonitor)
+            decoded = decode_message(m.value, self._settings.max_message_bytes, check_feature_range=False)
+            for rejection in decoded.rejections:
+                outcome.dead_letters.append(self._dead_letter(m, rejection))
+            if decoded.kind == "label":
+                for event in decoded.events:
+                    labels[event["model"]].append(event)
+                    label_sources[(event["model"], event["event_id"])] = m
+                continue
+            groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+            for event in decoded.events:
+                groups[(event["model"], event["model_version"])].append(event)
+            units.extend((key, m, events) for key, events in groups.items())
+        models = GuardedMonitors(self, outcome)
+        models.load(list(dict.fromkeys(key for key, _, _ in units)))
+        now = time.time()
+        predictions: dict[str, list[tuple[str, dict]]] = defaultdict(list)
+        for key, m, events in units:
+            applied = models.apply(key, m, events, now)
+            outcome.events += len(applied)
+            outcome.events_by_model[key] = outcome.events_by_model.get(key, 0) + len(applied)
+            predictions[key[0]].extend((key[1], e) for e in applied)
+        # Labels after the batch's predictions, so a label and its prediction in one batch meet.
+        try:
+            join = self._join.run(predictions, labels, now)
+        except BaseException as exc:  # noqa: BLE001 - the last guard: nothing in a batch may stop the worker
+            if is_fatal(exc) or isinstance(exc, ServiceUnavailable):
+                raise
+            _log.error("the label join failed (%s); this batch's labels are dead-lettered", _what(exc))
+            for model, events in labels.items():
+                for event in events:
+                    outcome.dead_letters.append(self._dead_letter(label_sources[(model, event["event_id"])], Rejection(
+                        "apply_failed", f"the label could not be joined: {_what(exc)}", model, event["event_id"],
+                        _excerpt_of(event))))
+            join = self._join.run(predictions, {}, now)
+            labels = {}
+        outcome.writes = join.writes
+        outcome.labels = sum(len(v) for v in labels.values())
+        outcome.unmatched_labels = sum(join.unmatched.values())
+        models.load([k for k in join.joined if k not in models.states])
+        for key, joined in join.joined.items():
+            for item in models.apply_labels(key, joined, now):
+                source = label_sources.get((key[0], item.event_id))
+                outcome.dead_letters.append(self._dead_letter(source, Rejection(
+                    "apply_failed", "the label could not be applied to the model's performance", key[0],
+                    item.event_id, _excerpt_of({"event_id": item.event_id, "label": item.label}))))
+        for key, state in models.states.items():
+            try:
+                outcome.states[key] = orjson.dumps(state.to_dict())
+            except BaseException as exc:  # noqa: BLE001 - a state that cannot be saved must not stop the worker
+                if is_fatal(exc):
+                    raise
+                models.unsavable(key, exc)
+                continue
+            outcome.events_total[key] = state.events
+            if state.last_event_time is not None:
+                outcome.newest_event_time[key] = state.last_event_time
+            outcome.readings[key] = state.readings()
+            outcome.drifting[key] = state.drifting()
+            outcome.performance[key] = state.performance.readings()
+        for letter in outcome.dead_letters:
+            code = letter["reason_code"]
+            outcome.rejected_by_reason[code] = outcome.rejected_by_reason.get(code, 0) + 1
+        return outcome
+
+    def _dead_letter(self, m: IncomingMessage | None, rejection: Rejection) -> dict:
+        source = None if m is None else {"topic": m.topic, "partition": m.partition, "offset": m.offset}
+        return {
+            "id": _dead_letter_id(source, rejection),
+            "reason_code": rejection.code,
+            "reason": rejection.reason,
+            "model": rejection.model,
+            "event_id": rejection.event_id,
+            "source": source,
+            "worker": self._settings.app_id,
+            "created_at": time.time(),
+            "payload": rejection.excerpt,
+        }
+
+
+def _since_last_rewind(messages: list[IncomingMessage]) -> list[IncomingMessage]:
+    """Each message once, and per partition only what was delivered after the consumer last went back.
+
+    Around a rebalance or a seek to the offsets in Redis, one batch can hold a message twice, or messages from
+    before a seek followed by earlier offsets from after it. Applying the first kind twice would count events
+    twice; applying the later offsets of the second kind would move the saved offset past messages not applied
+    yet (they come again after the rewound ones, and would be skipped). Both are dropped here: the consumer
+    delivers them again in order.
+    """
+    start: dict[TopicPartition, int] = {}
+    last: dict[TopicPartition, int] = {}
+    for i, m in enumerate(messages):
+        tp = (m.topic, m.partition)
+        if tp in last and m.offset <= last[tp]:
+            start[tp] = i
+        last[tp] = m.offset
+    if not start:
+        return messages
+    return [m for i, m in enumerate(messages) if i >= start.get((m.topic, m.partition), 0)]
+
+
+def _dead_letter_id(source: dict | None, rejection: Rejection) -> str:
+    """Deterministic, like alert ids: a dead letter published again (a retried or redone batch) has the same id."""
+    text = "\x1f".join([orjson.dumps(source).decode(), rejection.code, rejection.model or "", rejection.event_id or "",
+                        rejection.excerpt[:256]])
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:32]

@@ -1,0 +1,130 @@
+"""The store contract in dictionaries, for tests of the logic without Redis. Expiry follows Redis's: a kept
+prediction's hour bucket expires ``ttl_s`` after its last write, a waiting label ``ttl_s`` after it was
+written; ``clock`` (default ``time.time``) says what time it is."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Callable
+
+import orjson
+
+from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, KeepPrediction
+from stream_processors.state.store import (StateCommit, TopicPartition, decoded, join_record, label_record,
+                                           prediction_record, quarantine_record)
+
+__all__ = ["MemoryStateStore"]
+
+
+class MemoryStateStore:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._profiles: dict[tuple[str, str], bytes] = {}
+        self._offsets: dict[TopicPartition, int] = {}
+        self._states: dict[tuple[str, str], bytes] = {}
+        self._updated: dict[tuple[str, str], float] = {}
+        self._events: dict[tuple[str, str], int] = {}
+        self._predictions: dict[tuple[str, int], tuple[dict[str, bytes], float]] = {}  # (fields, expires at)
+        self._labels: dict[tuple[str, str], tuple[bytes, float]] = {}                  # (record, expires at)
+        self._waiting: dict[str, dict[str, float]] = {}
+        self._counts: dict[str, int] = {}
+        self._quarantine: dict[tuple[str, str], bytes] = {}
+        self._quarantined: dict[tuple[str, str], bytes] = {}
+
+    def offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self._offsets.get(tp, -1) for tp in partitions}
+
+    def load(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | bytes | None]:
+        return {k: decoded(self._states.get(k)) for k in models}
+
+    def commit(self, batch: StateCommit) -> bool:
+        if any(self._offsets.get(tp, -1) != expected for tp, (expected, _new) in batch.offsets.items()):
+            return False
+        now = self._clock()
+        for w in batch.writes:
+            if isinstance(w, KeepPrediction):
+                fields, _ = self._live_predictions(w.model, w.hour, now) or ({}, 0.0)
+                fields[w.event_id] = prediction_record(w)
+                self._predictions[(w.model, w.hour)] = (fields, now + w.ttl_s)
+            elif isinstance(w, AwaitLabel):
+                self._labels[(w.model, w.event_id)] = (label_record(w), now + w.ttl_s)
+                self._waiting.setdefault(w.model, {})[w.event_id] = w.deadline
+            elif isinstance(w, ForgetLabel):
+                self._labels.pop((w.model, w.event_id), None)
+                self._waiting.get(w.model, {}).pop(w.event_id, None)
+            elif isinstance(w, CountLabels):
+                for kind, change in (("pending", w.pending), ("unmatched", w.unmatched), ("joined", w.joined)):
+                    if change:
+                        key = f"{w.model}:{kind}"
+                        self._counts[key] = self._counts.get(key, 0) + change
+        for q in batch.quarantined:
+            digest = hashlib.sha256(q.raw).hexdigest()
+            self._quarantine[(q.kind, digest)] = q.raw
+            self._quarantined[(q.model, q.model_version)] = quarantine_record(q, digest, now)
+            if q.kind == "profile":
+                self._profiles.pop((q.model, q.model_version), None)
+        for tp, (_expected, new) in batch.offsets.items():
+            self._offsets[tp] = new
+        for key, state in batch.states.items():
+            self._states[key] = state
+            self._updated[key] = now
+            self._events[key] = batch.events_total[key]
+        return True
+
+    def _live_predictions(self, model: str, hour: int, now: float) -> tuple[dict[str, bytes], float] | None:
+        bucket = self._predictions.get((model, hour))
+        if bucket is not None and bucket[1] <= now:
+            del self._predictions[(model, hour)]
+            return None
+        return bucket
+
+    def quarantined(self) -> dict[tuple[str, str], dict]:
+        return {k: orjson.loads(v) for k, v in self._quarantined.items()}
+
+    def quarantined_record(self, kind: str, digest: str) -> bytes | None:
+        return self._quarantine.get((kind, digest))
+
+    def put_raw(self, kind: str, model: str, version: str, raw: bytes) -> None:
+        """Write a record as bytes, damaged or not (for tests of what happens when one is)."""
+        (self._states if kind == "state" else self._profiles)[(model, version)] = raw
+
+    def model_summaries(self) -> dict[tuple[str, str], dict]:
+        return {key: {"events": self._events[key], "updated": t} for key, t in self._updated.items()}
+
+    def models(self) -> dict[tuple[str, str], float]:
+        return dict(self._updated)
+
+    def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | bytes | None]:
+        return {k: decoded(self._profiles.get(k)) for k in models}
+
+    def put_profile(self, profile: dict, only_if_absent: bool = False) -> bool:
+        key = (profile["model"], profile["model_version"])
+        if only_if_absent and key in self._profiles:
+            return False
+        self._profiles[key] = orjson.dumps(profile)
+        return True
+
+    # -- the label join -------------------------------------------------------------------------------------
+    def kept_predictions(self, model: str, hours: list[int], event_ids: list[str]) -> list[list | None]:
+        now = self._clock()
+        buckets = [b[0] for b in (self._live_predictions(model, h, now) for h in hours) if b is not None]
+        return [join_record(f"pred:{model} {i}", next((b[i] for b in buckets if i in b), None)) for i in event_ids]
+
+    def waiting_labels(self, model: str, event_ids: list[str]) -> list[dict | None]:
+        now = self._clock()
+        out = []
+        for event_id in event_ids:
+            record = self._labels.get((model, event_id))
+            out.append(join_record(f"label:{model}:{event_id}", record[0] if record and record[1] > now else None))
+        return out
+
+    def due_labels(self, model: str, now: float) -> list[str]:
+        waiting = self._waiting.get(model, {})
+        return sorted((i for i, deadline in waiting.items() if deadline <= now), key=lambda i: (waiting[i], i))
+
+    def pending_labels(self, model: str) -> int:
+        return self._counts.get(f"{model}:pending", 0)
+
+    def label_counts(self) -> dict[str, int]:
+        return dict(self._counts)

@@ -1,0 +1,125 @@
+"""The state store's contract, in domain terms: what a batch commits and what the logic reads.
+
+One commit writes the new state of every model a batch touched together with the new offset of every
+partition it read, the label join's writes and the quarantined records, atomically; it first checks that
+each partition's stored offset is still the one the batch started from, so a worker that lost its
+partitions in a rebalance and wakes up late cannot overwrite the state its successor wrote. Two
+implementations: ``RedisStateStore`` (one Lua script) and ``MemoryStateStore`` (for tests); the contract
+test in ``tests/stream_processors/state`` runs against both.
+
+A record that cannot even be decoded is handed to the caller as its raw bytes, so that it can be quarantined
+rather than stop the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+
+from detectors.model.writes import JoinWrite
+
+__all__ = ["Quarantine", "StateCommit", "StateStore", "TopicPartition"]
+
+TopicPartition = tuple[str, int]
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """A saved record that could not be loaded: kept aside under its own key instead of being overwritten."""
+
+    kind: str                   # "state" or "profile"
+    model: str
+    model_version: str
+    raw: bytes
+    error: str
+
+
+class StateCommit(Protocol):
+    """What one batch writes (``BatchOutcome`` is one)."""
+
+    offsets: dict[TopicPartition, tuple[int, int]]
+    """Per partition: (the offset the batch started from, the new one)."""
+    states: dict[tuple[str, str], bytes]
+    events_total: dict[tuple[str, str], int]
+    writes: list[JoinWrite]
+    """The label join's writes."""
+    quarantined: list[Quarantine]
+
+
+class StateStore(Protocol):
+    def offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Last applied offset per partition; -1 where none was applied."""
+
+    def load(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | bytes | None]:
+        """Saved state per (model, version); None where there is none, bytes where it is not JSON."""
+
+    def commit(self, batch: StateCommit) -> bool:
+        """Write the batch's states, writes and quarantined records and move its offsets from
+        ``(expected, new)``, all at once; False on a conflict (nothing written)."""
+
+    def quarantined(self) -> dict[tuple[str, str], dict]:
+        """Per (model, version): its latest quarantined record, {"record", "error", "sha256", "at"}."""
+
+    def models(self) -> dict[tuple[str, str], float]:
+        """Every (model, version) with state, and when it was last updated."""
+
+    def model_summaries(self) -> dict[tuple[str, str], dict]:
+        """Per (model, version): {"events", "updated"} as of its last commit."""
+
+    def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | bytes | None]:
+        """Registered reference profile per (model, version); None where there is none, bytes where it is
+        not JSON."""
+
+    def put_profile(self, profile: dict, only_if_absent: bool = False) -> bool:
+        """Register a profile; with ``only_if_absent``, keep one already there."""
+
+    # the label join's reads (detectors.model.label_join.LabelStore)
+    def kept_predictions(self, model: str, hours: list[int], event_ids: list[str]) -> list[list | None]: ...
+
+    def waiting_labels(self, model: str, event_ids: list[str]) -> list[dict | None]: ...
+
+    def due_labels(self, model: str, now: float) -> list[str]: ...
+
+    def pending_labels(self, model: str) -> int: ...
+
+    def label_counts(self) -> dict[str, int]:
+        """``{model}:pending``, ``{model}:unmatched`` and ``{model}:joined`` counts."""
+
+
+def decoded(raw: bytes | None) -> dict | bytes | None:
+    """A saved record, or its bytes when they are not JSON."""
+    if raw is None:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw
+
+
+def join_record(where: str, raw: bytes | None) -> dict | list | None:
+    """A kept prediction or waiting label; one that cannot be decoded is reported and read as absent (a label
+    then waits for, or misses, its prediction and is counted as unmatched), so it cannot stop the worker."""
+    if raw is None:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        _log.error("damaged label-join record at %s (%d bytes) is ignored", where[:300], len(raw))
+        return None
+
+
+def prediction_record(write) -> bytes:
+    """How a kept prediction is stored: [version, prediction, score, timestamp]."""
+    return orjson.dumps((write.model_version, write.prediction, write.score, write.timestamp))
+
+
+def label_record(write) -> bytes:
+    return orjson.dumps({"l": write.label, "t": write.timestamp})
+
+
+def quarantine_record(q: Quarantine, digest: str, now: float) -> bytes:
+    return orjson.dumps({"record": q.kind, "error": q.error, "sha256": digest, "at": now})

@@ -1,0 +1,46 @@
+"""What ``driftline triggers`` remembers in Redis: triggers done (never run twice) and records parked."""
+
+from __future__ import annotations
+
+import redis
+
+from stream_processors.errors import ServiceUnavailable
+from stream_processors.state.keys import triggers_done_key, triggers_parked_key
+from stream_processors.state.redis_store import redis_client
+
+__all__ = ["TriggerLedger"]
+
+
+class TriggerLedger:
+    """The done-set and parked-set of one consumer group on one control topic (``state.keys``)."""
+
+    def __init__(self, url: str, group: str, topic: str) -> None:
+        self._redis = redis_client(url, socket_timeout=30)
+        self.done_key = triggers_done_key(group, topic)
+        self.parked_key = triggers_parked_key(group, topic)
+
+    def reachable(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except redis.RedisError:
+            return False
+
+    def is_done(self, trigger_id: str) -> bool:
+        return bool(self._call(self._redis.sismember, self.done_key, trigger_id))
+
+    def mark_done(self, trigger_id: str) -> None:
+        self._call(self._redis.sadd, self.done_key, trigger_id)
+
+    def is_parked(self, position: str) -> bool:
+        return bool(self._call(self._redis.sismember, self.parked_key, position))
+
+    def park(self, position: str) -> None:
+        self._call(self._redis.sadd, self.parked_key, position)
+
+    @staticmethod
+    def _call(method, *args):
+        try:
+            return method(*args)
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"Redis failed while handling triggers ({type(exc).__name__}); nothing more "
+                                     "was committed, the current trigger is read again on restart") from None

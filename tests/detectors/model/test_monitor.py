@@ -1,0 +1,93 @@
+"""The model monitor: its saved form round-trips into identical behaviour, and state saved before parameters
+were saved (format 4) still loads and carries on exactly as the code that saved it did."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import numpy as np
+import orjson
+import pytest
+
+from detectors.model.monitor import ModelMonitor
+from detectors.model.params import MonitorParams
+from stream_processors.batch import logic_params
+from stream_processors.config import Settings
+
+FIXTURE = orjson.loads((pathlib.Path(__file__).parent / "data" / "model_state_v4.json").read_bytes())
+
+
+def _params(**changes) -> MonitorParams:
+    return logic_params(Settings(**{**FIXTURE["settings"], **changes})).monitor
+
+
+def _events(start: int, n: int, shift: float, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed + start)
+    x = rng.normal(shift, 1.0, n)
+    return [{"event_id": f"e{start + i}", "model": "m", "model_version": "1", "timestamp": 1000.0 + start + i,
+             "prediction": int(v > 0), "score": float(1 / (1 + np.exp(-v))),
+             "features": {"x": float(v), "c": "ab"[i % 2] if shift == 0 else "a", "b": bool(i % 3)}}
+            for i, v in enumerate(x)]
+
+
+def _saved(monitor: ModelMonitor) -> dict:
+    """The saved form as the store keeps it (JSON: infinities read back as null)."""
+    return orjson.loads(orjson.dumps(monitor.to_dict()))
+
+
+def _without_versions(state: dict) -> dict:
+    """The saved form without what format 5 added (format tags and parameters)."""
+    out = {k: v for k, v in state.items() if k not in ("format", "params")}
+    for part in ("performance", "policy"):
+        out[part] = {k: v for k, v in state[part].items() if k not in ("format", "params")}
+    return out
+
+
+def test_state_saved_in_format_4_loads_and_continues_as_the_code_that_saved_it():
+    assert FIXTURE["saved"]["format"] == "driftline.model_state/4" and "params" not in FIXTURE["saved"]
+    monitor = ModelMonitor.from_dict(FIXTURE["saved"], _params())
+    after = FIXTURE["after"]
+    for start in range(0, len(after), 100):
+        monitor.apply(after[start:start + 100])
+    reached = _saved(monitor)
+    assert reached["format"] == "driftline.model_state/5" and reached["params"] == _params().to_dict()
+    assert _without_versions(reached) == _without_versions(FIXTURE["reached"])
+
+
+def test_a_restored_monitor_behaves_like_the_one_that_was_saved():
+    params = _params()
+    original = ModelMonitor("m", "1", params)
+    for start in range(0, 1500, 100):
+        original.apply(_events(start, 100, 0.0))
+    restored = ModelMonitor.from_dict(orjson.loads(orjson.dumps(original.to_dict())), params)
+    found = [[], []]
+    for start in range(1500, 3000, 100):
+        message = _events(start, 100, 2.0)
+        for i, monitor in enumerate((original, restored)):
+            found[i] += monitor.apply([dict(e) for e in message])
+    assert found[0], "the shift must be found, else the comparison says nothing"
+    assert found[0] == found[1]
+    assert _saved(restored) == _saved(original)
+
+
+def test_saved_parameters_that_shaped_the_state_win_and_decision_parameters_are_the_configured_ones():
+    monitor = ModelMonitor("m", "1", _params())
+    monitor.apply(_events(0, 100, 0.0))
+    configured = _params(window_size=300, cooldown_events=50, window_alpha=1e-4)
+    restored = ModelMonitor.from_dict(monitor.to_dict(), configured)
+    assert restored.params.window_size == FIXTURE["settings"]["window_size"]  # saved: the windows it built
+    assert restored.params.cooldown_events == 50 and restored.params.window_alpha == 1e-4  # configured
+    assert restored.params.monitor == _params().monitor
+
+
+def test_params_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        _params().cooldown_events = 1  # type: ignore[misc]
+
+
+def test_an_unknown_format_is_refused():
+    from detectors import StateVersionError
+
+    with pytest.raises(StateVersionError):
+        ModelMonitor.from_dict({**FIXTURE["saved"], "format": "driftline.model_state/99"}, _params())

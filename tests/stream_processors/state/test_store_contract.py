@@ -1,0 +1,159 @@
+"""One contract, two stores: the in-memory store behaves as the Redis store does (commits, offsets,
+conflicts, quarantine, expiry of kept predictions, the label join). The Redis case talks to the real Redis
+under an app id of its own."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+import redis
+
+from detectors.model.label_join import LabelJoin
+from detectors.model.params import JoinParams
+from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, KeepPrediction
+from stream_processors.config import load_settings
+from stream_processors.state import MemoryStateStore, Quarantine, RedisStateStore, redis_client
+
+
+@dataclass
+class Commit:
+    offsets: dict = field(default_factory=dict)
+    states: dict = field(default_factory=dict)
+    events_total: dict = field(default_factory=dict)
+    writes: list = field(default_factory=list)
+    quarantined: list = field(default_factory=list)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+def store(request):
+    """(store, advance): ``advance(seconds)`` lets that much time pass for the store."""
+    if request.param == "memory":
+        clock = Clock()
+
+        def advance(seconds: float) -> None:
+            clock.now += seconds
+
+        yield MemoryStateStore(clock), advance
+        return
+    url = load_settings().redis.url
+    try:
+        redis_client(url, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        pytest.fail(f"Redis is not reachable at {url}: run 'make stack-up'")
+    app_id = f"contract-{uuid.uuid4().hex[:10]}"
+    yield RedisStateStore(url, app_id), time.sleep
+    client = redis_client(url)
+    keys = list(client.scan_iter(match=f"driftline:{app_id}:*"))
+    if keys:
+        client.delete(*keys)
+
+
+def test_a_commit_writes_states_and_offsets_together(store):
+    store, _ = store
+    tp = ("inference", 0)
+    assert store.offsets([tp]) == {tp: -1}
+    assert store.load([("m", "1")]) == {("m", "1"): None}
+    assert store.commit(Commit({tp: (-1, 41)}, {("m", "1"): b'{"events": 3}'}, {("m", "1"): 3}))
+    assert store.offsets([tp]) == {tp: 41}
+    assert store.load([("m", "1")]) == {("m", "1"): {"events": 3}}
+    assert store.model_summaries()[("m", "1")]["events"] == 3
+    assert set(store.models()) == {("m", "1")}
+
+
+def test_a_commit_from_a_stale_offset_writes_nothing(store):
+    store, _ = store
+    tp = ("inference", 1)
+    assert store.commit(Commit({tp: (-1, 10)}, {("m", "1"): b'{"v": 1}'}, {("m", "1"): 1}))
+    stale = Commit({tp: (5, 20)}, {("m", "1"): b'{"v": 2}'}, {("m", "1"): 2},
+                   writes=[CountLabels("m", joined=1)])
+    assert not store.commit(stale)
+    assert store.offsets([tp]) == {tp: 10}
+    assert store.load([("m", "1")])[("m", "1")] == {"v": 1}
+    assert store.label_counts() == {}
+
+
+def test_undecodable_state_is_handed_back_as_bytes_and_can_be_quarantined(store):
+    store, _ = store
+    tp = ("inference", 0)
+    assert store.commit(Commit({tp: (-1, 0)}, {("m", "1"): b"{damaged"}, {("m", "1"): 1}))
+    raw = store.load([("m", "1")])[("m", "1")]
+    assert raw == b"{damaged"
+    store.put_profile({"model": "m", "model_version": "1", "columns": {}})
+    assert store.profiles([("m", "1")])[("m", "1")]["model"] == "m"
+    assert not store.put_profile({"model": "m", "model_version": "1", "x": 1}, only_if_absent=True)
+    assert store.commit(Commit({tp: (0, 1)}, quarantined=[Quarantine("profile", "m", "1", b"{p", "bad"),
+                                                             Quarantine("state", "m", "1", raw, "ValueError")]))
+    record = store.quarantined()[("m", "1")]
+    assert record["record"] == "state" and record["error"] == "ValueError"
+    assert record["sha256"] == hashlib.sha256(raw).hexdigest()
+    assert store.quarantined_record("state", record["sha256"]) == raw
+    assert store.profiles([("m", "1")]) == {("m", "1"): None}  # a quarantined profile is not read again
+
+
+def test_kept_predictions_are_found_in_their_hour_and_expire(store):
+    store, advance = store
+    now = time.time()
+    hour = int(now // 3600)
+    writes = [KeepPrediction("m", f"e{i}", "1", i % 2, 0.5, 10.0 + i, hour, 1) for i in range(3)]
+    writes.append(KeepPrediction("m", "old", "1", "yes", None, 1.0, hour - 1, 60))
+    assert store.commit(Commit({("inference", 0): (-1, 0)}, writes=writes))
+    assert store.kept_predictions("m", [hour, hour - 1], ["e1", "old", "nope"]) == \
+        [["1", 1, 0.5, 11.0], ["1", "yes", None, 1.0], None]
+    assert store.kept_predictions("other", [hour], ["e1"]) == [None]
+    advance(2.2)
+    assert store.kept_predictions("m", [hour, hour - 1], ["e1", "old"]) == [None, ["1", "yes", None, 1.0]]
+
+
+def test_waiting_labels_fall_due_and_are_forgotten(store):
+    store, _ = store
+    writes = [AwaitLabel("m", "a", 1, 5.0, deadline=100.0, ttl_s=3600),
+              AwaitLabel("m", "b", "no", 6.0, deadline=50.0, ttl_s=3600),
+              CountLabels("m", pending=2)]
+    assert store.commit(Commit({("labels", 0): (-1, 0)}, writes=writes))
+    assert store.pending_labels("m") == 2 and store.pending_labels("x") == 0
+    assert store.waiting_labels("m", ["a", "b", "c"]) == [{"l": 1, "t": 5.0}, {"l": "no", "t": 6.0}, None]
+    assert store.due_labels("m", 49.0) == []
+    assert store.due_labels("m", 100.0) == ["b", "a"]  # by deadline
+    assert store.commit(Commit({("labels", 0): (0, 1)},
+                               writes=[ForgetLabel("m", "b"), CountLabels("m", pending=-1, unmatched=1)]))
+    assert store.due_labels("m", 100.0) == ["a"]
+    assert store.waiting_labels("m", ["b"]) == [None]
+    assert store.label_counts() == {"m:pending": 1, "m:unmatched": 1}
+
+
+def test_the_label_join_runs_alike_on_both_stores(store):
+    store, _ = store
+    join = LabelJoin(JoinParams(keep_predictions=True, prediction_ttl_s=86400, label_wait_s=60.0), store)
+    now = time.time()
+    predictions = {"m": [("1", {"event_id": f"e{i}", "prediction": i % 2, "score": 0.1 * i, "timestamp": now})
+                         for i in range(5)]}
+    first = join.run(predictions, {"m": [{"event_id": "e0", "label": 0, "timestamp": now},
+                                         {"event_id": "late", "label": 1, "timestamp": now}]}, now)
+    assert [j.event_id for j in first.joined[("m", "1")]] == ["e0"]
+    assert store.commit(Commit({("inference", 0): (-1, 0)}, writes=first.writes))
+    second = join.run({}, {"m": [{"event_id": f"e{i}", "label": 1, "timestamp": now} for i in (3, 4)]}, now + 1)
+    assert [(j.event_id, j.prediction, j.label) for j in second.joined[("m", "1")]] == [("e3", 1, 1), ("e4", 0, 1)]
+    assert store.commit(Commit({("inference", 0): (0, 1)}, writes=second.writes))
+    third = join.run({"m": [("1", {"event_id": "late", "prediction": 1, "score": None, "timestamp": now})]}, {},
+                     now + 2)
+    assert [j.event_id for j in third.joined[("m", "1")]] == ["late"]
+    assert store.commit(Commit({("inference", 0): (1, 2)}, writes=third.writes))
+    assert store.label_counts() == {"m:joined": 4, "m:pending": 0}
+    fourth = join.run({}, {"m": [{"event_id": "never", "label": 1, "timestamp": now}]}, now + 3)
+    assert store.commit(Commit({("inference", 0): (2, 3)}, writes=fourth.writes))
+    gone = join.run({}, {"m": []}, now + 100)  # a model's due labels are settled when it has traffic
+    assert gone.unmatched == {"m": 1}
+    assert store.commit(Commit({("inference", 0): (3, 4)}, writes=gone.writes))
+    assert store.label_counts()["m:unmatched"] == 1 and store.pending_labels("m") == 0
