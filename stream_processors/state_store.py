@@ -35,8 +35,7 @@ import logging
 import orjson
 import redis
 
-from stream_processors.errors import ServiceUnavailable
-from stream_processors.redaction import redact_url
+from stream_processors.config import RedisConnection
 
 __all__ = ["MemoryStateStore", "Quarantine", "RedisStateStore", "StateCommit", "StateStore", "TopicPartition"]
 
@@ -185,9 +184,10 @@ def _field(tp: TopicPartition) -> str:
 
 
 class RedisStateStore:
-    def __init__(self, url: str, app_id: str) -> None:
-        self._redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-        self._url = url
+    def __init__(self, connection: str | RedisConnection, app_id: str) -> None:
+        """``connection``: a RedisConnection (settings.redis), or a URL."""
+        self._connection = connection if isinstance(connection, RedisConnection) else RedisConnection(connection)
+        self._redis = self._connection.client(socket_timeout=10, socket_connect_timeout=5)
         self._app_id = app_id
         self._prefix = f"driftline:{app_id}"
         self._offsets_key = f"{self._prefix}:offsets"
@@ -200,11 +200,8 @@ class RedisStateStore:
     def _call(self, fn, *args):
         try:
             return fn(*args)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise ServiceUnavailable(f"Redis is unreachable at {redact_url(self._url)} ({exc}); start it with "
-                                     "'make stack-up' or set DRIFTLINE_REDIS_URL") from exc
         except redis.RedisError as exc:
-            raise ServiceUnavailable(f"Redis at {redact_url(self._url)} failed: {exc}") from exc
+            raise self._connection.error(exc) from exc
 
     def ping(self) -> None:
         self._call(self._redis.ping)

@@ -18,7 +18,7 @@ def model_status(settings: Settings, model: str, version: str | None = None) -> 
     """The status of one model: its latest-updated version unless one is named."""
     from stream_processors.model_state import ModelState
 
-    store = RedisStateStore(settings.redis.url, settings.app_id)
+    store = RedisStateStore(settings.redis, settings.app_id)
     store.ping()
     known = store.models()
     versions = {v: t for (m, v), t in known.items() if m == model}

@@ -16,7 +16,7 @@ __all__ = ["add_parser", "run", "run_worker"]
 
 
 def run_worker(settings: Settings) -> int:
-    RedisStateStore(settings.redis.url, settings.app_id).ping()
+    RedisStateStore(settings.redis, settings.app_id).ping()
     ensure_topics(settings.kafka, [settings.inference_topic, settings.label_topic, settings.control_topic,
                                    settings.dead_letter_topic], settings.topic_partitions, timeout_s=10)
 
@@ -39,7 +39,7 @@ def run_worker(settings: Settings) -> int:
 
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry, max_feature_series=settings.max_feature_series)
-    registry.register(RedisModelCollector(RedisStateStore(settings.redis.url, settings.app_id)))
+    registry.register(RedisModelCollector(RedisStateStore(settings.redis, settings.app_id)))
     if settings.metrics_port:
         try:
             start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)

@@ -128,7 +128,7 @@ def end_offsets(s: Settings, topic: str) -> dict[int, int]:
 
 def wait_until_applied(s: Settings, worker: WorkerProcess | None = None, timeout: float = 120) -> None:
     """Wait until the worker app's saved offsets reach the end of the inference and label topics."""
-    store = RedisStateStore(s.redis.url, s.app_id)
+    store = RedisStateStore(s.redis, s.app_id)
     want = {}
     for topic in (s.inference_topic, s.label_topic):
         want.update({(topic, p): end - 1 for p, end in end_offsets(s, topic).items() if end > 0})
@@ -166,7 +166,7 @@ def read_topic(s: Settings, topic: str, timeout: float = 20) -> list[dict]:
 
 
 def model_state(s: Settings, model: str, version: str) -> dict | None:
-    return RedisStateStore(s.redis.url, s.app_id).load([(model, version)])[(model, version)]
+    return RedisStateStore(s.redis, s.app_id).load([(model, version)])[(model, version)]
 
 
 def describe(s: Settings, model: str, version: str) -> dict:

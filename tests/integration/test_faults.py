@@ -152,7 +152,7 @@ def _topics(s) -> None:
 
 def _wait_until_working(s, worker, timeout: float = 60.0) -> None:
     """Until the worker has saved state: it is past its start-up and in the middle of the stream."""
-    store = RedisStateStore(s.redis.url, s.app_id)
+    store = RedisStateStore(s.redis, s.app_id)
     deadline = time.monotonic() + timeout
     while not store.models():
         assert worker.alive(), worker.log()[-3000:]
@@ -326,7 +326,7 @@ def test_state_lost_in_redis_is_detected(settings, worker_factory, rebuild):
     r = redis.Redis.from_url(s.redis.url)
     r.delete(*r.keys(f"driftline:{s.app_id}:*"))  # Redis lost everything of this app
     worker.start()
-    store = RedisStateStore(s.redis.url, s.app_id)
+    store = RedisStateStore(s.redis, s.app_id)
     lost = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not lost:
