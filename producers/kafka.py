@@ -239,7 +239,25 @@ def check_connection(kafka: str | KafkaConnection, timeout_s: float = 10.0) -> l
         if err.code() in _REFUSED or any(hint in err.str() for hint in _REFUSED_HINTS):
             refused.append(err)
 
-    admin = admin_client(connection, {"socket.connection.setup.timeout.ms": 5000, "error_cb": on_error})
+    # A broker that closes every connection during the first request (ApiVersion) most likely speaks another
+    # protocol (a plaintext client at a TLS listener): librdkafka only logs that, as a FAIL line.
+    dropped = _CountingHandler("in state APIVERSION_QUERY")
+    _CHECK_LOG.addHandler(dropped)
+    try:
+        return _wait_for_metadata(connection, timeout_s, refused, dropped, on_error)
+    finally:
+        _CHECK_LOG.removeHandler(dropped)
+
+
+_CHECK_LOG = logging.getLogger("driftline.kafka.check")
+_CHECK_LOG.propagate = False
+_CHECK_LOG.setLevel(logging.DEBUG)  # whatever the level of driftline.kafka (the CLI silences it)
+
+
+def _wait_for_metadata(connection: KafkaConnection, timeout_s: float, refused: list, dropped: _CountingHandler,
+                       on_error) -> list[str]:
+    admin = admin_client(connection, {"socket.connection.setup.timeout.ms": 5000, "error_cb": on_error},
+                         logger=_CHECK_LOG)
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while True:
@@ -250,10 +268,25 @@ def check_connection(kafka: str | KafkaConnection, timeout_s: float = 10.0) -> l
         admin.poll(0)  # serves error_cb
         if refused:
             raise KafkaAuthFailed(_refusal(connection, refused[0]))
+        if dropped.count >= 3:
+            raise KafkaAuthFailed(f"Kafka at {connection.describe()} closed every connection during its first "
+                                  "request: the listener most likely expects another DRIFTLINE_KAFKA_SECURITY_PROTOCOL "
+                                  f"(this client uses {connection.security_protocol})")
         if time.monotonic() >= deadline:
             detail = last.args[0].str() if last is not None and last.args else last
             raise KafkaUnreachable(_scrub(f"Kafka is unreachable at {connection.describe()} ({detail}); start it "
                                           "with 'make stack-up' or set DRIFTLINE_KAFKA_BOOTSTRAP", connection))
+
+
+class _CountingHandler(logging.Handler):
+    def __init__(self, needle: str) -> None:
+        super().__init__()
+        self.needle = needle
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.needle in record.getMessage():
+            self.count += 1
 
 
 def _refusal(connection: KafkaConnection, err: confluent_kafka.KafkaError) -> str:

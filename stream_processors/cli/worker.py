@@ -30,9 +30,10 @@ def run_worker(settings: Settings) -> int:
     import faust
 
     from stream_processors.faust_app.app import build_app
-    from stream_processors.faust_app.tuning import limit_fetch_wait
+    from stream_processors.faust_app.tuning import exit_on_refused_login, limit_fetch_wait
 
     limit_fetch_wait(settings.fetch_max_wait_ms)
+    exit_on_refused_login(settings.kafka.describe(), settings.secrets())
     from prometheus_client import CollectorRegistry, start_http_server
 
     from stream_processors.metrics import RedisModelCollector, WorkerMetrics
