@@ -95,7 +95,10 @@ class RedisConnection:
         builds a Redis client."""
         import redis
 
-        return redis.Redis.from_url(self.url, **{**self.client_options(), **options})
+        url = self.url
+        if self._password is not None:  # type: ignore[attr-defined]
+            url = _without_password(url)  # redis-py lets the URL's password win over the keyword
+        return redis.Redis.from_url(url, **{**self.client_options(), **options})
 
     def error(self, exc: Exception, doing: str = "") -> ServiceUnavailable:
         """redis-py's ``exc`` as one line without secrets: RedisAuthFailed for refused credentials."""
@@ -113,6 +116,16 @@ class RedisConnection:
     def __repr__(self) -> str:
         return (f"RedisConnection(url={self.redacted()!r}, password_file={self.password_file!r}, "
                 f"ssl_cafile={self.ssl_cafile!r})")
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}@{host}"))
 
 
 @dataclass(frozen=True)
