@@ -217,6 +217,12 @@ def _printable(text: str) -> str:
     return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def _command_environment() -> dict[str, str]:
+    """What CMD inherits: this process's environment without the signing key (a retrain job has no business
+    signing triggers; DRIFTLINE_SIGNING_KEY_FILE, a path, stays for a job that verifies)."""
+    return {k: v for k, v in inherited_environment().items() if k != "DRIFTLINE_SIGNING_KEY"}
+
+
 def _deliver(producer: confluent_kafka.Producer, topic: str, key: bytes | None, value: bytes) -> str | None:
     """Produce one record and wait for it; what went wrong, or None."""
     errors: list[confluent_kafka.KafkaError] = []
@@ -305,7 +311,7 @@ class _TriggerRunner:
             return True
         attempts: list[Attempt] = []
         while True:
-            env = {**inherited_environment(), "DRIFTLINE_TRIGGER_ID": trigger["id"],
+            env = {**_command_environment(), "DRIFTLINE_TRIGGER_ID": trigger["id"],
                    "DRIFTLINE_MODEL": trigger["model"], "DRIFTLINE_MODEL_VERSION": trigger["model_version"],
                    "DRIFTLINE_TRIGGER_ATTEMPT": str(len(attempts) + 1)}
             attempt = run_command(self.command, msg.value(), env, self.timeout_s, self.stop)
