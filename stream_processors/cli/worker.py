@@ -73,7 +73,8 @@ def add_parser(sub) -> None:
     p.add_argument("--metrics-port", type=int, metavar="N",
                    help="serve Prometheus metrics on this port (default 9464, DRIFTLINE_METRICS_PORT; 0: off)")
     p.add_argument("--metrics-host", metavar="H",
-                   help="address for the metrics server (default 0.0.0.0, DRIFTLINE_METRICS_HOST)")
+                   help="address for the metrics server (default 127.0.0.1, DRIFTLINE_METRICS_HOST; 0.0.0.0 "
+                        "exposes it)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
 
 
