@@ -130,7 +130,7 @@ def through_ingest(settings, pairs: int, rows: int, concurrency: int, timeout: f
     procs = [subprocess.Popen([sys.executable, "-m", "stream_processors.cli", command], env=s.to_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for command in ("ingest", "worker")]
     url = f"http://127.0.0.1:{s.ingest_port}"
-    store = RedisStateStore(s.redis.url, s.app_id)
+    store = RedisStateStore(s.redis, s.app_id)
     tps = [(s.inference_topic, p) for p in range(s.topic_partitions)]
     try:
         deadline = time.monotonic() + 60
@@ -182,7 +182,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings()
     print(f"driftline ingest + one worker, 10 features per row, {args.concurrency} pairs in flight, "
-          f"Kafka {settings.kafka.bootstrap}, Redis {settings.redis.url}")
+          f"Kafka {settings.kafka.bootstrap}, Redis {settings.redis.redacted()}")
     print(f"{'CloudEvent pairs':<22}{'requests/s':>11}{'events/s':>10}{'p50 ms':>8}{'p99 ms':>8}"
           f"{'ack p50':>9}{'ack p99':>9}{'messages':>10}{'end-to-end ev/s':>17}{'drain s':>9}")
     for label, pairs, rows in (("1 row per pair", args.single_pairs, 1), ("100 rows per pair", args.wide_pairs, 100)):

@@ -87,7 +87,7 @@ def worker_rate(settings, messages: list[bytes], per_message: int, timeout: floa
                     keep_predictions=keep_predictions).to_env()
     proc = subprocess.Popen([sys.executable, "-m", "stream_processors.cli", "worker"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    store = RedisStateStore(s.redis.url, s.app_id)
+    store = RedisStateStore(s.redis, s.app_id)
     tps = [(s.inference_topic, p) for p in range(s.topic_partitions)]
 
     def applied() -> int:
@@ -125,7 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings()
     print(f"one worker, {N_FEATURES} features per event (8 numeric, 2 categorical), "
-          f"Kafka {settings.kafka.bootstrap}, Redis {settings.redis.url}")
+          f"Kafka {settings.kafka.bootstrap}, Redis {settings.redis.redacted()}")
     print(f"{'messages':<24}{'events':>8}{'decode-only ev/s':>18}{'worker ev/s':>13}{'steady ev/s':>13}"
           f"{'worker/decode':>15}{'steady/decode':>15}")
     cases = ((f"envelopes of {args.envelope_size}", args.envelope_events, args.envelope_size, True),

@@ -14,15 +14,11 @@ __all__ = ["ensure_topics"]
 
 def ensure_topics(bootstrap: str | KafkaConnection, topics: list[str], partitions: int, timeout_s: float = 15.0,
                   config: dict[str, str] | None = None) -> list[str]:
-    """Create the missing ones (with topic ``config``); returns the names created. Raises KafkaUnreachable."""
+    """Create the missing ones (with topic ``config``); returns the names created. Raises KafkaUnreachable (or
+    KafkaAuthFailed)."""
     connection = kafka.as_connection(bootstrap)
+    existing = set(kafka.check_connection(connection, timeout_s))  # a refused login fails here, in seconds
     admin = kafka.admin_client(connection, {"socket.connection.setup.timeout.ms": 5000})
-    try:
-        existing = set(admin.list_topics(timeout=timeout_s).topics)
-    except confluent_kafka.KafkaException as exc:
-        raise KafkaUnreachable(
-            f"Kafka is unreachable at {connection.bootstrap} ({exc.args[0].str() if exc.args else exc}); "
-            "start it with 'make stack-up' or set DRIFTLINE_KAFKA_BOOTSTRAP") from exc
     missing = [t for t in dict.fromkeys(topics) if t not in existing]
     if not missing:
         return []

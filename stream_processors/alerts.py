@@ -22,6 +22,9 @@ Schema (every field always present)::
     scenario        "reference" | "no_reference"
     created_at      epoch seconds when the worker decided
     evidence        {"last_event_id", "events_seen", "decision", ...test specifics}
+    signature       only with a signing key set: {"alg", "key_id", "value"}, an HMAC-SHA256 over the
+                    rest of the message (stream_processors/signing.py); every message of the control
+                    topic goes through :func:`control_record`, which adds it
 
 Two alerts are about the worker's own state, not about a model's data; both
 are ``critical`` and have ``detector`` "state_loader":
@@ -39,9 +42,13 @@ from __future__ import annotations
 
 import hashlib
 
+import orjson
 from detectors.model.verdicts import Finding, alert_id
 
-__all__ = ["alert_id", "finding_alert", "quarantine_alert", "state_lost_alert"]
+from stream_processors.model_state import Finding, alert_id
+from stream_processors.signing import Signer
+
+__all__ = ["alert_id", "control_record", "finding_alert", "quarantine_alert", "state_lost_alert"]
 
 
 def finding_alert(finding: Finding, created_at: float) -> dict:
@@ -104,3 +111,7 @@ def state_lost_alert(topic: str, partition: int, committed: int, earliest: int, 
         "topic": topic, "partition": partition, "kafka_committed_offset": committed, "earliest_offset": earliest,
         "rebuild": rebuild, "decision": f"Redis holds no offset for a consumed partition; {action}"})
 
+
+def control_record(alert: dict, signer: Signer | None) -> bytes:
+    """The bytes of ``alert`` on the control topic: signed when the worker has a signing key."""
+    return orjson.dumps(signer.sign(alert) if signer is not None else alert)

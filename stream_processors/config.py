@@ -28,9 +28,10 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
-from producers.kafka import KafkaConnection
-from stream_processors.errors import ConfigError
-from stream_processors.redaction import redact_url
+from producers.kafka import KafkaConnection, read_secret_file
+from stream_processors.errors import ConfigError, RedisAuthFailed, ServiceUnavailable
+from stream_processors.redaction import redact_url, scrub
+from stream_processors.signing import MIN_KEY_BYTES, Signer
 
 __all__ = ["KafkaConnection", "RedisConnection", "Settings", "env_name", "inherited_environment", "load_settings",
            "setting_keys"]
@@ -38,22 +39,93 @@ __all__ = ["KafkaConnection", "RedisConnection", "Settings", "env_name", "inheri
 
 @dataclass(frozen=True)
 class RedisConnection:
-    """How to reach Redis: what every Redis client of a deployment is built from."""
+    """How to reach Redis: what every Redis client of a deployment is built from (:meth:`client`).
+
+    >>> RedisConnection("redis://driftline:s3cret-pass@cache:6379/0")
+    RedisConnection(url='redis://driftline:***@cache:6379/0', password_file='', ssl_cafile='')
+    """
 
     url: str = "redis://localhost:6379/0"
-    """``redis://``, ``rediss://`` (TLS) or ``unix://``; a password in it is never printed."""
+    """``redis://``, ``rediss://`` (TLS) or ``unix://``, with ``user:password@`` for an ACL user; a password in it
+    is never printed."""
+    password_file: str = ""
+    """A file holding the password (trailing newline dropped); wins over a password in the URL."""
+    ssl_cafile: str = ""
+    """PEM file of the CA that signed the server's certificate, for ``rediss://`` (default: the system's CAs;
+    the URL query ``?ssl_ca_certs=FILE`` does the same)."""
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"DRIFTLINE_REDIS_URL must start with redis://, rediss:// or unix://, "
                               f"got {redact_url(self.url)!r}")
+        password = read_secret_file(self.password_file, "DRIFTLINE_REDIS_PASSWORD_FILE") if self.password_file else None
+        object.__setattr__(self, "_password", password)
+        if self.ssl_cafile:
+            if not self.url.startswith("rediss://"):
+                raise ConfigError("DRIFTLINE_REDIS_SSL_CAFILE is set but DRIFTLINE_REDIS_URL is not rediss://")
+            if not os.path.isfile(self.ssl_cafile) or not os.access(self.ssl_cafile, os.R_OK):
+                raise ConfigError(f"DRIFTLINE_REDIS_SSL_CAFILE: cannot read {self.ssl_cafile!r}")
 
     def redacted(self) -> str:
         """The URL with its password masked: what errors and logs show."""
         return redact_url(self.url)
 
+    def secrets(self) -> list[str]:
+        """The password(s) this connection knows, for scrubbing library error text."""
+        from urllib.parse import unquote, urlsplit
+
+        found = [self._password]  # type: ignore[attr-defined]
+        try:
+            found.append(urlsplit(self.url).password)
+        except ValueError:
+            pass
+        return [s for s in found if s] + [unquote(s) for s in found if s and unquote(s) != s]
+
+    def client_options(self) -> dict[str, object]:
+        """Keyword arguments of ``redis.Redis.from_url`` beyond the URL: the password from its file, the CA."""
+        options: dict[str, object] = {}
+        if self._password is not None:  # type: ignore[attr-defined]
+            options["password"] = self._password  # type: ignore[attr-defined]
+        if self.ssl_cafile:
+            options["ssl_ca_certs"] = self.ssl_cafile
+        return options
+
+    def client(self, **options: object):
+        """A ``redis.Redis`` for this connection (``options``: timeouts and the like). The one way Driftline
+        builds a Redis client."""
+        import redis
+
+        url = self.url
+        if self._password is not None:  # type: ignore[attr-defined]
+            url = _without_password(url)  # redis-py lets the URL's password win over the keyword
+        return redis.Redis.from_url(url, **{**self.client_options(), **options})
+
+    def error(self, exc: Exception, doing: str = "") -> ServiceUnavailable:
+        """redis-py's ``exc`` as one line without secrets: RedisAuthFailed for refused credentials."""
+        import redis
+
+        detail = scrub(str(exc), self.secrets())
+        if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in str(exc) or "NOAUTH" in str(exc):
+            return RedisAuthFailed(f"Redis at {self.redacted()} refused the credentials ({detail}); check the user "
+                                   "and password in DRIFTLINE_REDIS_URL or DRIFTLINE_REDIS_PASSWORD_FILE")
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            return ServiceUnavailable(f"Redis is unreachable at {self.redacted()} ({detail}){doing}; start it with "
+                                      "'make stack-up' or set DRIFTLINE_REDIS_URL")
+        return ServiceUnavailable(f"Redis at {self.redacted()} failed{doing}: {detail}")
+
     def __repr__(self) -> str:
-        return f"RedisConnection(url={self.redacted()!r})"
+        return (f"RedisConnection(url={self.redacted()!r}, password_file={self.password_file!r}, "
+                f"ssl_cafile={self.ssl_cafile!r})")
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}@{host}"))
 
 
 @dataclass(frozen=True)
@@ -117,7 +189,8 @@ class Settings:
     max_features: int = 500
     metrics_port: int = 9464
     """Port of the worker's /metrics (0: no metrics server)."""
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str = "127.0.0.1"
+    """Address of the worker's /metrics: loopback unless you mean to expose it (containers set 0.0.0.0)."""
     max_feature_series: int = 100
     """Per-feature metric series exported per model version; the rest are counted, not exported."""
     session_timeout_s: float = 10.0
@@ -155,7 +228,19 @@ class Settings:
     """Events per batch envelope; events of one model version wait at most ingest_linger_s to fill one."""
     ingest_linger_s: float = 0.005
 
+    signing_key: str = field(default="", repr=False)
+    """Key (at least 16 bytes) of the HMAC-SHA256 signatures on alerts and triggers. Never printed."""
+    signing_key_file: str = ""
+    """A file holding the signing key (trailing newline dropped); wins over signing_key."""
+
     def __post_init__(self) -> None:
+        key = self.signing_key
+        if self.signing_key_file:
+            key = read_secret_file(self.signing_key_file, "DRIFTLINE_SIGNING_KEY_FILE")
+        if key and len(key.encode()) < MIN_KEY_BYTES:
+            raise ConfigError(f"the signing key (DRIFTLINE_SIGNING_KEY or _FILE) must be at least {MIN_KEY_BYTES} "
+                              f"bytes long, got {len(key.encode())}")
+        object.__setattr__(self, "_signing_key", key.encode() if key else None)
         positive = ("topic_partitions", "max_message_bytes", "batch_max_messages", "batch_max_bytes", "block_size",
                     "pilot_size",
                     "baseline_blocks", "window_size", "edge_events", "baseline_windows", "max_features",
@@ -187,6 +272,20 @@ class Settings:
             raise ConfigError("ingest_ack_timeout_s and ingest_pair_wait_s must be positive, ingest_linger_s 0 or more")
         if bool(self.ingest_tls_cert) != bool(self.ingest_tls_key):
             raise ConfigError("TLS needs both DRIFTLINE_INGEST_TLS_CERT and DRIFTLINE_INGEST_TLS_KEY")
+
+    @property
+    def signing_key_bytes(self) -> bytes | None:
+        """The signing key, or None when alerts and triggers are not signed."""
+        return self._signing_key  # type: ignore[attr-defined]
+
+    def signer(self) -> Signer | None:
+        return Signer(self._signing_key) if self._signing_key else None  # type: ignore[attr-defined]
+
+    def secrets(self) -> list[str]:
+        """Every secret these settings hold: for scrubbing text that came from a library."""
+        key = self._signing_key.decode() if self._signing_key else ""  # type: ignore[attr-defined]
+        return [*self.kafka.secrets(), *self.redis.secrets(), *([key] if key else []),
+                *([self.ingest_token] if self.ingest_token else [])]
 
     def monitor_params(self) -> dict:
         """Keyword arguments of NumericDriftMonitor."""

@@ -1,9 +1,12 @@
 """Every error Driftline raises to its users, in one tree; each message says what to do.
 
     DriftlineError                   (producers.errors: the root, importable by producers too)
-    ├── ConfigError                  a flag, DRIFTLINE_* variable or mapping file has a bad value
+    ├── ConfigError                  a flag, DRIFTLINE_* variable, a file it names or a mapping file has a bad
+    │                                value (producers.errors)
     ├── ServiceUnavailable           Kafka or Redis cannot be reached, or failed while used (producers.errors)
     │   ├── KafkaUnreachable         no Kafka broker answered, or a topic could not be created (producers.errors)
+    │   │   └── KafkaAuthFailed      Kafka refused the credentials, certificate or protocol (producers.errors)
+    │   ├── RedisAuthFailed          Redis refused the user name or password
     │   └── DeliveryFailed           Kafka refused an envelope of ``driftline ingest`` (ingest.delivery)
     ├── ReplayError                  a data file or column choice cannot be replayed (producers.errors)
     ├── UnknownModel                 no state exists for the model (or version) asked about
@@ -23,13 +26,15 @@ A commit that loses its compare-and-set to another worker is not an error: the
 store's ``commit`` returns False and the worker redoes the batch.
 """
 
-from producers.errors import DriftlineError, KafkaUnreachable, ReplayError, ServiceUnavailable
+from producers.errors import (ConfigError, DriftlineError, KafkaAuthFailed, KafkaUnreachable, ReplayError,
+                              ServiceUnavailable)
 
-__all__ = ["ConfigError", "DriftlineError", "KafkaUnreachable", "ReplayError", "ServiceUnavailable", "UnknownModel"]
+__all__ = ["ConfigError", "DriftlineError", "KafkaAuthFailed", "KafkaUnreachable", "RedisAuthFailed", "ReplayError",
+           "ServiceUnavailable", "UnknownModel"]
 
 
-class ConfigError(DriftlineError):
-    """A flag, a DRIFTLINE_* variable or a mapping file has a bad value."""
+class RedisAuthFailed(ServiceUnavailable):
+    """Redis refused the user name or password (retrying does not help)."""
 
 
 class UnknownModel(DriftlineError):

@@ -64,14 +64,14 @@ def register_profile(settings: Settings, profile: ReferenceProfile) -> None:
                      value=orjson.dumps(state), on_delivery=lambda err, _msg: errors.append(err) if err else None)
     if producer.flush(30) or errors:
         raise ServiceUnavailable(f"Kafka did not take the profile: {errors[0] if errors else 'timed out'}")
-    RedisStateStore(settings.redis.url, settings.app_id).put_profile(state)
+    RedisStateStore(settings.redis, settings.app_id).put_profile(state)
 
 
 def restore_profiles(settings: Settings, timeout_s: float = 30.0) -> int:
     """Copy into Redis every profile of the compacted topic that Redis lacks; returns how many."""
     consumer = kafka.consumer(settings.kafka, {"group.id": f"driftline-profiles-{uuid.uuid4().hex[:8]}",
                                                "enable.auto.commit": False})
-    store = RedisStateStore(settings.redis.url, settings.app_id)
+    store = RedisStateStore(settings.redis, settings.app_id)
     restored = 0
     try:
         topic = consumer.list_topics(settings.profile_topic, timeout=10).topics.get(settings.profile_topic)

@@ -15,6 +15,7 @@ from producers import kafka
 from stream_processors.cli.flags import ENV_HELP, connection_flags, dump
 from stream_processors.errors import KafkaUnreachable, ServiceUnavailable
 from stream_processors.config import Settings
+from stream_processors.signing import verify
 
 __all__ = ["add_parser", "format_alert", "iter_alerts", "run"]
 
@@ -27,6 +28,7 @@ def iter_alerts(settings: Settings, from_beginning: bool, follow: bool, timeout_
     ``follow``: new alerts (all of them with ``from_beginning``) until
     ``timeout_s`` passes, Ctrl-C, or ``on_idle`` returns True.
     """
+    kafka.check_connection(settings.kafka, timeout_s=10)  # a refused login is one line, in seconds
     consumer = kafka.consumer(settings.kafka, {
         "group.id": f"driftline-alerts-{uuid.uuid4().hex[:12]}",
         "auto.offset.reset": "earliest" if (from_beginning or not follow) else "latest",
@@ -37,7 +39,7 @@ def iter_alerts(settings: Settings, from_beginning: bool, follow: bool, timeout_
         metadata = consumer.list_topics(settings.control_topic, timeout=5)
     except confluent_kafka.KafkaException as exc:
         consumer.close()
-        raise KafkaUnreachable(f"Kafka is unreachable at {settings.kafka.bootstrap}; "
+        raise KafkaUnreachable(f"Kafka is unreachable at {settings.kafka.describe()}; "
                                "start it with 'make stack-up' or set DRIFTLINE_KAFKA_BOOTSTRAP") from exc
     topic = metadata.topics.get(settings.control_topic)
     if topic is None or topic.error is not None:
@@ -88,9 +90,17 @@ def _at_end(positions: dict[int, int], ends: dict[int, int]) -> bool:
     return all(positions.get(p, 0) >= end for p, end in ends.items() if end > 0)
 
 
-def format_alert(alert: dict) -> str:
-    """One line per message: a firing with its severity, a resolution as RESOLVED with where its episode began."""
+VERIFICATION_COLUMN = {"verified": "verified", "unsigned": "UNSIGNED", "bad_signature": "BAD-SIG",
+                       "other_key": "OTHER-KEY", "no_key": "signed?"}
+"""How the signature column reads: ``signed?`` is a signed alert read without a key to check it."""
+
+
+def format_alert(alert: dict, verification: str | None = None) -> str:
+    """One line per message: a firing with its severity, a resolution as RESOLVED with where its episode began;
+    with ``verification`` (a ``signing.verify`` verdict), a column saying whether its signature verified."""
     when = datetime.fromtimestamp(alert.get("created_at", 0), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    if verification is not None:
+        when = f"{when} {VERIFICATION_COLUMN.get(verification, verification):9}"
     evidence = alert.get("evidence", {})
     feature = alert.get("feature") or "-"
     if alert.get("status") == "resolved":
@@ -110,7 +120,10 @@ def add_parser(sub) -> None:
     p = sub.add_parser("alerts", help="print alerts from the control topic",
                        description="Print drift and other alerts. Without --follow: the alerts already "
                                    "published, then exit. With --follow: new alerts as they arrive (add "
-                                   "--from-beginning for the old ones too) until Ctrl-C or --timeout.",
+                                   "--from-beginning for the old ones too) until Ctrl-C or --timeout. Each "
+                                   "alert says whether its signature verified with DRIFTLINE_SIGNING_KEY "
+                                   "(verified, UNSIGNED, BAD-SIG, OTHER-KEY; signed? without a key); --json "
+                                   "adds it as the field 'verification'.",
                        epilog=ENV_HELP)
     p.add_argument("--model", help="only this model's alerts")
     p.add_argument("--from-beginning", action="store_true", help="with --follow, start from the oldest alert")
@@ -122,9 +135,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    key = settings.signing_key_bytes
     for alert in iter_alerts(settings, args.from_beginning, args.follow, args.timeout, args.model):
+        verification = verify(alert, key)
         if args.json:
-            dump(alert)
+            dump({**alert, "verification": verification})
         else:
-            print(format_alert(alert), flush=True)
+            print(format_alert(alert, verification), flush=True)
     return 0

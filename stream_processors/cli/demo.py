@@ -36,7 +36,7 @@ def run_demo(settings: Settings, events: int, rate: float, data_dir: str) -> int
                          label_topic=f"driftline-demo-{stamp}.labels", control_topic=f"driftline-demo-{stamp}.control",
                          dead_letter_topic=f"driftline-demo-{stamp}.deadletter", log_level="warning",
                          metrics_port=0)
-    RedisStateStore(s.redis.url, s.app_id).ping()
+    RedisStateStore(s.redis, s.app_id).ping()
     ensure_topics(s.kafka, [s.inference_topic, s.label_topic, s.control_topic, s.dead_letter_topic],
                   s.topic_partitions, timeout_s=10)
 
@@ -69,7 +69,7 @@ def run_demo(settings: Settings, events: int, rate: float, data_dir: str) -> int
     _say(f"replaying at {rate:.0f} events/s; drift alerts appear below as the worker raises them (Ctrl-C stops)")
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
-    store = RedisStateStore(s.redis.url, s.app_id)
+    store = RedisStateStore(s.redis, s.app_id)
     caught_up_at: list[float] = []
 
     def finished() -> bool:

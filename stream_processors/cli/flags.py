@@ -7,17 +7,35 @@ import sys
 
 import orjson
 
+from producers.kafka import MECHANISMS, PROTOCOLS
+
 __all__ = ["ENV_HELP", "column_flags", "connection_flags", "dump"]
 
 ENV_HELP = ("Connections come from flags, else DRIFTLINE_KAFKA_BOOTSTRAP (default localhost:9092), "
-            "DRIFTLINE_REDIS_URL (default redis://localhost:6379/0) and DRIFTLINE_APP_ID (default driftline).")
+            "DRIFTLINE_REDIS_URL (default redis://localhost:6379/0) and DRIFTLINE_APP_ID (default driftline); "
+            "security from DRIFTLINE_KAFKA_SECURITY_PROTOCOL, DRIFTLINE_KAFKA_SASL_* and DRIFTLINE_KAFKA_SSL_*, "
+            "DRIFTLINE_REDIS_PASSWORD_FILE and DRIFTLINE_REDIS_SSL_CAFILE, DRIFTLINE_SIGNING_KEY or _FILE "
+            "(see the README's Security section).")
 
 
 def connection_flags(parser: argparse.ArgumentParser, redis_too: bool = True, app_id_too: bool = True) -> None:
     group = parser.add_argument_group("connections")
     group.add_argument("--kafka-bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers")
+    group.add_argument("--kafka-security-protocol", choices=PROTOCOLS, help="default PLAINTEXT")
+    group.add_argument("--kafka-sasl-mechanism", choices=tuple(reversed(MECHANISMS)), help="default SCRAM-SHA-512")
+    group.add_argument("--kafka-sasl-username", metavar="USER", help="SASL user")
+    group.add_argument("--kafka-sasl-password-file", metavar="FILE",
+                       help="file holding the SASL password (or DRIFTLINE_KAFKA_SASL_PASSWORD; never a flag)")
+    group.add_argument("--kafka-ssl-cafile", metavar="PEM", help="CA of the brokers' certificates")
+    group.add_argument("--kafka-ssl-certfile", metavar="PEM", help="client certificate, for mutual TLS")
+    group.add_argument("--kafka-ssl-keyfile", metavar="PEM", help="client key, for mutual TLS")
     if redis_too:
-        group.add_argument("--redis-url", metavar="URL", help="Redis URL, e.g. redis://localhost:6379/0")
+        group.add_argument("--redis-url", metavar="URL",
+                           help="Redis URL, e.g. redis://localhost:6379/0, redis://USER@host:6379/0 (ACL user), "
+                                "rediss://host:6380/0 (TLS)")
+        group.add_argument("--redis-password-file", metavar="FILE",
+                           help="file holding the Redis password (wins over one in the URL)")
+        group.add_argument("--redis-ssl-cafile", metavar="PEM", help="CA of the Redis server's certificate (rediss)")
     if app_id_too:
         group.add_argument("--app-id", metavar="NAME",
                            help="worker app id: consumer group and namespace of the state in Redis")

@@ -19,7 +19,7 @@ def model_status(settings: Settings, model: str, version: str | None = None) -> 
     from detectors.model.monitor import ModelMonitor
     from stream_processors.batch import logic_params
 
-    store = RedisStateStore(settings.redis.url, settings.app_id)
+    store = RedisStateStore(settings.redis, settings.app_id)
     store.ping()
     known = store.models()
     versions = {v: t for (m, v), t in known.items() if m == model}

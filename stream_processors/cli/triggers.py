@@ -11,14 +11,18 @@ order, one at a time:
 1. A record that is not a valid trigger (not JSON, not an object, ``type``,
    ``id``, ``model`` or ``model_version`` missing or not text) is parked with
    reason ``malformed`` and skipped.
-2. ``CMD`` exits 0: the trigger is marked done (a Redis set of trigger ids, ``state.keys``, so
+2. With a signing key set (``DRIFTLINE_SIGNING_KEY`` or ``_FILE``), a trigger
+   whose signature is missing or does not verify is parked with reason
+   ``unsigned`` or ``bad_signature`` and never run (without a key, a warning
+   says at start that triggers are not authenticated).
+3. ``CMD`` exits 0: the trigger is marked done (a Redis set of trigger ids, ``state.keys``, so
    a restart between the command and the commit does not run it again), then
    its offset is committed.
-3. ``CMD`` fails, or runs past ``--timeout`` (its whole process group gets
+4. ``CMD`` fails, or runs past ``--timeout`` (its whole process group gets
    SIGTERM, then SIGKILL after ``KILL_GRACE_S``): it is retried with back-off;
    after ``--max-attempts`` attempts the trigger is parked with reason
    ``max_attempts`` and the attempts' exit codes, and the next trigger runs.
-4. SIGTERM or Ctrl-C (or ``--stop-after``) while ``CMD`` runs or a retry
+5. SIGTERM or Ctrl-C (or ``--stop-after``) while ``CMD`` runs or a retry
    waits: the command's group is killed, nothing is marked done or
    committed, and the trigger runs again on restart.
 
@@ -46,6 +50,7 @@ from stream_processors.cli.flags import ENV_HELP, connection_flags
 from stream_processors.state.trigger_ledger import TriggerLedger
 from stream_processors.errors import ConfigError, DriftlineError, ServiceUnavailable
 from stream_processors.config import Settings, inherited_environment
+from stream_processors.signing import verify
 
 __all__ = ["DEFAULT_MAX_ATTEMPTS", "DEFAULT_TIMEOUT_S", "KILL_GRACE_S", "Attempt", "add_parser", "parked_topic",
            "replay_parked", "run", "run_command", "run_triggers", "validate_trigger"]
@@ -212,6 +217,12 @@ def _printable(text: str) -> str:
     return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def _command_environment() -> dict[str, str]:
+    """What CMD inherits: this process's environment without the signing key (a retrain job has no business
+    signing triggers; DRIFTLINE_SIGNING_KEY_FILE, a path, stays for a job that verifies)."""
+    return {k: v for k, v in inherited_environment().items() if k != "DRIFTLINE_SIGNING_KEY"}
+
+
 def _deliver(producer: confluent_kafka.Producer, topic: str, key: bytes | None, value: bytes) -> str | None:
     """Produce one record and wait for it; what went wrong, or None."""
     errors: list[confluent_kafka.KafkaError] = []
@@ -232,15 +243,14 @@ class _TriggerRunner:
         self.max_attempts = max_attempts
         self.stop = stop
         self.parked_topic = parked_topic(settings.control_topic)
-        self.ran = self.malformed = self.gave_up = 0
-        self.ledger = TriggerLedger(settings.redis.url, group, settings.control_topic)
+        self.ran = self.malformed = self.gave_up = self.unsigned = self.bad_signature = 0
+        self.key = settings.signing_key_bytes
+        self.ledger = TriggerLedger(settings.redis, group, settings.control_topic)
         self.consumer: confluent_kafka.Consumer | None = None
         self.producer: confluent_kafka.Producer | None = None
 
     def connect(self) -> None:
-        if not self.ledger.reachable():
-            raise ServiceUnavailable(f"Redis is unreachable at {self.settings.redis.redacted()}; start it with "
-                                     "'make stack-up' or set DRIFTLINE_REDIS_URL")
+        self.ledger.ping()
         ensure_topics(self.settings.kafka, [self.parked_topic], self.settings.topic_partitions, timeout_s=10)
         self.consumer = kafka.consumer(self.settings.kafka, {
             "group.id": self.group,
@@ -279,13 +289,24 @@ class _TriggerRunner:
             self._commit(msg)
             return True
         name = _printable(f"trigger {trigger['id']} (model {trigger['model']} v{trigger['model_version']})")
+        if self.key is not None:
+            verdict = verify(trigger, self.key)
+            if verdict != "verified":
+                reason = "unsigned" if verdict == "unsigned" else "bad_signature"
+                detail = {"unsigned": "the trigger carries no signature",
+                          "other_key": "signed with another key"}.get(verdict, "the signature does not match")
+                self._park(msg, trigger, reason, detail, [])
+                setattr(self, reason, getattr(self, reason) + 1)
+                _say(f"{name} refused ({detail}); parked in {self.parked_topic} with reason {reason}, not run")
+                self._commit(msg)
+                return True
         if self.ledger.is_done(trigger["id"]):
             _say(f"{name} was handled before; skipping")
             self._commit(msg)
             return True
         attempts: list[Attempt] = []
         while True:
-            env = {**inherited_environment(), "DRIFTLINE_TRIGGER_ID": trigger["id"],
+            env = {**_command_environment(), "DRIFTLINE_TRIGGER_ID": trigger["id"],
                    "DRIFTLINE_MODEL": trigger["model"], "DRIFTLINE_MODEL_VERSION": trigger["model_version"],
                    "DRIFTLINE_TRIGGER_ATTEMPT": str(len(attempts) + 1)}
             attempt = run_command(self.command, msg.value(), env, self.timeout_s, self.stop)
@@ -363,6 +384,9 @@ def run_triggers(settings: Settings, command: str, group: str, model: str | None
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda signum, _frame: setattr(stop, "signal",
                                                                                signal.Signals(signum).name))
+    if runner.key is None:
+        _say("warning: no signing key (DRIFTLINE_SIGNING_KEY or _FILE) is set, so triggers are not authenticated: "
+             "anyone who can write to the control topic can make this command run")
     try:
         runner.connect()
         limit = f"{timeout_s:g}s" if timeout_s else "none"
@@ -373,8 +397,10 @@ def run_triggers(settings: Settings, command: str, group: str, model: str | None
         runner.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    _say(f"ran the command for {runner.ran} trigger(s); parked {runner.malformed + runner.gave_up} "
-         f"({runner.malformed} malformed, {runner.gave_up} after {max_attempts} failed attempt(s))")
+    parked = runner.malformed + runner.gave_up + runner.unsigned + runner.bad_signature
+    _say(f"ran the command for {runner.ran} trigger(s); parked {parked} "
+         f"({runner.malformed} malformed, {runner.gave_up} after {max_attempts} failed attempt(s), "
+         f"{runner.unsigned} unsigned, {runner.bad_signature} with a bad signature)")
     return 0
 
 

@@ -16,7 +16,7 @@ __all__ = ["add_parser", "run", "run_worker"]
 
 
 def run_worker(settings: Settings) -> int:
-    RedisStateStore(settings.redis.url, settings.app_id).ping()
+    RedisStateStore(settings.redis, settings.app_id).ping()
     ensure_topics(settings.kafka, [settings.inference_topic, settings.label_topic, settings.control_topic,
                                    settings.dead_letter_topic], settings.topic_partitions, timeout_s=10)
 
@@ -30,16 +30,17 @@ def run_worker(settings: Settings) -> int:
     import faust
 
     from stream_processors.faust_app.app import build_app
-    from stream_processors.faust_app.tuning import limit_fetch_wait
+    from stream_processors.faust_app.tuning import exit_on_refused_login, limit_fetch_wait
 
     limit_fetch_wait(settings.fetch_max_wait_ms)
+    exit_on_refused_login(settings.kafka.describe(), settings.secrets())
     from prometheus_client import CollectorRegistry, start_http_server
 
     from stream_processors.metrics import RedisModelCollector, WorkerMetrics
 
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry, max_feature_series=settings.max_feature_series)
-    registry.register(RedisModelCollector(RedisStateStore(settings.redis.url, settings.app_id)))
+    registry.register(RedisModelCollector(RedisStateStore(settings.redis, settings.app_id)))
     if settings.metrics_port:
         try:
             start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
@@ -72,7 +73,8 @@ def add_parser(sub) -> None:
     p.add_argument("--metrics-port", type=int, metavar="N",
                    help="serve Prometheus metrics on this port (default 9464, DRIFTLINE_METRICS_PORT; 0: off)")
     p.add_argument("--metrics-host", metavar="H",
-                   help="address for the metrics server (default 0.0.0.0, DRIFTLINE_METRICS_HOST)")
+                   help="address for the metrics server (default 127.0.0.1, DRIFTLINE_METRICS_HOST; 0.0.0.0 "
+                        "exposes it)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
 
 

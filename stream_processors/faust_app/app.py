@@ -41,7 +41,7 @@ import orjson
 from aiokafka.errors import KafkaError
 
 from producers.kafka import faust_broker_settings
-from stream_processors.alerts import state_lost_alert
+from stream_processors.alerts import control_record, state_lost_alert
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.metrics import WorkerMetrics
 from stream_processors.batch import BatchOutcome, BatchProcessor, IncomingMessage, is_fatal
@@ -97,7 +97,8 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
         # on the offsets keeps a late commit from overwriting the new owner's state.
         stream_wait_empty=False,
     )
-    store = RedisStateStore(settings.redis.url, settings.app_id)
+    store = RedisStateStore(settings.redis, settings.app_id)
+    signer = settings.signer()
     processor = BatchProcessor(settings, store)
     thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftline-batch")
     # Both keyed by model, with the same partition count: faust gives a worker the same partitions of
@@ -111,8 +112,8 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
         futures = []
         for alert in outcome.alerts:
             key = (alert["model"] or "").encode()
-            futures.append(await app.producer.send(settings.control_topic, key, orjson.dumps(alert), None, None,
-                                                   None))
+            futures.append(await app.producer.send(settings.control_topic, key, control_record(alert, signer), None,
+                                                   None, None))
         for letter in outcome.dead_letters:
             key = letter["model"].encode() if letter["model"] else None
             futures.append(await app.producer.send(
@@ -270,7 +271,8 @@ def _seek_to_saved_offsets(app: faust.App, settings: Settings, store: RedisState
                 await consumer.seek(tp, target)
             committed[tp] = target
         for alert in lost_alerts:
-            await app.producer.send(settings.control_topic, b"", orjson.dumps(alert), None, None, None)
+            await app.producer.send(settings.control_topic, b"", control_record(alert, settings.signer()), None, None,
+                                    None)
         return committed
 
     consumer.seek_to_committed = seek_to_saved

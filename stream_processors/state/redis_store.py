@@ -13,8 +13,7 @@ import orjson
 import redis
 
 from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWrite, KeepPrediction
-from stream_processors.errors import ServiceUnavailable
-from stream_processors.redaction import redact_url
+from stream_processors.config import RedisConnection
 from stream_processors.state.keys import AppKeys
 from stream_processors.state.store import (Quarantine, StateCommit, TopicPartition, decoded, join_record,
                                            label_record, prediction_record, quarantine_record)
@@ -24,9 +23,16 @@ __all__ = ["RedisStateStore", "redis_client"]
 _UNPACK_LIMIT = 2000  # field/value pairs per HSET: Lua's unpack() takes a few thousand values
 
 
-def redis_client(url: str, socket_timeout: float = 10, socket_connect_timeout: float = 5) -> redis.Redis:
-    """A client for the Redis at ``url`` (every Redis client of Driftline is made here)."""
-    return redis.Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout)
+def redis_client(connection: str | RedisConnection, socket_timeout: float = 10,
+                 socket_connect_timeout: float = 5) -> redis.Redis:
+    """A client for ``connection`` (settings.redis, or a bare URL) with the store's timeouts; the client itself is
+    made by :meth:`RedisConnection.client`, the one place Driftline builds Redis clients."""
+    return as_redis_connection(connection).client(socket_timeout=socket_timeout,
+                                                  socket_connect_timeout=socket_connect_timeout)
+
+
+def as_redis_connection(connection: str | RedisConnection) -> RedisConnection:
+    return connection if isinstance(connection, RedisConnection) else RedisConnection(connection)
 
 
 _COMMIT = """
@@ -100,9 +106,10 @@ def _ops(keys: AppKeys, writes: list[JoinWrite], quarantined: list[Quarantine], 
 
 
 class RedisStateStore:
-    def __init__(self, url: str, app_id: str) -> None:
-        self._redis = redis_client(url)
-        self._url = url
+    def __init__(self, connection: str | RedisConnection, app_id: str) -> None:
+        """``connection``: settings.redis (password file, CA), or a bare URL."""
+        self._connection = as_redis_connection(connection)
+        self._redis = redis_client(self._connection)
         self._app_id = app_id
         self._keys = AppKeys(app_id)
         self._commit = self._redis.register_script(_COMMIT)
@@ -110,11 +117,8 @@ class RedisStateStore:
     def _call(self, fn, *args):
         try:
             return fn(*args)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise ServiceUnavailable(f"Redis is unreachable at {redact_url(self._url)} ({exc}); start it with "
-                                     "'make stack-up' or set DRIFTLINE_REDIS_URL") from exc
         except redis.RedisError as exc:
-            raise ServiceUnavailable(f"Redis at {redact_url(self._url)} failed: {exc}") from exc
+            raise self._connection.error(exc) from exc
 
     def ping(self) -> None:
         self._call(self._redis.ping)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 
+from stream_processors.config import RedisConnection
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.state.keys import triggers_done_key, triggers_parked_key
 from stream_processors.state.redis_store import redis_client
@@ -14,16 +15,18 @@ __all__ = ["TriggerLedger"]
 class TriggerLedger:
     """The done-set and parked-set of one consumer group on one control topic (``state.keys``)."""
 
-    def __init__(self, url: str, group: str, topic: str) -> None:
-        self._redis = redis_client(url, socket_timeout=30)
+    def __init__(self, connection: RedisConnection, group: str, topic: str) -> None:
+        self._connection = connection
+        self._redis = redis_client(connection, socket_timeout=30)
         self.done_key = triggers_done_key(group, topic)
         self.parked_key = triggers_parked_key(group, topic)
 
-    def reachable(self) -> bool:
+    def ping(self) -> None:
+        """Raise ServiceUnavailable (RedisAuthFailed for refused credentials) unless Redis answers."""
         try:
-            return bool(self._redis.ping())
-        except redis.RedisError:
-            return False
+            self._redis.ping()
+        except redis.RedisError as exc:
+            raise self._connection.error(exc) from exc
 
     def is_done(self, trigger_id: str) -> bool:
         return bool(self._call(self._redis.sismember, self.done_key, trigger_id))

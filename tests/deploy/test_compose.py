@@ -19,7 +19,7 @@ COMMANDS = set(build_parser()._subparsers._group_actions[0].choices)
 # Settings the compose file uses before the code reads them (issue 10: the Redis password from a file;
 # issue 13: Redis Cluster). test_pending_settings_are_not_settings_yet fails once the code has them:
 # then empty this set, and every name is held to the code again.
-PENDING_ENV = {"DRIFTLINE_REDIS_PASSWORD_FILE", "DRIFTLINE_REDIS_CLUSTER_NODES"}
+PENDING_ENV = {"DRIFTLINE_REDIS_CLUSTER_NODES"}
 REDIS_SECRET = "/run/secrets/redis-password"
 
 

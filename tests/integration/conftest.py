@@ -46,9 +46,9 @@ def base_settings() -> Settings:
     if not _reachable(host, int(port)):
         pytest.fail(f"Kafka is not reachable at {settings.kafka.bootstrap}: run 'make stack-up'")
     try:
-        redis_client(settings.redis.url, socket_connect_timeout=2).ping()
+        redis_client(settings.redis, socket_connect_timeout=2).ping()
     except redis.RedisError:
-        pytest.fail(f"Redis is not reachable at {settings.redis.url}: run 'make stack-up'")
+        pytest.fail(f"Redis is not reachable at {settings.redis.redacted()}: run 'make stack-up'")
     return settings
 
 
@@ -59,7 +59,7 @@ def settings(base_settings: Settings) -> Settings:
     s = base_settings.replace(app_id=tag, inference_topic=f"{tag}.inference", label_topic=f"{tag}.labels",
                               control_topic=f"{tag}.control", dead_letter_topic=f"{tag}.deadletter",
                               profile_topic=f"{tag}.profiles", session_timeout_s=3.0, metrics_port=0)
-    ensure_topics(s.kafka.bootstrap, [s.inference_topic, s.label_topic, s.control_topic, s.dead_letter_topic],
+    ensure_topics(s.kafka, [s.inference_topic, s.label_topic, s.control_topic, s.dead_letter_topic],
                   s.topic_partitions)
     return s
 
@@ -119,7 +119,7 @@ def worker_factory(tmp_path):
 
 
 def end_offsets(s: Settings, topic: str) -> dict[int, int]:
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": "driftline-probe"})
+    consumer = confluent_kafka.Consumer({**s.kafka.client_config(), "group.id": "driftline-probe"})
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return {p: consumer.get_watermark_offsets(confluent_kafka.TopicPartition(topic, p), timeout=10)[1]
@@ -130,7 +130,7 @@ def end_offsets(s: Settings, topic: str) -> dict[int, int]:
 
 def wait_until_applied(s: Settings, worker: WorkerProcess | None = None, timeout: float = 120) -> None:
     """Wait until the worker app's saved offsets reach the end of the inference and label topics."""
-    store = RedisStateStore(s.redis.url, s.app_id)
+    store = RedisStateStore(s.redis, s.app_id)
     want = {}
     for topic in (s.inference_topic, s.label_topic):
         want.update({(topic, p): end - 1 for p, end in end_offsets(s, topic).items() if end > 0})
@@ -145,10 +145,10 @@ def wait_until_applied(s: Settings, worker: WorkerProcess | None = None, timeout
                          + (worker.log()[-3000:] if worker else ""))
 
 
-def read_topic(s: Settings, topic: str, timeout: float = 20) -> list[dict]:
-    """Every record on a topic, decoded from JSON."""
+def read_topic(s: Settings, topic: str, timeout: float = 20, raw: bool = False) -> list:
+    """Every record on a topic, decoded from JSON (``raw``: as the bytes on the topic)."""
     ends = end_offsets(s, topic)
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": s.kafka.bootstrap,
+    consumer = confluent_kafka.Consumer({**s.kafka.client_config(),
                                          "group.id": f"probe-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
                                          "enable.auto.commit": False})
     consumer.assign([confluent_kafka.TopicPartition(topic, p, 0) for p in ends])
@@ -161,14 +161,14 @@ def read_topic(s: Settings, topic: str, timeout: float = 20) -> list[dict]:
             if msg is None or msg.error():
                 continue
             seen[msg.partition()] = msg.offset() + 1
-            out.append(orjson.loads(msg.value()))
+            out.append(msg.value() if raw else orjson.loads(msg.value()))
     finally:
         consumer.close()
     return out
 
 
 def model_state(s: Settings, model: str, version: str) -> dict | None:
-    return RedisStateStore(s.redis.url, s.app_id).load([(model, version)])[(model, version)]
+    return RedisStateStore(s.redis, s.app_id).load([(model, version)])[(model, version)]
 
 
 def describe(s: Settings, model: str, version: str) -> dict:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 def _applied(settings) -> int:
     """Messages this worker app has applied so far, over all partitions."""
-    store = RedisStateStore(settings.redis.url, settings.app_id)
+    store = RedisStateStore(settings.redis, settings.app_id)
     offsets = store.offsets([(settings.inference_topic, p) for p in range(settings.topic_partitions)])
     return sum(o + 1 for o in offsets.values())
 

@@ -152,7 +152,7 @@ def _topics(s) -> None:
 
 def _wait_until_working(s, worker, timeout: float = 60.0) -> None:
     """Until the worker has saved state: it is past its start-up and in the middle of the stream."""
-    store = RedisStateStore(s.redis.url, s.app_id)
+    store = RedisStateStore(s.redis, s.app_id)
     deadline = time.monotonic() + timeout
     while not store.models():
         assert worker.alive(), worker.log()[-3000:]
@@ -289,7 +289,7 @@ def test_damaged_state_and_profile_are_quarantined(settings, worker_factory):
 
     send("m0", 0, 300)
     wait_until_applied(settings, worker)
-    r = redis_client(settings.redis.url)
+    r = redis_client(settings.redis)
     state_key = f"driftline:{settings.app_id}:state:m0:1"
     saved = orjson.loads(r.get(state_key))
     for monitor in saved["monitors"].values():  # river's compiled core panics on a window it cannot read
@@ -323,10 +323,10 @@ def test_state_lost_in_redis_is_detected(settings, worker_factory, rebuild):
     wait_until_applied(s, worker)
     worker.kill(signal.SIGTERM)
     time.sleep(1.5)  # faust commits its offsets to Kafka as it stops
-    r = redis_client(s.redis.url)
+    r = redis_client(s.redis)
     r.delete(*r.keys(f"driftline:{s.app_id}:*"))  # Redis lost everything of this app
     worker.start()
-    store = RedisStateStore(s.redis.url, s.app_id)
+    store = RedisStateStore(s.redis, s.app_id)
     lost = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not lost:

@@ -80,7 +80,7 @@ def test_profiles_come_back_from_the_compacted_topic(settings, tmp_path):
     drifting_credit_data(n=3000, seed=34).to_csv(tmp_path / "train.csv", index=False)
     assert run_cli(settings, "profile", "--model", "m-restore", "--model-version", "1", "--data",
                    str(tmp_path / "train.csv")).returncode == 0
-    client = redis_client(settings.redis.url)
+    client = redis_client(settings.redis)
     saved = client.get(profile_key(settings.app_id, "m-restore", "1"))
     client.delete(profile_key(settings.app_id, "m-restore", "1"))
     assert restore_profiles(settings) >= 1

@@ -142,19 +142,31 @@ def _sample(action, key_type):
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_setting_flag_reaches_the_settings(command):
+def test_every_setting_flag_reaches_the_settings(command, tmp_path, monkeypatch):
     import typing
 
     from stream_processors.cli import settings_from
     from stream_processors.config import Settings, setting_keys
 
+    # security settings are checked together: each flag is tried over an environment in which it is valid
+    files = {}
+    for name in ("env-secret", "flag-secret"):
+        files[name] = tmp_path / name
+        files[name].write_text("a-password-of-some-length\n")
+    context = {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "pw-pw-pw",
+               "KAFKA_SSL_CERTFILE": files["env-secret"], "KAFKA_SSL_KEYFILE": files["env-secret"],
+               "REDIS_URL": "rediss://env-host:1/0"}
+    for name, value in context.items():
+        monkeypatch.setenv(f"DRIFTLINE_{name}", str(value))
     values = Settings().values()
     for flags, dest, action in _options(command):
         if dest not in setting_keys():
             continue
         value = _sample(action, type(values[dest]))
         if dest == "redis_url":
-            value = "redis://flag-host:1/0"
+            value = "rediss://flag-host:1/0"
+        if dest.endswith("file"):
+            value = str(files["flag-secret"])
         argv = [command, flags[0], str(value)] + _required(command)
         settings = settings_from(build_parser().parse_args(argv))
         assert settings.values()[dest] == value != values[dest], (command, flags)
