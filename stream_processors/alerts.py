@@ -43,9 +43,8 @@ from __future__ import annotations
 import hashlib
 
 import orjson
-from detectors.model.verdicts import Finding, alert_id
 
-from stream_processors.model_state import Finding, alert_id
+from detectors.model.verdicts import Finding, alert_id
 from stream_processors.signing import Signer
 
 __all__ = ["alert_id", "control_record", "finding_alert", "quarantine_alert", "state_lost_alert"]

@@ -170,7 +170,7 @@ class Settings:
     edge_events: int = 2000
     baseline_windows: int = 8
     cooldown_events: int = 5000
-    # labels and performance (stream_processors/label_join.py, performance_tracker.py)
+    # labels and performance (detectors/model/label_join.py, performance_tracker.py)
     label_wait_s: float = 3600.0
     keep_predictions: bool = True
     """Keep each prediction (about 100 bytes in Redis) for prediction_ttl_s so late labels can join it."""
