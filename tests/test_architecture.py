@@ -1,6 +1,7 @@
 """The folder tree's rules, read from the source: imports run one way, and each outside service has one seam.
 
-- No import cycle among Driftline's modules (function-local imports count: they only hide a cycle).
+- No import cycle among Driftline's modules (function-local imports count: they only hide a cycle; imports
+  under ``if TYPE_CHECKING:`` are annotations that never run, and do not).
 - confluent-kafka and aiokafka clients are constructed in producers/kafka.py only, and faust gets its broker
   from there too.
 - The environment is read in stream_processors/config.py only.
@@ -32,7 +33,7 @@ def _sources(folders=SCANNED) -> dict[str, tuple[Path, ast.Module]]:
 def _imports(name: str, tree: ast.Module, is_package: bool, modules: set[str]) -> set[str]:
     """The project modules ``name`` imports, anywhere in its body; ``from pkg import mod`` counts as ``pkg.mod``."""
     found = set()
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -44,6 +45,18 @@ def _imports(name: str, tree: ast.Module, is_package: bool, modules: set[str]) -
             for alias in node.names:
                 found.add(f"{module}.{alias.name}" if f"{module}.{alias.name}" in modules else module)
     return {m for m in found if m in modules and m != name}
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` except the bodies of ``if TYPE_CHECKING:`` blocks."""
+    for node in ast.iter_child_nodes(tree):
+        test = node.test if isinstance(node, ast.If) else None
+        if test is not None and (getattr(test, "id", None) == "TYPE_CHECKING" or
+                                 getattr(test, "attr", None) == "TYPE_CHECKING"):
+            yield from (n for child in node.orelse for n in [child, *_runtime_nodes(child)])
+            continue
+        yield node
+        yield from _runtime_nodes(node)
 
 
 def import_graph(folders=PACKAGES) -> dict[str, set[str]]:
@@ -99,6 +112,12 @@ def test_the_graph_sees_function_local_and_from_imports():
     assert "stream_processors.faust_app.app" in graph["stream_processors.cli.worker"]  # imported inside run_worker
 
 
+def test_type_checking_imports_are_not_edges_but_other_conditional_imports_are():
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import a.b\nelse:\n    import a.c\n"
+                     "if flag:\n    import a.d\nif typing.TYPE_CHECKING:\n    import a.e\n")
+    assert _imports("x", tree, False, {"a.b", "a.c", "a.d", "a.e"}) == {"a.c", "a.d"}
+
+
 def test_no_import_cycles():
     cycles = find_cycles(import_graph())
     assert cycles == [], f"import cycles among Driftline modules: {cycles}"
@@ -141,6 +160,24 @@ def test_the_kafka_seam_builds_every_client_kind():
     _path, tree = _sources(("producers",))[_KAFKA_SEAM]
     built = {_called_name(n) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     assert {"Producer", "Consumer", "AdminClient"} <= built
+
+
+_REDIS_SEAM = "stream_processors.config"
+_REDIS_CLIENTS = {"Redis", "StrictRedis", "RedisCluster", "from_url", "ConnectionPool"}
+
+
+def _redis_client_calls(tree: ast.Module) -> list[tuple[int, str]]:
+    return [(node.lineno, _called_name(node)) for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and _called_name(node) in _REDIS_CLIENTS]
+
+
+def test_redis_clients_are_built_in_config_only():
+    offenders = [f"{path.relative_to(ROOT)}:{line} {called}(...)"
+                 for name, (path, tree) in _sources().items() if name != _REDIS_SEAM
+                 for line, called in _redis_client_calls(tree)]
+    assert offenders == []
+    _path, tree = _sources(("stream_processors",))[_REDIS_SEAM]
+    assert {called for _line, called in _redis_client_calls(tree)} & {"from_url", "RedisCluster"}
 
 
 def _reads_environment(tree: ast.Module) -> list[int]:

@@ -4,14 +4,21 @@ import importlib
 import pkgutil
 
 import detectors
+import detectors.model
 import producers
 import stream_processors
 import stream_processors.cli
 import stream_processors.faust_app
 import stream_processors.ingest
 import stream_processors.report
+import stream_processors.state
 
 EXPECTED = {
+    detectors.model: {"Finding", "JoinParams", "LabelJoin", "ModelMonitor", "MonitorParams", "PerformanceParams",
+                      "PerformanceTracker", "PolicyParams", "RetrainPolicy", "alert_id"},
+    stream_processors.state: {"AppKeys", "MemoryStateStore", "Quarantine", "RedisStateStore", "StateCommit",
+                              "StateStore", "TopicPartition", "profile_key", "redis_client", "triggers_done_key",
+                              "triggers_parked_key"},
     detectors: {"AdwinDetector", "CategoryFrequencies", "Firing", "NumericDriftMonitor", "NumericSummary",
                 "PageHinkleyDetector", "QuantileSketch", "StateVersionError"},
     producers: {"DEFAULT_INFERENCE_TOPIC", "DEFAULT_LABEL_TOPIC", "SCHEMA_VERSION", "DecodedMessage",
