@@ -1,8 +1,8 @@
 """Where model state, offsets and the label join's records live: Redis, or memory in tests.
 
 ``store`` is the contract (in domain terms), ``keys`` every Redis key, ``memory`` and ``redis_store`` the
-two implementations; ``redis_client`` gives every Redis client of Driftline (built by ``config.RedisConnection.client``, the one
-place) the store's timeouts.
+two implementations; ``redis_client`` gives a Redis client the store's timeouts (clients themselves are built
+by ``config.RedisConnection.client``, the one place).
 """
 
 from stream_processors.state.keys import AppKeys, profile_key, triggers_done_key, triggers_parked_key

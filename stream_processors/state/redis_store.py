@@ -1,6 +1,7 @@
 """The store contract on Redis: one Lua script commits a batch atomically (keys: ``state.keys``).
 
-``redis_client`` is the one place where Driftline builds a Redis client.
+``redis_client`` asks ``config.RedisConnection.client`` (the one place Redis clients are built) for a client
+with the store's timeouts.
 """
 
 from __future__ import annotations
