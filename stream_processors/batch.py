@@ -7,7 +7,9 @@ batch, which is what makes a restart lose nothing and count nothing twice:
 1. Read the stored offset of each partition; skip every message at or below
    it (already applied before a crash).
 2. Decode and validate; rejected events become dead-letter records with a
-   reason code.
+   reason code. Bounds (``bounds``): events of another model than the message
+   key's, past the per-event limits, or of new versions past the caps on
+   versions and models (checked once per batch) are dead-lettered here.
 3. Load the state of each model version the batch touches (a state or profile
    that cannot be read is quarantined, alerted, and the version starts
    afresh), apply each message's events in offset order, collect findings as
@@ -48,6 +50,7 @@ from detectors.model.label_join import LabelJoin
 from detectors.model.params import JoinParams, MonitorParams, PerformanceParams, PolicyParams
 from detectors.model.writes import JoinWrite
 from producers.events import MAX_ABS_NUMBER, Rejection, decode_message
+from stream_processors.bounds import EventBounds, ModelCatalog, message_owner
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.guarded_monitors import GuardedMonitors, _excerpt_of, _what, is_fatal
 from stream_processors.config import Settings
@@ -123,6 +126,8 @@ class BatchProcessor:
         self.params = logic_params(settings)
         self._store = store
         self._join = LabelJoin(self.params.join, store)
+        self._bounds = EventBounds(settings.max_features, settings.max_name_length, settings.max_category_length)
+        self.catalog = ModelCatalog(store, settings.max_models, settings.max_versions_per_model)
 
     def process(self, messages: list[IncomingMessage]) -> BatchOutcome:
         outcome = BatchOutcome()
@@ -146,9 +151,12 @@ class BatchProcessor:
         label_sources: dict[tuple[str, str], IncomingMessage] = {}
         for m in fresh:
             # feature ranges are checked on whole columns as they are applied (ModelMonitor)
-            decoded = decode_message(m.value, self._settings.max_message_bytes, check_feature_range=False)
+            decoded = decode_message(m.value, self._settings.max_message_bytes, check_feature_range=False,
+                                     max_events=self._settings.max_events_per_message,
+                                     max_name_length=self._settings.max_name_length)
             for rejection in decoded.rejections:
                 outcome.dead_letters.append(self._dead_letter(m, rejection))
+            decoded.events = self._within_bounds(m, decoded.events, outcome)
             if decoded.kind == "label":
                 for event in decoded.events:
                     labels[event["model"]].append(event)
@@ -158,6 +166,7 @@ class BatchProcessor:
             for event in decoded.events:
                 groups[(event["model"], event["model_version"])].append(event)
             units.extend((key, m, events) for key, events in groups.items())
+        units = self._admitted(units, outcome)
         models = GuardedMonitors(self, outcome)
         models.load(list(dict.fromkeys(key for key, _, _ in units)))
         now = time.time()
@@ -205,10 +214,49 @@ class BatchProcessor:
             outcome.readings[key] = state.readings()
             outcome.drifting[key] = state.drifting()
             outcome.performance[key] = state.performance.readings()
+        self.catalog.saved(outcome.states)
         for letter in outcome.dead_letters:
             code = letter["reason_code"]
-            outcome.rejected_by_reason[code] = outcome.rejected_by_reason.get(code, 0) + 1
+            outcome.rejected_by_reason[code] = outcome.rejected_by_reason.get(code, 0) + letter["count"]
         return outcome
+
+    def _within_bounds(self, m: IncomingMessage, events: list[dict], outcome: BatchOutcome) -> list[dict]:
+        """The events of one message within the per-event bounds; the others are dead-lettered."""
+        owner = message_owner(m.key, events)
+        problem = self._bounds.problem
+        if not any(problem(e, owner) for e in events):
+            return events
+        kept = []
+        for event in events:
+            found = problem(event, owner)
+            if found is None:
+                kept.append(event)
+            else:
+                outcome.dead_letters.append(self._dead_letter(m, Rejection(
+                    found[0], found[1], event["model"][:self._settings.max_name_length], event["event_id"],
+                    _excerpt_of(event))))
+        return kept
+
+    def _admitted(self, units: list, outcome: BatchOutcome) -> list:
+        """The units whose version may have state; the others (new versions past the caps on versions per
+        model and on models) become one dead letter per message and reason, with their count."""
+        refused = self.catalog.admit(list(dict.fromkeys(key for key, _, _ in units)))
+        if not refused:
+            return units
+        kept, letters = [], {}
+        for key, m, events in units:
+            code = refused.get(key)
+            if code is None:
+                kept.append((key, m, events))
+                continue
+            versions, refused_events = letters.setdefault((m.topic, m.partition, m.offset, key[0], code),
+                                                          (m, [], []))[1:]
+            versions.append(key[1])
+            refused_events.extend(events)
+        for (_t, _p, _o, model, code), (m, versions, refused_events) in letters.items():
+            outcome.dead_letters.append(self._dead_letter(m, self.catalog.refusal(code, model, versions,
+                                                                                  refused_events)))
+        return kept
 
     def _dead_letter(self, m: IncomingMessage | None, rejection: Rejection) -> dict:
         source = None if m is None else {"topic": m.topic, "partition": m.partition, "offset": m.offset}
@@ -222,6 +270,7 @@ class BatchProcessor:
             "worker": self._settings.app_id,
             "created_at": time.time(),
             "payload": rejection.excerpt,
+            "count": rejection.count,
         }
 
 

@@ -95,6 +95,9 @@ class MemoryStateStore:
     def models(self) -> dict[tuple[str, str], float]:
         return dict(self._updated)
 
+    def existing(self, models: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        return {k for k in models if k in self._updated}
+
     def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | bytes | None]:
         return {k: decoded(self._profiles.get(k)) for k in models}
 

@@ -216,3 +216,9 @@ class RedisStateStore:
 
     def models(self) -> dict[tuple[str, str], float]:
         return {key: summary["updated"] for key, summary in self.model_summaries().items()}
+
+    def existing(self, models: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not models:
+            return set()
+        raw = self._call(self._redis.hmget, self._keys.models, [f"{m}\t{v}" for m, v in models])
+        return {key for key, value in zip(models, raw) if value is not None}
