@@ -92,7 +92,7 @@ def logic_params(settings: Settings) -> LogicParams:
                             max_abs_number=MAX_ABS_NUMBER, monitor=s.monitor_params(),
                             category_monitor=s.category_monitor_params(), performance=performance, policy=policy)
     join = JoinParams(keep_predictions=s.keep_predictions, prediction_ttl_s=s.prediction_ttl_s,
-                      label_wait_s=s.label_wait_s)
+                      label_wait_s=s.label_wait_s, sweep_limit=s.label_sweep_limit)
     return LogicParams(monitor, join)
 
 

@@ -175,6 +175,11 @@ class Settings:
     keep_predictions: bool = True
     """Keep each prediction (about 100 bytes in Redis) for prediction_ttl_s so late labels can join it."""
     prediction_ttl_s: int = 86400
+    label_sweep_limit: int = 1000
+    triggers_ttl_s: int = 30 * 86400
+    """``driftline triggers``: its done-set and parked-set expire this long after their last write."""
+    """Labels whose wait is over settled per model and batch (Redis ZRANGEBYSCORE ... LIMIT); the rest wait
+    for the next batches of the model."""
     performance_window: int = 1000
     performance_baseline_windows: int = 2
     performance_min_drop: float = 0.02
@@ -260,7 +265,7 @@ class Settings:
                     "pilot_size",
                     "baseline_blocks", "window_size", "edge_events", "baseline_windows", "max_features",
                     "max_events_per_message", "max_versions_per_model", "max_models", "max_name_length",
-                    "max_category_length", "max_model_series",
+                    "max_category_length", "max_model_series", "label_sweep_limit", "triggers_ttl_s",
                     "category_block_size", "category_baseline_blocks", "performance_window",
                     "performance_baseline_windows", "prediction_ttl_s", "trigger_drift_features",
                     "fetch_max_wait_ms", "ingest_max_body_bytes", "ingest_max_rows", "ingest_max_pending_events",

@@ -58,8 +58,8 @@ class LabelStore(Protocol):
     def waiting_labels(self, model: str, event_ids: list[str]) -> list[dict | None]:
         """Per event id, its waiting label {"l": label, "t": timestamp}."""
 
-    def due_labels(self, model: str, now: float) -> list[str]:
-        """Event ids of waiting labels whose deadline is at or before ``now``."""
+    def due_labels(self, model: str, now: float, limit: int) -> list[str]:
+        """Event ids of the first ``limit`` waiting labels (by deadline) whose deadline is at or before ``now``."""
 
     def pending_labels(self, model: str) -> int:
         """How many of the model's labels wait for their prediction."""
@@ -127,7 +127,7 @@ class LabelJoin:
                 waiting += 1
         # labels whose wait is over: a last look for their prediction, else unmatched
         if waiting:
-            due = [i for i in self._store.due_labels(model, now) if i not in handled]
+            due = [i for i in self._store.due_labels(model, now, s.sweep_limit) if i not in handled]
             if due:
                 predictions_now = self._lookup(model, due, now)
                 labels_now = self._store.waiting_labels(model, due)
