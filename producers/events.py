@@ -36,8 +36,11 @@ contract is rejected whole (codes ``empty``, ``oversized``, ``malformed_json``,
 ``invalid_utf8``, ``too_deep``, ``out_of_range``, ``not_an_object``,
 ``schema_version``, ``unknown_kind``, ``bad_envelope``); inside a valid
 envelope each event is checked on its own (``not_an_object``,
-``missing_field``, ``wrong_type``, ``out_of_range``, ``timestamp``), so one bad
-event never costs its neighbours.
+``missing_field``, ``wrong_type``, ``out_of_range``, ``timestamp``,
+``name_too_long``), so one bad event never costs its neighbours. Events of an
+envelope past ``max_events`` become one ``too_many_events`` rejection with
+their ``count``. The other bounds (``BOUND_CODES``) are the worker's
+(``stream_processors.bounds``).
 """
 
 from __future__ import annotations

@@ -254,8 +254,8 @@ class BatchProcessor:
             versions.append(key[1])
             refused_events.extend(events)
         for (_t, _p, _o, model, code), (m, versions, refused_events) in letters.items():
-            outcome.dead_letters.append(self._dead_letter(m, self.catalog.refusal(code, model, versions,
-                                                                                  refused_events)))
+            outcome.dead_letters.append(self._dead_letter(m, self.catalog.refusal(
+                code, model, versions, refused_events, _excerpt_of(refused_events[0]))))
         return kept
 
     def _dead_letter(self, m: IncomingMessage | None, rejection: Rejection) -> dict:

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from producers.events import Rejection
-from stream_processors.guarded_monitors import _excerpt_of
 
 __all__ = ["EventBounds", "ModelCatalog", "message_owner"]
 
@@ -118,8 +117,8 @@ class ModelCatalog:
         self.saved(existing)
         return {k: code for k, code in candidates.items() if k not in existing}
 
-    def refusal(self, code: str, model: str, versions: list[str], events: list[dict]) -> Rejection:
-        """One dead letter for the events of one message refused for ``code``."""
+    def refusal(self, code: str, model: str, versions: list[str], events: list[dict], excerpt: str) -> Rejection:
+        """One dead letter for the events of one message refused for ``code`` (``excerpt``: the first one's)."""
         shown = ", ".join(repr(v[:64]) for v in versions[:5]) + (", ..." if len(versions) > 5 else "")
         if code == "too_many_models":
             reason = f"{len(events)} events of a new model; {self.max_models} models have state already " \
@@ -127,4 +126,4 @@ class ModelCatalog:
         else:
             reason = f"{len(events)} events of {len(versions)} new versions ({shown}); the model has " \
                      f"{self.max_versions_per_model} versions already (DRIFTLINE_MAX_VERSIONS_PER_MODEL)"
-        return Rejection(code, reason, model, events[0]["event_id"], _excerpt_of(events[0]), count=len(events))
+        return Rejection(code, reason, model, events[0]["event_id"], excerpt, count=len(events))
