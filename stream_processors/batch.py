@@ -39,6 +39,7 @@ Nothing here raises on bad input: a message ends applied or dead-lettered.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import time
 from collections import defaultdict
@@ -48,7 +49,7 @@ import orjson
 
 from detectors.model.label_join import LabelJoin
 from detectors.model.params import JoinParams, MonitorParams, PerformanceParams, PolicyParams
-from detectors.model.writes import JoinWrite
+from detectors.model.writes import AwaitLabel, JoinWrite
 from producers.events import MAX_ABS_NUMBER, Rejection, decode_message
 from stream_processors.bounds import EventBounds, ModelCatalog, message_owner
 from stream_processors.errors import ServiceUnavailable
@@ -59,6 +60,9 @@ from stream_processors.state import Quarantine, StateStore, TopicPartition
 __all__ = ["BatchOutcome", "BatchProcessor", "IncomingMessage", "LogicParams", "is_fatal", "logic_params"]
 
 _log = logging.getLogger(__name__)
+
+IDLE_SWEEP_MODELS = 2
+"""Models without events in a batch whose waiting labels the batch also settles (round-robin)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,25 @@ class BatchProcessor:
         self._join = LabelJoin(self.params.join, store)
         self._bounds = EventBounds(settings.max_features, settings.max_name_length, settings.max_category_length)
         self.catalog = ModelCatalog(store, settings.max_models, settings.max_versions_per_model)
+        # models with labels waiting, seen since the last rebalance (so on partitions this worker owns): a few
+        # of them are swept each batch, round-robin, so labels of models without traffic are settled too
+        self._waiting_models: dict[str, None] = {}
+
+    def rebalanced(self) -> None:
+        """Partitions moved: what this worker knew of models' versions and waiting labels may be stale."""
+        self.catalog.forget()
+        self._waiting_models = {}
+
+    def _idle_models(self, busy: set[str]) -> list[str]:
+        """Up to IDLE_SWEEP_MODELS models with waiting labels and no events in this batch, round-robin."""
+        waiting = self._waiting_models
+        chosen = []
+        for model in list(itertools.islice(waiting, IDLE_SWEEP_MODELS + len(busy))):
+            if model not in busy and len(chosen) < IDLE_SWEEP_MODELS:
+                chosen.append(model)
+                del waiting[model]
+                waiting[model] = None  # to the back of the queue
+        return chosen
 
     def process(self, messages: list[IncomingMessage]) -> BatchOutcome:
         outcome = BatchOutcome()
@@ -178,7 +201,7 @@ class BatchProcessor:
             predictions[key[0]].extend((key[1], e) for e in applied)
         # Labels after the batch's predictions, so a label and its prediction in one batch meet.
         try:
-            join = self._join.run(predictions, labels, now)
+            join = self._join.run(predictions, labels, now, self._idle_models(set(predictions) | set(labels)))
         except BaseException as exc:  # noqa: BLE001 - the last guard: nothing in a batch may stop the worker
             if is_fatal(exc) or isinstance(exc, ServiceUnavailable):
                 raise
@@ -191,6 +214,12 @@ class BatchProcessor:
             join = self._join.run(predictions, {}, now)
             labels = {}
         outcome.writes = join.writes
+        waiting_models = self._waiting_models
+        for model in join.settled:
+            waiting_models.pop(model, None)
+        for write in join.writes:
+            if isinstance(write, AwaitLabel):
+                waiting_models[write.model] = None
         outcome.labels = sum(len(v) for v in labels.values())
         outcome.unmatched_labels = sum(join.unmatched.values())
         models.load([k for k in join.joined if k not in models.states])

@@ -185,7 +185,7 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
 
     @app.on_partitions_revoked.connect
     async def _revoked(app, revoked, **kwargs) -> None:
-        processor.catalog.forget()  # models' versions: other workers may save some of them from now on
+        processor.rebalanced()  # other workers may save some models' versions, or own their labels, from now on
         if revoked:
             _log.info("partitions revoked: %s", sorted(f"{tp.topic}:{tp.partition}" for tp in revoked))
 

@@ -237,3 +237,36 @@ def test_a_batch_of_hostile_messages_stays_bounded(kind):
     assert _accounted(outcome) == sum(n for _, n in hostile)
     assert outcome.dead_letters
     assert hostile_s < 3 * normal_s + 1.0, (hostile_s, normal_s)
+
+
+def _labels(model, ids):
+    return orjson.dumps({"schema_version": 1, "kind": "label", "model": model,
+                         "events": [{"event_id": i, "label": 1, "timestamp": 2.0} for i in ids]})
+
+
+def test_waiting_labels_of_a_model_without_traffic_are_settled_by_other_models_batches():
+    settings = Settings(label_wait_s=0.01, label_sweep_limit=2)
+    store = MemoryStateStore()
+    processor = BatchProcessor(settings, store)
+    outcome = processor.process([IncomingMessage("l", 0, 0, _labels("quiet", ["a", "b", "c"]), key=b"quiet")])
+    assert store.commit(outcome)
+    assert store.label_counts() == {"quiet:pending": 3}
+    time.sleep(0.05)
+    # only another model has traffic from now on; the sweep settles at most 2 labels per batch
+    for offset in (1, 2):
+        outcome = processor.process([IncomingMessage("t", 0, offset, _envelope([_event(offset)]), key=b"m")])
+        assert store.commit(outcome)
+    assert store.label_counts()["quiet:pending"] == 0
+    assert store.label_counts()["quiet:unmatched"] == 3
+    assert store.due_labels("quiet", time.time(), 10) == []
+
+
+def test_a_rebalance_forgets_which_models_have_waiting_labels():
+    settings = Settings(label_wait_s=0.01)
+    store = MemoryStateStore()
+    processor = BatchProcessor(settings, store)
+    assert store.commit(processor.process([IncomingMessage("l", 0, 0, _labels("quiet", ["a"]), key=b"quiet")]))
+    processor.rebalanced()  # the model's partition may belong to another worker now
+    time.sleep(0.05)
+    assert store.commit(processor.process([IncomingMessage("t", 0, 1, _envelope([_event(1)]), key=b"m")]))
+    assert store.label_counts() == {"quiet:pending": 1}
