@@ -36,8 +36,11 @@ contract is rejected whole (codes ``empty``, ``oversized``, ``malformed_json``,
 ``invalid_utf8``, ``too_deep``, ``out_of_range``, ``not_an_object``,
 ``schema_version``, ``unknown_kind``, ``bad_envelope``); inside a valid
 envelope each event is checked on its own (``not_an_object``,
-``missing_field``, ``wrong_type``, ``out_of_range``, ``timestamp``), so one bad
-event never costs its neighbours.
+``missing_field``, ``wrong_type``, ``out_of_range``, ``timestamp``,
+``name_too_long``), so one bad event never costs its neighbours. Events of an
+envelope past ``max_events`` become one ``too_many_events`` rejection with
+their ``count``. The other bounds (``BOUND_CODES``) are the worker's
+(``stream_processors.bounds``).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ import orjson
 __all__ = [
     "MAX_ABS_NUMBER",
     "features_within_range",
+    "BOUND_CODES",
     "REASON_CODES",
     "SCHEMA_VERSION",
     "DecodedMessage",
@@ -69,7 +73,11 @@ MAX_ID_LENGTH = 256
 MAX_ABS_NUMBER = 1e15
 REASON_CODES = ("empty", "oversized", "malformed_json", "invalid_utf8", "too_deep", "out_of_range",
                 "not_an_object", "schema_version", "unknown_kind", "bad_envelope", "missing_field", "wrong_type",
-                "timestamp", "apply_failed")
+                "timestamp", "apply_failed", "model_mismatch", "too_many_versions", "too_many_models",
+                "too_many_features", "name_too_long", "too_many_events")
+BOUND_CODES = ("model_mismatch", "too_many_versions", "too_many_models", "too_many_features", "name_too_long",
+               "too_many_events")
+"""The reason codes of bounds on what a producer can create (``driftline_bounds_hit_total{bound}``)."""
 _EXCERPT = 2048
 _NUMBERS = frozenset({int, float})
 _FEATURE_TYPES = frozenset({int, float, str, bool, type(None)})
@@ -88,6 +96,9 @@ class Rejection:
     model: str | None = None
     event_id: str | None = None
     excerpt: str = ""
+    count: int = 1
+    """How many events this rejection stands for: more than one only for a run of events refused together
+    (``too_many_events`` past the per-message cap, ``too_many_versions``/``too_many_models`` per message)."""
 
     def __post_init__(self) -> None:
         if self.code not in REASON_CODES:
@@ -124,11 +135,15 @@ def encode_envelope(model: str, events: list[dict], model_version: str | None = 
     return orjson.dumps(head)
 
 
-def decode_message(raw: bytes | None, max_bytes: int, check_feature_range: bool = True) -> DecodedMessage:
+def decode_message(raw: bytes | None, max_bytes: int, check_feature_range: bool = True,
+                   max_events: int | None = None, max_name_length: int = MAX_ID_LENGTH) -> DecodedMessage:
     """Parse and validate one Kafka message; never raises, whatever the bytes.
 
     ``check_feature_range=False`` leaves the ±MAX_ABS_NUMBER check of feature values to the caller: the worker
     does it on whole columns at once (``ModelState``), which costs far less than a check per event.
+    ``max_events``: events of an envelope past this many are not validated; they become one ``too_many_events``
+    rejection whose ``count`` says how many they were. ``max_name_length``: longer ``model``, ``model_version``
+    or ``event_id`` values are rejected (``name_too_long``).
     """
     if not raw:
         return DecodedMessage(rejections=[Rejection("empty", "empty message (no value)")])
@@ -153,8 +168,12 @@ def decode_message(raw: bytes | None, max_bytes: int, check_feature_range: bool 
     if kind not in KINDS:
         return DecodedMessage(rejections=[Rejection(
             "unknown_kind", f"unknown kind {_short(kind)}; expected one of {list(KINDS)}", excerpt=_excerpt(raw))])
-    validate = _validate_label if kind == "label" else \
-        _validate_inference if check_feature_range else _validate_inference_unbounded
+    if kind == "label":
+        def validate(event: dict) -> dict | Rejection:
+            return _validate_label(event, max_name_length)
+    else:
+        def validate(event: dict) -> dict | Rejection:
+            return _validate_inference(event, check_feature_range, max_name_length)
     out = DecodedMessage(kind=kind)
     if "events" in doc:
         events = doc["events"]
@@ -163,6 +182,15 @@ def decode_message(raw: bytes | None, max_bytes: int, check_feature_range: bool 
                                             model=_str_or_none(doc.get("model")), excerpt=_excerpt(raw)))
             return out
         shared = {k: v for k, v in doc.items() if k not in ("events", "schema_version", "kind")}
+        if max_events is not None and len(events) > max_events:
+            excess = events[max_events:]
+            events = events[:max_events]
+            first = excess[0]
+            out.rejections.append(Rejection(
+                "too_many_events", f"{len(excess)} events past the first {max_events} of the message were not "
+                f"applied (at most {max_events} events per message)", model=_str_or_none(shared.get("model")),
+                event_id=_str_or_none(first.get("event_id")) if isinstance(first, dict) else None,
+                excerpt=_excerpt(orjson.dumps(first)), count=len(excess)))
         for event in events:
             if not isinstance(event, dict):
                 out.rejections.append(Rejection("not_an_object",
@@ -196,7 +224,7 @@ def _collect(result: dict | Rejection, out: DecodedMessage) -> None:
         out.events.append(result)
 
 
-def _validate_common(event: dict) -> Rejection | tuple[str, str, float]:
+def _validate_common(event: dict, max_name_length: int) -> Rejection | tuple[str, str, float]:
     model = event.get("model")
     event_id = event.get("event_id")
     ident = event_id if isinstance(event_id, str) else None
@@ -204,33 +232,36 @@ def _validate_common(event: dict) -> Rejection | tuple[str, str, float]:
     for name, value in (("model", model), ("event_id", event_id)):
         if value is None:
             return _reject("missing_field", f"missing field '{name}'", event, model_name, ident)
-        if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
-            return _reject("wrong_type", f"wrong type: '{name}' must be a non-empty string of at most "
-                           f"{MAX_ID_LENGTH} characters, got {_describe(value)}", event, model_name, ident)
+        if not isinstance(value, str) or not value:
+            return _reject("wrong_type", f"wrong type: '{name}' must be a non-empty string, got "
+                           f"{_describe(value)}", event, model_name, ident)
+        if len(value) > max_name_length:
+            return _reject("name_too_long", f"'{name}' is {len(value)} characters long; at most {max_name_length}",
+                           event, None, None)
     timestamp = _timestamp(event.get("timestamp"))
     if isinstance(timestamp, Rejection):
         return _reject(timestamp.code, timestamp.reason, event, model, event_id)
     return model, event_id, timestamp
 
 
-def _validate_inference_unbounded(event: dict) -> dict | Rejection:
-    return _validate_inference(event, check_feature_range=False)
-
-
-def _validate_inference(event: dict, check_feature_range: bool = True) -> dict | Rejection:
-    common = _validate_common(event)
+def _validate_inference(event: dict, check_feature_range: bool = True,
+                        max_name_length: int = MAX_ID_LENGTH) -> dict | Rejection:
+    common = _validate_common(event, max_name_length)
     if isinstance(common, Rejection):
         return common
     model, event_id, timestamp = common
     version = event.get("model_version")
-    if not isinstance(version, str) or not version or len(version) > MAX_ID_LENGTH:
+    if not isinstance(version, str) or not version:
         if type(version) is int and abs(version) <= MAX_ABS_NUMBER:
             version = str(version)
         elif version is None:
             return _reject("missing_field", "missing field 'model_version'", event, model, event_id)
         else:
-            return _reject("wrong_type", f"wrong type: 'model_version' must be a non-empty string of at most "
-                           f"{MAX_ID_LENGTH} characters, got {_describe(version)}", event, model, event_id)
+            return _reject("wrong_type", f"wrong type: 'model_version' must be a non-empty string, got "
+                           f"{_describe(version)}", event, model, event_id)
+    if len(version) > max_name_length:
+        return _reject("name_too_long", f"'model_version' is {len(version)} characters long; at most "
+                       f"{max_name_length}", event, model, event_id)
     features = event.get("features")
     if not isinstance(features, dict):
         if features is None:
@@ -264,8 +295,8 @@ def _validate_inference(event: dict, check_feature_range: bool = True) -> dict |
             "features": features, "prediction": prediction, "score": score}
 
 
-def _validate_label(event: dict) -> dict | Rejection:
-    common = _validate_common(event)
+def _validate_label(event: dict, max_name_length: int = MAX_ID_LENGTH) -> dict | Rejection:
+    common = _validate_common(event, max_name_length)
     if isinstance(common, Rejection):
         return common
     model, event_id, timestamp = common

@@ -7,7 +7,9 @@ batch, which is what makes a restart lose nothing and count nothing twice:
 1. Read the stored offset of each partition; skip every message at or below
    it (already applied before a crash).
 2. Decode and validate; rejected events become dead-letter records with a
-   reason code.
+   reason code. Bounds (``bounds``): events of another model than the message
+   key's, past the per-event limits, or of new versions past the caps on
+   versions and models (checked once per batch) are dead-lettered here.
 3. Load the state of each model version the batch touches (a state or profile
    that cannot be read is quarantined, alerted, and the version starts
    afresh), apply each message's events in offset order, collect findings as
@@ -37,6 +39,7 @@ Nothing here raises on bad input: a message ends applied or dead-lettered.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import time
 from collections import defaultdict
@@ -46,8 +49,9 @@ import orjson
 
 from detectors.model.label_join import LabelJoin
 from detectors.model.params import JoinParams, MonitorParams, PerformanceParams, PolicyParams
-from detectors.model.writes import JoinWrite
+from detectors.model.writes import AwaitLabel, JoinWrite
 from producers.events import MAX_ABS_NUMBER, Rejection, decode_message
+from stream_processors.bounds import EventBounds, ModelCatalog, message_owner
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.guarded_monitors import GuardedMonitors, _excerpt_of, _what, is_fatal
 from stream_processors.config import Settings
@@ -56,6 +60,9 @@ from stream_processors.state import Quarantine, StateStore, TopicPartition
 __all__ = ["BatchOutcome", "BatchProcessor", "IncomingMessage", "LogicParams", "is_fatal", "logic_params"]
 
 _log = logging.getLogger(__name__)
+
+IDLE_SWEEP_MODELS = 2
+"""Models without events in a batch whose waiting labels the batch also settles (round-robin)."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,7 @@ def logic_params(settings: Settings) -> LogicParams:
                             max_abs_number=MAX_ABS_NUMBER, monitor=s.monitor_params(),
                             category_monitor=s.category_monitor_params(), performance=performance, policy=policy)
     join = JoinParams(keep_predictions=s.keep_predictions, prediction_ttl_s=s.prediction_ttl_s,
-                      label_wait_s=s.label_wait_s)
+                      label_wait_s=s.label_wait_s, sweep_limit=s.label_sweep_limit)
     return LogicParams(monitor, join)
 
 
@@ -123,6 +130,27 @@ class BatchProcessor:
         self.params = logic_params(settings)
         self._store = store
         self._join = LabelJoin(self.params.join, store)
+        self._bounds = EventBounds(settings.max_features, settings.max_name_length, settings.max_category_length)
+        self.catalog = ModelCatalog(store, settings.max_models, settings.max_versions_per_model)
+        # models with labels waiting, seen since the last rebalance (so on partitions this worker owns): a few
+        # of them are swept each batch, round-robin, so labels of models without traffic are settled too
+        self._waiting_models: dict[str, None] = {}
+
+    def rebalanced(self) -> None:
+        """Partitions moved: what this worker knew of models' versions and waiting labels may be stale."""
+        self.catalog.forget()
+        self._waiting_models = {}
+
+    def _idle_models(self, busy: set[str]) -> list[str]:
+        """Up to IDLE_SWEEP_MODELS models with waiting labels and no events in this batch, round-robin."""
+        waiting = self._waiting_models
+        chosen = []
+        for model in list(itertools.islice(waiting, IDLE_SWEEP_MODELS + len(busy))):
+            if model not in busy and len(chosen) < IDLE_SWEEP_MODELS:
+                chosen.append(model)
+                del waiting[model]
+                waiting[model] = None  # to the back of the queue
+        return chosen
 
     def process(self, messages: list[IncomingMessage]) -> BatchOutcome:
         outcome = BatchOutcome()
@@ -146,9 +174,12 @@ class BatchProcessor:
         label_sources: dict[tuple[str, str], IncomingMessage] = {}
         for m in fresh:
             # feature ranges are checked on whole columns as they are applied (ModelMonitor)
-            decoded = decode_message(m.value, self._settings.max_message_bytes, check_feature_range=False)
+            decoded = decode_message(m.value, self._settings.max_message_bytes, check_feature_range=False,
+                                     max_events=self._settings.max_events_per_message,
+                                     max_name_length=self._settings.max_name_length)
             for rejection in decoded.rejections:
                 outcome.dead_letters.append(self._dead_letter(m, rejection))
+            decoded.events = self._within_bounds(m, decoded.events, outcome)
             if decoded.kind == "label":
                 for event in decoded.events:
                     labels[event["model"]].append(event)
@@ -158,6 +189,7 @@ class BatchProcessor:
             for event in decoded.events:
                 groups[(event["model"], event["model_version"])].append(event)
             units.extend((key, m, events) for key, events in groups.items())
+        units = self._admitted(units, outcome)
         models = GuardedMonitors(self, outcome)
         models.load(list(dict.fromkeys(key for key, _, _ in units)))
         now = time.time()
@@ -169,7 +201,7 @@ class BatchProcessor:
             predictions[key[0]].extend((key[1], e) for e in applied)
         # Labels after the batch's predictions, so a label and its prediction in one batch meet.
         try:
-            join = self._join.run(predictions, labels, now)
+            join = self._join.run(predictions, labels, now, self._idle_models(set(predictions) | set(labels)))
         except BaseException as exc:  # noqa: BLE001 - the last guard: nothing in a batch may stop the worker
             if is_fatal(exc) or isinstance(exc, ServiceUnavailable):
                 raise
@@ -182,6 +214,12 @@ class BatchProcessor:
             join = self._join.run(predictions, {}, now)
             labels = {}
         outcome.writes = join.writes
+        waiting_models = self._waiting_models
+        for model in join.settled:
+            waiting_models.pop(model, None)
+        for write in join.writes:
+            if isinstance(write, AwaitLabel):
+                waiting_models[write.model] = None
         outcome.labels = sum(len(v) for v in labels.values())
         outcome.unmatched_labels = sum(join.unmatched.values())
         models.load([k for k in join.joined if k not in models.states])
@@ -205,10 +243,49 @@ class BatchProcessor:
             outcome.readings[key] = state.readings()
             outcome.drifting[key] = state.drifting()
             outcome.performance[key] = state.performance.readings()
+        self.catalog.saved(outcome.states)
         for letter in outcome.dead_letters:
             code = letter["reason_code"]
-            outcome.rejected_by_reason[code] = outcome.rejected_by_reason.get(code, 0) + 1
+            outcome.rejected_by_reason[code] = outcome.rejected_by_reason.get(code, 0) + letter["count"]
         return outcome
+
+    def _within_bounds(self, m: IncomingMessage, events: list[dict], outcome: BatchOutcome) -> list[dict]:
+        """The events of one message within the per-event bounds; the others are dead-lettered."""
+        owner = message_owner(m.key, events)
+        problem = self._bounds.problem
+        if not any(problem(e, owner) for e in events):
+            return events
+        kept = []
+        for event in events:
+            found = problem(event, owner)
+            if found is None:
+                kept.append(event)
+            else:
+                outcome.dead_letters.append(self._dead_letter(m, Rejection(
+                    found[0], found[1], event["model"][:self._settings.max_name_length], event["event_id"],
+                    _excerpt_of(event))))
+        return kept
+
+    def _admitted(self, units: list, outcome: BatchOutcome) -> list:
+        """The units whose version may have state; the others (new versions past the caps on versions per
+        model and on models) become one dead letter per message and reason, with their count."""
+        refused = self.catalog.admit(list(dict.fromkeys(key for key, _, _ in units)))
+        if not refused:
+            return units
+        kept, letters = [], {}
+        for key, m, events in units:
+            code = refused.get(key)
+            if code is None:
+                kept.append((key, m, events))
+                continue
+            versions, refused_events = letters.setdefault((m.topic, m.partition, m.offset, key[0], code),
+                                                          (m, [], []))[1:]
+            versions.append(key[1])
+            refused_events.extend(events)
+        for (_t, _p, _o, model, code), (m, versions, refused_events) in letters.items():
+            outcome.dead_letters.append(self._dead_letter(m, self.catalog.refusal(
+                code, model, versions, refused_events, _excerpt_of(refused_events[0]))))
+        return kept
 
     def _dead_letter(self, m: IncomingMessage | None, rejection: Rejection) -> dict:
         source = None if m is None else {"topic": m.topic, "partition": m.partition, "offset": m.offset}
@@ -222,6 +299,7 @@ class BatchProcessor:
             "worker": self._settings.app_id,
             "created_at": time.time(),
             "payload": rejection.excerpt,
+            "count": rejection.count,
         }
 
 

@@ -175,6 +175,11 @@ class Settings:
     keep_predictions: bool = True
     """Keep each prediction (about 100 bytes in Redis) for prediction_ttl_s so late labels can join it."""
     prediction_ttl_s: int = 86400
+    label_sweep_limit: int = 1000
+    triggers_ttl_s: int = 30 * 86400
+    """``driftline triggers``: its done-set and parked-set expire this long after their last write."""
+    """Labels whose wait is over settled per model and batch (Redis ZRANGEBYSCORE ... LIMIT); the rest wait
+    for the next batches of the model."""
     performance_window: int = 1000
     performance_baseline_windows: int = 2
     performance_min_drop: float = 0.02
@@ -187,6 +192,21 @@ class Settings:
     """Versions with no performance evidence (no production labels, no calibrated scores arriving) retrain on
     drift alone."""
     max_features: int = 500
+    """Features per event (more: the event is dead-lettered, ``too_many_features``), and features tracked per
+    model version (names past the first max_features are counted, not tracked)."""
+    # bounds on what a producer can create (README "Limits"): past each, events are dead-lettered
+    max_events_per_message: int = 10_000
+    """Events of one message; the excess is one dead letter (``too_many_events``) with its count."""
+    max_versions_per_model: int = 50
+    """Distinct versions with state per model; a new version past it is refused (``too_many_versions``)."""
+    max_models: int = 10_000
+    """Distinct models with state per app id; a new model past it is refused (``too_many_models``)."""
+    max_name_length: int = 256
+    """Characters of a model, version, event id or feature name (``name_too_long``)."""
+    max_category_length: int = 1024
+    """Characters of a categorical feature value (``name_too_long``)."""
+    max_model_series: int = 1000
+    """Model versions with per-model metric series per worker; the rest are counted, not exported."""
     metrics_port: int = 9464
     """Port of the worker's /metrics (0: no metrics server)."""
     metrics_host: str = "127.0.0.1"
@@ -244,6 +264,8 @@ class Settings:
         positive = ("topic_partitions", "max_message_bytes", "batch_max_messages", "batch_max_bytes", "block_size",
                     "pilot_size",
                     "baseline_blocks", "window_size", "edge_events", "baseline_windows", "max_features",
+                    "max_events_per_message", "max_versions_per_model", "max_models", "max_name_length",
+                    "max_category_length", "max_model_series", "label_sweep_limit", "triggers_ttl_s",
                     "category_block_size", "category_baseline_blocks", "performance_window",
                     "performance_baseline_windows", "prediction_ttl_s", "trigger_drift_features",
                     "fetch_max_wait_ms", "ingest_max_body_bytes", "ingest_max_rows", "ingest_max_pending_events",

@@ -3,7 +3,10 @@
 Labels are bounded: model, model_version, feature, detector, type, severity,
 reason (a fixed set), topic and partition. Never event ids. Per-feature series
 are capped per model version (``max_feature_series``); features past the cap
-are not exported and are counted in ``driftline_metric_series_dropped_total``.
+are not exported and are counted in ``driftline_metric_series_dropped_total``. Model versions are capped
+per worker too (``max_model_series``): counters of versions past the cap go to the ``__other__`` label,
+their gauges are not exported (counted in ``driftline_metric_series_dropped_total{model="__other__"}``).
+``driftline_bounds_hit_total{bound}`` counts events dead-lettered by a bound (``stream_processors.bounds``).
 Values that live in Redis (every model's event count and last update, whoever
 processed it) are read at scrape time by ``RedisModelCollector``.
 """
@@ -15,18 +18,25 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
+from producers.events import BOUND_CODES
 from stream_processors.batch import BatchOutcome
 
-__all__ = ["METRIC_NAMES", "RedisModelCollector", "WorkerMetrics"]
+__all__ = ["METRIC_NAMES", "OTHER", "RedisModelCollector", "WorkerMetrics"]
+
+OTHER = "__other__"
+"""The model and version label of the series of model versions past ``max_model_series``."""
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
 class WorkerMetrics:
-    def __init__(self, registry: CollectorRegistry, max_feature_series: int = 100) -> None:
+    def __init__(self, registry: CollectorRegistry, max_feature_series: int = 100,
+                 max_model_series: int = 1000) -> None:
         self.registry = registry
         self.max_feature_series = max_feature_series
+        self.max_model_series = max_model_series
+        self._models: set[tuple[str, str]] = set()
         self._features: dict[tuple[str, str], set[str]] = {}
         r = registry
         self.events = Counter("driftline_events_processed", "Valid inference events applied to state.",
@@ -84,8 +94,29 @@ class WorkerMetrics:
         self.dropped_series = Counter("driftline_metric_series_dropped", "Per-feature series not exported: the "
                                       "model version has more features than max_feature_series.",
                                       ["model"], registry=r)
+        self.bounds_hit = Counter("driftline_bounds_hit", "Events dead-lettered because they were past a bound "
+                                  "(see README, Limits).", ["bound"], registry=r)
+        for bound in BOUND_CODES:
+            self.bounds_hit.labels(bound)
+
+    def _model_labels(self, model: str, version: str) -> tuple[str, str] | None:
+        """The labels of a model version's series, or None past ``max_model_series`` (then ``__other__``)."""
+        key = (model, version)
+        if key in self._models:
+            return key
+        if len(self._models) < self.max_model_series:
+            self._models.add(key)
+            return key
+        return None
+
+    def _model_label(self, model: str) -> str:
+        return model if any(m == model for m, _v in self._models) or \
+            len(self._models) < self.max_model_series else OTHER
 
     def _exported(self, model: str, version: str, feature: str) -> bool:
+        if self._model_labels(model, version) is None:
+            self.dropped_series.labels(OTHER).inc()
+            return False
         allowed = self._features.setdefault((model, version), set())
         if feature in allowed:
             return True
@@ -102,21 +133,27 @@ class WorkerMetrics:
         self.redelivered.inc(outcome.skipped_messages)
         self.last_save.set(now)
         for (model, version), n in outcome.events_by_model.items():
-            self.events.labels(model, version).inc(n)
-        for (model, _version), newest in outcome.newest_event_time.items():
-            self.event_lag.labels(model).observe(max(0.0, now - newest))
+            self.events.labels(*(self._model_labels(model, version) or (OTHER, OTHER))).inc(n)
+        for (model, version), newest in outcome.newest_event_time.items():
+            labels = self._model_labels(model, version)
+            self.event_lag.labels(OTHER if labels is None else model).observe(max(0.0, now - newest))
         for reason, n in outcome.rejected_by_reason.items():
             self.rejected.labels(reason).inc(n)
+            if reason in BOUND_CODES:
+                self.bounds_hit.labels(reason).inc(n)
         for q in outcome.quarantined:
             self.quarantined.labels(q.kind).inc()
         for alert in outcome.alerts:
+            model = self._model_label(alert["model"] or "")
             if alert.get("status") == "resolved":
-                self.resolved.labels(alert["model"] or "", alert["type"]).inc()
+                self.resolved.labels(model, alert["type"]).inc()
                 continue
-            self.alerts.labels(alert["model"] or "", alert["type"], alert["severity"]).inc()
+            self.alerts.labels(model, alert["type"], alert["severity"]).inc()
             if alert["type"] == "retrain":
-                self.triggers.labels(alert["model"]).inc()
+                self.triggers.labels(model).inc()
         for (model, version), readings in outcome.performance.items():
+            if self._model_labels(model, version) is None:
+                continue
             for metric, kind, value, bound, better in readings:
                 self.performance.labels(model, version, metric, kind).set(value)
                 if bound is not None:
@@ -138,10 +175,12 @@ class WorkerMetrics:
 
 
 class RedisModelCollector:
-    """Every model version's event count and last update, read from Redis when Prometheus scrapes."""
+    """Model versions' event counts and last updates, read from Redis when Prometheus scrapes: the
+    ``max_model_series`` most recently updated versions."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store, max_model_series: int = 1000) -> None:
         self._store = store
+        self.max_model_series = max_model_series
 
     def collect(self):
         events = GaugeMetricFamily("driftline_model_events", "Events applied for a model version, by all workers "
@@ -152,7 +191,8 @@ class RedisModelCollector:
             summaries = self._store.model_summaries()
         except Exception:  # a scrape must not fail because Redis is briefly away
             summaries = {}
-        for (model, version), summary in summaries.items():
+        newest = sorted(summaries.items(), key=lambda item: -item[1]["updated"])[:self.max_model_series]
+        for (model, version), summary in newest:
             events.add_metric([model, version], summary["events"])
             updated.add_metric([model, version], summary["updated"])
         yield events
@@ -173,5 +213,6 @@ METRIC_NAMES = frozenset({
     "driftline_last_state_save_timestamp_seconds", "driftline_metric_series_dropped_total",
     "driftline_model_events", "driftline_model_last_update_timestamp_seconds", "driftline_model_performance",
     "driftline_model_performance_bound", "driftline_model_performance_improvement_bound",
+    "driftline_bounds_hit_total",
 })
 """Every series name a worker exports (histograms also have _bucket, _sum and _count)."""

@@ -43,6 +43,8 @@ class JoinBatch:
     writes: list[JoinWrite] = field(default_factory=list)
     joined: dict[tuple[str, str], list[Joined]] = field(default_factory=dict)
     unmatched: dict[str, int] = field(default_factory=dict)
+    settled: list[str] = field(default_factory=list)
+    """Models that have no label waiting any more after this batch."""
 
     def add(self, model: str, item: Joined) -> None:
         self.joined.setdefault((model, item.model_version), []).append(item)
@@ -58,8 +60,8 @@ class LabelStore(Protocol):
     def waiting_labels(self, model: str, event_ids: list[str]) -> list[dict | None]:
         """Per event id, its waiting label {"l": label, "t": timestamp}."""
 
-    def due_labels(self, model: str, now: float) -> list[str]:
-        """Event ids of waiting labels whose deadline is at or before ``now``."""
+    def due_labels(self, model: str, now: float, limit: int) -> list[str]:
+        """Event ids of the first ``limit`` waiting labels (by deadline) whose deadline is at or before ``now``."""
 
     def pending_labels(self, model: str) -> int:
         """How many of the model's labels wait for their prediction."""
@@ -71,12 +73,13 @@ class LabelJoin:
         self._store = store
 
     def run(self, predictions: dict[str, list[tuple[str, dict]]], labels: dict[str, list[dict]],
-            now: float | None = None) -> JoinBatch:
+            now: float | None = None, idle: list[str] = ()) -> JoinBatch:
         """``predictions``: model -> [(version, inference event)] of this batch, in order;
-        ``labels``: model -> [label event]. Returns the writes to commit and the joins made."""
+        ``labels``: model -> [label event]; ``idle``: models without events in this batch whose labels whose
+        wait is over are settled too. Returns the writes to commit and the joins made."""
         now = time.time() if now is None else now
         batch = JoinBatch()
-        for model in set(predictions) | set(labels):
+        for model in set(predictions) | set(labels) | set(idle):
             self._model(model, predictions.get(model, []), labels.get(model, []), now, batch)
         return batch
 
@@ -127,7 +130,7 @@ class LabelJoin:
                 waiting += 1
         # labels whose wait is over: a last look for their prediction, else unmatched
         if waiting:
-            due = [i for i in self._store.due_labels(model, now) if i not in handled]
+            due = [i for i in self._store.due_labels(model, now, s.sweep_limit) if i not in handled]
             if due:
                 predictions_now = self._lookup(model, due, now)
                 labels_now = self._store.waiting_labels(model, due)
@@ -143,6 +146,8 @@ class LabelJoin:
                              sum(len(v) for (m, _v), v in batch.joined.items() if m == model))
         if counts.pending or counts.unmatched or counts.joined:
             batch.writes.append(counts)
+        if waiting <= 0:
+            batch.settled.append(model)
 
     @staticmethod
     def _forget_waiting(batch: JoinBatch, model: str, event_id: str) -> None:

@@ -85,11 +85,13 @@ class PolicyParams:
 @dataclass(frozen=True)
 class JoinParams:
     """Predictions are kept ``prediction_ttl_s`` (if ``keep_predictions``); a label waits ``label_wait_s`` for
-    its prediction."""
+    its prediction; at most ``sweep_limit`` labels of a model whose wait is over are settled per batch (the
+    rest in the next batches)."""
 
     keep_predictions: bool
     prediction_ttl_s: int
     label_wait_s: float
+    sweep_limit: int = 1000
 
 
 @dataclass(frozen=True)

@@ -245,7 +245,7 @@ class _TriggerRunner:
         self.parked_topic = parked_topic(settings.control_topic)
         self.ran = self.malformed = self.gave_up = self.unsigned = self.bad_signature = 0
         self.key = settings.signing_key_bytes
-        self.ledger = TriggerLedger(settings.redis, group, settings.control_topic)
+        self.ledger = TriggerLedger(settings.redis, group, settings.control_topic, settings.triggers_ttl_s)
         self.consumer: confluent_kafka.Consumer | None = None
         self.producer: confluent_kafka.Producer | None = None
 

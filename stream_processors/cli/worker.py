@@ -39,8 +39,9 @@ def run_worker(settings: Settings) -> int:
     from stream_processors.metrics import RedisModelCollector, WorkerMetrics
 
     registry = CollectorRegistry()
-    metrics = WorkerMetrics(registry, max_feature_series=settings.max_feature_series)
-    registry.register(RedisModelCollector(RedisStateStore(settings.redis, settings.app_id)))
+    metrics = WorkerMetrics(registry, max_feature_series=settings.max_feature_series,
+                            max_model_series=settings.max_model_series)
+    registry.register(RedisModelCollector(RedisStateStore(settings.redis, settings.app_id), settings.max_model_series))
     if settings.metrics_port:
         try:
             start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)

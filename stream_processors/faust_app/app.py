@@ -185,6 +185,7 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
 
     @app.on_partitions_revoked.connect
     async def _revoked(app, revoked, **kwargs) -> None:
+        processor.rebalanced()  # other workers may save some models' versions, or own their labels, from now on
         if revoked:
             _log.info("partitions revoked: %s", sorted(f"{tp.topic}:{tp.partition}" for tp in revoked))
 

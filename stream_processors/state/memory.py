@@ -95,6 +95,9 @@ class MemoryStateStore:
     def models(self) -> dict[tuple[str, str], float]:
         return dict(self._updated)
 
+    def existing(self, models: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        return {k for k in models if k in self._updated}
+
     def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | bytes | None]:
         return {k: decoded(self._profiles.get(k)) for k in models}
 
@@ -119,9 +122,9 @@ class MemoryStateStore:
             out.append(join_record(f"label:{model}:{event_id}", record[0] if record and record[1] > now else None))
         return out
 
-    def due_labels(self, model: str, now: float) -> list[str]:
+    def due_labels(self, model: str, now: float, limit: int) -> list[str]:
         waiting = self._waiting.get(model, {})
-        return sorted((i for i, deadline in waiting.items() if deadline <= now), key=lambda i: (waiting[i], i))
+        return sorted((i for i, deadline in waiting.items() if deadline <= now), key=lambda i: (waiting[i], i))[:limit]
 
     def pending_labels(self, model: str) -> int:
         return self._counts.get(f"{model}:pending", 0)

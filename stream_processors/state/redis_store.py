@@ -63,6 +63,7 @@ while i <= #ARGV do
   elseif op == 'zadd' then redis.call('ZADD', key, a, b)
   elseif op == 'zrem' then redis.call('ZREM', key, b)
   elseif op == 'hincrby' then redis.call('HINCRBY', key, a, b)
+  elseif op == 'expire' then redis.call('EXPIRE', key, a)
   elseif op == 'hsetex' then  -- ttl, then field, value pairs
     redis.call('HSET', key, unpack(ARGV, i + 4, i + 2 + n))
     redis.call('EXPIRE', key, a)
@@ -87,6 +88,7 @@ def _ops(keys: AppKeys, writes: list[JoinWrite], quarantined: list[Quarantine], 
         elif isinstance(w, AwaitLabel):
             out.append(("setex", keys.waiting_label(w.model, w.event_id), w.ttl_s, label_record(w)))
             out.append(("zadd", keys.waiting(w.model), repr(w.deadline), w.event_id))
+            out.append(("expire", keys.waiting(w.model), w.ttl_s))  # refreshed by every label that waits
         elif isinstance(w, ForgetLabel):
             out.append(("del", keys.waiting_label(w.model, w.event_id)))
             out.append(("zrem", keys.waiting(w.model), "", w.event_id))
@@ -183,8 +185,8 @@ class RedisStateStore:
         raw = self._call(self._redis.mget, keys)
         return [join_record(k, v) for k, v in zip(keys, raw)]
 
-    def due_labels(self, model: str, now: float) -> list[str]:
-        raw = self._call(self._redis.zrangebyscore, self._keys.waiting(model), "-inf", now)
+    def due_labels(self, model: str, now: float, limit: int) -> list[str]:
+        raw = self._call(self._redis.zrangebyscore, self._keys.waiting(model), "-inf", now, 0, limit)
         return [m.decode() for m in raw]
 
     def pending_labels(self, model: str) -> int:
@@ -217,3 +219,9 @@ class RedisStateStore:
 
     def models(self) -> dict[tuple[str, str], float]:
         return {key: summary["updated"] for key, summary in self.model_summaries().items()}
+
+    def existing(self, models: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not models:
+            return set()
+        raw = self._call(self._redis.hmget, self._keys.models, [f"{m}\t{v}" for m, v in models])
+        return {key for key, value in zip(models, raw) if value is not None}

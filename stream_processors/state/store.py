@@ -67,6 +67,9 @@ class StateStore(Protocol):
     def models(self) -> dict[tuple[str, str], float]:
         """Every (model, version) with state, and when it was last updated."""
 
+    def existing(self, models: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Those of ``models`` that have saved state (one look-up for all)."""
+
     def model_summaries(self) -> dict[tuple[str, str], dict]:
         """Per (model, version): {"events", "updated"} as of its last commit."""
 
@@ -82,7 +85,7 @@ class StateStore(Protocol):
 
     def waiting_labels(self, model: str, event_ids: list[str]) -> list[dict | None]: ...
 
-    def due_labels(self, model: str, now: float) -> list[str]: ...
+    def due_labels(self, model: str, now: float, limit: int) -> list[str]: ...
 
     def pending_labels(self, model: str) -> int: ...
 

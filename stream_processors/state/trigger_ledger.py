@@ -12,11 +12,19 @@ from stream_processors.state.redis_store import redis_client
 __all__ = ["TriggerLedger"]
 
 
-class TriggerLedger:
-    """The done-set and parked-set of one consumer group on one control topic (``state.keys``)."""
+DEFAULT_TTL_S = 30 * 86400
 
-    def __init__(self, connection: RedisConnection, group: str, topic: str) -> None:
+
+class TriggerLedger:
+    """The done-set and parked-set of one consumer group on one control topic (``state.keys``).
+
+    Each set expires ``ttl_s`` after its last write (default 30 days), so a group that stopped leaves nothing
+    behind for good; while triggers come, the sets stay.
+    """
+
+    def __init__(self, connection: RedisConnection, group: str, topic: str, ttl_s: int = DEFAULT_TTL_S) -> None:
         self._connection = connection
+        self.ttl_s = ttl_s
         self._redis = redis_client(connection, socket_timeout=30)
         self.done_key = triggers_done_key(group, topic)
         self.parked_key = triggers_parked_key(group, topic)
@@ -32,13 +40,19 @@ class TriggerLedger:
         return bool(self._call(self._redis.sismember, self.done_key, trigger_id))
 
     def mark_done(self, trigger_id: str) -> None:
-        self._call(self._redis.sadd, self.done_key, trigger_id)
+        self._add(self.done_key, trigger_id)
 
     def is_parked(self, position: str) -> bool:
         return bool(self._call(self._redis.sismember, self.parked_key, position))
 
     def park(self, position: str) -> None:
-        self._call(self._redis.sadd, self.parked_key, position)
+        self._add(self.parked_key, position)
+
+    def _add(self, key: str, member: str) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.sadd(key, member)
+        pipe.expire(key, self.ttl_s)
+        self._call(pipe.execute)
 
     @staticmethod
     def _call(method, *args):

@@ -124,11 +124,12 @@ def test_waiting_labels_fall_due_and_are_forgotten(store):
     assert store.commit(Commit({("labels", 0): (-1, 0)}, writes=writes))
     assert store.pending_labels("m") == 2 and store.pending_labels("x") == 0
     assert store.waiting_labels("m", ["a", "b", "c"]) == [{"l": 1, "t": 5.0}, {"l": "no", "t": 6.0}, None]
-    assert store.due_labels("m", 49.0) == []
-    assert store.due_labels("m", 100.0) == ["b", "a"]  # by deadline
+    assert store.due_labels("m", 49.0, 10) == []
+    assert store.due_labels("m", 100.0, 10) == ["b", "a"]  # by deadline
+    assert store.due_labels("m", 100.0, 1) == ["b"]  # the sweep's LIMIT
     assert store.commit(Commit({("labels", 0): (0, 1)},
                                writes=[ForgetLabel("m", "b"), CountLabels("m", pending=-1, unmatched=1)]))
-    assert store.due_labels("m", 100.0) == ["a"]
+    assert store.due_labels("m", 100.0, 10) == ["a"]
     assert store.waiting_labels("m", ["b"]) == [None]
     assert store.label_counts() == {"m:pending": 1, "m:unmatched": 1}
 

@@ -1,0 +1,129 @@
+"""Bounds on what a producer can create: checked on each message's events, then on the batch's new versions.
+
+Each bound has a setting (``Settings``), a reason code (``producers.events.BOUND_CODES``) and a count in
+``driftline_bounds_hit_total{bound}``. Past a bound, events are dead-lettered and the rest is applied:
+
+- ``model_mismatch``: an event names another model than its message's key (without a key, the message's
+  first event's model stands for it). Keys keep a model on one partition, hence one worker: an event of
+  another model would be a second writer of that model's state.
+- ``too_many_features`` / ``name_too_long``: an event with more features than ``max_features``, a feature
+  name longer than ``max_name_length``, or a text value (category, prediction, score class) longer than
+  ``max_category_length``.
+- ``too_many_versions`` / ``too_many_models``: a version without saved state, of a model that already has
+  ``max_versions_per_model`` versions, or of a new model when ``max_models`` models have state.
+  ``too_many_events`` and ``name_too_long`` of ids are decided while decoding (``producers.events``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from producers.events import Rejection
+
+__all__ = ["EventBounds", "ModelCatalog", "message_owner"]
+
+
+def message_owner(key: bytes | str | None, events: list[dict]) -> str | None:
+    """The model a message belongs to: its key, or, for a message without one, its first event's model."""
+    if key is None or key == b"" or key == "":
+        return events[0]["model"] if events else None
+    if isinstance(key, bytes):
+        return key.decode("utf-8", "replace")
+    return str(key)
+
+
+class EventBounds:
+    """The per-event bounds, checked on decoded events at a few C-speed passes per event."""
+
+    def __init__(self, max_features: int, max_name_length: int, max_category_length: int) -> None:
+        self.max_features = max_features
+        self.max_name_length = max_name_length
+        self.max_category_length = max_category_length
+
+    def problem(self, event: dict, owner: str | None) -> tuple[str, str] | None:
+        """(reason code, reason) when ``event`` is past a bound, else None."""
+        if owner is not None and event["model"] != owner:
+            return "model_mismatch", f"the event's model is not the message key's ({owner[:256]!r}); a message " \
+                                     "holds events of its key's model only"
+        features = event.get("features")
+        if features is None:  # a label
+            return None
+        if len(features) > self.max_features:
+            return "too_many_features", f"{len(features)} features; at most {self.max_features} per event"
+        if features and max(map(len, features)) > self.max_name_length:
+            return "name_too_long", f"a feature name is longer than {self.max_name_length} characters"
+        texts = [v for v in features.values() if type(v) is str]
+        prediction, score = event["prediction"], event["score"]
+        if type(prediction) is str:
+            texts.append(prediction)
+        if isinstance(score, dict):
+            texts.extend(score)
+        if texts and max(map(len, texts)) > self.max_category_length:
+            return "name_too_long", f"a text value (category, prediction or score class) is longer than " \
+                                    f"{self.max_category_length} characters"
+        return None
+
+
+class ModelCatalog:
+    """The model versions with saved state, as this worker knows them.
+
+    Read from the store at the first batch and again after each rebalance (``forget``), then kept up to date
+    with what the worker saves, so the check costs no Redis call in the common case; a version the catalog
+    does not know is looked up (one call per batch, all such versions at once) before it is refused.
+    """
+
+    def __init__(self, store, max_models: int, max_versions_per_model: int) -> None:
+        self._store = store
+        self.max_models = max_models
+        self.max_versions_per_model = max_versions_per_model
+        self._versions: dict[str, set[str]] | None = None
+
+    def forget(self) -> None:
+        """Read the store again before the next check (after a rebalance: other workers saved meanwhile)."""
+        self._versions = None
+
+    def _known(self) -> dict[str, set[str]]:
+        if self._versions is None:
+            versions: dict[str, set[str]] = {}
+            for model, version in self._store.models():
+                versions.setdefault(model, set()).add(version)
+            self._versions = versions
+        return self._versions
+
+    def saved(self, keys: Iterable[tuple[str, str]]) -> None:
+        known = self._known()
+        for model, version in keys:
+            known.setdefault(model, set()).add(version)
+
+    def admit(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Refused (model, version) keys, in the order given, with their reason code; the rest are admitted
+        (and count against the caps from now on)."""
+        known = self._known()
+        candidates = {}
+        for key in keys:
+            model, version = key
+            versions = known.get(model)
+            if versions is not None and version in versions:
+                continue
+            if versions is None and len(known) >= self.max_models:
+                candidates[key] = "too_many_models"
+            elif versions is not None and len(versions) >= self.max_versions_per_model:
+                candidates[key] = "too_many_versions"
+            else:
+                known.setdefault(model, set()).add(version)
+        if not candidates:
+            return {}
+        existing = self._store.existing(list(candidates))  # saved by another worker since the catalog was read
+        self.saved(existing)
+        return {k: code for k, code in candidates.items() if k not in existing}
+
+    def refusal(self, code: str, model: str, versions: list[str], events: list[dict], excerpt: str) -> Rejection:
+        """One dead letter for the events of one message refused for ``code`` (``excerpt``: the first one's)."""
+        shown = ", ".join(repr(v[:64]) for v in versions[:5]) + (", ..." if len(versions) > 5 else "")
+        if code == "too_many_models":
+            reason = f"{len(events)} events of a new model; {self.max_models} models have state already " \
+                     "(DRIFTLINE_MAX_MODELS)"
+        else:
+            reason = f"{len(events)} events of {len(versions)} new versions ({shown}); the model has " \
+                     f"{self.max_versions_per_model} versions already (DRIFTLINE_MAX_VERSIONS_PER_MODEL)"
+        return Rejection(code, reason, model, events[0]["event_id"], excerpt, count=len(events))
