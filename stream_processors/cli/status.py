@@ -11,7 +11,7 @@ from stream_processors.errors import DriftlineError, UnknownModel
 from stream_processors.config import Settings
 from stream_processors.state import RedisStateStore
 
-__all__ = ["add_parser", "model_status", "print_status", "run"]
+__all__ = ["add_parser", "decision_lines", "model_status", "print_status", "run"]
 
 
 def model_status(settings: Settings, model: str, version: str | None = None) -> dict:
@@ -47,7 +47,27 @@ def model_status(settings: Settings, model: str, version: str | None = None) -> 
     return status
 
 
+def decision_lines(decision: dict) -> list[str]:
+    """The decision as ``driftline status`` prints it first."""
+    since = "the first event" if decision.get("since_event") is None and not decision.get("since_at") else \
+        f"event {decision.get('since_event') or '?'} (after {decision.get('since_at', 0)} events)"
+    if decision.get("since_time"):
+        since += time.strftime(", %Y-%m-%d %H:%M:%S UTC", time.gmtime(decision["since_time"]))
+    rule = f" (rule {decision['rule']})" if decision.get("rule") else ""
+    lines = [f"DECISION: {decision['verdict'].upper()}{rule} since {since}", f"  {decision['explanation']}"]
+    if decision.get("evidence"):
+        lines.append(f"  now: {decision['evidence']}")
+    for r in decision.get("reasons") or []:
+        lines.append(f"  because of {r['type']} alert {r['id']}: {r['detector']}"
+                     f"{' on ' + r['feature'] if r.get('feature') else ''} {r['statistic']:.4g} "
+                     f"(threshold {r['threshold']:.4g})")
+    return lines
+
+
 def print_status(status: dict, out=sys.stdout) -> None:
+    if status.get("decision"):
+        for line in decision_lines(status["decision"]):
+            out.write(line + "\n")
     scenario = "against its reference profile" if status["scenario"] == "reference" else "no reference profile"
     out.write(f"model {status['model']} version {status['model_version']}: {status['events']} events, {scenario} "
               f"(versions seen: {', '.join(status['versions'])}); last event {status['last_event_id']}\n")
@@ -115,9 +135,11 @@ def _fmt(x: float | None) -> str:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("status", help="show a model's statistics from Redis",
-                       description="Show the statistics the workers keep for a model: per feature count, "
-                                   "missing, mean, std, min, max and quantiles, or category frequencies.",
+    p = sub.add_parser("status", help="show a model's decision and statistics from Redis",
+                       description="Show what Driftline decides for a model version (continue or retrain, "
+                                   "why, since when: the retrain policy's current verdict), then the statistics "
+                                   "the workers keep: per feature count, missing, mean, std, min, max and "
+                                   "quantiles, or category frequencies.",
                        epilog=ENV_HELP)
     p.add_argument("--model", required=True)
     p.add_argument("--model-version", help="default: the version updated last")
