@@ -17,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from stream_processors.batch import BatchOutcome
 
-__all__ = ["METRIC_NAMES", "RedisModelCollector", "WorkerMetrics"]
+__all__ = ["METRIC_NAMES", "RedisModelCollector", "WorkerMetrics", "decision_of"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
@@ -138,7 +138,12 @@ class WorkerMetrics:
 
 
 class RedisModelCollector:
-    """Every model version's event count and last update, read from Redis when Prometheus scrapes."""
+    """Every model version's event count, last update and decision, read from Redis when Prometheus scrapes.
+
+    The decision (``driftline_model_decision``: 0 continue, 1 retrain) is the retrain policy's verdict saved
+    in the version's state; it is exported for the same model versions as ``driftline_model_events``, so it
+    adds no label values of its own.
+    """
 
     def __init__(self, store) -> None:
         self._store = store
@@ -157,9 +162,32 @@ class RedisModelCollector:
             updated.add_metric([model, version], summary["updated"])
         yield events
         yield updated
+        yield self._decisions(list(summaries))
+
+    def _decisions(self, models: list[tuple[str, str]]) -> GaugeMetricFamily:
+        decision = GaugeMetricFamily("driftline_model_decision", "What Driftline decides for a model version: "
+                                     "1 retrain, 0 continue (the retrain policy's current verdict; `driftline "
+                                     "status` says why).", labels=["model", "model_version"])
+        try:
+            states = self._store.load(models) if models else {}
+        except Exception:  # as above: a scrape never fails on Redis
+            states = {}
+        for (model, version), state in states.items():
+            verdict = decision_of(state)
+            if verdict is not None:
+                decision.add_metric([model, version], 1.0 if verdict == "retrain" else 0.0)
+        return decision
 
     def describe(self):
         return []
+
+
+def decision_of(state: dict | bytes | None) -> str | None:
+    """The verdict saved in a model state, without rebuilding its monitor (None if it has none)."""
+    if not isinstance(state, dict):
+        return None
+    verdict = (state.get("policy") or {}).get("verdict") or {}
+    return verdict.get("verdict") if verdict.get("verdict") in ("continue", "retrain") else None
 
 
 METRIC_NAMES = frozenset({
@@ -173,5 +201,6 @@ METRIC_NAMES = frozenset({
     "driftline_last_state_save_timestamp_seconds", "driftline_metric_series_dropped_total",
     "driftline_model_events", "driftline_model_last_update_timestamp_seconds", "driftline_model_performance",
     "driftline_model_performance_bound", "driftline_model_performance_improvement_bound",
+    "driftline_model_decision",
 })
 """Every series name a worker exports (histograms also have _bucket, _sum and _count)."""

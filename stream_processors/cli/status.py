@@ -11,11 +11,12 @@ from stream_processors.errors import DriftlineError, UnknownModel
 from stream_processors.config import Settings
 from stream_processors.state import RedisStateStore
 
-__all__ = ["add_parser", "decision_lines", "model_status", "print_status", "run"]
+__all__ = ["add_parser", "decision_lines", "load_monitor", "model_status", "print_status", "run"]
 
 
-def model_status(settings: Settings, model: str, version: str | None = None) -> dict:
-    """The status of one model: its latest-updated version unless one is named."""
+def load_monitor(settings: Settings, model: str, version: str | None = None):
+    """The saved monitor of one model version (its latest-updated version unless one is named), the store it
+    came from and the versions seen; ``UnknownModel`` names the models or versions there are."""
     from detectors.model.monitor import ModelMonitor
     from stream_processors.batch import logic_params
 
@@ -33,15 +34,22 @@ def model_status(settings: Settings, model: str, version: str | None = None) -> 
         raise UnknownModel(f"model {model!r} has no version {version!r}; versions seen: {sorted(versions)}")
     state = store.load([(model, version)])[(model, version)]
     try:
-        status = ModelMonitor.from_dict(state, logic_params(settings).monitor).describe()
+        monitor = ModelMonitor.from_dict(state, logic_params(settings).monitor)
     except BaseException as exc:  # noqa: BLE001 - damaged state (river's panics included) is reported, not raised
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         raise DriftlineError(f"the saved state of model {model!r} version {version!r} cannot be read "
                              f"({type(exc).__name__}); the worker quarantines it and starts the version afresh "
                              "at its next event") from None
-    status["quarantined"] = store.quarantined().get((model, version))
-    status["versions"] = sorted(versions)
+    return monitor, store, sorted(versions)
+
+
+def model_status(settings: Settings, model: str, version: str | None = None) -> dict:
+    """The status of one model: its latest-updated version unless one is named."""
+    monitor, store, versions = load_monitor(settings, model, version)
+    status = monitor.describe()
+    status["quarantined"] = store.quarantined().get((model, monitor.model_version))
+    status["versions"] = versions
     counts = store.label_counts()
     status["labels"] = {k: counts.get(f"{model}:{k}", 0) for k in ("joined", "pending", "unmatched")}
     return status
