@@ -160,10 +160,11 @@ class ModelMonitor(AlertPolicy):
             feature = ERROR if f.evidence.get("stream") == "errors" else None
             candidates.append((f.position, self._performance_finding(f, ids[f.position], feature, self.events)))
         history = self.performance.history
-        if history and history[-1] is not last_window:
-            metric = "mae" if self.performance.task == "regression" else "accuracy"
-            if metric in history[-1]:
-                self.series.record_realized(max(self.events - 1, 0), metric, float(history[-1][metric]))
+        closed = history[next((i + 1 for i in range(len(history) - 1, -1, -1) if history[i] is last_window), 0):]
+        metric = "mae" if self.performance.task == "regression" else "accuracy"
+        for window in closed:  # every window these labels closed, at the events seen when they were joined
+            if metric in window:
+                self.series.record_realized(max(self.events - 1, 0), metric, float(window[metric]))
         findings = self._decide_in_order("labels", before, candidates, ids)
         return findings + self.policy.decide(self, findings)
 

@@ -77,3 +77,15 @@ def test_the_series_stay_bounded_and_round_trip():
     assert ReportSeries.from_dict(saved).to_dict() == saved
     with pytest.raises(StateVersionError):
         ReportSeries.from_dict({**saved, "format": "driftline.report_series/9"})
+
+
+def test_every_window_closed_by_one_message_of_labels_is_recorded():
+    monitor, _x, _missing, right = _fed(100)
+    again = ModelMonitor("m", "1", monitor.params)
+    events = [{"event_id": f"e{i}", "timestamp": 1000.0 + i, "prediction": 1, "score": None,
+               "features": {"x": 0.0}} for i in range(1000)]
+    again.apply(events)
+    again.apply_labels([Joined(e["event_id"], "1", 1, None, int(right[i]), e["timestamp"])
+                        for i, e in enumerate(events)])
+    values = [v for _, v in again.series.realized.points()]
+    np.testing.assert_allclose(values, right[:1000].reshape(-1, 100).mean(axis=1), rtol=1e-12)
