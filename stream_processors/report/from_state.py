@@ -45,6 +45,7 @@ def report_from_state(monitor: ModelMonitor, alerts: list[dict], generated_at: f
             outputs.append(OutputSection(name, distribution))
             continue
         series = monitor.series.statistic.get(name)
+        missing = monitor.series.missing.get(name)
         summary = monitor.numeric.get(name) or monitor.categorical.get(name)
         seen = summary.count + summary.missing
         reference = test.reference
@@ -56,7 +57,7 @@ def report_from_state(monitor: ModelMonitor, alerts: list[dict], generated_at: f
             missing_rate=summary.missing / seen if seen else None,
             reference_missing_rate=reference["missing"] / reference["total"] if reference and reference["total"]
             else None,
-            unseen_categories=unseen))
+            unseen_categories=unseen, missing=tuple(missing.points()) if missing else ()))
     data = ReportData(model=monitor.model, model_version=monitor.model_version, scenario=monitor.scenario,
                       events=monitor.events, generated_at=generated_at,
                       decision=decision_from_verdict(monitor.policy.verdict), features=tuple(features),

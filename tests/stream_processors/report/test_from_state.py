@@ -44,6 +44,7 @@ def test_the_report_of_a_drifting_model_orders_by_drift_and_shows_the_policy_ver
     assert x.drift_ratio > 1 and any(e.ended_at is None or e.ended_at >= 3000 for e in x.episodes)
     # production counts on the test's bins: every present value after the bins were fixed (event 200)
     assert sum(x.distribution.production) == monitor.numeric["x"].count - 200
+    assert [i for i, _ in x.missing] == [i for i, _ in x.statistic] and all(v == 0 for _, v in x.missing)
     region = next(f for f in data.features if f.name == "region")
     assert region.distribution.categories[:3] == tuple(monitor.window_tests["region"].categories)
     assert data.performance and len(data.performance[0].realized) == 6000 // 200
