@@ -33,7 +33,8 @@ def decision_from_verdict(verdict: dict) -> Decision:
 def report_from_state(monitor: ModelMonitor, alerts: list[dict], generated_at: float,
                       last: int | None = None) -> ReportData:
     """The report of one model version; ``alerts`` are the control-topic messages of this model (any version:
-    those of other versions are left out here)."""
+    those of other versions are left out here). With ``last``, the series cover the last ``last`` events and
+    the alerts those decided within them."""
     features, outputs = [], []
     threshold = -math.log10(monitor.window_threshold())
     for name in sorted(monitor.kinds):
@@ -64,9 +65,17 @@ def report_from_state(monitor: ModelMonitor, alerts: list[dict], generated_at: f
                       outputs=tuple(outputs), performance=_performance(monitor),
                       alerts=tuple(AlertRow.from_alert(a) for a in alerts
                                    if a.get("model") == monitor.model
-                                   and a.get("model_version") == monitor.model_version),
+                                   and a.get("model_version") == monitor.model_version
+                                   and (not last or _seen(a) is None or _seen(a) > monitor.events - last)),
                       period=(0, max(monitor.events - 1, 0)))
     return data.last(last) if last else data
+
+
+def _seen(alert: dict) -> int | None:
+    """Events the deciding detector or window had seen (``evidence.events_seen``): where an alert falls in the
+    period of ``--last``."""
+    seen = (alert.get("evidence") or {}).get("events_seen")
+    return int(seen) if isinstance(seen, (int, float)) else None
 
 
 def _distribution(monitor: ModelMonitor, name: str) -> tuple[Distribution, tuple[tuple[str, int], ...]]:

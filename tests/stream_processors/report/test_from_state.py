@@ -62,3 +62,19 @@ def test_retrain_after_a_drop_in_accuracy_and_continue_while_it_holds():
     data = report_from_state(dropped, [], generated_at=0.0)
     assert data.decision.verdict == "retrain" and data.decision.reasons
     assert data.decision.since_event == verdict["since_event"]
+
+
+def test_last_n_keeps_the_series_and_alerts_of_the_period_and_leaves_other_versions_out():
+    monitor = monitor_with_drift_and_labels()
+    alert = {"id": "a", "status": "firing", "type": "drift", "severity": "critical", "detector": "cusum",
+             "feature": "x", "statistic": 9.0, "threshold": 7.0, "model": "credit", "model_version": "1"}
+    alerts = [{**alert, "id": "early", "evidence": {"last_event_id": "e999", "events_seen": 1000}},
+              {**alert, "id": "late", "evidence": {"last_event_id": "e4999", "events_seen": 5000}},
+              {**alert, "id": "other", "model_version": "2", "evidence": {"last_event_id": "e4999",
+                                                                          "events_seen": 5000}}]
+    whole = report_from_state(monitor, alerts, generated_at=0.0)
+    assert [a.id for a in whole.alerts] == ["early", "late"]
+    cut = report_from_state(monitor, alerts, generated_at=0.0, last=2000)
+    assert [a.id for a in cut.alerts] == ["late"] and cut.period == (4000, 5999)
+    x = next(f for f in cut.features if f.name == "x")
+    assert x.statistic and min(i for i, _ in x.statistic) >= 4000
