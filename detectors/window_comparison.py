@@ -190,6 +190,31 @@ class FeatureWindowTest:
         """p-value of the last completed window's distribution test."""
         return self._last_p
 
+    @property
+    def edges(self) -> list[float]:
+        """A numeric column's inner bin edges (empty until they are fixed): bins are (-inf, e0], ..., (ek, inf)."""
+        return list(self._edges)
+
+    @property
+    def reference(self) -> dict | None:
+        """The reference counts (``counts`` per bin, ``missing``, ``total``, ``min``, ``max``), once testing."""
+        return self._reference if self._phase == "testing" else None
+
+    @property
+    def edge_events_left(self) -> int:
+        """Values still to be seen before the bins are fixed (0 once they are)."""
+        return max(self.edge_events - self._seen, 0) if self._phase == "edges" else 0
+
+    def bin_counts(self, values) -> np.ndarray | None:
+        """Counts of the present values on this test's bins (None until the bins are fixed); no state changes."""
+        if self._phase == "edges":
+            return None
+        return self._indices_counts(values)
+
+    def _indices_counts(self, values) -> np.ndarray:
+        idx, _present, _missing = self._indices(values)
+        return np.bincount(idx, minlength=self._n_bins())
+
     # -- counting --------------------------------------------------------------------------------------------
     def _n_bins(self) -> int:
         return len(self._edges) + 1 if self.kind == NUMERIC else len(self._categories) + 1

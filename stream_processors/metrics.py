@@ -21,7 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from producers.events import BOUND_CODES
 from stream_processors.batch import BatchOutcome
 
-__all__ = ["METRIC_NAMES", "OTHER", "RedisModelCollector", "WorkerMetrics"]
+__all__ = ["METRIC_NAMES", "OTHER", "RedisModelCollector", "WorkerMetrics", "decision_of"]
 
 OTHER = "__other__"
 """The model and version label of the series of model versions past ``max_model_series``."""
@@ -175,8 +175,13 @@ class WorkerMetrics:
 
 
 class RedisModelCollector:
-    """Model versions' event counts and last updates, read from Redis when Prometheus scrapes: the
-    ``max_model_series`` most recently updated versions."""
+    """Model versions' event counts, last updates and decisions, read from Redis when Prometheus scrapes: the
+    ``max_model_series`` most recently updated versions.
+
+    The decision (``driftline_model_decision``: 0 continue, 1 retrain) is the retrain policy's verdict saved
+    in the version's state; it is exported for the same model versions as ``driftline_model_events``, so it
+    adds no label values of its own.
+    """
 
     def __init__(self, store, max_model_series: int = 1000) -> None:
         self._store = store
@@ -197,9 +202,32 @@ class RedisModelCollector:
             updated.add_metric([model, version], summary["updated"])
         yield events
         yield updated
+        yield self._decisions([key for key, _summary in newest])
+
+    def _decisions(self, models: list[tuple[str, str]]) -> GaugeMetricFamily:
+        decision = GaugeMetricFamily("driftline_model_decision", "What Driftline decides for a model version: "
+                                     "1 retrain, 0 continue (the retrain policy's current verdict; `driftline "
+                                     "status` says why).", labels=["model", "model_version"])
+        try:
+            states = self._store.load(models) if models else {}
+        except Exception:  # as above: a scrape never fails on Redis
+            states = {}
+        for (model, version), state in states.items():
+            verdict = decision_of(state)
+            if verdict is not None:
+                decision.add_metric([model, version], 1.0 if verdict == "retrain" else 0.0)
+        return decision
 
     def describe(self):
         return []
+
+
+def decision_of(state: dict | bytes | None) -> str | None:
+    """The verdict saved in a model state, without rebuilding its monitor (None if it has none)."""
+    if not isinstance(state, dict):
+        return None
+    verdict = (state.get("policy") or {}).get("verdict") or {}
+    return verdict.get("verdict") if verdict.get("verdict") in ("continue", "retrain") else None
 
 
 METRIC_NAMES = frozenset({
@@ -214,5 +242,6 @@ METRIC_NAMES = frozenset({
     "driftline_model_events", "driftline_model_last_update_timestamp_seconds", "driftline_model_performance",
     "driftline_model_performance_bound", "driftline_model_performance_improvement_bound",
     "driftline_bounds_hit_total",
+    "driftline_model_decision",
 })
 """Every series name a worker exports (histograms also have _bucket, _sum and _count)."""

@@ -13,6 +13,7 @@ from detectors.model.columns import (CATEGORICAL, NUMBER_TYPES, NUMERIC, PREDICT
 from detectors.model.episodes import AlertPolicy
 from detectors.model.params import MonitorParams
 from detectors.model.performance_tracker import ERROR, PerformanceTracker
+from detectors.model.report_series import ReportSeries
 from detectors.model.retrain_policy import RetrainPolicy
 from detectors.model.verdicts import Finding, alert_id
 from detectors.profile import ReferenceProfile
@@ -20,8 +21,9 @@ from detectors.window_comparison import FeatureWindowTest
 
 __all__ = ["Finding", "ModelMonitor", "PREDICTION", "SCORE", "ValueOutOfRange", "alert_id"]
 
-_FORMAT = "driftline.model_state/5"
-_READABLE = (_FORMAT, "driftline.model_state/4")  # 4 saved no parameters: the configured ones apply
+_FORMAT = "driftline.model_state/6"
+# 5 kept no report series (they start empty), 4 saved no parameters either: the configured ones apply
+_READABLE = (_FORMAT, "driftline.model_state/5", "driftline.model_state/4")
 _OLD_FORMAT = "driftline.model_state/3"  # loaded and migrated: its last_alert_at become open episodes
 
 
@@ -62,6 +64,7 @@ class ModelMonitor(AlertPolicy):
         self.early_missing: dict[str, int] = {}
         self.performance = PerformanceTracker(params.performance, profile.performance if profile else None)
         self.policy = RetrainPolicy(params.policy)
+        self.series = ReportSeries()
         if profile:
             for name, entry in profile.columns.items():
                 self.kinds[name] = entry["kind"]
@@ -118,7 +121,14 @@ class ModelMonitor(AlertPolicy):
             else:
                 values, mismatched = categorical_column(column, kind)
                 self.categorical[name].update(values)
-            windowed += [(name, f) for f in self.window_tests[name].update(values)]
+            test = self.window_tests[name]
+            before_bins = test.edge_events_left
+            tested = test.update(values)
+            if kind == NUMERIC:  # counted on the test's bins from the event at which they were fixed
+                self.series.record_counts(name, test.bin_counts(values[before_bins:]))
+            for f in tested:
+                self.series.record_window(name, self.events + f.position, f.test, f.statistic, f.p_value)
+            windowed += [(name, f) for f in tested]
             if kind != NUMERIC:
                 online += self._category_findings(name, values, ids)
             if mismatched:
@@ -126,9 +136,12 @@ class ModelMonitor(AlertPolicy):
                 online.append((mismatched[0], self._mismatch_finding(name, len(mismatched), ids[mismatched[0]],
                                                                      self.events + mismatched[0] + 1)))
         candidates = online + self._significant(windowed, ids)
+        estimated = self.performance.estimated
         for f in self.performance.on_predictions(events):
             at = self.events + f.position + 1
             candidates.append((f.position, self._performance_finding(f, ids[f.position], None, at)))
+        if self.performance.estimated is not None and self.performance.estimated != estimated:
+            self.series.record_estimated(self.events + n - 1, self.performance.estimated)
         findings = self._decide_in_order("events", self.events, candidates, ids)
         self.events += n
         self.last_event_id = ids[-1]
@@ -140,11 +153,18 @@ class ModelMonitor(AlertPolicy):
         if not joined:
             return []
         before = self.performance.labels
+        last_window = self.performance.history[-1] if self.performance.history else None
         ids = [j.event_id for j in joined]
         candidates = []
         for f in self.performance.on_labels(joined):
             feature = ERROR if f.evidence.get("stream") == "errors" else None
             candidates.append((f.position, self._performance_finding(f, ids[f.position], feature, self.events)))
+        history = self.performance.history
+        closed = history[next((i + 1 for i in range(len(history) - 1, -1, -1) if history[i] is last_window), 0):]
+        metric = "mae" if self.performance.task == "regression" else "accuracy"
+        for window in closed:  # every window these labels closed, at the events seen when they were joined
+            if metric in window:
+                self.series.record_realized(max(self.events - 1, 0), metric, float(window[metric]))
         findings = self._decide_in_order("labels", before, candidates, ids)
         return findings + self.policy.decide(self, findings)
 
@@ -236,6 +256,7 @@ class ModelMonitor(AlertPolicy):
             "early_missing": self.early_missing,
             "performance": self.performance.to_dict(),
             "policy": self.policy.to_dict(),
+            "report_series": self.series.to_dict(),
         }
 
     @classmethod
@@ -269,6 +290,8 @@ class ModelMonitor(AlertPolicy):
         ms.early_missing = {k: int(v) for k, v in state["early_missing"].items()}
         ms.performance = PerformanceTracker.from_dict(state["performance"], params.performance)
         ms.policy = RetrainPolicy.from_dict(state["policy"], params.policy)
+        if "report_series" in state:  # formats before 6 kept none: the series start at the next event
+            ms.series = ReportSeries.from_dict(state["report_series"])
         return ms
 
 

@@ -10,7 +10,7 @@ from detectors.model.columns import NUMERIC, PREDICTION, SCORE
 if TYPE_CHECKING:
     from detectors.model.monitor import ModelMonitor
 
-__all__ = ["describe", "drifting", "readings"]
+__all__ = ["decision", "describe", "drifting", "readings"]
 
 
 def readings(monitor: ModelMonitor) -> list[tuple[str, str, float, float]]:
@@ -31,6 +31,11 @@ def drifting(monitor: ModelMonitor) -> dict[str, bool]:
     """Per column: is a drift episode open?"""
     return {name: monitor.episodes.get(name, {}).get("type") == "drift"
             for name in monitor.kinds if name in monitor.window_tests}
+
+
+def decision(monitor: ModelMonitor) -> dict:
+    """The retrain policy's current verdict (``continue`` or ``retrain``), its reasons and since when."""
+    return dict(monitor.policy.verdict)
 
 
 def describe(monitor: ModelMonitor) -> dict:
@@ -61,8 +66,8 @@ def describe(monitor: ModelMonitor) -> dict:
                    "estimated_baseline": perf.estimate_baseline, "improvements": perf.improvements}
     episodes = {"open": [{"key": k, **e} for k, e in sorted(monitor.episodes.items())],
                 "closed": list(monitor.closed_episodes)}
-    return {"model": monitor.model, "model_version": monitor.model_version, "scenario": monitor.scenario,
-            "performance": performance, "events": monitor.events, "last_event_id": monitor.last_event_id,
+    return {"decision": decision(monitor), "model": monitor.model, "model_version": monitor.model_version,
+            "scenario": monitor.scenario, "performance": performance, "events": monitor.events, "last_event_id": monitor.last_event_id,
             "last_event_time": monitor.last_event_time, "untracked_features": monitor.untracked_features,
             "prediction": prediction, "score": score, "features": features, "episodes": episodes}
 

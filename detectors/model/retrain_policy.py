@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RetrainPolicy"]
 
-_FORMAT = "driftline.retrain_policy/1"
+_FORMAT = "driftline.retrain_policy/2"
+_READABLE = (_FORMAT, "driftline.retrain_policy/1")  # 1 kept no verdict: it starts as continue, since unknown
 
 OUTPUTS = ("__prediction__", "__score__")
 
@@ -38,6 +39,12 @@ class RetrainPolicy:
 
     Every trigger says which rule fired, the alerts behind it (ids), the drift seen, and the performance
     figures with their reference values.
+
+    ``verdict`` is the policy's current decision for the version, kept up to date by ``decide``: ``retrain``
+    from a published trigger for as long as its cause holds (an episode behind it is still open; for the
+    ``drift`` rule, enough input features drifted within ``window_events``), else ``continue``, each with
+    its reasons and the event (count, id and time) since which it holds. It never decides anything the
+    triggers do not: a ``retrain`` verdict is always the latest trigger.
     """
 
     def __init__(self, params: PolicyParams) -> None:
@@ -45,8 +52,59 @@ class RetrainPolicy:
         self.recent_drift: dict[str, list] = {}  # input feature -> [event count, alert id] of its latest drift
         self.last_trigger_at: int | None = None
         self.waiting: list[dict] = []  # performance episodes opened during the cooldown (reason fields + key)
+        self.verdict: dict = _continue(0, None, None, "no retrain trigger yet")
+        self._holding: list[list[str]] = []  # [episode key, episode id] of the reasons of the latest trigger
+        self._trigger_reasons: list[dict] = []
 
     def decide(self, state: ModelMonitor, findings: list[Finding]) -> list[Finding]:
+        """The retrain triggers these findings call for (at most one), and the verdict brought up to date."""
+        triggers = self._triggers(state, findings)
+        if triggers:
+            t = triggers[-1]
+            self._holding = [[r["key"], r["id"]] for r in self._trigger_reasons]
+            self.verdict = {"verdict": "retrain", "rule": t.evidence["rule"],
+                            "explanation": t.evidence["explanation"], "trigger_id": t.id,
+                            "reasons": t.evidence["reasons"], "drifted_features": t.evidence["drifted_features"],
+                            "performance": t.evidence["performance"], "since_at": state.events,
+                            "since_event": t.last_event_id, "since_time": state.last_event_time}
+        elif self.verdict["verdict"] == "retrain" and not self._holds(state):
+            ended = state.last_event_id
+            self.verdict = _continue(state.events, ended, state.last_event_time,
+                                     f"the cause of retrain trigger {self.verdict['trigger_id']} (rule "
+                                     f"{self.verdict['rule']}, event {self.verdict['since_event']}) no longer holds")
+            self._holding = []
+        if self.verdict["verdict"] == "continue":
+            self.verdict.update(self._why_continue(state))
+        return triggers
+
+    def _holds(self, state: ModelMonitor) -> bool:
+        if self.verdict["rule"] == "drift":
+            return len(self.recent_drift) >= self.params.drift_features
+        return any(state.episodes.get(key, {}).get("episode_id") == episode for key, episode in self._holding)
+
+    def _why_continue(self, state: ModelMonitor) -> dict:
+        """What the evidence says now, for a ``continue``: drift seen, performance against its reference."""
+        drifted = sorted(self.recent_drift)
+        figures = state.performance.figures()
+        held = [f"{kind} {metric} {v['value']:.4g}" + ("" if v.get("reference") is None else
+                                                        f" (reference {v['reference']:.4g})")
+                for kind in ("realized", "estimated") for metric, v in (figures.get(kind) or {}).items()
+                if isinstance(v, dict) and v.get("value") is not None]
+        if drifted and state.performance.has_evidence:
+            now = (f"{len(drifted)} input feature(s) drifted ({', '.join(drifted)}) but performance holds: "
+                   + "; ".join(held))
+        elif drifted:
+            now = (f"{len(drifted)} input feature(s) drifted ({', '.join(drifted)}); the drift rule needs "
+                   f"{self.params.drift_features}" + ("" if self.params.on_drift_alone else " and is off"))
+        elif held:
+            now = "no drift; performance holds: " + "; ".join(held)
+        else:
+            now = "no drift, no performance alert"
+        if self.waiting:
+            now += f"; {len(self.waiting)} performance episode(s) wait for the cooldown to end"
+        return {"evidence": now, "drifted_features": drifted, "performance": figures}
+
+    def _triggers(self, state: ModelMonitor, findings: list[Finding]) -> list[Finding]:
         s = self.params
         at = state.events
         firing = [f for f in findings if f.status == "firing"]
@@ -92,6 +150,7 @@ class RetrainPolicy:
         if cause is None:
             return []
         self.last_trigger_at = at
+        self._trigger_reasons = reasons
         evidence = {"rule": rule, "explanation": explanation,
                     "reasons": [{k: v for k, v in f.items() if k not in ("last_event_id", "key")} for f in reasons],
                     "drift": [{"feature": k, "id": v[1]} for k, v in sorted(self.recent_drift.items())],
@@ -105,12 +164,14 @@ class RetrainPolicy:
                         cause, state.events, state.scenario, "critical", evidence)]
 
     def to_dict(self) -> dict:
-        return {"format": _FORMAT, "params": self.params.to_dict(), "recent_drift": self.recent_drift, "last_trigger_at": self.last_trigger_at, "waiting": self.waiting}
+        return {"format": _FORMAT, "params": self.params.to_dict(), "recent_drift": self.recent_drift,
+                "last_trigger_at": self.last_trigger_at, "waiting": self.waiting, "verdict": self.verdict,
+                "holding": self._holding}
 
     @classmethod
     def from_dict(cls, state: dict, params: PolicyParams) -> RetrainPolicy:
         """The saved policy; its rules are the configured ``params`` (none of them shapes learned state)."""
-        if state.get("format", _FORMAT) != _FORMAT:  # saved inside model state /3 and /4: no format, no params
+        if state.get("format", _FORMAT) not in _READABLE:  # saved inside model state /3 and /4: no format
             raise StateVersionError(f"unknown retrain policy format {state.get('format')!r}")
         policy = cls(restored(PolicyParams, state.get("params"), params))
         # model state format 3 kept only the event count per feature: the alert id is then unknown ("")
@@ -118,7 +179,18 @@ class RetrainPolicy:
                                for k, v in state["recent_drift"].items()}
         policy.last_trigger_at = state["last_trigger_at"]
         policy.waiting = [dict(w) for w in state.get("waiting", [])]  # saved before it was kept: none waiting
+        if "verdict" in state:
+            policy.verdict = dict(state["verdict"])
+            policy._holding = [[str(k), str(e)] for k, e in state["holding"]]
+        elif policy.last_trigger_at is not None:
+            policy.verdict = _continue(int(policy.last_trigger_at), None, None,
+                                       "saved before verdicts were kept: the last retrain trigger's cause is unknown")
         return policy
+
+
+def _continue(at: int, event_id: str | None, time: float | None, why: str) -> dict:
+    return {"verdict": "continue", "rule": None, "explanation": why, "trigger_id": None, "reasons": [],
+            "since_at": at, "since_event": event_id, "since_time": time}
 
 
 def _reason(f: Finding) -> dict:

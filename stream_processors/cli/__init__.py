@@ -19,7 +19,7 @@ from stream_processors.config import Settings, load_settings, setting_keys
 
 __all__ = ["COMMANDS", "build_parser", "main", "settings_from"]
 
-COMMANDS = ("worker", "profile", "replay", "alerts", "triggers", "status", "ingest", "demo")
+COMMANDS = ("worker", "profile", "replay", "alerts", "triggers", "status", "report", "ingest", "demo")
 """In the order ``driftline --help`` lists them; each is the module ``stream_processors.cli.<command>``."""
 
 

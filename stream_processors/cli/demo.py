@@ -13,6 +13,7 @@ from pathlib import Path
 from producers.topics import ensure_topics
 from stream_processors.cli.alerts import format_alert, iter_alerts
 from stream_processors.cli.flags import ENV_HELP, connection_flags
+from stream_processors.cli.report import write_report
 from stream_processors.cli.status import model_status, print_status
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.config import Settings
@@ -98,6 +99,11 @@ def run_demo(settings: Settings, events: int, rate: float, data_dir: str) -> int
         flags = f"--app-id {s.app_id}"
         print(f"  driftline status --model {MODEL} {flags}")
         print(f"  driftline alerts --model {MODEL} --control-topic {s.control_topic}")
+        print(f"  driftline report --model {MODEL} {flags} --control-topic {s.control_topic}")
+        report = write_report(s, MODEL, VERSION, str(out / f"report-{MODEL}-{VERSION}-{stamp}.html"))
+        print()
+        _say(f"the report of model {MODEL} version {VERSION} (decision, distributions, drift over time); open "
+             f"it in a browser:\n  {report}")
         return 0
     except KeyboardInterrupt:
         _say("interrupted")
@@ -116,7 +122,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="replay a drifting example data set and show alerts as they arrive",
                        description="Generate an example data set whose 'income' shifts half way, start a "
                                    "worker, replay the data and print the drift alerts as they arrive, then "
-                                   "the model's status. Needs Kafka and Redis ('make stack-up').",
+                                   "the model's status, and write its report (an HTML file; the path is printed). Needs "
+                                   "Kafka and Redis ('make stack-up').",
                        epilog=ENV_HELP)
     p.add_argument("--events", type=int, default=20_000, help="rows in the example data (default 20000)")
     p.add_argument("--rate", type=float, default=2000.0, help="replay pace in events/s (default 2000)")

@@ -11,11 +11,12 @@ from stream_processors.errors import DriftlineError, UnknownModel
 from stream_processors.config import Settings
 from stream_processors.state import RedisStateStore
 
-__all__ = ["add_parser", "model_status", "print_status", "run"]
+__all__ = ["add_parser", "decision_lines", "load_monitor", "model_status", "print_status", "run"]
 
 
-def model_status(settings: Settings, model: str, version: str | None = None) -> dict:
-    """The status of one model: its latest-updated version unless one is named."""
+def load_monitor(settings: Settings, model: str, version: str | None = None):
+    """The saved monitor of one model version (its latest-updated version unless one is named), the store it
+    came from and the versions seen; ``UnknownModel`` names the models or versions there are."""
     from detectors.model.monitor import ModelMonitor
     from stream_processors.batch import logic_params
 
@@ -33,21 +34,48 @@ def model_status(settings: Settings, model: str, version: str | None = None) -> 
         raise UnknownModel(f"model {model!r} has no version {version!r}; versions seen: {sorted(versions)}")
     state = store.load([(model, version)])[(model, version)]
     try:
-        status = ModelMonitor.from_dict(state, logic_params(settings).monitor).describe()
+        monitor = ModelMonitor.from_dict(state, logic_params(settings).monitor)
     except BaseException as exc:  # noqa: BLE001 - damaged state (river's panics included) is reported, not raised
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         raise DriftlineError(f"the saved state of model {model!r} version {version!r} cannot be read "
                              f"({type(exc).__name__}); the worker quarantines it and starts the version afresh "
                              "at its next event") from None
-    status["quarantined"] = store.quarantined().get((model, version))
-    status["versions"] = sorted(versions)
+    return monitor, store, sorted(versions)
+
+
+def model_status(settings: Settings, model: str, version: str | None = None) -> dict:
+    """The status of one model: its latest-updated version unless one is named."""
+    monitor, store, versions = load_monitor(settings, model, version)
+    status = monitor.describe()
+    status["quarantined"] = store.quarantined().get((model, monitor.model_version))
+    status["versions"] = versions
     counts = store.label_counts()
     status["labels"] = {k: counts.get(f"{model}:{k}", 0) for k in ("joined", "pending", "unmatched")}
     return status
 
 
+def decision_lines(decision: dict) -> list[str]:
+    """The decision as ``driftline status`` prints it first."""
+    since = "the first event" if decision.get("since_event") is None and not decision.get("since_at") else \
+        f"event {decision.get('since_event') or '?'} (after {decision.get('since_at', 0)} events)"
+    if decision.get("since_time"):
+        since += time.strftime(", %Y-%m-%d %H:%M:%S UTC", time.gmtime(decision["since_time"]))
+    rule = f" (rule {decision['rule']})" if decision.get("rule") else ""
+    lines = [f"DECISION: {decision['verdict'].upper()}{rule} since {since}", f"  {decision['explanation']}"]
+    if decision.get("evidence"):
+        lines.append(f"  now: {decision['evidence']}")
+    for r in decision.get("reasons") or []:
+        lines.append(f"  because of {r['type']} alert {r['id']}: {r['detector']}"
+                     f"{' on ' + r['feature'] if r.get('feature') else ''} {r['statistic']:.4g} "
+                     f"(threshold {r['threshold']:.4g})")
+    return lines
+
+
 def print_status(status: dict, out=sys.stdout) -> None:
+    if status.get("decision"):
+        for line in decision_lines(status["decision"]):
+            out.write(line + "\n")
     scenario = "against its reference profile" if status["scenario"] == "reference" else "no reference profile"
     out.write(f"model {status['model']} version {status['model_version']}: {status['events']} events, {scenario} "
               f"(versions seen: {', '.join(status['versions'])}); last event {status['last_event_id']}\n")
@@ -115,9 +143,11 @@ def _fmt(x: float | None) -> str:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("status", help="show a model's statistics from Redis",
-                       description="Show the statistics the workers keep for a model: per feature count, "
-                                   "missing, mean, std, min, max and quantiles, or category frequencies.",
+    p = sub.add_parser("status", help="show a model's decision and statistics from Redis",
+                       description="Show what Driftline decides for a model version (continue or retrain, "
+                                   "why, since when: the retrain policy's current verdict), then the statistics "
+                                   "the workers keep: per feature count, missing, mean, std, min, max and "
+                                   "quantiles, or category frequencies.",
                        epilog=ENV_HELP)
     p.add_argument("--model", required=True)
     p.add_argument("--model-version", help="default: the version updated last")

@@ -115,6 +115,13 @@ def feature_chart(section: FeatureSection, period: tuple[int, int] | None) -> st
             right.set_xlim(period)
         right.set_xlabel("event")
         right.legend(frameon=False, fontsize=7, loc="upper left")
+        if any(v > 0 for _, v in section.missing):  # drawn only when something was missing: a chart costs
+            rate = right.twinx()
+            rate.step([p[0] for p in section.missing], [p[1] for p in section.missing], where="pre",
+                      color=REFERENCE, linewidth=0.9, label="missing rate")
+            rate.set_ylim(bottom=0)
+            rate.set_ylabel("missing rate", fontsize=7)
+            rate.legend(frameon=False, fontsize=7, loc="upper right")
         return svg_data_uri(fig)
 
 

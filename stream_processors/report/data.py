@@ -72,6 +72,7 @@ class FeatureSection:
     missing_rate: float | None = None
     reference_missing_rate: float | None = None
     unseen_categories: tuple[tuple[str, int], ...] = ()
+    missing: Series = ()  # the missing rate over time (mean per bucket)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.threshold) and self.threshold > 0):
@@ -228,7 +229,7 @@ class ReportData:
         def cut(series: Series) -> Series:
             return tuple(p for p in series if p[0] >= first)
 
-        features = tuple(replace(f, statistic=cut(f.statistic),
+        features = tuple(replace(f, statistic=cut(f.statistic), missing=cut(f.missing),
                                  episodes=tuple(e for e in f.episodes if e.ended_at is None or e.ended_at >= first))
                          for f in self.features)
         performance = tuple(replace(p, realized=cut(p.realized), estimated=cut(p.estimated))

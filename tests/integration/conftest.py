@@ -173,3 +173,10 @@ def model_state(s: Settings, model: str, version: str) -> dict | None:
 
 def describe(s: Settings, model: str, version: str) -> dict:
     return ModelMonitor.from_dict(model_state(s, model, version), logic_params(s).monitor).describe()
+
+
+def status_json(s: Settings, model: str = "credit") -> dict:
+    """What ``driftline status --json`` prints."""
+    shown = run_cli(s, "status", "--model", model, "--json")
+    assert shown.returncode == 0, shown.stderr
+    return orjson.loads(shown.stdout)

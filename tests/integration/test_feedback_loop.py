@@ -9,7 +9,7 @@ from sklearn import metrics as sk
 
 from producers.example_data import drifting_credit_data
 
-from .conftest import describe, read_topic, run_cli, wait_until_applied
+from .conftest import describe, read_topic, run_cli, status_json, wait_until_applied
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +117,10 @@ def test_a_shift_that_does_not_hurt_drifts_without_a_performance_alert(settings,
     assert {a["feature"] for a in alerts if a["type"] == "drift"} == {"tenure_years"}
     assert not [a for a in alerts if a["type"] in ("performance", "retrain")]
     assert len(describe(settings, "credit", "1")["performance"]["windows"]) == 10
+    # the decision follows the evidence: the input drifted, performance held, so continue (and it says why)
+    status = status_json(settings)
+    assert list(status)[0] == "decision"
+    decision = status["decision"]
+    assert decision["verdict"] == "continue" and decision["rule"] is None
+    assert decision["drifted_features"] == ["tenure_years"] and "performance holds" in decision["evidence"]
+    assert run_cli(settings, "status", "--model", "credit").stdout.startswith("DECISION: CONTINUE")

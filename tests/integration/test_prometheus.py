@@ -84,6 +84,8 @@ def test_prometheus_scrapes_a_working_worker(settings, worker_factory, prometheu
     status = orjson.loads(run_cli(settings, "status", "--model", "credit", "--json").stdout)
     [events] = _wait_for(base, 'driftline_model_events{model="credit",model_version="5"}')
     assert float(events["value"][1]) == status["events"] == 16000  # `status` and the metrics agree
+    [decision] = _wait_for(base, 'driftline_model_decision{model="credit",model_version="5"}')
+    assert status["decision"]["verdict"] == "continue" and decision["value"][1] == "0"  # one input drifted
 
     drifting = {r["metric"]["feature"]: r["value"][1]
                 for r in _wait_for(base, 'driftline_feature_drifting{model="credit"}')}

@@ -69,6 +69,21 @@ def test_model_status_comes_from_the_store_at_scrape_time():
     assert registry.get_sample_value("driftline_model_events", {"model": "credit", "model_version": "1"}) == 16000
 
 
+def test_the_decision_gauge_is_the_verdict_saved_in_each_model_state():
+    store = MemoryStateStore()
+    registry = CollectorRegistry()
+    registry.register(RedisModelCollector(store))
+    _run(WorkerMetrics(CollectorRegistry()), store)
+    saved = store.load([("credit", "1")])[("credit", "1")]
+    expected = {"continue": 0.0, "retrain": 1.0}[saved["policy"]["verdict"]["verdict"]]
+    assert registry.get_sample_value("driftline_model_decision", {"model": "credit", "model_version": "1"}) \
+        == expected
+    # one input drifted (income), no labels: fewer than the drift rule needs, so no trigger and continue
+    policy = saved["policy"]
+    assert len(policy["recent_drift"]) < policy["params"]["drift_features"] and policy["last_trigger_at"] is None
+    assert expected == 0.0
+
+
 def test_every_exported_name_is_declared():
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)

@@ -37,10 +37,11 @@ def _saved(monitor: ModelMonitor) -> dict:
 
 
 def _without_versions(state: dict) -> dict:
-    """The saved form without what format 5 added (format tags and parameters)."""
-    out = {k: v for k, v in state.items() if k not in ("format", "params")}
+    """The saved form without what formats 5 and 6 added (format tags and parameters; report series and the
+    policy's verdict)."""
+    out = {k: v for k, v in state.items() if k not in ("format", "params", "report_series")}
     for part in ("performance", "policy"):
-        out[part] = {k: v for k, v in state[part].items() if k not in ("format", "params")}
+        out[part] = {k: v for k, v in state[part].items() if k not in ("format", "params", "verdict", "holding")}
     return out
 
 
@@ -51,7 +52,7 @@ def test_state_saved_in_format_4_loads_and_continues_as_the_code_that_saved_it()
     for start in range(0, len(after), 100):
         monitor.apply(after[start:start + 100])
     reached = _saved(monitor)
-    assert reached["format"] == "driftline.model_state/5" and reached["params"] == _params().to_dict()
+    assert reached["format"] == "driftline.model_state/6" and reached["params"] == _params().to_dict()
     assert _without_versions(reached) == _without_versions(FIXTURE["reached"])
 
 
@@ -91,3 +92,31 @@ def test_an_unknown_format_is_refused():
 
     with pytest.raises(StateVersionError):
         ModelMonitor.from_dict({**FIXTURE["saved"], "format": "driftline.model_state/99"}, _params())
+
+
+FIXTURE_V5 = orjson.loads((pathlib.Path(__file__).parent / "data" / "model_state_v5.json").read_bytes())
+
+
+def test_state_saved_in_format_5_loads_continues_as_before_and_starts_its_series_and_verdict():
+    from detectors.model.label_join import Joined
+
+    params = logic_params(Settings(**FIXTURE_V5["settings"])).monitor
+    assert FIXTURE_V5["saved"]["format"] == "driftline.model_state/5"
+    monitor = ModelMonitor.from_dict(FIXTURE_V5["saved"], params)
+    assert monitor.policy.verdict["verdict"] == "continue" and monitor.series.statistic == {}
+    triggers = []
+    for message in FIXTURE_V5["after"]:
+        found = monitor.apply(message["events"])
+        found += monitor.apply_labels([Joined(i, "1", p, s, y, t) for i, p, s, y, t in message["labels"]])
+        triggers += [f for f in found if f.alert_type == "retrain"]
+    reached = _saved(monitor)
+    assert reached["format"] == "driftline.model_state/6"
+    assert _without_versions(reached) == _without_versions(FIXTURE_V5["reached"])
+    # the code that saved it triggered a retrain after the drop in accuracy: the verdict is that trigger
+    assert FIXTURE_V5["reached"]["policy"]["last_trigger_at"] is not None and len(triggers) == 1
+    assert monitor.policy.verdict["verdict"] == "retrain"
+    assert monitor.policy.verdict["trigger_id"] == triggers[0].id
+    assert monitor.policy.verdict["since_event"] == triggers[0].last_event_id
+    # the series start with the first window completed after loading (edges, then windows of 200 events)
+    ends = [s["edge_events"] + k * s["window_size"] - 1 for s in [FIXTURE_V5["settings"]] for k in range(1, 20)]
+    assert [i for i, _ in monitor.series.statistic["x"].points()] == [e for e in ends if 1500 <= e < 2500]

@@ -84,7 +84,7 @@ def test_a_restored_policy_decides_as_the_saved_one():
     monitor = _monitor()
     _decide(monitor, 100, [_finding("drift", "x", 100)])
     saved = orjson.loads(orjson.dumps(monitor.policy.to_dict()))
-    assert saved["format"] == "driftline.retrain_policy/1" and saved["params"]["drift_features"] == 2
+    assert saved["format"] == "driftline.retrain_policy/2" and saved["params"]["drift_features"] == 2
     twin = _monitor()
     twin.policy = RetrainPolicy.from_dict(saved, POLICY)
     later = [_finding("drift", "y", 400)]
@@ -94,3 +94,45 @@ def test_a_restored_policy_decides_as_the_saved_one():
     assert RetrainPolicy.from_dict(old, POLICY).recent_drift == saved["recent_drift"]
     with pytest.raises(StateVersionError):
         RetrainPolicy.from_dict({**saved, "format": "driftline.retrain_policy/9"}, POLICY)
+
+
+def test_the_verdict_is_continue_until_a_trigger_then_retrain_while_its_episode_stays_open():
+    monitor = _monitor()
+    _decide(monitor, 100, [_finding("drift", "x", 100)])
+    verdict = monitor.policy.verdict
+    assert verdict["verdict"] == "continue" and verdict["since_at"] == 0 and verdict["drifted_features"] == ["x"]
+    finding = _finding("performance", None, 300, detector="realized_accuracy")
+    [trigger] = _decide(monitor, 300, [finding])
+    verdict = monitor.policy.verdict
+    assert verdict["verdict"] == "retrain" and verdict["trigger_id"] == trigger.id
+    assert verdict["rule"] == trigger.evidence["rule"] == "performance"
+    assert verdict["reasons"] == trigger.evidence["reasons"] and verdict["since_event"] == "e300"
+    assert _decide(monitor, 400, []) == [] and monitor.policy.verdict["verdict"] == "retrain"  # still open
+    monitor.episodes.pop(episode_key(finding))  # the performance episode resolved
+    monitor.last_event_id = "e500"
+    _decide(monitor, 500, [])
+    verdict = monitor.policy.verdict
+    assert verdict["verdict"] == "continue" and verdict["since_at"] == 500 and verdict["since_event"] == "e500"
+    assert trigger.id in verdict["explanation"]
+
+
+def test_a_drift_rule_verdict_holds_while_enough_features_stay_drifted_within_the_window():
+    monitor = _monitor()
+    [trigger] = _decide(monitor, 100, [_finding("drift", "x", 100), _finding("drift", "y", 100)])
+    assert monitor.policy.verdict["verdict"] == "retrain" and monitor.policy.verdict["rule"] == "drift"
+    _decide(monitor, 1000, [])
+    assert monitor.policy.verdict["verdict"] == "retrain"
+    _decide(monitor, 1101, [])  # both drifts are now older than window_events
+    assert monitor.policy.verdict["verdict"] == "continue"
+
+
+def test_the_verdict_round_trips_and_a_policy_saved_without_one_loads_as_continue():
+    monitor = _monitor()
+    _decide(monitor, 50, [_finding("performance", None, 50, detector="realized_accuracy")])
+    saved = orjson.loads(orjson.dumps(monitor.policy.to_dict()))
+    restored = RetrainPolicy.from_dict(saved, POLICY)
+    assert restored.verdict == monitor.policy.verdict and restored.to_dict() == saved
+    old = {k: v for k, v in saved.items() if k not in ("verdict", "holding")}
+    old["format"] = "driftline.retrain_policy/1"
+    loaded = RetrainPolicy.from_dict(old, POLICY)
+    assert loaded.verdict["verdict"] == "continue" and loaded.verdict["since_at"] == 50
