@@ -15,7 +15,7 @@ import redis
 
 from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWrite, KeepPrediction
 from stream_processors.config import RedisConnection
-from stream_processors.state.keys import AppKeys
+from stream_processors.state.keys import AppKeys, member, parse_member
 from stream_processors.state.store import (Quarantine, StateCommit, TopicPartition, decoded, join_record,
                                            label_record, prediction_record, quarantine_record)
 
@@ -102,7 +102,7 @@ def _ops(keys: AppKeys, writes: list[JoinWrite], quarantined: list[Quarantine], 
     for q in quarantined:
         digest = hashlib.sha256(q.raw).hexdigest()
         out.append(("set", keys.quarantine(q.kind, digest), q.raw))
-        out.append(("hset", keys.quarantined, f"{q.model}\t{q.model_version}", quarantine_record(q, digest, now)))
+        out.append(("hset", keys.quarantined, member(q.model, q.model_version), quarantine_record(q, digest, now)))
         if q.kind == "profile":
             out.append(("del", keys.profile(q.model, q.model_version)))
     return out
@@ -148,7 +148,7 @@ class RedisStateStore:
         keys = [self._keys.offsets, self._keys.models]
         keys += [self._keys.state(m, v) for m, v in states]
         argv += list(states.values())
-        argv += [f"{m}\t{v}" for m, v in states]
+        argv += [member(m, v) for m, v in states]
         now = time.time()
         argv += [orjson.dumps({"events": batch.events_total[key], "updated": now}) for key in states]
         for op, key, *args in _ops(self._keys, batch.writes, batch.quarantined, now):
@@ -157,7 +157,7 @@ class RedisStateStore:
 
     def quarantined(self) -> dict[tuple[str, str], dict]:
         raw = self._call(self._redis.hgetall, self._keys.quarantined)
-        return {tuple(k.decode().split("\t", 1)): orjson.loads(v) for k, v in raw.items()}
+        return {parse_member(k.decode()): orjson.loads(v) for k, v in raw.items()}
 
     def quarantined_record(self, kind: str, digest: str) -> bytes | None:
         return self._call(self._redis.get, self._keys.quarantine(kind, digest))
@@ -212,8 +212,8 @@ class RedisStateStore:
         """Per (model, version): {"events", "updated"} as of its last commit."""
         raw = self._call(self._redis.hgetall, self._keys.models)
         out = {}
-        for member, summary in raw.items():
-            model, _, version = member.decode().partition("\t")
+        for field, summary in raw.items():
+            model, version = parse_member(field.decode())
             out[(model, version)] = orjson.loads(summary)
         return out
 
