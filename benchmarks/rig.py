@@ -209,8 +209,9 @@ class BenchRun:
         for worker in self.workers:
             worker.stop()
         admin = self._admin()
+        # faust also makes a topic of its own per app (its partition assignor's leader topic)
         topics = [self.inference_topic, self.label_topic, self.control_topic, self.dead_letter_topic,
-                  self.profile_topic]
+                  self.profile_topic] + [f"{group}-__assignor-__leader" for group in self.groups]
         existing = set(admin.list_topics(timeout=10).topics)
         for future in admin.delete_topics([t for t in topics if t in existing], operation_timeout=30).values():
             try:
