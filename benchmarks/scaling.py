@@ -1,6 +1,6 @@
 """How Driftline scales: one worker against two in one consumer group, and 10 models against many, in one run.
 
-    python benchmarks/scaling.py            # about 4 minutes on 2 cores
+    python benchmarks/scaling.py            # about 5 minutes on 2 cores
     python benchmarks/scaling.py --quick    # under a minute (for a smoke test)
 
 Workers: 16 car-loan-like models spread evenly over the 4 partitions of one topic (by the producers'
