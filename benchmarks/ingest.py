@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiohttp  # noqa: E402
 import orjson  # noqa: E402
-from rig import CLI, KAFKA_BOOTSTRAP, REDIS_URL, REPO, BenchRun, end_offsets, free_port  # noqa: E402
+from rig import CLI, REPO, SETTINGS, BenchRun, end_offsets, free_port  # noqa: E402
 from throughput import worker_drain  # noqa: E402
 from workload import envelopes, wide_events  # noqa: E402
 
@@ -112,7 +112,7 @@ def through_ingest(pairs: int, rows: int, concurrency: int, timeout: float) -> d
                     time.sleep(0.1)
 
             def drained() -> int:
-                want = sum(end_offsets(run.bootstrap, run.inference_topic).values())
+                want = sum(end_offsets(run.kafka, run.inference_topic).values())
                 run.wait_applied(want, timeout)
                 return want
 
@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args()
     print(f"driftline ingest + one worker, 10 features per row, {args.concurrency} pairs in flight, "
-          f"Kafka {KAFKA_BOOTSTRAP}, Redis {REDIS_URL}")
+          f"Kafka {SETTINGS.kafka.bootstrap}, Redis {SETTINGS.redis.redacted()}")
     print(f"{'CloudEvent pairs':<22}{'requests/s':>11}{'events/s':>10}{'p50 ms':>8}{'p99 ms':>8}"
           f"{'ack p50':>9}{'ack p99':>9}{'messages':>10}{'end-to-end ev/s':>17}{'drain s':>9}")
     for label, pairs, rows in (("1 row per pair", args.single_pairs, 1), ("100 rows per pair", args.wide_pairs, 100)):

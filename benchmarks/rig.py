@@ -3,10 +3,10 @@ a user starts them (``python -m stream_processors.cli worker`` with ``DRIFTLINE_
 about the machine the figures came from.
 
 A ``BenchRun`` names everything after a fresh tag, so runs never see each other's events or state, and
-deletes its topics, consumer groups and Redis keys when it ends. Kafka and Redis are the ones named by
-``DRIFTLINE_KAFKA_BOOTSTRAP`` and ``DRIFTLINE_REDIS_URL`` (default: the local stack of ``make stack-up``);
-``PrivateRedis`` starts a Redis of the run's own with deploy/stack.sh, for figures of Redis memory that must
-not include other users' keys.
+deletes its topics, consumer groups and Redis keys when it ends. Kafka and Redis are those of Driftline's
+settings (``DRIFTLINE_KAFKA_*``, ``DRIFTLINE_REDIS_URL``; default: the local stack of ``make stack-up``), and
+every Kafka client is built by ``producers.kafka``, as Driftline's own are. ``PrivateRedis`` starts a Redis of
+the run's own with deploy/stack.sh, for figures of Redis memory that must not include other users' keys.
 """
 
 from __future__ import annotations
@@ -32,15 +32,18 @@ from confluent_kafka.admin import AdminClient, NewTopic
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-# The one place that reaches into Driftline's internals: the offsets a worker saved with its state.
+from producers import kafka  # noqa: E402
+from stream_processors.config import Settings, inherited_environment, load_settings  # noqa: E402
+
+# The one place that reaches into a worker's internals: the offsets it saved with its state.
 from stream_processors.state_store import RedisStateStore  # noqa: E402
 
-KAFKA_BOOTSTRAP = os.environ.get("DRIFTLINE_KAFKA_BOOTSTRAP", "localhost:9092")
-REDIS_URL = os.environ.get("DRIFTLINE_REDIS_URL", "redis://localhost:6379/0")
+SETTINGS = load_settings()
+"""What the benchmarks run against: Driftline's settings from the environment (Kafka, Redis, and defaults)."""
 CLI = [sys.executable, "-m", "stream_processors.cli"]
 
-__all__ = ["BenchRun", "PrivateRedis", "WorkerProcess", "balanced_models", "end_offsets", "free_port",
-           "machine", "produce_all", "redis_memory_of"]
+__all__ = ["CLI", "SETTINGS", "BenchRun", "PrivateRedis", "WorkerProcess", "balanced_models", "bulk_producer",
+           "end_offsets", "free_port", "machine", "produce_all", "redis_memory_of"]
 
 
 def free_port() -> int:
@@ -64,9 +67,9 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
-def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+def end_offsets(connection: kafka.KafkaConnection, topic: str) -> dict[int, int]:
     """The next offset to be written in each partition of ``topic``."""
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "driftline-bench-probe"})
+    consumer = kafka.consumer(connection, {"group.id": "driftline-bench-probe"})
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return {p: consumer.get_watermark_offsets(confluent_kafka.TopicPartition(topic, p), timeout=10)[1]
@@ -96,12 +99,16 @@ def balanced_models(prefix: str, n: int, partitions: int) -> list[str]:
     return names
 
 
-def produce_all(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+def bulk_producer(connection: kafka.KafkaConnection) -> confluent_kafka.Producer:
+    """A producer with the SDK's partitioner, for writing many messages at once."""
+    return kafka.producer(connection, {"linger.ms": 20, "partitioner": "murmur2_random",
+                                       "message.max.bytes": 4_000_000, "queue.buffering.max.messages": 1_000_000,
+                                       "queue.buffering.max.kbytes": 1_048_576})
+
+
+def produce_all(connection: kafka.KafkaConnection, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
     """Write keyed messages as the SDK does (same partitioner), as fast as Kafka takes them."""
-    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
-                                         "partitioner": "murmur2_random", "message.max.bytes": 4_000_000,
-                                         "queue.buffering.max.messages": 1_000_000,
-                                         "queue.buffering.max.kbytes": 1_048_576})
+    producer = bulk_producer(connection)
     for key, value in messages:
         while True:
             try:
@@ -180,12 +187,12 @@ class WorkerProcess:
 class BenchRun:
     """Topics, app id and Redis keys of one measurement; ``with BenchRun(...) as run:`` removes them after."""
 
-    def __init__(self, name: str, partitions: int = 4, redis_url: str = REDIS_URL,
-                 bootstrap: str = KAFKA_BOOTSTRAP, topic_config: dict[str, str] | None = None) -> None:
+    def __init__(self, name: str, partitions: int = 4, redis_url: str | None = None,
+                 topic_config: dict[str, str] | None = None, settings: Settings = SETTINGS) -> None:
         self.app_id = f"bench-{name}-{uuid.uuid4().hex[:8]}"
         self.partitions = partitions
-        self.redis_url = redis_url
-        self.bootstrap = bootstrap
+        self.redis_url = redis_url or settings.redis.url
+        self.kafka = settings.kafka
         self.inference_topic = f"{self.app_id}.inference"
         self.label_topic = f"{self.app_id}.labels"
         self.control_topic = f"{self.app_id}.control"
@@ -195,7 +202,12 @@ class BenchRun:
         self.groups: list[str] = [self.app_id]
         self.workers: list[WorkerProcess] = []
         self.logs = Path(tempfile.mkdtemp(prefix=f"{self.app_id}-"))
-        self._store = RedisStateStore(redis_url, self.app_id)
+        self.settings = settings.replace(
+            redis_url=self.redis_url, app_id=self.app_id, inference_topic=self.inference_topic,
+            label_topic=self.label_topic, control_topic=self.control_topic, dead_letter_topic=self.dead_letter_topic,
+            profile_topic=self.profile_topic, topic_partitions=partitions, log_level="warning",
+            metrics_host="127.0.0.1")
+        self._store = RedisStateStore(self.redis_url, self.app_id)
 
     def __enter__(self) -> BenchRun:
         admin = self._admin()
@@ -233,19 +245,12 @@ class BenchRun:
         shutil.rmtree(self.logs, ignore_errors=True)
 
     def _admin(self) -> AdminClient:
-        return AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 4})
+        return kafka.admin_client(self.kafka, {"log_level": 4})
 
     def env(self, **settings: object) -> dict[str, str]:
-        """The environment of a Driftline command of this run; ``settings`` as ``name=value`` (DRIFTLINE_NAME)."""
-        env = {**os.environ, "DRIFTLINE_KAFKA_BOOTSTRAP": self.bootstrap, "DRIFTLINE_REDIS_URL": self.redis_url,
-               "DRIFTLINE_APP_ID": self.app_id, "DRIFTLINE_INFERENCE_TOPIC": self.inference_topic,
-               "DRIFTLINE_LABEL_TOPIC": self.label_topic, "DRIFTLINE_CONTROL_TOPIC": self.control_topic,
-               "DRIFTLINE_DEAD_LETTER_TOPIC": self.dead_letter_topic, "DRIFTLINE_PROFILE_TOPIC": self.profile_topic,
-               "DRIFTLINE_TOPIC_PARTITIONS": str(self.partitions), "DRIFTLINE_LOG_LEVEL": "warning",
-               "DRIFTLINE_METRICS_HOST": "127.0.0.1", "DRIFTLINE_METRICS_PORT": str(free_port())}
-        env.update({f"DRIFTLINE_{name.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
-                    for name, value in settings.items()})
-        return env
+        """The environment of a Driftline command of this run (its DRIFTLINE_* variables), with ``settings``
+        changed by key (``keep_predictions=False``) and /metrics on a free port."""
+        return self.settings.replace(metrics_port=free_port(), **settings).to_env()
 
     def start_worker(self, **settings: object) -> WorkerProcess:
         worker = WorkerProcess(self.env(**settings), self.logs / f"worker{len(self.workers)}.log")
@@ -257,7 +262,7 @@ class BenchRun:
                               cwd=REPO)
 
     def fill(self, messages: list[tuple[bytes, bytes]]) -> None:
-        produce_all(self.bootstrap, self.inference_topic, messages)
+        produce_all(self.kafka, self.inference_topic, messages)
 
     def applied(self) -> int:
         """Messages of the inference topic whose state the workers have saved."""
@@ -308,7 +313,8 @@ class PrivateRedis:
         self.directory = Path(tempfile.mkdtemp(prefix="driftline-bench-redis-"))
         port = free_port()
         self.url = f"redis://127.0.0.1:{port}/0"
-        self._env = {**os.environ, "DRIFTLINE_STACK_DIR": str(self.directory), "DRIFTLINE_REDIS_URL": self.url}
+        self._env = {**inherited_environment(), "DRIFTLINE_STACK_DIR": str(self.directory),
+                     "DRIFTLINE_REDIS_URL": self.url}
 
     def _stack(self, *args: str) -> None:
         done = subprocess.run(["bash", str(REPO / "deploy" / "stack.sh"), *args], env=self._env,

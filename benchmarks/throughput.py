@@ -48,9 +48,10 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rig import REPO, BenchRun, PrivateRedis, end_offsets, machine, redis_memory_of  # noqa: E402
+from rig import REPO, BenchRun, PrivateRedis, bulk_producer, end_offsets, machine, redis_memory_of  # noqa: E402
 from workload import envelopes, loan_events, loan_features, loan_rows, single_messages, wide_events  # noqa: E402
 
+from producers import kafka  # noqa: E402
 from producers.sdk import InferenceLogger  # noqa: E402
 
 MODELS = 16
@@ -108,10 +109,9 @@ def counting_floor(run: BenchRun, messages: int, timeout: float) -> float:
     group = f"{run.app_id}-floor"
     run.groups.append(group)
     result = run.logs / "floor.json"
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "counting_agent.py"), "--bootstrap",
-                           run.bootstrap, "--topics", f"{run.inference_topic},{run.label_topic}", "--group", group,
-                           "--expect", str(messages), "--partitions", str(run.partitions), "--result", str(result)],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "counting_agent.py"), "--group", group,
+                           "--expect", str(messages), "--result", str(result)],
+                          env=run.env(), capture_output=True, text=True, timeout=timeout, cwd=REPO)
     if not result.exists():
         raise RuntimeError(f"the counting agent failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return float(json.loads(result.read_text())["rate"])
@@ -137,8 +137,8 @@ class ControlReader:
     def __init__(self, run: BenchRun) -> None:
         group = f"{run.app_id}-alerts"
         run.groups.append(group)
-        self._consumer = confluent_kafka.Consumer({"bootstrap.servers": run.bootstrap, "group.id": group,
-                                                   "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10})
+        self._consumer = kafka.consumer(run.kafka, {"group.id": group, "auto.offset.reset": "earliest",
+                                                    "fetch.wait.max.ms": 10})
         self._consumer.subscribe([run.control_topic])
         self.received: list[tuple[float, bytes]] = []
         self._stop = threading.Event()
@@ -193,7 +193,7 @@ def latency_section(args, results: dict) -> None:
                 raise RuntimeError(f"the worker did not join its group:\n{worker.log_tail()}")
             time.sleep(0.2)
         reader.wait_assigned()
-        loggers = [InferenceLogger(run.bootstrap, m, "1", topic=run.inference_topic, linger_s=args.linger)
+        loggers = [InferenceLogger(run.kafka, m, "1", topic=run.inference_topic, linger_s=args.linger)
                    for m in models]
         started = time.monotonic()
         i = 0
@@ -211,7 +211,7 @@ def latency_section(args, results: dict) -> None:
         produced_s = time.monotonic() - started
         for log in loggers:
             log.close()
-        messages = sum(end_offsets(run.bootstrap, run.inference_topic).values())
+        messages = sum(end_offsets(run.kafka, run.inference_topic).values())
         run.wait_applied(messages, args.timeout)
         time.sleep(1.0)  # the last alerts of the last batch
         reader.stop()
@@ -247,9 +247,8 @@ def latency_section(args, results: dict) -> None:
 
 def kafka_send_times(run: BenchRun, event_ids: set[str]) -> dict[str, float]:
     """When the SDK handed each of ``event_ids`` to Kafka: its envelope's timestamp (CreateTime), read back."""
-    ends = end_offsets(run.bootstrap, run.inference_topic)
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": run.bootstrap, "group.id": f"{run.app_id}-probe",
-                                         "enable.auto.commit": False})
+    ends = end_offsets(run.kafka, run.inference_topic)
+    consumer = kafka.consumer(run.kafka, {"group.id": f"{run.app_id}-probe", "enable.auto.commit": False})
     consumer.assign([confluent_kafka.TopicPartition(run.inference_topic, p, confluent_kafka.OFFSET_BEGINNING)
                      for p, end in ends.items() if end > 0])
     left = {p: end for p, end in ends.items() if end > 0}
@@ -294,8 +293,7 @@ def memory_section(args, results: dict) -> None:
             BenchRun("memory", redis_url=private.url,
                      topic_config={"retention.bytes": str(256 * 2**20), "segment.bytes": str(32 * 2**20)}) as run:
         worker = run.start_worker(keep_predictions=args.keep_predictions)
-        producer = confluent_kafka.Producer({"bootstrap.servers": run.bootstrap, "linger.ms": 20,
-                                             "partitioner": "murmur2_random", "message.max.bytes": 4_000_000})
+        producer = bulk_producer(run.kafka)
         sent = 0
         started = time.monotonic()
         deadline = started + args.memory_timeout
