@@ -21,51 +21,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-import uuid
+from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiohttp  # noqa: E402
-import confluent_kafka  # noqa: E402
 import orjson  # noqa: E402
-
-from producers import kafka  # noqa: E402
-from producers.topics import ensure_topics  # noqa: E402
-from stream_processors.config import load_settings  # noqa: E402
-from stream_processors.state import RedisStateStore  # noqa: E402
-from throughput import make_events, messages_of, worker_rate  # noqa: E402
+from rig import CLI, REPO, SETTINGS, BenchRun, end_offsets, free_port  # noqa: E402
+from throughput import worker_drain  # noqa: E402
+from workload import envelopes, wide_events  # noqa: E402
 
 REQUEST = "org.kubeflow.serving.inference.request"
 RESPONSE = "org.kubeflow.serving.inference.response"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def applied(store: RedisStateStore, tps: list) -> int:
-    return sum(o + 1 for o in store.offsets(tps).values())
-
-
-def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = kafka.consumer(bootstrap, {"group.id": "driftline-bench-probe"})
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: consumer.get_watermark_offsets(confluent_kafka.TopicPartition(topic, p), timeout=10)[1]
-                for p in parts}
-    finally:
-        consumer.close()
 
 
 def bodies(rows: int, seed: int) -> tuple[bytes, bytes]:
@@ -119,56 +93,45 @@ async def post_pairs(url: str, pairs: int, rows: int, concurrency: int, tag: str
             "ack_p50": float(np.percentile(acks, 50)), "ack_p99": float(np.percentile(acks, 99))}
 
 
-def through_ingest(settings, pairs: int, rows: int, concurrency: int, timeout: float) -> dict:
-    tag = f"bench-ingest-{uuid.uuid4().hex[:8]}"
-    s = settings.replace(app_id=tag, inference_topic=f"{tag}.inference", control_topic=f"{tag}.control",
-                         dead_letter_topic=f"{tag}.deadletter", label_topic=f"{tag}.labels",
-                         log_level="warning", metrics_host="127.0.0.1", metrics_port=free_port(),
-                         ingest_port=free_port())
-    ensure_topics(s.kafka.bootstrap, [s.inference_topic, s.control_topic, s.dead_letter_topic, s.label_topic],
-                  s.topic_partitions)
-    procs = [subprocess.Popen([sys.executable, "-m", "stream_processors.cli", command], env=s.to_env(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for command in ("ingest", "worker")]
-    url = f"http://127.0.0.1:{s.ingest_port}"
-    store = RedisStateStore(s.redis, s.app_id)
-    tps = [(s.inference_topic, p) for p in range(s.topic_partitions)]
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", s.ingest_port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or procs[0].poll() is not None:
-                    raise RuntimeError("driftline ingest did not start") from None
-                time.sleep(0.1)
+def through_ingest(pairs: int, rows: int, concurrency: int, timeout: float) -> dict:
+    with BenchRun("ingest") as run:
+        port = free_port()
+        ingest = subprocess.Popen([*CLI, "ingest"], env=run.env(ingest_port=port), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, cwd=REPO)
+        worker = run.start_worker()
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline or ingest.poll() is not None:
+                        raise RuntimeError("driftline ingest did not start") from None
+                    time.sleep(0.1)
 
-        def drained() -> int:
-            want = sum(end_offsets(s.kafka.bootstrap, s.inference_topic).values())
-            deadline = time.monotonic() + timeout
-            while applied(store, tps) < want:
-                if time.monotonic() > deadline or procs[1].poll() is not None:
-                    raise RuntimeError("the worker did not apply everything ingest produced")
-                time.sleep(0.005)
-            return want
+            def drained() -> int:
+                want = sum(end_offsets(run.kafka, run.inference_topic).values())
+                run.wait_applied(want, timeout)
+                return want
 
-        # warm-up: one pair through ingest and the worker (consumer group joined, state created)
-        asyncio.run(post_pairs(url + "/", 1, rows, 1, tag + "-warm"))
-        before = drained()
-        started = time.monotonic()
-        result = asyncio.run(post_pairs(url + "/", pairs, rows, concurrency, tag))
-        posted = time.monotonic()
-        want = drained() - before
-        done = time.monotonic()
-        # end to end: from the first request to the worker having saved every event's state
-        result["worker_eps"] = pairs * rows / (done - started)
-        result["drain_s"] = done - posted
-        result["messages"] = want
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            proc.wait(60)
+            # warm-up: one pair through ingest and the worker (consumer group joined, state created)
+            asyncio.run(post_pairs(url + "/", 1, rows, 1, run.app_id + "-warm"))
+            before = drained()
+            started = time.monotonic()
+            result = asyncio.run(post_pairs(url + "/", pairs, rows, concurrency, run.app_id))
+            posted = time.monotonic()
+            want = drained() - before
+            done = time.monotonic()
+            # end to end: from the first request to the worker having saved every event's state
+            result["worker_eps"] = pairs * rows / (done - started)
+            result["drain_s"] = done - posted
+            result["messages"] = want
+        finally:
+            ingest.send_signal(signal.SIGTERM)
+            ingest.wait(60)
+            worker.stop()
     return result
 
 
@@ -180,13 +143,12 @@ def main() -> None:
     parser.add_argument("--worker-events", type=int, default=30_000, help="events for the worker-only runs")
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args()
-    settings = load_settings()
     print(f"driftline ingest + one worker, 10 features per row, {args.concurrency} pairs in flight, "
-          f"Kafka {settings.kafka.bootstrap}, Redis {settings.redis.redacted()}")
+          f"Kafka {SETTINGS.kafka.bootstrap}, Redis {SETTINGS.redis.redacted()}")
     print(f"{'CloudEvent pairs':<22}{'requests/s':>11}{'events/s':>10}{'p50 ms':>8}{'p99 ms':>8}"
           f"{'ack p50':>9}{'ack p99':>9}{'messages':>10}{'end-to-end ev/s':>17}{'drain s':>9}")
     for label, pairs, rows in (("1 row per pair", args.single_pairs, 1), ("100 rows per pair", args.wide_pairs, 100)):
-        r = through_ingest(settings, pairs, rows, args.concurrency, args.timeout)
+        r = through_ingest(pairs, rows, args.concurrency, args.timeout)
         print(f"{label:<22}{r['rps']:>11,.0f}{r['eps']:>10,.0f}{r['p50'] * 1e3:>8.1f}{r['p99'] * 1e3:>8.1f}"
               f"{r['ack_p50'] * 1e3:>9.1f}{r['ack_p99'] * 1e3:>9.1f}{r['messages']:>10}{r['worker_eps']:>17,.0f}"
               f"{r['drain_s']:>9.2f}",
@@ -194,8 +156,9 @@ def main() -> None:
     print("the worker alone, on a topic filled beforehand (benchmarks/throughput.py):")
     for label, per in (("envelopes of 100", 100), ("one event per message", 1)):
         n = args.worker_events if per > 1 else max(1000, args.worker_events // 10)
-        overall, steady = worker_rate(settings, messages_of(make_events(n), per), per, args.timeout)
-        print(f"  {label:<24}{overall:>10,.0f} events/s (steady {steady:,.0f})", flush=True)
+        messages = envelopes({"bench": wide_events("bench", n, 10, np.random.default_rng(0))}, per)
+        rate = worker_drain(messages, n, "ingest-worker", args.timeout)
+        print(f"  {label:<24}{rate:>10,.0f} events/s", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,57 @@
+"""The benchmarks run end to end on the real services and print every figure they promise (--quick sizes).
+
+The figures themselves are not checked: on a shared 2-core machine they vary from run to run. What is
+checked is that each one is measured and printed, so that a change cannot silently drop a figure.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+NUMBER = r"[+-]?[\d,]+(?:\.\d+)?"
+
+
+def run_quick(script: str, timeout: float) -> str:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick"], capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_throughput_prints_every_figure() -> None:
+    out = run_quick("throughput.py", timeout=120)
+    summary = out.split("\nsummary\n", 1)[1]
+    for pattern in (
+        rf"envelopes of 500, events/s \(floor: json\.loads\)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+>= 0\.4",
+        rf"one event per message, events/s \(floor: counting\)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+>= 0\.6",
+        rf"latency at {NUMBER} ev/s, p50/p95/p99 s\s+{NUMBER}/{NUMBER}/{NUMBER}\s+p99 <= 1",
+        rf"the same from Kafka \(SDK buffering left out\)\s+{NUMBER}/{NUMBER}/{NUMBER}",
+        rf"worker RSS growth, .* events\s+{NUMBER}%",
+        rf"Redis used_memory growth, .* events\s+{NUMBER}%",
+        rf"Redis bytes per 20-feature model version\s+{NUMBER}",
+        r"machine: \d+ cores, .*GiB memory",
+    ):
+        assert re.search(pattern, summary), f"{pattern!r} not in:\n{summary}"
+    assert len(re.findall(rf"memory at\s+{NUMBER} events: worker RSS\s+{NUMBER} MiB, Redis used_memory\s+"
+                          rf"{NUMBER} MiB", out)) == 3, out
+    assert re.search(rf"orjson\.loads {NUMBER}/s", out), out
+
+
+def test_scaling_prints_every_figure() -> None:
+    out = run_quick("scaling.py", timeout=120)
+    summary = out.split("\nsummary\n", 1)[1]
+    assert re.search(rf"^1\s+{NUMBER}$", summary, re.M), summary
+    assert re.search(rf"^2\s+{NUMBER}\s+two/one {NUMBER}$", summary, re.M), summary
+    rows = re.findall(rf"^([\d,]+)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}$", summary,
+                      re.M)
+    assert rows == ["10", "100"], summary
+    assert re.search(rf"100 vs 10 models: events/s x{NUMBER}, status x{NUMBER}, /metrics x{NUMBER}", summary)
+    assert re.search(r"machine: \d+ cores, .*GiB memory", summary), summary
