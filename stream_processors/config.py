@@ -58,6 +58,19 @@ class RedisConnection:
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"DRIFTLINE_REDIS_URL must start with redis://, rediss:// or unix://, "
                               f"got {redact_url(self.url)!r}")
+        if not self.url.startswith("unix://"):
+            from urllib.parse import urlsplit
+
+            try:
+                parts = urlsplit(self.url)
+                parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+                valid = bool(parts.hostname)
+            except ValueError:
+                valid = False
+            if not valid:
+                raise ConfigError(f"DRIFTLINE_REDIS_URL is not a valid redis:// URL ({redact_url(self.url)}): "
+                                  "give host:port, and percent-encode '/', '?', '#', '@' or ':' in a user or "
+                                  "password (or use DRIFTLINE_REDIS_PASSWORD_FILE)")
         password = read_secret_file(self.password_file, "DRIFTLINE_REDIS_PASSWORD_FILE") if self.password_file else None
         object.__setattr__(self, "_password", password)
         if self.ssl_cafile:

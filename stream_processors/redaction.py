@@ -25,8 +25,10 @@ __all__ = ["MASK", "redact_url", "scrub"]
 MASK = "***"
 
 # scheme://[user][:password]@host...: the password is everything between the first ':' after '//' and the last '@'
-# before the host (a password may itself contain '@' or ':').
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^\s/]*)@")
+# of the URL (a password may itself hold '@', ':', '/', '?', '#' or spaces, written unencoded by mistake: it is
+# masked all the same, at the price of masking more than the password when the path or query holds an '@').
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>\S*?(?:\s\S*?)*)@"
+                       r"(?=[^@]*(?:\s|$))")
 
 
 def redact_url(url: str) -> str:

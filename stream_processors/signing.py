@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from typing import Literal
 
 import orjson
@@ -37,6 +38,7 @@ __all__ = ["ALGORITHM", "SIGNATURE_FIELD", "MIN_KEY_BYTES", "Signer", "Verdict",
 
 ALGORITHM = "HMAC-SHA256"
 SIGNATURE_FIELD = "signature"
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 MIN_KEY_BYTES = 16  # 128 bits: shorter keys are refused at start-up, not used
 
 Verdict = Literal["verified", "unsigned", "bad_signature", "other_key", "no_key"]
@@ -79,8 +81,8 @@ def verify(doc: dict, key: bytes | None) -> Verdict:
     if key is None:
         return "no_key"
     if not isinstance(signature, dict) or signature.get("alg") != ALGORITHM \
-            or not isinstance(signature.get("value"), str):
+            or not isinstance(signature.get("value"), str) or not _HEX_DIGEST.fullmatch(signature["value"]):
         return "bad_signature"
-    if hmac.compare_digest(signature["value"], _digest(key, doc)):
+    if hmac.compare_digest(signature["value"].encode(), _digest(key, doc).encode()):
         return "verified"
     return "other_key" if signature.get("key_id") != key_id(key) else "bad_signature"

@@ -217,10 +217,14 @@ def _printable(text: str) -> str:
     return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+_WITHHELD = ("DRIFTLINE_SIGNING_KEY", "DRIFTLINE_SIGNING_KEY_FILE", "DRIFTLINE_KAFKA_SASL_PASSWORD",
+             "DRIFTLINE_KAFKA_SASL_PASSWORD_FILE", "DRIFTLINE_REDIS_URL", "DRIFTLINE_REDIS_PASSWORD_FILE")
+
+
 def _command_environment() -> dict[str, str]:
-    """What CMD inherits: this process's environment without the signing key (a retrain job has no business
-    signing triggers; DRIFTLINE_SIGNING_KEY_FILE, a path, stays for a job that verifies)."""
-    return {k: v for k, v in inherited_environment().items() if k != "DRIFTLINE_SIGNING_KEY"}
+    """What CMD inherits: this process's environment without Driftline's secrets or where they are kept (a retrain
+    job has no business signing triggers or logging in as Driftline; it gets its own credentials)."""
+    return {k: v for k, v in inherited_environment().items() if k not in _WITHHELD}
 
 
 def _deliver(producer: confluent_kafka.Producer, topic: str, key: bytes | None, value: bytes) -> str | None:
@@ -309,7 +313,8 @@ class _TriggerRunner:
             env = {**_command_environment(), "DRIFTLINE_TRIGGER_ID": trigger["id"],
                    "DRIFTLINE_MODEL": trigger["model"], "DRIFTLINE_MODEL_VERSION": trigger["model_version"],
                    "DRIFTLINE_TRIGGER_ATTEMPT": str(len(attempts) + 1)}
-            attempt = run_command(self.command, msg.value(), env, self.timeout_s, self.stop)
+            # the command reads the trigger as it was verified, not the raw bytes (duplicate keys could differ)
+            attempt = run_command(self.command, orjson.dumps(trigger), env, self.timeout_s, self.stop)
             if attempt is None:
                 _say(f"stopping ({self.stop.reason()}) while the command ran for {name}: killed it; "
                      "the trigger is not marked done and runs again on restart")

@@ -30,7 +30,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from producers.topics import ensure_topics
-from stream_processors.errors import ConfigError, KafkaUnreachable
+from stream_processors.errors import ConfigError, KafkaAuthFailed, KafkaUnreachable
 from stream_processors.ingest.cloudevents import parse_cloudevent
 from stream_processors.ingest.delivery import DeliveryFailed, KafkaDelivery
 from stream_processors.ingest.documents import Batch, driftline_batches, half_rows, paired_batch, resolve_model
@@ -263,6 +263,8 @@ def run_ingest(settings: Settings) -> int:
     try:
         ensure_topics(settings.kafka, [settings.inference_topic, settings.label_topic],
                       settings.topic_partitions, timeout_s=5)
+    except KafkaAuthFailed:
+        raise  # refused credentials do not heal by waiting: one line and a non-zero exit, like every command
     except KafkaUnreachable as exc:
         _log.warning("%s; serving anyway, /readyz says when Kafka accepts writes", exc)
     delivery = KafkaDelivery(settings.kafka, batch_events=settings.ingest_batch_events,

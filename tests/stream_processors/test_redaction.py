@@ -24,3 +24,29 @@ def test_scrub_removes_known_secrets_wherever_they_appear_longest_first():
     assert "hunter22" not in out and "zz@" not in out
     assert out == "auth failed: password '***' (also ***) for kafka://u:***@b:9092"
     assert scrub("ab is too short to be a secret", ["ab"]) == "ab is too short to be a secret"
+
+
+@pytest.mark.parametrize("url", ["redis://u:pa/ss@localhost:6399/0", "redis://u:pa ss@localhost:6379/0",
+                                 "redis://u:pa?ss#x@localhost:6379/0", "rediss://u:p@ss@localhost:6380/0"])
+def test_unencoded_reserved_characters_in_a_password_are_masked_too(url):
+    out = redact_url(f"Redis at {url} refused the credentials")
+    assert "pa" not in out.split("://", 1)[1].split("@")[0].split(":", 1)[1] and out.endswith("refused the credentials")
+
+
+@pytest.mark.parametrize("url", ["redis://u:secretpart/more@localhost:6379/0", "redis://h:notaport/0"])
+def test_an_unparsable_redis_url_is_one_config_error_without_the_password(url):
+    from producers.errors import ConfigError
+    from stream_processors.config import RedisConnection
+
+    with pytest.raises(ConfigError) as caught:
+        RedisConnection(url)
+    assert "secretpart" not in str(caught.value) and "percent-encode" in str(caught.value)
+
+
+def test_the_retrain_command_inherits_no_driftline_secret(monkeypatch):
+    from stream_processors.cli import triggers
+
+    secret_env = {name: "s3cret-value" for name in triggers._WITHHELD}
+    monkeypatch.setattr(triggers, "inherited_environment", lambda: {**secret_env, "PATH": "/bin"})
+    env = triggers._command_environment()
+    assert env == {"PATH": "/bin"}

@@ -71,3 +71,9 @@ def test_canonical_form_survives_serialisation_and_key_order(doc):
     reordered = dict(reversed(list(doc.items())))
     assert canonical_json(reordered) == canonical_json(orjson.loads(orjson.dumps(doc)))
     assert verify(orjson.loads(orjson.dumps(Signer(KEY).sign(reordered))), KEY) == "verified"
+
+
+@pytest.mark.parametrize("value", ["é", "é" * 64, "G" * 64, "0" * 63, "", "0" * 64 + "\n", 12])
+def test_a_malformed_signature_value_is_refused_never_raised(value):
+    signed = Signer(KEY).sign(TRIGGER)
+    assert verify({**signed, "signature": {**signed["signature"], "value": value}}, KEY) == "bad_signature"
