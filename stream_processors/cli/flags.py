@@ -9,7 +9,7 @@ import orjson
 
 from producers.kafka import MECHANISMS, PROTOCOLS
 
-__all__ = ["ENV_HELP", "column_flags", "connection_flags", "dump"]
+__all__ = ["ENV_HELP", "column_flags", "connection_flags", "dump", "model_flags"]
 
 ENV_HELP = ("Connections come from flags, else DRIFTLINE_KAFKA_BOOTSTRAP (default localhost:9092), "
             "DRIFTLINE_REDIS_URL (default redis://localhost:6379/0) and DRIFTLINE_APP_ID (default driftline); "
@@ -52,6 +52,12 @@ def column_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--label-column", metavar="C", help="ground truth, sent as label events (default: label "
                                                            "if present)")
     group.add_argument("--features", metavar="a,b,c", help="only these columns are features")
+
+
+def model_flags(parser: argparse.ArgumentParser) -> None:
+    """Which model version a reading command is about."""
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--model-version", help="default: the version updated last")
 
 
 def dump(obj: object) -> None:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from stream_processors.cli.alerts import iter_alerts
-from stream_processors.cli.flags import ENV_HELP, connection_flags
+from stream_processors.cli.flags import ENV_HELP, connection_flags, model_flags
 from stream_processors.cli.status import load_monitor
 from stream_processors.config import Settings
 from stream_processors.errors import DriftlineError
@@ -48,8 +48,7 @@ def add_parser(sub) -> None:
                     "triggers. The state comes from Redis (what the workers keep), the alerts from the control "
                     "topic. Prints the path of the file written.",
         epilog=ENV_HELP)
-    p.add_argument("--model", required=True)
-    p.add_argument("--model-version", help="default: the version updated last")
+    model_flags(p)
     p.add_argument("--output", metavar="FILE.html",
                    help="where to write (default: driftline-report-MODEL-VERSION.html here)")
     p.add_argument("--last", type=_positive, metavar="N",

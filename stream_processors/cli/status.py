@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from stream_processors.cli.flags import ENV_HELP, connection_flags, dump
+from stream_processors.cli.flags import ENV_HELP, connection_flags, dump, model_flags
 from stream_processors.errors import DriftlineError, UnknownModel
 from stream_processors.config import Settings
 from stream_processors.state import RedisStateStore
@@ -149,8 +149,7 @@ def add_parser(sub) -> None:
                                    "the workers keep: per feature count, missing, mean, std, min, max and "
                                    "quantiles, or category frequencies.",
                        epilog=ENV_HELP)
-    p.add_argument("--model", required=True)
-    p.add_argument("--model-version", help="default: the version updated last")
+    model_flags(p)
     p.add_argument("--json", action="store_true", help="print the status as one JSON object")
     connection_flags(p)
 
