@@ -36,3 +36,14 @@ def test_every_alert_rule_has_a_unit_test():
     tests = yaml.safe_load((PROM / "rules_test.yml").read_text())
     tested = {t["alertname"] for case in tests["tests"] for t in case.get("alert_rule_test", [])}
     assert alerts == tested
+
+
+def test_recording_rules_are_evaluated_before_the_alerts_that_read_them():
+    """Without group_eval_order promtool runs the groups in map order, and an alert
+    then reads the recorded value of the previous minute (a failure one run in ten)."""
+    rules = yaml.safe_load((PROM / "rules.yml").read_text())
+    groups = [g["name"] for g in rules["groups"]]
+    recording = [g["name"] for g in rules["groups"] if all("record" in r for r in g["rules"])]
+    order = yaml.safe_load((PROM / "rules_test.yml").read_text()).get("group_eval_order", [])
+    assert sorted(order) == sorted(groups)
+    assert order[: len(recording)] == recording
