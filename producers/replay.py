@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from detectors.kinds import BOOLEAN, NUMERIC, kind_of_values
 from producers import kafka
 from producers.errors import ReplayError
 from producers.events import encode_envelope
@@ -56,14 +57,13 @@ def load_table(path: str | Path) -> pd.DataFrame:
 
 
 def _kind(series: pd.Series) -> str:
+    """A column's kind: from its dtype when pandas typed it, else by the one rule the worker and profiles use
+    (:func:`detectors.kinds.kind_of_values`), so an object column of Python numbers is numeric here too."""
     if pd.api.types.is_bool_dtype(series):
-        return "boolean"
+        return BOOLEAN
     if pd.api.types.is_numeric_dtype(series):
-        return "numeric"
-    present = series.dropna()
-    if len(present) and present.map(lambda v: isinstance(v, bool)).all():
-        return "boolean"
-    return "categorical"
+        return NUMERIC
+    return kind_of_values(series.dropna().tolist())
 
 
 def plan_columns(df: pd.DataFrame, id_column: str | None = None, timestamp_column: str | None = None,
@@ -106,10 +106,13 @@ def plan_columns(df: pd.DataFrame, id_column: str | None = None, timestamp_colum
 
 
 def _column_values(series: pd.Series, kind: str) -> list:
-    if kind == "numeric":
-        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    if kind == NUMERIC:
+        try:
+            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (OverflowError, TypeError, ValueError) as exc:
+            raise ReplayError(f"column {str(series.name)!r} holds numbers that are not 64-bit floats ({exc})") from exc
         return [None if v != v else v for v in values.tolist()]
-    if kind == "boolean":
+    if kind == BOOLEAN:
         return [None if pd.isna(v) else bool(v) for v in series.tolist()]
     return [None if pd.isna(v) else str(v) for v in series.tolist()]
 
