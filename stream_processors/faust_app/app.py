@@ -48,7 +48,7 @@ from stream_processors.batch import BatchOutcome, BatchProcessor, IncomingMessag
 from stream_processors.config import Settings
 from stream_processors.state import RedisStateStore
 
-__all__ = ["AGENT_FAILED_EXIT", "build_app", "chunks"]
+__all__ = ["AGENT_FAILED_EXIT", "build_app", "chunks", "model_partitions"]
 
 _log = logging.getLogger("driftline.worker")
 _RETRY_S = (0.5, 1.0, 2.0, 5.0)
@@ -151,7 +151,7 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
                 await asyncio.sleep(0.05)  # the redo skips what the other worker applied; no need to spin
                 continue
             try:
-                metrics.observe(outcome, time.perf_counter() - started)
+                metrics.observe(outcome, time.perf_counter() - started, partitions=model_partitions(messages))
             except Exception as exc:  # noqa: BLE001 - the state is saved; a metric must not take the worker down
                 _log.warning("metrics not updated (%s: %s)", type(exc).__name__, exc)
             if outcome.events or outcome.dead_letters:
@@ -189,7 +189,18 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
         if revoked:
             _log.info("partitions revoked: %s", sorted(f"{tp.topic}:{tp.partition}" for tp in revoked))
 
+    @app.on_partitions_assigned.connect
+    async def _assigned(app, assigned, **kwargs) -> None:
+        # the gauges of models whose partitions went to another worker are that worker's to export now
+        metrics.owned_partitions({tp.partition for tp in assigned})
+
     return app
+
+
+def model_partitions(messages: list[IncomingMessage]) -> dict[str, int]:
+    """Each model's partition, from the message keys (producers key by model; inference and label topics
+    have the same partition count, so a partition number names the same models on both)."""
+    return {m.key.decode("utf-8", "replace"): m.partition for m in messages if m.key}
 
 
 def _record_lag(app: faust.App, metrics: WorkerMetrics, events) -> None:
