@@ -157,6 +157,11 @@ class WorkerProcess:
             size = len(resp.read())
         return time.perf_counter() - started, size
 
+    def exported_models(self) -> int:
+        """How many model versions the worker's /metrics has a ``driftline_model_events`` series for."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=60) as resp:
+            return sum(line.startswith(b"driftline_model_events{") for line in resp)
+
     def wait_for_metrics(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while True:
