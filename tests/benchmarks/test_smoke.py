@@ -34,6 +34,7 @@ def test_throughput_prints_every_figure() -> None:
         rf"one event per message, events/s \(floor: counting\)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+>= 0\.6",
         rf"latency at {NUMBER} ev/s, p50/p95/p99 s\s+{NUMBER}/{NUMBER}/{NUMBER}\s+p99 <= 1",
         rf"the same from Kafka \(SDK buffering left out\)\s+{NUMBER}/{NUMBER}/{NUMBER}",
+        rf"worker: mean batch s, busy\s+{NUMBER},\s+{NUMBER}%",
         rf"worker RSS growth, .* events\s+{NUMBER}%",
         rf"Redis used_memory growth, .* events\s+{NUMBER}%",
         rf"Redis bytes per 20-feature model version\s+{NUMBER}",
