@@ -42,8 +42,8 @@ class _Applied:
     """What this worker last applied for one model version (the source of its gauges)."""
 
     partition: int | None
-    events: int = 0
-    updated: float = 0.0
+    events: int | None = None
+    updated: float | None = None
     decision: str | None = None
     statistics: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
     drifting: dict[str, bool] = field(default_factory=dict)
@@ -123,8 +123,9 @@ class AppliedModels:
                                         labels=mv + ["metric", "kind"])
         for (model, version), a in list(self.models.items()):
             labels = [model, version]
-            events.add_metric(labels, a.events)
-            updated.add_metric(labels, a.updated)
+            if a.events is not None:
+                events.add_metric(labels, a.events)
+                updated.add_metric(labels, a.updated)
             if a.decision is not None:
                 decision.add_metric(labels, 1.0 if a.decision == "retrain" else 0.0)
             for (feature, detector), (value, limit) in a.statistics.items():
@@ -250,7 +251,8 @@ class WorkerMetrics:
             self.alerts.labels(model, alert["type"], alert["severity"]).inc()
             if alert["type"] == "retrain":
                 self.triggers.labels(model).inc()
-        for key, total in outcome.events_total.items():
+        touched = {**outcome.events_total, **outcome.readings, **outcome.drifting, **outcome.performance}
+        for key in touched:
             partition = partitions.get(key[0])
             if not self.applied.owns(partition):
                 continue
@@ -258,12 +260,12 @@ class WorkerMetrics:
             if applied is None:
                 self.dropped_series.labels(OTHER).inc()
                 continue
-            self._record(applied, key, outcome, total, now)
+            self._record(applied, key, outcome, now)
 
-    def _record(self, applied: _Applied, key: tuple[str, str], outcome: BatchOutcome, total: int,
-                now: float) -> None:
-        applied.events = total
-        applied.updated = now
+    def _record(self, applied: _Applied, key: tuple[str, str], outcome: BatchOutcome, now: float) -> None:
+        if key in outcome.events_total:
+            applied.events = outcome.events_total[key]
+            applied.updated = now
         applied.decision = outcome.decisions.get(key, applied.decision)
         for metric, kind, value, bound, better in outcome.performance.get(key, ()):
             applied.performance[(metric, kind)] = value
