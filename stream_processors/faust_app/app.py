@@ -128,7 +128,8 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
                 await asyncio.sleep(0.05)  # the redo skips what the other worker applied; no need to spin
                 continue
             try:
-                metrics.observe(outcome, time.perf_counter() - started, partitions=model_partitions(messages))
+                metrics.observe(outcome, time.perf_counter() - started,
+                                partitions=model_partitions(messages, settings.inference_topic))
             except Exception as exc:  # noqa: BLE001 - the state is saved; a metric must not take the worker down
                 _log.warning("metrics not updated (%s: %s)", type(exc).__name__, exc)
             if outcome.events or outcome.dead_letters:
@@ -168,16 +169,17 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
 
     @app.on_partitions_assigned.connect
     async def _assigned(app, assigned, **kwargs) -> None:
-        # the gauges of models whose partitions went to another worker are that worker's to export now
-        metrics.owned_partitions({tp.partition for tp in assigned})
+        # the gauges of models whose partitions went to another worker are that worker's to export now; a
+        # model's events (and so its gauges) come from its partition of the inference topic
+        metrics.owned_partitions({tp.partition for tp in assigned if tp.topic == settings.inference_topic})
 
     return app
 
 
-def model_partitions(messages: list[IncomingMessage]) -> dict[str, int]:
-    """Each model's partition, from the message keys (producers key by model; inference and label topics
-    have the same partition count, so a partition number names the same models on both)."""
-    return {m.key.decode("utf-8", "replace"): m.partition for m in messages if m.key}
+def model_partitions(messages: list[IncomingMessage], inference_topic: str) -> dict[str, int]:
+    """Each model's partition of the inference topic, from the message keys (producers key by model)."""
+    return {m.key.decode("utf-8", "replace"): m.partition for m in messages
+            if m.key and m.topic == inference_topic}
 
 
 def _record_lag(app: faust.App, metrics: WorkerMetrics, events) -> None:
