@@ -3,7 +3,7 @@
     python benchmarks/counting_agent.py --group G --expect N --result FILE
 
 It reads what a Driftline worker with the same DRIFTLINE_* settings reads (its inference and label topics)
-the way the worker does (the same faust broker settings, the same cap on the consumer's long-poll, one agent,
+the way the worker does (the worker's own faust options, ``faust_options``, the same cap on the consumer's long-poll, one agent,
 concurrency 1), but takes batches of 1,000 messages and does nothing with them. Once it has counted
 ``--expect`` messages it writes ``{"messages": N, "rate": R}`` to ``--result`` (faust takes over stdout),
 R being messages per second from the end of its first batch to the end of its last, and exits.
@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,8 +22,8 @@ import faust
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from producers.kafka import faust_broker_settings  # noqa: E402
 from stream_processors.config import load_settings  # noqa: E402
+from stream_processors.faust_app.options import faust_options  # noqa: E402
 from stream_processors.faust_app.tuning import limit_fetch_wait  # noqa: E402
 
 
@@ -37,23 +36,7 @@ def main() -> None:
     settings = load_settings()
 
     limit_fetch_wait(settings.fetch_max_wait_ms)
-    app = faust.App(
-        args.group,
-        **faust_broker_settings(settings.kafka),
-        store="memory://",
-        datadir=os.path.join(tempfile.gettempdir(), "driftline-faust", "{conf.name}"),
-        value_serializer="raw",
-        key_serializer="raw",
-        web_enabled=False,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-        broker_commit_interval=1.0,
-        topic_partitions=settings.topic_partitions,
-        consumer_max_fetch_size=max(4 * 1024 * 1024, settings.max_message_bytes * 2),
-        stream_buffer_maxsize=max(4096, settings.batch_max_messages * 4),
-        stream_wait_empty=False,
-    )
+    app = faust.App(args.group, **faust_options(settings))
     source = app.topic(settings.inference_topic, settings.label_topic, key_type=bytes, value_type=bytes)
     seen = {"count": 0, "first": 0, "t_first": 0.0}
 

@@ -157,6 +157,19 @@ class WorkerProcess:
             size = len(resp.read())
         return time.perf_counter() - started, size
 
+    def batch_seconds(self) -> tuple[float, float]:
+        """(batches, seconds) so far of ``driftline_batch_processing_seconds`` (process, publish, save)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=60) as resp:
+            values = {line.split()[0]: float(line.split()[1]) for line in resp.read().decode().splitlines()
+                      if line.startswith("driftline_batch_processing_seconds_")}
+        return values.get("driftline_batch_processing_seconds_count", 0.0), \
+            values.get("driftline_batch_processing_seconds_sum", 0.0)
+
+    def exported_models(self) -> int:
+        """How many model versions the worker's /metrics has a ``driftline_model_events`` series for."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=60) as resp:
+            return sum(line.startswith(b"driftline_model_events{") for line in resp)
+
     def wait_for_metrics(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while True:

@@ -12,9 +12,13 @@ one worker and for two: the ratio says what the second adds.
 Models: the same number of events of 10 features each (8 numeric, 2 categorical), in envelopes of 20, once
 for 10 models and once for --many-models, each on topics and a Redis namespace of its own. For each: the
 worker's events/s (on a topic filled beforehand), the Redis memory per model (MEMORY USAGE of the run's
-keys over the models; predictions not kept), the time of `driftline status --model M` for one model
-(median of 3, beside `driftline --help`, the cost of starting the command at all) and the time of a GET of
-the worker's /metrics (median of 5, with its size); --quick times each once (/metrics: median of 1).
+keys over the models; predictions not kept), the time of `driftline status` for one model (`--model M`,
+and `--model M --model-version V`, which reads that version's key only) and for the list of models (its
+first page of 20, with the total), each the median of 3, beside `driftline --help`, the cost of starting the
+command at all; and the time of a GET of the worker's /metrics (median of 5, with its size and the number of
+model versions it exports: per-model gauges come from what the worker applied, capped at
+DRIFTLINE_MAX_MODEL_SERIES, so their cost does not follow the models in Redis); --quick times each once
+(/metrics: median of 1).
 """
 
 from __future__ import annotations
@@ -84,18 +88,24 @@ def models_run(n_models: int, events: int, timeout: float, repeats: int) -> dict
         rate = run.drain_rate(len(messages), per_model * n_models / len(messages), timeout)
         size, keys = redis_memory_of(run.redis_url, f"*{run.app_id}*")
 
-        def status() -> None:
-            done = run.cli("status", "--model", models[n_models // 2], "--json")
-            if done.returncode != 0:
-                raise RuntimeError(f"driftline status failed: {done.stderr.strip()}")
+        def status(*args: str):
+            def once() -> None:
+                done = run.cli("status", *args, "--json")
+                if done.returncode != 0:
+                    raise RuntimeError(f"driftline status failed: {done.stderr.strip()}")
+            return once
 
-        status_s = median_seconds(status, repeats)
+        model = models[n_models // 2]
+        status_s = median_seconds(status("--model", model), repeats)
+        version_s = median_seconds(status("--model", model, "--model-version", "1"), repeats)
+        list_s = median_seconds(status("--limit", "20"), repeats)
         help_s = median_seconds(lambda: run.cli("--help"), repeats)
         scrape_s = median_seconds(worker.scrape, 2 * repeats - 1)
         scrape_bytes = worker.scrape()[1]
+        exported = worker.exported_models()
     return {"models": n_models, "events": per_model * n_models, "rate": rate, "bytes_per_model": size / n_models,
-            "keys": keys, "status_s": status_s, "help_s": help_s, "scrape_s": scrape_s,
-            "scrape_bytes": scrape_bytes}
+            "keys": keys, "status_s": status_s, "version_s": version_s, "list_s": list_s, "help_s": help_s,
+            "scrape_s": scrape_s, "scrape_bytes": scrape_bytes, "exported": exported}
 
 
 def models_section(args, results: dict) -> None:
@@ -105,8 +115,9 @@ def models_section(args, results: dict) -> None:
         rows.append(r)
         print(f"{n:,} models of 10 features, {r['events']:,} events in envelopes of {MANY_ENVELOPE}: "
               f"{r['rate']:,.0f} events/s; Redis {r['bytes_per_model']:,.0f} B per model ({r['keys']} keys); "
-              f"status {r['status_s']:.2f}s (--help {r['help_s']:.2f}s); /metrics {r['scrape_s'] * 1e3:.1f} ms, "
-              f"{r['scrape_bytes']:,} B", flush=True)
+              f"status --model {r['status_s']:.2f}s, with --model-version {r['version_s']:.2f}s, list "
+              f"{r['list_s']:.2f}s (--help {r['help_s']:.2f}s); /metrics {r['scrape_s'] * 1e3:.1f} ms, "
+              f"{r['scrape_bytes']:,} B, {r['exported']:,} model versions exported", flush=True)
     results["models"] = rows
 
 
@@ -118,14 +129,17 @@ def summary(results: dict) -> None:
         print(f"{'1':<10}{one:>12,.0f}")
         print(f"{'2':<10}{two:>12,.0f}   two/one {two / one:.2f}")
     if "models" in results:
-        print(f"{'models':<10}{'events/s':>12}{'Redis B/model':>15}{'status s':>10}{'--help s':>10}"
-              f"{'/metrics ms':>13}{'/metrics B':>12}")
+        print(f"{'models':<10}{'events/s':>12}{'Redis B/model':>15}{'status s':>10}{'-version s':>11}"
+              f"{'list s':>8}{'--help s':>10}{'/metrics ms':>13}{'/metrics B':>12}{'exported':>10}")
         for r in results["models"]:
             print(f"{r['models']:<10,}{r['rate']:>12,.0f}{r['bytes_per_model']:>15,.0f}{r['status_s']:>10.2f}"
-                  f"{r['help_s']:>10.2f}{r['scrape_s'] * 1e3:>13.1f}{r['scrape_bytes']:>12,}")
+                  f"{r['version_s']:>11.2f}{r['list_s']:>8.2f}{r['help_s']:>10.2f}{r['scrape_s'] * 1e3:>13.1f}"
+                  f"{r['scrape_bytes']:>12,}{r['exported']:>10,}")
         few, many = results["models"][0], results["models"][-1]
         print(f"{many['models']:,} vs {few['models']:,} models: events/s x{many['rate'] / few['rate']:.2f}, "
-              f"status x{many['status_s'] / few['status_s']:.2f}, /metrics x{many['scrape_s'] / few['scrape_s']:.2f}")
+              f"status x{many['status_s'] / few['status_s']:.2f}, --model-version x"
+              f"{many['version_s'] / few['version_s']:.2f}, list x{many['list_s'] / few['list_s']:.2f}, "
+              f"/metrics x{many['scrape_s'] / few['scrape_s']:.2f}")
     print(machine())
 
 

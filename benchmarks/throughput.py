@@ -21,6 +21,9 @@ Sections (each starts its own `driftline worker` on topics, app id and Redis key
               alert being read from the control topic (firings and retrain triggers); target p99 <= 1 s.
               Beside it, the same from the Kafka timestamp of the envelope that carried the event, which
               leaves out the time the event waited in the SDK's buffer (up to --linger).
+              And where the rest goes: the worker's batches in that time (from its /metrics), their mean
+              duration (process, publish, save) and the share of the time the worker was busy with them; a
+              worker busy most of the time queues, and latency then follows its backlog, not its settings.
 --memory      envelopes streamed without pause into a Redis of the run's own (deploy/stack.sh): the
               worker's RSS (VmRSS) and Redis used_memory when --memory-events have been applied; growth
               from the first (the warm-up) to the last; flat means <= 10%. Predictions are not kept for
@@ -195,6 +198,7 @@ def latency_section(args, results: dict) -> None:
         reader.wait_assigned()
         loggers = [InferenceLogger(run.kafka, m, "1", topic=run.inference_topic, linger_s=args.linger)
                    for m in models]
+        batches_before = worker.batch_seconds()
         started = time.monotonic()
         i = 0
         while i < per_model:
@@ -213,6 +217,7 @@ def latency_section(args, results: dict) -> None:
             log.close()
         messages = sum(end_offsets(run.kafka, run.inference_topic).values())
         run.wait_applied(messages, args.timeout)
+        batches = [after - before for after, before in zip(worker.batch_seconds(), batches_before)]
         time.sleep(1.0)  # the last alerts of the last batch
         reader.stop()
         alerts = []
@@ -236,13 +241,15 @@ def latency_section(args, results: dict) -> None:
     k50, k95, k99 = np.percentile(from_kafka, [50, 95, 99])
     achieved = per_model * n_models / produced_s
     results["latency"] = {"rate": achieved, "p50": p50, "p95": p95, "p99": p99, "alerts": len(from_log),
-                          "max": max(from_log), "kafka": (k50, k95, k99)}
+                          "max": max(from_log), "kafka": (k50, k95, k99), "batches": batches[0],
+                          "batch_s": batches[1] / max(1.0, batches[0]), "busy": batches[1] / produced_s}
     print(f"latency, logged at {achieved:,.0f} events/s (half of {2 * rate:,.0f}), {drifting} of {n_models} models "
           f"drifting, SDK linger {args.linger}s ({per_model * n_models / messages:.0f} events per message): "
           f"{len(from_log)} alerts ({', '.join(f'{n} {t}' for t, n in sorted(kinds.items()))}); from log() to "
           f"readable: p50 {p50:.3f}s p95 {p95:.3f}s p99 {p99:.3f}s max {max(from_log):.3f}s (target p99 <= 1 s); "
           f"from the envelope's Kafka timestamp (the SDK's buffering left out): p50 {k50:.3f}s p95 {k95:.3f}s "
-          f"p99 {k99:.3f}s", flush=True)
+          f"p99 {k99:.3f}s; the worker: {batches[0]:,.0f} batches of {results['latency']['batch_s'] * 1e3:.0f} ms "
+          f"on average (process, publish, save), busy {results['latency']['busy']:.0%} of the time", flush=True)
 
 
 def kafka_send_times(run: BenchRun, event_ids: set[str]) -> dict[str, float]:
@@ -363,6 +370,7 @@ def summary(results: dict) -> None:
         label = f"latency at {r['rate']:,.0f} ev/s, p50/p95/p99 s"
         print(f"{label:<52}{r['p50']:>6.3f}/{r['p95']:.3f}/{r['p99']:.3f}{'':>16}  p99 <= 1")
         print(f"{'  the same from Kafka (SDK buffering left out)':<52}{'/'.join(f'{x:.3f}' for x in r['kafka']):>20}")
+        print(f"{'  worker: mean batch s, busy':<52}{r['batch_s']:>9.3f}, {r['busy']:>7.0%}")
     if "memory" in results:
         r = results["memory"]
         span = f"{r['rows'][0][0] / 1e6:g}M -> {r['rows'][-1][0] / 1e6:g}M events"

@@ -118,6 +118,7 @@ class BatchOutcome:
     readings: dict[tuple[str, str], list[tuple[str, str, float, float]]] = field(default_factory=dict)
     drifting: dict[tuple[str, str], dict[str, bool]] = field(default_factory=dict)
     performance: dict[tuple[str, str], list[tuple[str, str, float, float | None]]] = field(default_factory=dict)
+    decisions: dict[tuple[str, str], str] = field(default_factory=dict)
     # the label join's writes, committed with the states and offsets
     writes: list[JoinWrite] = field(default_factory=list)
     labels: int = 0
@@ -243,6 +244,7 @@ class BatchProcessor:
             outcome.readings[key] = state.readings()
             outcome.drifting[key] = state.drifting()
             outcome.performance[key] = state.performance.readings()
+            outcome.decisions[key] = state.policy.verdict["verdict"]
         self.catalog.saved(outcome.states)
         for letter in outcome.dead_letters:
             code = letter["reason_code"]

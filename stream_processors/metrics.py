@@ -5,15 +5,22 @@ reason (a fixed set), topic and partition. Never event ids. Per-feature series
 are capped per model version (``max_feature_series``); features past the cap
 are not exported and are counted in ``driftline_metric_series_dropped_total``. Model versions are capped
 per worker too (``max_model_series``): counters of versions past the cap go to the ``__other__`` label,
-their gauges are not exported (counted in ``driftline_metric_series_dropped_total{model="__other__"}``).
+their gauges are not exported (counted in ``driftline_metric_series_dropped_total{model="__other__"}``);
+model names in alert counters are capped the same way, whether or not the model has state.
 ``driftline_bounds_hit_total{bound}`` counts events dead-lettered by a bound (``stream_processors.bounds``).
-Values that live in Redis (every model's event count and last update, whoever
-processed it) are read at scrape time by ``RedisModelCollector``.
+
+The per-model gauges (events, last update, decision, drift statistics, performance) are what this worker
+itself applied, kept in memory by ``AppliedModels`` for the model versions of the partitions it owns and
+dropped when a rebalance moves their partition away. A scrape reads no Redis: its cost grows with the
+models this worker owns (at most ``max_model_series``), not with all the models in Redis. Across workers,
+each model version is exported by the worker that owns its partition (``max by (model, model_version)``
+covers the moment of a handover, when two workers may both show it).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -21,7 +28,7 @@ from prometheus_client.core import GaugeMetricFamily
 from producers.events import BOUND_CODES
 from stream_processors.batch import BatchOutcome
 
-__all__ = ["METRIC_NAMES", "OTHER", "RedisModelCollector", "WorkerMetrics", "decision_of"]
+__all__ = ["METRIC_NAMES", "OTHER", "AppliedModels", "WorkerMetrics", "decision_of"]
 
 OTHER = "__other__"
 """The model and version label of the series of model versions past ``max_model_series``."""
@@ -30,15 +37,125 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 _LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
+@dataclass
+class _Applied:
+    """What this worker last applied for one model version (the source of its gauges)."""
+
+    partition: int | None
+    events: int | None = None
+    updated: float | None = None
+    decision: str | None = None
+    statistics: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    drifting: dict[str, bool] = field(default_factory=dict)
+    performance: dict[tuple[str, str], float] = field(default_factory=dict)
+    bounds: dict[str, float] = field(default_factory=dict)
+    improvement: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+class AppliedModels:
+    """Per-model gauges computed at scrape time from what this worker applied, capped and forgettable.
+
+    A custom collector rather than labelled ``Gauge`` objects so that forgetting a model version (its
+    partition moved to another worker) is one dictionary delete, and a scrape walks only these entries.
+    """
+
+    def __init__(self, max_model_series: int, max_feature_series: int) -> None:
+        self.max_model_series = max_model_series
+        self.max_feature_series = max_feature_series
+        self.models: dict[tuple[str, str], _Applied] = {}
+        self._owned: set[int] | None = None  # None until the first assignment (tests, single process)
+
+    def owns(self, partition: int | None) -> bool:
+        """False for a partition this worker no longer owns (a batch saved while it was being revoked)."""
+        return partition is None or self._owned is None or partition in self._owned
+
+    def entry(self, key: tuple[str, str], partition: int | None) -> _Applied | None:
+        """The entry of a model version, made if there is room; None past ``max_model_series``."""
+        applied = self.models.get(key)
+        if applied is None:
+            if len(self.models) >= self.max_model_series:
+                return None
+            applied = self.models[key] = _Applied(partition)
+        elif partition is not None:
+            applied.partition = partition
+        return applied
+
+    def feature_allowed(self, applied: _Applied, feature: str) -> bool:
+        known = applied.drifting.keys() | {f for f, _d in applied.statistics}
+        return feature in known or len(known) < self.max_feature_series
+
+    def own(self, partitions: set[int]) -> int:
+        """Keep only the model versions of ``partitions`` (those of unknown partition go too: their next
+        batch brings them back); returns how many were dropped."""
+        self._owned = set(partitions)
+        gone = [k for k, a in self.models.items() if a.partition not in self._owned]
+        for key in gone:
+            del self.models[key]
+        return len(gone)
+
+    def collect(self):
+        mv = ["model", "model_version"]
+        events = GaugeMetricFamily("driftline_model_events", "Events applied to a model version since it was "
+                                   "first seen (the count saved in its state, the same number as `driftline "
+                                   "status`), as of this worker's last save; exported by the worker that owns "
+                                   "the model's partition.", labels=mv)
+        updated = GaugeMetricFamily("driftline_model_last_update_timestamp_seconds", "When this worker last "
+                                    "saved a model version's state.", labels=mv)
+        decision = GaugeMetricFamily("driftline_model_decision", "What Driftline decides for a model version: "
+                                     "1 retrain, 0 continue (the retrain policy's verdict at this worker's last "
+                                     "save; `driftline status` says why).", labels=mv)
+        fd = mv + ["feature", "detector"]
+        statistic = GaugeMetricFamily("driftline_drift_statistic", "Latest value of a detector's decision "
+                                      "statistic (higher is more drifted; window tests: -log10 p-value).",
+                                      labels=fd)
+        threshold = GaugeMetricFamily("driftline_drift_threshold", "What driftline_drift_statistic is compared "
+                                      "with.", labels=fd)
+        drifting = GaugeMetricFamily("driftline_feature_drifting", "1 while a feature's drift episode is open "
+                                     "(from its firing to its resolved message), else 0.", labels=mv + ["feature"])
+        performance = GaugeMetricFamily("driftline_model_performance", "A model version's performance on the "
+                                        "latest window: kind is realized (from labels) or estimated (from "
+                                        "scores).", labels=mv + ["metric", "kind"])
+        bound = GaugeMetricFamily("driftline_model_performance_bound", "The bound below which a performance "
+                                  "metric raises an alert.", labels=mv + ["metric"])
+        improvement = GaugeMetricFamily("driftline_model_performance_improvement_bound", "Past this bound "
+                                        "(accuracy above, MAE below) the latest window is better than the "
+                                        "baseline: an improvement, shown in status, never alerted.",
+                                        labels=mv + ["metric", "kind"])
+        for (model, version), a in list(self.models.items()):
+            labels = [model, version]
+            if a.events is not None:
+                events.add_metric(labels, a.events)
+                updated.add_metric(labels, a.updated)
+            if a.decision is not None:
+                decision.add_metric(labels, 1.0 if a.decision == "retrain" else 0.0)
+            for (feature, detector), (value, limit) in a.statistics.items():
+                statistic.add_metric(labels + [feature, detector], value)
+                threshold.add_metric(labels + [feature, detector], limit)
+            for feature, flag in a.drifting.items():
+                drifting.add_metric(labels + [feature], 1.0 if flag else 0.0)
+            for (metric, kind), value in a.performance.items():
+                performance.add_metric(labels + [metric, kind], value)
+            for metric, value in a.bounds.items():
+                bound.add_metric(labels + [metric], value)
+            for (metric, kind), value in a.improvement.items():
+                improvement.add_metric(labels + [metric, kind], value)
+        yield from (events, updated, decision, statistic, threshold, drifting, performance, bound, improvement)
+
+    def describe(self):
+        return []
+
+
 class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry, max_feature_series: int = 100,
                  max_model_series: int = 1000) -> None:
         self.registry = registry
         self.max_feature_series = max_feature_series
         self.max_model_series = max_model_series
-        self._models: set[tuple[str, str]] = set()
-        self._features: dict[tuple[str, str], set[str]] = {}
+        self._counted: set[tuple[str, str]] = set()  # model versions with their own counter labels, for good
+        self._named: set[str] = set()  # model names with their own alert counter labels, for good
+        self.applied = AppliedModels(max_model_series, max_feature_series)
         r = registry
+        r.register(self.applied)
         self.events = Counter("driftline_events_processed", "Valid inference events applied to state.",
                               ["model", "model_version"], registry=r)
         self.rejected = Counter("driftline_events_rejected", "Events or messages sent to the dead-letter topic.",
@@ -53,14 +170,6 @@ class WorkerMetrics:
                                    ["model"], buckets=_LAG_BUCKETS, registry=r)
         self.consumer_lag = Gauge("driftline_consumer_lag_messages", "Messages in the partition not yet "
                                   "processed by this worker.", ["topic", "partition"], registry=r)
-        self.statistic = Gauge("driftline_drift_statistic", "Latest value of a detector's decision statistic "
-                               "(higher is more drifted; window tests: -log10 p-value).",
-                               ["model", "model_version", "feature", "detector"], registry=r)
-        self.threshold = Gauge("driftline_drift_threshold", "What driftline_drift_statistic is compared with.",
-                               ["model", "model_version", "feature", "detector"], registry=r)
-        self.drifting = Gauge("driftline_feature_drifting", "1 while a feature's drift episode is open (from its "
-                              "firing to its resolved message), else 0.",
-                              ["model", "model_version", "feature"], registry=r)
         self.alerts = Counter("driftline_alerts_published", "Alerts published on the control topic (firings: "
                               "each opens an episode).", ["model", "type", "severity"], registry=r)
         self.resolved = Counter("driftline_alerts_resolved", "Episodes closed with a resolved message on the "
@@ -82,61 +191,52 @@ class WorkerMetrics:
                                "the offset saved in Redis; the worker went back to Redis's.", registry=r)
         self.last_save = Gauge("driftline_last_state_save_timestamp_seconds", "When this worker last saved state "
                                "to Redis.", registry=r)
-        self.performance = Gauge("driftline_model_performance", "A model version's performance on the latest "
-                                 "window: kind is realized (from labels) or estimated (from scores).",
-                                 ["model", "model_version", "metric", "kind"], registry=r)
-        self.performance_bound = Gauge("driftline_model_performance_bound", "The bound below which a performance "
-                                       "metric raises an alert.", ["model", "model_version", "metric"], registry=r)
-        self.improvement_bound = Gauge("driftline_model_performance_improvement_bound", "Past this bound (accuracy "
-                                       "above, MAE below) the latest window is better than the baseline: an "
-                                       "improvement, shown in status, never alerted.",
-                                       ["model", "model_version", "metric", "kind"], registry=r)
-        self.dropped_series = Counter("driftline_metric_series_dropped", "Per-feature series not exported: the "
-                                      "model version has more features than max_feature_series.",
+        self.dropped_series = Counter("driftline_metric_series_dropped", "Per-model series not exported: the "
+                                      "model version has more features than max_feature_series (label: the "
+                                      "model), or is past max_model_series (label: __other__).",
                                       ["model"], registry=r)
         self.bounds_hit = Counter("driftline_bounds_hit", "Events dead-lettered because they were past a bound "
                                   "(see README, Limits).", ["bound"], registry=r)
         for bound in BOUND_CODES:
             self.bounds_hit.labels(bound)
 
-    def _model_labels(self, model: str, version: str) -> tuple[str, str] | None:
-        """The labels of a model version's series, or None past ``max_model_series`` (then ``__other__``)."""
+    def _model_labels(self, model: str, version: str) -> tuple[str, str]:
+        """The labels of a model version's counters: its own, or ``__other__`` past ``max_model_series``."""
         key = (model, version)
-        if key in self._models:
+        if key in self._counted:
             return key
-        if len(self._models) < self.max_model_series:
-            self._models.add(key)
+        if len(self._counted) < self.max_model_series:
+            self._counted.add(key)
             return key
-        return None
+        return OTHER, OTHER
 
     def _model_label(self, model: str) -> str:
-        return model if any(m == model for m, _v in self._models) or \
-            len(self._models) < self.max_model_series else OTHER
+        """A model name as an alert counter's label; bounded even for models that never had state."""
+        if model in self._named:
+            return model
+        if len(self._named) < self.max_model_series:
+            self._named.add(model)
+            return model
+        return OTHER
 
-    def _exported(self, model: str, version: str, feature: str) -> bool:
-        if self._model_labels(model, version) is None:
-            self.dropped_series.labels(OTHER).inc()
-            return False
-        allowed = self._features.setdefault((model, version), set())
-        if feature in allowed:
-            return True
-        if len(allowed) < self.max_feature_series:
-            allowed.add(feature)
-            return True
-        self.dropped_series.labels(model).inc()
-        return False
+    def owned_partitions(self, partitions: set[int]) -> None:
+        """A rebalance assigned ``partitions``: the gauges of models on other partitions are dropped."""
+        self.applied.own(partitions)
 
-    def observe(self, outcome: BatchOutcome, seconds: float, now: float | None = None) -> None:
+    def observe(self, outcome: BatchOutcome, seconds: float, now: float | None = None,
+                partitions: dict[str, int] | None = None) -> None:
+        """Count a saved batch; ``partitions`` gives each model's partition (from the message keys)."""
         now = time.time() if now is None else now
+        partitions = partitions or {}
         self.batches.inc()
         self.batch_seconds.observe(seconds)
         self.redelivered.inc(outcome.skipped_messages)
         self.last_save.set(now)
-        for (model, version), n in outcome.events_by_model.items():
-            self.events.labels(*(self._model_labels(model, version) or (OTHER, OTHER))).inc(n)
-        for (model, version), newest in outcome.newest_event_time.items():
-            labels = self._model_labels(model, version)
-            self.event_lag.labels(OTHER if labels is None else model).observe(max(0.0, now - newest))
+        for key, n in outcome.events_by_model.items():
+            self.events.labels(*self._model_labels(*key)).inc(n)
+        for key, newest in outcome.newest_event_time.items():
+            model = self._model_labels(*key)[0]
+            self.event_lag.labels(model).observe(max(0.0, now - newest))
         for reason, n in outcome.rejected_by_reason.items():
             self.rejected.labels(reason).inc(n)
             if reason in BOUND_CODES:
@@ -151,75 +251,42 @@ class WorkerMetrics:
             self.alerts.labels(model, alert["type"], alert["severity"]).inc()
             if alert["type"] == "retrain":
                 self.triggers.labels(model).inc()
-        for (model, version), readings in outcome.performance.items():
-            if self._model_labels(model, version) is None:
+        touched = {**outcome.events_total, **outcome.readings, **outcome.drifting, **outcome.performance}
+        for key in touched:
+            partition = partitions.get(key[0])
+            if not self.applied.owns(partition):
                 continue
-            for metric, kind, value, bound, better in readings:
-                self.performance.labels(model, version, metric, kind).set(value)
-                if bound is not None:
-                    self.performance_bound.labels(model, version, metric).set(bound)
-                if better is not None:
-                    self.improvement_bound.labels(model, version, metric, kind).set(better)
-        for (model, version), readings in outcome.readings.items():
-            for feature, detector, statistic, threshold in readings:
-                if self._exported(model, version, feature):
-                    self.statistic.labels(model, version, feature, detector).set(statistic)
-                    self.threshold.labels(model, version, feature, detector).set(threshold)
-        for (model, version), drifting in outcome.drifting.items():
-            for feature, flag in drifting.items():
-                if self._exported(model, version, feature):
-                    self.drifting.labels(model, version, feature).set(1 if flag else 0)
+            applied = self.applied.entry(key, partition)
+            if applied is None:
+                self.dropped_series.labels(OTHER).inc()
+                continue
+            self._record(applied, key, outcome, now)
+
+    def _record(self, applied: _Applied, key: tuple[str, str], outcome: BatchOutcome, now: float) -> None:
+        if key in outcome.events_total:
+            applied.events = outcome.events_total[key]
+            applied.updated = now
+        applied.decision = outcome.decisions.get(key, applied.decision)
+        for metric, kind, value, bound, better in outcome.performance.get(key, ()):
+            applied.performance[(metric, kind)] = value
+            if bound is not None:
+                applied.bounds[metric] = bound
+            if better is not None:
+                applied.improvement[(metric, kind)] = better
+        allowed = self.applied.feature_allowed
+        for feature, detector, statistic, threshold in outcome.readings.get(key, ()):
+            if allowed(applied, feature):
+                applied.statistics[(feature, detector)] = (statistic, threshold)
+            else:
+                self.dropped_series.labels(self._model_labels(*key)[0]).inc()
+        for feature, flag in outcome.drifting.get(key, {}).items():
+            if allowed(applied, feature):
+                applied.drifting[feature] = flag
+            else:
+                self.dropped_series.labels(self._model_labels(*key)[0]).inc()
 
     def set_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
         self.consumer_lag.labels(topic, str(partition)).set(max(0, lag))
-
-
-class RedisModelCollector:
-    """Model versions' event counts, last updates and decisions, read from Redis when Prometheus scrapes: the
-    ``max_model_series`` most recently updated versions.
-
-    The decision (``driftline_model_decision``: 0 continue, 1 retrain) is the retrain policy's verdict saved
-    in the version's state; it is exported for the same model versions as ``driftline_model_events``, so it
-    adds no label values of its own.
-    """
-
-    def __init__(self, store, max_model_series: int = 1000) -> None:
-        self._store = store
-        self.max_model_series = max_model_series
-
-    def collect(self):
-        events = GaugeMetricFamily("driftline_model_events", "Events applied for a model version, by all workers "
-                                   "(the same number as `driftline status`).", labels=["model", "model_version"])
-        updated = GaugeMetricFamily("driftline_model_last_update_timestamp_seconds", "When a model version's "
-                                    "state was last saved, by any worker.", labels=["model", "model_version"])
-        try:
-            summaries = self._store.model_summaries()
-        except Exception:  # a scrape must not fail because Redis is briefly away
-            summaries = {}
-        newest = sorted(summaries.items(), key=lambda item: -item[1]["updated"])[:self.max_model_series]
-        for (model, version), summary in newest:
-            events.add_metric([model, version], summary["events"])
-            updated.add_metric([model, version], summary["updated"])
-        yield events
-        yield updated
-        yield self._decisions([key for key, _summary in newest])
-
-    def _decisions(self, models: list[tuple[str, str]]) -> GaugeMetricFamily:
-        decision = GaugeMetricFamily("driftline_model_decision", "What Driftline decides for a model version: "
-                                     "1 retrain, 0 continue (the retrain policy's current verdict; `driftline "
-                                     "status` says why).", labels=["model", "model_version"])
-        try:
-            states = self._store.load(models) if models else {}
-        except Exception:  # as above: a scrape never fails on Redis
-            states = {}
-        for (model, version), state in states.items():
-            verdict = decision_of(state)
-            if verdict is not None:
-                decision.add_metric([model, version], 1.0 if verdict == "retrain" else 0.0)
-        return decision
-
-    def describe(self):
-        return []
 
 
 def decision_of(state: dict | bytes | None) -> str | None:

@@ -54,9 +54,10 @@ def column_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--features", metavar="a,b,c", help="only these columns are features")
 
 
-def model_flags(parser: argparse.ArgumentParser) -> None:
+def model_flags(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """Which model version a reading command is about."""
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", required=required, help=None if required else "one model's full status "
+                        "(without it: a page of all model versions)")
     parser.add_argument("--model-version", help="default: the version updated last")
 
 

@@ -1,4 +1,10 @@
-"""``driftline status``: a model's statistics, episodes and performance, read from Redis."""
+"""``driftline status``: a model's statistics, episodes and performance, read from Redis; or, without a
+model, one page of all model versions.
+
+Its cost does not grow with the number of models beyond one read of the models registry: one model's status
+loads that model's state only (with ``--model-version``, not even the registry), and the list loads the
+states of the page it shows, never every state.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,11 @@ from stream_processors.errors import DriftlineError, UnknownModel
 from stream_processors.config import Settings
 from stream_processors.state import RedisStateStore
 
-__all__ = ["add_parser", "decision_lines", "load_monitor", "model_status", "print_status", "run"]
+__all__ = ["SORTS", "add_parser", "decision_lines", "list_models", "load_monitor", "model_page", "model_status",
+           "print_page", "print_status", "run"]
+
+SORTS = ("recent", "stale", "name", "events")
+"""Orders of the model list: last update newest first or oldest first, model name, most events first."""
 
 
 def load_monitor(settings: Settings, model: str, version: str | None = None):
@@ -22,17 +32,19 @@ def load_monitor(settings: Settings, model: str, version: str | None = None):
 
     store = RedisStateStore(settings.redis, settings.app_id)
     store.ping()
-    known = store.models()
-    versions = {v: t for (m, v), t in known.items() if m == model}
-    if not versions:
-        names = sorted({m for m, _ in known})
-        hint = f"known models: {', '.join(names)}" if names else "no model has been seen yet"
-        raise UnknownModel(f"unknown model {model!r} for worker app {settings.app_id!r}; {hint}")
-    if version is None:
-        version = max(versions, key=versions.get)
-    elif version not in versions:
-        raise UnknownModel(f"model {model!r} has no version {version!r}; versions seen: {sorted(versions)}")
-    state = store.load([(model, version)])[(model, version)]
+    if version is not None:  # one key read; the registry only to explain an unknown model or version
+        state = store.load([(model, version)])[(model, version)]
+        if state is None:
+            _unknown(store.models(), settings.app_id, model, version)
+        versions = [version]
+    else:
+        known = store.models()
+        seen = {v: t for (m, v), t in known.items() if m == model}
+        if not seen:
+            _unknown(known, settings.app_id, model, None)
+        version = max(seen, key=seen.get)
+        versions = sorted(seen)
+        state = store.load([(model, version)])[(model, version)]
     try:
         monitor = ModelMonitor.from_dict(state, logic_params(settings).monitor)
     except BaseException as exc:  # noqa: BLE001 - damaged state (river's panics included) is reported, not raised
@@ -41,7 +53,86 @@ def load_monitor(settings: Settings, model: str, version: str | None = None):
         raise DriftlineError(f"the saved state of model {model!r} version {version!r} cannot be read "
                              f"({type(exc).__name__}); the worker quarantines it and starts the version afresh "
                              "at its next event") from None
-    return monitor, store, sorted(versions)
+    return monitor, store, versions
+
+
+def _unknown(known: dict[tuple[str, str], float], app_id: str, model: str, version: str | None) -> None:
+    """Raise ``UnknownModel`` naming what there is; returns if the registry knows the version after all (its
+    state is then missing, which ``ModelMonitor.from_dict`` reports)."""
+    versions = sorted(v for m, v in known if m == model)
+    if version in versions:
+        return
+    if version is not None and versions:
+        raise UnknownModel(f"model {model!r} has no version {version!r}; versions seen: {versions}")
+    names = sorted({m for m, _ in known})
+    shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more (`driftline status` lists them)"
+                                     if len(names) > 20 else "")
+    hint = f"known models: {shown}" if names else "no model has been seen yet"
+    raise UnknownModel(f"unknown model {model!r} for worker app {app_id!r}; {hint}")
+
+
+def list_models(summaries: dict[tuple[str, str], dict], sort: str, limit: int) -> list[tuple[str, str]]:
+    """The model versions of one page, in the order asked for."""
+    orders = {
+        "recent": lambda kv: (-kv[1]["updated"], kv[0]),
+        "stale": lambda kv: (kv[1]["updated"], kv[0]),
+        "name": lambda kv: kv[0],
+        "events": lambda kv: (-kv[1]["events"], kv[0]),
+    }
+    return [key for key, _summary in sorted(summaries.items(), key=orders[sort])[:max(0, limit)]]
+
+
+def model_page(settings: Settings, sort: str = "recent", limit: int = 20, now: float | None = None) -> dict:
+    """One page of model versions with their decision and drifting features: one read of the registry, and
+    the states of the page only."""
+    from detectors.model.monitor import ModelMonitor
+    from stream_processors.batch import logic_params
+
+    store = RedisStateStore(settings.redis, settings.app_id)
+    store.ping()
+    summaries = store.model_summaries()
+    page = list_models(summaries, sort, limit)
+    states = store.load(page) if page else {}
+    params = logic_params(settings).monitor
+    rows = []
+    for key in page:
+        row = {"model": key[0], "model_version": key[1], "events": summaries[key]["events"],
+               "updated": summaries[key]["updated"], "decision": None, "drifting": None}
+        try:
+            monitor = ModelMonitor.from_dict(states.get(key), params)
+            row["decision"] = monitor.policy.verdict["verdict"]
+            row["drifting"] = sorted(f for f, flag in monitor.drifting().items() if flag)
+        except BaseException as exc:  # noqa: BLE001 - one damaged state must not hide the rest of the page
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+        rows.append(row)
+    return {"total": len(summaries), "sort": sort, "limit": limit,
+            "now": time.time() if now is None else now, "models": rows}
+
+
+def print_page(page: dict, out=sys.stdout) -> None:
+    total, rows = page["total"], page["models"]
+    if not total:
+        out.write("no model has been seen yet\n")
+        return
+    out.write(f"{len(rows)} of {total} model versions, sorted by {page['sort']}"
+              f"{'' if len(rows) == total else ' (--limit for more, --sort for another order)'}; "
+              "`driftline status --model M` for one model's statistics\n")
+    out.write(f"  {'MODEL':24} {'VERSION':10} {'DECISION':9} {'EVENTS':>10} {'UPDATED':>10}  DRIFTING\n")
+    for r in rows:
+        age = _age(page["now"] - r["updated"])
+        decision = (r["decision"] or "unreadable").upper()
+        drifting = "-" if r["drifting"] is None else (", ".join(r["drifting"]) or "none")
+        out.write(f"  {r['model']:24} {r['model_version']:10} {decision:9} {r['events']:>10} {age:>10}  "
+                  f"{drifting}\n")
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
 
 
 def model_status(settings: Settings, model: str, version: str | None = None) -> dict:
@@ -143,18 +234,32 @@ def _fmt(x: float | None) -> str:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("status", help="show a model's decision and statistics from Redis",
-                       description="Show what Driftline decides for a model version (continue or retrain, "
-                                   "why, since when: the retrain policy's current verdict), then the statistics "
-                                   "the workers keep: per feature count, missing, mean, std, min, max and "
-                                   "quantiles, or category frequencies.",
+    p = sub.add_parser("status", help="show a model's decision and statistics from Redis, or list the models",
+                       description="With --model: show what Driftline decides for a model version (continue or "
+                                   "retrain, why, since when: the retrain policy's current verdict), then the "
+                                   "statistics the workers keep: per feature count, missing, mean, std, min, max "
+                                   "and quantiles, or category frequencies. Without --model: one page of the "
+                                   "model versions (how many there are in all, then per version its decision, "
+                                   "events, last update and drifting features), the most recently updated first; "
+                                   "--sort stale puts first the versions that stopped receiving events.",
                        epilog=ENV_HELP)
-    model_flags(p)
+    model_flags(p, required=False)
+    p.add_argument("--limit", type=int, default=20, metavar="N",
+                   help="without --model: how many model versions to list (default: 20)")
+    p.add_argument("--sort", choices=SORTS, default="recent",
+                   help="without --model: recent (last update, newest first; the default), stale (oldest "
+                        "first), name, or events (most first)")
     p.add_argument("--json", action="store_true", help="print the status as one JSON object")
     connection_flags(p)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.model is None:
+        if args.model_version is not None:
+            raise DriftlineError("--model-version needs --model")
+        page = model_page(settings, args.sort, args.limit)
+        dump(page) if args.json else print_page(page)
+        return 0
     status = model_status(settings, args.model, args.model_version)
     if args.json:
         dump(status)

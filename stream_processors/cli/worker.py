@@ -36,12 +36,11 @@ def run_worker(settings: Settings) -> int:
     exit_on_refused_login(settings.kafka.describe(), settings.secrets())
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from stream_processors.metrics import RedisModelCollector, WorkerMetrics
+    from stream_processors.metrics import WorkerMetrics
 
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry, max_feature_series=settings.max_feature_series,
                             max_model_series=settings.max_model_series)
-    registry.register(RedisModelCollector(RedisStateStore(settings.redis, settings.app_id), settings.max_model_series))
     if settings.metrics_port:
         try:
             start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)

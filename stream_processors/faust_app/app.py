@@ -30,7 +30,6 @@ import asyncio
 import gc
 import logging
 import os
-import tempfile
 import threading
 import time
 import traceback
@@ -40,15 +39,15 @@ import faust
 import orjson
 from aiokafka.errors import KafkaError
 
-from producers.kafka import faust_broker_settings
 from stream_processors.alerts import control_record, state_lost_alert
 from stream_processors.errors import ServiceUnavailable
+from stream_processors.faust_app.options import faust_options
 from stream_processors.metrics import WorkerMetrics
 from stream_processors.batch import BatchOutcome, BatchProcessor, IncomingMessage, is_fatal
 from stream_processors.config import Settings
 from stream_processors.state import RedisStateStore
 
-__all__ = ["AGENT_FAILED_EXIT", "build_app", "chunks"]
+__all__ = ["AGENT_FAILED_EXIT", "build_app", "chunks", "model_partitions"]
 
 _log = logging.getLogger("driftline.worker")
 _RETRY_S = (0.5, 1.0, 2.0, 5.0)
@@ -74,29 +73,7 @@ def chunks(messages: list[IncomingMessage], max_messages: int, max_bytes: int) -
 
 
 def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
-    os.makedirs(os.path.join(tempfile.gettempdir(), "driftline-faust"), exist_ok=True)
-    app = faust.App(
-        settings.app_id,
-        **faust_broker_settings(settings.kafka),
-        store="memory://",
-        # faust makes a data directory for local tables even when there are none (Redis holds the state):
-        # under the temp dir, not wherever the worker was started
-        datadir=os.path.join(tempfile.gettempdir(), "driftline-faust", "{conf.name}"),
-        value_serializer="raw",
-        key_serializer="raw",
-        web_enabled=False,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-        broker_commit_interval=1.0,
-        topic_partitions=settings.topic_partitions,
-        producer_max_request_size=settings.max_message_bytes + 262_144,
-        consumer_max_fetch_size=max(4 * 1024 * 1024, settings.max_message_bytes * 2),
-        stream_buffer_maxsize=max(4096, settings.batch_max_messages * 4),
-        # A rebalance does not wait for a batch in flight (it may be waiting for Redis): the compare-and-set
-        # on the offsets keeps a late commit from overwriting the new owner's state.
-        stream_wait_empty=False,
-    )
+    app = faust.App(settings.app_id, **faust_options(settings))
     store = RedisStateStore(settings.redis, settings.app_id)
     signer = settings.signer()
     processor = BatchProcessor(settings, store)
@@ -151,7 +128,8 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
                 await asyncio.sleep(0.05)  # the redo skips what the other worker applied; no need to spin
                 continue
             try:
-                metrics.observe(outcome, time.perf_counter() - started)
+                metrics.observe(outcome, time.perf_counter() - started,
+                                partitions=model_partitions(messages, settings.inference_topic))
             except Exception as exc:  # noqa: BLE001 - the state is saved; a metric must not take the worker down
                 _log.warning("metrics not updated (%s: %s)", type(exc).__name__, exc)
             if outcome.events or outcome.dead_letters:
@@ -189,7 +167,19 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
         if revoked:
             _log.info("partitions revoked: %s", sorted(f"{tp.topic}:{tp.partition}" for tp in revoked))
 
+    @app.on_partitions_assigned.connect
+    async def _assigned(app, assigned, **kwargs) -> None:
+        # the gauges of models whose partitions went to another worker are that worker's to export now; a
+        # model's events (and so its gauges) come from its partition of the inference topic
+        metrics.owned_partitions({tp.partition for tp in assigned if tp.topic == settings.inference_topic})
+
     return app
+
+
+def model_partitions(messages: list[IncomingMessage], inference_topic: str) -> dict[str, int]:
+    """Each model's partition of the inference topic, from the message keys (producers key by model)."""
+    return {m.key.decode("utf-8", "replace"): m.partition for m in messages
+            if m.key and m.topic == inference_topic}
 
 
 def _record_lag(app: faust.App, metrics: WorkerMetrics, events) -> None:

@@ -34,6 +34,7 @@ def test_throughput_prints_every_figure() -> None:
         rf"one event per message, events/s \(floor: counting\)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+>= 0\.6",
         rf"latency at {NUMBER} ev/s, p50/p95/p99 s\s+{NUMBER}/{NUMBER}/{NUMBER}\s+p99 <= 1",
         rf"the same from Kafka \(SDK buffering left out\)\s+{NUMBER}/{NUMBER}/{NUMBER}",
+        rf"worker: mean batch s, busy\s+{NUMBER},\s+{NUMBER}%",
         rf"worker RSS growth, .* events\s+{NUMBER}%",
         rf"Redis used_memory growth, .* events\s+{NUMBER}%",
         rf"Redis bytes per 20-feature model version\s+{NUMBER}",
@@ -50,8 +51,8 @@ def test_scaling_prints_every_figure() -> None:
     summary = out.split("\nsummary\n", 1)[1]
     assert re.search(rf"^1\s+{NUMBER}$", summary, re.M), summary
     assert re.search(rf"^2\s+{NUMBER}\s+two/one {NUMBER}$", summary, re.M), summary
-    rows = re.findall(rf"^([\d,]+)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}$", summary,
-                      re.M)
-    assert rows == ["10", "100"], summary
-    assert re.search(rf"100 vs 10 models: events/s x{NUMBER}, status x{NUMBER}, /metrics x{NUMBER}", summary)
+    rows = re.findall(rf"^([\d,]+)(?:\s+{NUMBER}){{8}}\s+([\d,]+)$", summary, re.M)
+    assert rows == [("10", "10"), ("100", "100")], summary  # every model version exported, under the cap
+    assert re.search(rf"100 vs 10 models: events/s x{NUMBER}, status x{NUMBER}, --model-version x{NUMBER}, "
+                     rf"list x{NUMBER}, /metrics x{NUMBER}", summary), summary
     assert re.search(r"machine: \d+ cores, .*GiB memory", summary), summary

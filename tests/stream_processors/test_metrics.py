@@ -3,7 +3,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from producers.events import encode_envelope
 from producers.example_data import drifting_credit_data
 from producers.replay import plan_columns, rows_to_events
-from stream_processors.metrics import METRIC_NAMES, RedisModelCollector, WorkerMetrics
+from stream_processors.metrics import METRIC_NAMES, OTHER, WorkerMetrics
 from stream_processors.batch import BatchProcessor, IncomingMessage
 from stream_processors.config import Settings
 from stream_processors.state import MemoryStateStore
@@ -60,20 +60,22 @@ def test_feature_series_are_capped_per_model_and_the_rest_counted():
     assert registry.get_sample_value("driftline_metric_series_dropped_total", {"model": "credit"}) > 0
 
 
-def test_model_status_comes_from_the_store_at_scrape_time():
-    store = MemoryStateStore()
+def test_model_gauges_are_what_this_worker_applied_without_reading_redis():
     registry = CollectorRegistry()
-    registry.register(RedisModelCollector(store))
-    assert registry.get_sample_value("driftline_model_events", {"model": "credit", "model_version": "1"}) is None
-    _run(WorkerMetrics(CollectorRegistry()), store)  # another worker's work, seen through the store
-    assert registry.get_sample_value("driftline_model_events", {"model": "credit", "model_version": "1"}) == 16000
+    metrics = WorkerMetrics(registry)
+    store = MemoryStateStore()
+    _run(metrics, store)
+    summary = store.model_summaries()[("credit", "1")]
+    labels = {"model": "credit", "model_version": "1"}
+    assert registry.get_sample_value("driftline_model_events", labels) == summary["events"] == 16000
+    newest = store.load([("credit", "1")])[("credit", "1")]["last_event_time"]
+    assert registry.get_sample_value("driftline_model_last_update_timestamp_seconds", labels) == newest + 2.0
 
 
 def test_the_decision_gauge_is_the_verdict_saved_in_each_model_state():
     store = MemoryStateStore()
     registry = CollectorRegistry()
-    registry.register(RedisModelCollector(store))
-    _run(WorkerMetrics(CollectorRegistry()), store)
+    _run(WorkerMetrics(registry), store)
     saved = store.load([("credit", "1")])[("credit", "1")]
     expected = {"continue": 0.0, "retrain": 1.0}[saved["policy"]["verdict"]["verdict"]]
     assert registry.get_sample_value("driftline_model_decision", {"model": "credit", "model_version": "1"}) \
@@ -84,10 +86,68 @@ def test_the_decision_gauge_is_the_verdict_saved_in_each_model_state():
     assert expected == 0.0
 
 
+def _model_series(registry) -> set[tuple[str, str]]:
+    """The model versions with gauges (counters keep this worker's totals for good)."""
+    return {(s.labels["model"], s.labels["model_version"]) for m in registry.collect() if m.type == "gauge"
+            for s in m.samples if "model_version" in s.labels}
+
+
+def _two_models_outcome():
+    processor = BatchProcessor(Settings(), MemoryStateStore())
+    frame = drifting_credit_data(n=200, seed=1, shift_sigma=0.0)
+    messages = []
+    for i, model in enumerate(("alpha", "beta")):
+        events, _ = rows_to_events(frame, plan_columns(frame), model)
+        messages.append(IncomingMessage("t", i, 0, encode_envelope(model, events, "1"), model.encode()))
+    return processor.process(messages), {"alpha": 0, "beta": 1}
+
+
+def test_a_rebalance_drops_the_gauges_of_models_whose_partition_moved_away():
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    outcome, partitions = _two_models_outcome()
+    metrics.observe(outcome, 0.01, partitions=partitions)
+    assert _model_series(registry) == {("alpha", "1"), ("beta", "1")}
+    metrics.owned_partitions({1})
+    assert _model_series(registry) == {("beta", "1")}
+    # a batch of the revoked partition saved late (it was in flight) does not bring its gauges back
+    metrics.observe(outcome, 0.01, partitions=partitions)
+    assert _model_series(registry) == {("beta", "1")}
+    # the counters are this worker's totals: they stay
+    assert registry.get_sample_value("driftline_events_processed_total", {"model": "alpha", "model_version": "1"}) \
+        == 2 * outcome.events_by_model[("alpha", "1")] == 400
+
+
+def test_model_versions_past_the_cap_are_not_exported_and_are_counted():
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, max_model_series=1)
+    outcome, partitions = _two_models_outcome()
+    metrics.observe(outcome, 0.01, partitions=partitions)
+    assert _model_series(registry) == {("alpha", "1")}
+    assert registry.get_sample_value("driftline_metric_series_dropped_total", {"model": OTHER}) == 1
+    # a freed slot (alpha's partition moved) is taken by the next model applied
+    metrics.owned_partitions({1})
+    metrics.observe(outcome, 0.01, partitions=partitions)
+    assert _model_series(registry) == {("beta", "1")}
+
+
+def test_alert_counter_labels_are_capped_for_models_without_state_too():
+    from stream_processors.batch import BatchOutcome
+
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, max_model_series=3)
+    alerts = [{"model": f"m{i}", "type": "data_quality", "severity": "warning"} for i in range(10)]
+    metrics.observe(BatchOutcome(alerts=alerts), 0.01)
+    models = {s.labels["model"] for m in registry.collect() if m.name == "driftline_alerts_published"
+              for s in m.samples if s.name.endswith("_total")}
+    assert models == {"m0", "m1", "m2", OTHER}
+    assert registry.get_sample_value("driftline_alerts_published_total",
+                                     {"model": OTHER, "type": "data_quality", "severity": "warning"}) == 7
+
+
 def test_every_exported_name_is_declared():
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)
-    registry.register(RedisModelCollector(MemoryStateStore()))
     _run(metrics, MemoryStateStore())
     metrics.set_consumer_lag("t", 0, 5)
     metrics.triggers.labels("credit")

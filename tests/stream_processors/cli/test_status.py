@@ -1,0 +1,42 @@
+"""The model list of `driftline status`: its order against pandas', its page bound and how it reads."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stream_processors.cli.status import SORTS, list_models, print_page
+
+
+def _summaries(n=200, seed=5):
+    rng = np.random.default_rng(seed)
+    return {(f"m{i % 37}", str(i)): {"events": int(rng.integers(0, 50)), "updated": float(rng.integers(0, 100))}
+            for i in range(n)}
+
+
+@pytest.mark.parametrize("sort", SORTS)
+def test_a_page_is_the_head_of_the_whole_list_in_the_order_asked(sort):
+    summaries = _summaries()
+    frame = pd.DataFrame([{"model": m, "version": v, **s} for (m, v), s in summaries.items()])
+    by, ascending = {"recent": (["updated", "model", "version"], [False, True, True]),
+                     "stale": (["updated", "model", "version"], [True, True, True]),
+                     "name": (["model", "version"], [True, True]),
+                     "events": (["events", "model", "version"], [False, True, True])}[sort]
+    expected = frame.sort_values(by, ascending=ascending, kind="stable").head(25)
+    assert list_models(summaries, sort, 25) == list(zip(expected["model"], expected["version"]))
+    assert list_models(summaries, sort, 0) == []
+
+
+def test_the_page_says_how_many_there_are_and_marks_unreadable_states():
+    page = {"total": 3, "sort": "recent", "limit": 2, "now": 1000.0, "models": [
+        {"model": "credit", "model_version": "2", "events": 5000, "updated": 990.0, "decision": "retrain",
+         "drifting": ["income", "age"]},
+        {"model": "fraud", "model_version": "1", "events": 12, "updated": -6200.0, "decision": None,
+         "drifting": None}]}
+    out = io.StringIO()
+    print_page(page, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("2 of 3 model versions, sorted by recent (--limit for more")
+    assert lines[2].split() == ["credit", "2", "RETRAIN", "5000", "10s", "ago", "income,", "age"]
+    assert lines[3].split() == ["fraud", "1", "UNREADABLE", "12", "2h", "ago", "-"]
