@@ -169,7 +169,8 @@ def _cluster_nodes(text: str) -> list[tuple[str, int]]:
         host, sep, port = entry.rpartition(":")
         host = host.strip("[]")  # [::1]:7000
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "@" in host or "/" in host:
-            raise ConfigError(f"DRIFTLINE_REDIS_CLUSTER_NODES: {entry[:100]!r} is not host:port; give the "
+            shown = f"***@{entry.rpartition('@')[2]}" if "@" in entry else entry  # never a password it holds
+            raise ConfigError(f"DRIFTLINE_REDIS_CLUSTER_NODES: {shown[:100]!r} is not host:port; give the "
                               "cluster's startup nodes as host:port,host:port (credentials go in DRIFTLINE_REDIS_URL "
                               "or DRIFTLINE_REDIS_PASSWORD_FILE)")
         nodes.append((host, int(port)))

@@ -83,3 +83,24 @@ def test_a_worker_refuses_topics_of_different_partition_counts(settings):
     lines = [line for line in refused.stderr.splitlines() if "partition count" in line]
     assert len(lines) == 1 and f"{labels}: 2" in lines[0] and f"{settings.inference_topic}: " in lines[0], \
         refused.stderr[-2000:]
+
+
+@pytest.mark.parametrize("redis_backend", ["cluster"], indirect=True)
+def test_profile_and_the_triggers_ledger_work_on_the_cluster(settings, tmp_path):
+    from redis.cluster import RedisCluster
+
+    from stream_processors.state import RedisStateStore
+    from stream_processors.state.trigger_ledger import TriggerLedger
+
+    assert isinstance(settings.redis.client(), RedisCluster)
+    data = tmp_path / "train.csv"
+    drifting_credit_data(n=2000, seed=5).to_csv(data, index=False)
+    done = run_cli(settings, "profile", "--model", "credit", "--model-version", "1", "--data", str(data))
+    assert done.returncode == 0, done.stderr[-2000:]
+    profile = RedisStateStore(settings.redis, settings.app_id).profiles([("credit", "1")])[("credit", "1")]
+    assert profile["model"] == "credit" and profile["model_version"] == "1"
+    ledger = TriggerLedger(settings.redis, settings.app_id, settings.control_topic)
+    assert not ledger.is_done("t1")
+    ledger.mark_done("t1")
+    ledger.park("0:5")
+    assert ledger.is_done("t1") and ledger.is_parked("0:5") and not ledger.is_parked("0:6")
