@@ -23,18 +23,15 @@ import time
 
 import orjson
 
+from stream_processors.errors import ServiceUnavailable
 from stream_processors.state.keys import AppKeys, parse_member, part, unpart
 
-__all__ = ["LayoutError", "prepare", "recorded_partitions", "relocate"]
+__all__ = ["prepare", "recorded_partitions", "relocate"]
 
 _log = logging.getLogger(__name__)
 LOCK_TTL_S = 600
 _HASHES = ("offsets", "models", "quarantined", "labels")
 _PER_MODEL = ("state", "pred", "label", "waiting")
-
-
-class LayoutError(RuntimeError):
-    """The keys could not be put in place (another worker holds the lock for too long)."""
 
 
 def recorded_partitions(client, keys: AppKeys) -> int | None:
@@ -47,7 +44,9 @@ def recorded_partitions(client, keys: AppKeys) -> int | None:
 
 
 def prepare(client, keys: AppKeys, wait_s: float = LOCK_TTL_S) -> int:
-    """Make sure the app's keys are laid out for ``keys.partitions``; the number of keys and fields moved."""
+    """Make sure the app's keys are laid out for ``keys.partitions``; the number of keys and fields moved.
+    ServiceUnavailable when another worker has held the lock past ``wait_s`` (this worker then exits, and its
+    supervisor starts it again)."""
     deadline = time.monotonic() + wait_s
     while True:
         if recorded_partitions(client, keys) == keys.partitions:
@@ -63,7 +62,7 @@ def prepare(client, keys: AppKeys, wait_s: float = LOCK_TTL_S) -> int:
                              moved, keys.app_id, keys.partitions)
             return moved
         if time.monotonic() > deadline:
-            raise LayoutError(f"another worker has been moving the keys of app {keys.app_id!r} for {wait_s:.0f}s "
+            raise ServiceUnavailable(f"another worker has been moving the keys of app {keys.app_id!r} for {wait_s:.0f}s "
                               f"(lock {keys.relocating}); wait for it, or delete that key if no worker runs")
         time.sleep(0.5)
 

@@ -14,7 +14,8 @@ from producers.partitioning import partition_for
 from stream_processors.config import RedisConnection, load_settings
 from stream_processors.state import RedisStateStore, redis_client
 from stream_processors.state.keys import AppKeys
-from stream_processors.state.layout import LayoutError, prepare
+from stream_processors.errors import ServiceUnavailable
+from stream_processors.state.layout import prepare
 from tests.integration.redis_cluster import redis_cluster  # noqa: F401 - the cluster case's own cluster
 
 pytestmark = pytest.mark.integration
@@ -111,7 +112,7 @@ def test_a_move_that_stopped_half_way_is_finished_by_the_next_worker(connection)
             client.hset(keys.for_model(model).label_counts,
                         f"{model}:pending", 1)
         client.set(keys.relocating, "4", ex=1)  # its lock, which expires
-        with pytest.raises(LayoutError):
+        with pytest.raises(ServiceUnavailable, match="moving the keys"):
             prepare(client, keys, wait_s=0)
         time.sleep(1.2)
         assert RedisStateStore(connection, app, 4).prepare() > 0
