@@ -208,3 +208,16 @@ def test_a_message_on_another_partition_than_its_models_is_dead_lettered(store):
     assert "murmur2" in outcome.dead_letters[0]["reason"] and outcome.events == 0
     assert store.commit(outcome)
     assert store.offsets([("t", elsewhere)]) == {("t", elsewhere): 0} and store.models() == {}
+
+
+def test_a_batch_writes_only_the_model_versions_it_touched(store):
+    store, _ = store
+    untouched = b'{"left": "as it was"}'
+    assert store.commit(Commit({("t", P): (-1, 0)}, {("m", "0"): untouched}, {("m", "0"): 7}))
+    event = {"event_id": "e", "features": {"x": 1.0}, "prediction": 1, "score": 0.5, "timestamp": 1.0}
+    outcome = BatchProcessor(Settings(topic_partitions=PARTITIONS), store).process(
+        [IncomingMessage("t", P, 1, encode_envelope("m", [event], "1"), b"m")])
+    assert set(outcome.states) == {("m", "1")}
+    assert store.commit(outcome)
+    assert store.load([("m", "0")])[("m", "0")] == {"left": "as it was"}
+    assert store.model_summaries()[("m", "0")]["events"] == 7
