@@ -221,3 +221,22 @@ def test_a_batch_writes_only_the_model_versions_it_touched(store):
     assert store.commit(outcome)
     assert store.load([("m", "0")])[("m", "0")] == {"left": "as it was"}
     assert store.model_summaries()[("m", "0")]["events"] == 7
+
+
+@pytest.mark.parametrize("error", [redis.exceptions.ClusterDownError("CLUSTERDOWN"),
+                                   redis.exceptions.MasterDownError("MASTERDOWN"),
+                                   redis.exceptions.TryAgainError("TRYAGAIN"),
+                                   redis.exceptions.MovedError("3999 127.0.0.1:7001"),
+                                   redis.exceptions.AskError("3999 127.0.0.1:7001"),
+                                   redis.exceptions.SlotNotCoveredError("slot 3999 is not covered"),
+                                   redis.exceptions.RedisClusterException("no node answers")])
+def test_cluster_errors_are_redis_unavailable_for_the_retry_path_never_data_errors(error):
+    from stream_processors.errors import ServiceUnavailable
+
+    store = RedisStateStore("redis://127.0.0.1:1/0", "app", PARTITIONS)  # never connects: only _call is used
+
+    def failing():
+        raise error
+
+    with pytest.raises(ServiceUnavailable):
+        store._call(failing)
