@@ -19,10 +19,12 @@ batch, which is what makes a restart lose nothing and count nothing twice:
    neighbours are applied. Each new state is serialised here, so what the
    commit writes is known to load.
 4. (worker) Publish alerts and dead letters and wait for Kafka's ack.
-5. (worker) Commit all new states, the label join's writes, quarantined
-   records and the offsets in one atomic step, guarded by the offsets read in
-   step 1. On a conflict (another worker advanced a partition) the worker
-   redoes the batch from step 1.
+5. (worker) Commit the new states, the label join's writes, quarantined
+   records and the offsets in one atomic step per partition (a model's state
+   lives with its partition's, ``state.keys``), each guarded by the offsets
+   read in step 1. On a conflict (another worker advanced a partition) the
+   worker redoes the batch from step 1; partitions saved before it are then
+   skipped by their offsets.
 6. (worker) Return to faust's stream, which acknowledges the messages; faust
    commits their offsets to Kafka within ``broker_commit_interval``. Kafka's
    committed offset may lag: on assignment the worker seeks to the offset
