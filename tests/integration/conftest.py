@@ -28,7 +28,7 @@ from detectors.model.monitor import ModelMonitor
 from stream_processors.config import RedisConnection, Settings, load_settings
 from stream_processors.state import RedisStateStore
 
-from .redis_cluster import redis_cluster  # noqa: F401 - for tests parametrized over redis_backend
+from .redis_cluster import redis_cluster, redis_cluster_with_replicas  # noqa: F401 - for redis_backend
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,8 @@ def base_settings() -> Settings:
 
 @pytest.fixture
 def redis_backend(request) -> str:
-    """``single`` (the shared Redis), or ``cluster`` (a Redis Cluster of the test session's own) in tests
+    """``single`` (the shared Redis), or ``cluster`` (a Redis Cluster of the test session's own;
+    ``cluster_with_replicas``: with a replica per master) in tests
     parametrized with ``pytest.mark.parametrize("redis_backend", BACKENDS, indirect=True)``."""
     return getattr(request, "param", "single")
 
@@ -68,8 +69,8 @@ BACKENDS = ["single", "cluster"]
 def settings(base_settings: Settings, redis_backend: str, request) -> Settings:
     """Settings with topics and app id of this test's own (and the Redis backend it is parametrized with)."""
     tag = f"it-{uuid.uuid4().hex[:10]}"
-    if redis_backend == "cluster":
-        cluster = request.getfixturevalue("redis_cluster")
+    if redis_backend.startswith("cluster"):
+        cluster = request.getfixturevalue("redis_" + redis_backend)
         base_settings = base_settings.replace(redis=RedisConnection(base_settings.redis.url,
                                                                     cluster_nodes=",".join(cluster.nodes)))
     s = base_settings.replace(app_id=tag, inference_topic=f"{tag}.inference", label_topic=f"{tag}.labels",

@@ -1,6 +1,7 @@
-"""State on a real Redis Cluster under change: slots of the worker's partitions move to another master while a
-producer and a worker run (nothing lost, nothing counted twice), and a worker refuses topics whose partition
-counts differ."""
+"""State on a real Redis Cluster under change, while a producer and a worker run: every slot of the master
+holding a partition's state moves to another master, or that master is killed and its replica takes over;
+nothing is lost and nothing counted twice (exact counts against what was sent). Also: a worker refuses topics
+whose partition counts differ; profile and the triggers ledger work on a cluster."""
 
 from __future__ import annotations
 
@@ -22,56 +23,86 @@ MODELS = [f"model-{i}" for i in range(4)]
 ROUND = 500
 
 
-@pytest.mark.parametrize("redis_backend", ["cluster"], indirect=True)
-def test_resharding_mid_stream_loses_nothing_and_counts_nothing_twice(settings, worker_factory, redis_cluster):
-    keys = AppKeys(settings.app_id, settings.topic_partitions)
-    tags = [keys.of(n).offsets for n in range(settings.topic_partitions)]
-    client = redis_cluster.client()
-    owner = {tag: client.get_node_from_key(tag).name for tag in tags}
-    worker = worker_factory(settings).start()
-    sent: dict[str, list[np.ndarray]] = {m: [] for m in MODELS}  # income of every event sent, per model
-    resharded = threading.Event()
+class Stream:
+    """A producer sending rounds of events of every model until told the change is over (three rounds at least),
+    keeping each model's incomes to check the worker's statistics against."""
 
-    def send_until_resharded():
+    def __init__(self, settings) -> None:
+        self.settings = settings
+        self.sent: dict[str, list[np.ndarray]] = {m: [] for m in MODELS}
+        self.changed = threading.Event()
+        self.thread = threading.Thread(target=self._send, daemon=True)
+
+    def _send(self) -> None:
+        s = self.settings
         rounds = 0
-        while rounds < 3 or not resharded.is_set():  # a round of each model before, during and after
+        while rounds < 3 or not self.changed.is_set():  # a round of each model before, during and after
             for i, model in enumerate(MODELS):
                 frame = drifting_credit_data(n=ROUND, seed=1000 * rounds + i)
                 events, _ = rows_to_events(frame, plan_columns(frame), model)
                 for e in events:
                     e["event_id"] = f"{rounds}-{e['event_id']}"
-                replay(settings.kafka.bootstrap, model, "1", events, [], settings.inference_topic,
-                       settings.label_topic, batch_size=50, rate=4000)
-                sent[model].append(frame["income"].to_numpy())
+                replay(s.kafka.bootstrap, model, "1", events, [], s.inference_topic, s.label_topic, batch_size=50,
+                       rate=4000)
+                self.sent[model].append(frame["income"].to_numpy())
             rounds += 1
 
-    sender = threading.Thread(target=send_until_resharded, daemon=True)
-    sender.start()
-    deadline = time.monotonic() + 60
-    while "applied" not in worker.log():
-        assert time.monotonic() < deadline, worker.log()[-3000:]
-        time.sleep(0.1)
-    # every slot of the master holding partition 0's tag moves away, keys included, while both run
-    source = owner[tags[0]]
+    def run_around(self, worker, change) -> None:
+        """Start sending, wait for the worker's first batch, make the change, let the stream end and be applied."""
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while "applied" not in worker.log():
+            assert time.monotonic() < deadline, worker.log()[-3000:]
+            time.sleep(0.1)
+        try:
+            change()
+        finally:
+            self.changed.set()
+        self.thread.join(timeout=120)
+        assert not self.thread.is_alive()
+        wait_until_applied(self.settings, worker, timeout=180)
+        assert worker.alive(), worker.log()[-3000:]
+
+    def check_exact(self) -> None:
+        for model in MODELS:
+            income = np.concatenate(self.sent[model])
+            status = describe(self.settings, model, "1")
+            assert status["events"] == income.size, model
+            assert status["features"]["income"]["count"] == income.size
+            assert status["features"]["income"]["mean"] == pytest.approx(np.mean(income), rel=1e-9)
+        assert read_topic(self.settings, self.settings.dead_letter_topic) == []
+
+
+def _partition_0_master(settings, cluster) -> tuple[str, str]:
+    """(the key of partition 0's offsets, the address of the master holding it)."""
+    key = AppKeys(settings.app_id, settings.topic_partitions).of(0).offsets
+    return key, cluster.client().get_node_from_key(key).name
+
+
+@pytest.mark.parametrize("redis_backend", ["cluster"], indirect=True)
+def test_resharding_mid_stream_loses_nothing_and_counts_nothing_twice(settings, worker_factory, redis_cluster):
+    key, source = _partition_0_master(settings, redis_cluster)
     masters = redis_cluster.masters()
-    try:
+
+    def move_every_slot_of_that_master():
         redis_cluster.reshard(next(m for m in masters if m.address == source).slots, source=source,
                               target=next(m for m in masters if m.address != source).address)
-    finally:
-        resharded.set()
-    sender.join(timeout=120)
-    assert not sender.is_alive()
-    wait_until_applied(settings, worker, timeout=180)
-    assert worker.alive(), worker.log()[-3000:]
 
-    assert redis_cluster.client().get_node_from_key(tags[0]).name != source  # the state moved under the worker
-    for model in MODELS:
-        income = np.concatenate(sent[model])
-        status = describe(settings, model, "1")
-        assert status["events"] == income.size, model
-        assert status["features"]["income"]["count"] == income.size
-        assert status["features"]["income"]["mean"] == pytest.approx(np.mean(income), rel=1e-9)
-    assert read_topic(settings, settings.dead_letter_topic) == []
+    stream = Stream(settings)
+    stream.run_around(worker_factory(settings).start(), move_every_slot_of_that_master)
+    assert redis_cluster.client().get_node_from_key(key).name != source  # the state moved under the worker
+    stream.check_exact()
+
+
+@pytest.mark.parametrize("redis_backend", ["cluster_with_replicas"], indirect=True)
+def test_a_master_failing_over_mid_stream_is_retried_through(settings, worker_factory, redis_cluster_with_replicas):
+    cluster = redis_cluster_with_replicas
+    key, master = _partition_0_master(settings, cluster)
+    stream = Stream(settings)
+    worker = worker_factory(settings).start()
+    stream.run_around(worker, lambda: cluster.kill_master(master))
+    assert cluster.client().get_node_from_key(key).name != master
+    stream.check_exact()
 
 
 @pytest.mark.parametrize("redis_backend", BACKENDS[:1], indirect=True)
