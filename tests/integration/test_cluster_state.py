@@ -5,15 +5,21 @@ whose partition counts differ; profile and the triggers ledger work on a cluster
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
 import numpy as np
 import pytest
 
+from confluent_kafka.admin import NewPartitions
+
 from producers.example_data import drifting_credit_data
+from producers.kafka import admin_client
+from producers.partitioning import partition_for
 from producers.replay import plan_columns, replay, rows_to_events
 from producers.topics import ensure_topics
+from stream_processors.state import redis_client
 from stream_processors.state.keys import AppKeys
 
 from .conftest import BACKENDS, describe, read_topic, run_cli, wait_until_applied
@@ -27,16 +33,17 @@ class Stream:
     """A producer sending rounds of events of every model until told the change is over (three rounds at least),
     keeping each model's incomes to check the worker's statistics against."""
 
-    def __init__(self, settings) -> None:
+    def __init__(self, settings, first_round: int = 0) -> None:
         self.settings = settings
+        self.first_round = first_round
         self.sent: dict[str, list[np.ndarray]] = {m: [] for m in MODELS}
         self.changed = threading.Event()
         self.thread = threading.Thread(target=self._send, daemon=True)
 
     def _send(self) -> None:
         s = self.settings
-        rounds = 0
-        while rounds < 3 or not self.changed.is_set():  # a round of each model before, during and after
+        rounds = self.first_round
+        while rounds < self.first_round + 3 or not self.changed.is_set():  # a round of each model before, during and after
             for i, model in enumerate(MODELS):
                 frame = drifting_credit_data(n=ROUND, seed=1000 * rounds + i)
                 events, _ = rows_to_events(frame, plan_columns(frame), model)
@@ -135,3 +142,30 @@ def test_profile_and_the_triggers_ledger_work_on_the_cluster(settings, tmp_path)
     ledger.mark_done("t1")
     ledger.park("0:5")
     assert ledger.is_done("t1") and ledger.is_parked("0:5") and not ledger.is_parked("0:6")
+
+
+
+def test_raising_the_partition_count_moves_each_models_state_to_its_new_partition(settings, worker_factory):
+    s = settings.replace(inference_topic=settings.inference_topic + "-p", label_topic=settings.label_topic + "-p",
+                         topic_partitions=2)
+    ensure_topics(s.kafka, [s.inference_topic, s.label_topic], 2)
+    assert any(partition_for(m, 2) != partition_for(m, 4) for m in MODELS)  # some models do move
+    before = Stream(s)
+    before.changed.set()
+    worker = worker_factory(s, "before").start()
+    before.run_around(worker, lambda: None)
+    assert worker.kill(signal.SIGTERM) is not None
+    # the documented step: workers stopped, both topics raised, workers started again
+    admin = admin_client(s.kafka)  # kept alive until its futures are done
+    for future in admin.create_partitions([NewPartitions(t, 4) for t in (s.inference_topic, s.label_topic)]).values():
+        future.result(30)
+    after = Stream(s.replace(topic_partitions=4), first_round=10)
+    after.sent = before.sent  # the counts go on from what was sent before the raise
+    after.changed.set()
+    after.run_around(worker_factory(s, "after").start(), lambda: None)
+    after.check_exact()
+    keys = AppKeys(s.app_id, 4)
+    client = redis_client(s.redis)
+    for model in MODELS:
+        assert client.exists(keys.state(model, "1")) and not client.exists(AppKeys(s.app_id, 2).state(model, "1")) \
+            or partition_for(model, 2) == partition_for(model, 4)
