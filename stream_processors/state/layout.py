@@ -62,8 +62,9 @@ def prepare(client, keys: AppKeys, wait_s: float = LOCK_TTL_S) -> int:
                              moved, keys.app_id, keys.partitions)
             return moved
         if time.monotonic() > deadline:
-            raise ServiceUnavailable(f"another worker has been moving the keys of app {keys.app_id!r} for {wait_s:.0f}s "
-                              f"(lock {keys.relocating}); wait for it, or delete that key if no worker runs")
+            raise ServiceUnavailable(f"another worker has been moving the keys of app {keys.app_id!r} for "
+                                     f"{wait_s:.0f}s (lock {keys.relocating}); wait for it, or delete that key if no "
+                                     "worker runs")
         time.sleep(0.5)
 
 

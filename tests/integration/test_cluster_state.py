@@ -43,7 +43,8 @@ class Stream:
     def _send(self) -> None:
         s = self.settings
         rounds = self.first_round
-        while rounds < self.first_round + 3 or not self.changed.is_set():  # a round of each model before, during and after
+        # a round of each model before, during and after the change
+        while rounds < self.first_round + 3 or not self.changed.is_set():
             for i, model in enumerate(MODELS):
                 frame = drifting_credit_data(n=ROUND, seed=1000 * rounds + i)
                 events, _ = rows_to_events(frame, plan_columns(frame), model)

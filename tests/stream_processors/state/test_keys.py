@@ -5,7 +5,8 @@ import pytest
 from redis.crc import key_slot
 
 from producers.partitioning import partition_for
-from stream_processors.state.keys import (AppKeys, PartitionKeys, member, parse_member, part, profile_key, triggers_done_key,
+from stream_processors.state.keys import (AppKeys, PartitionKeys, member, parse_member, part, profile_key,
+                                          triggers_done_key,
                                           triggers_parked_key, unpart)
 
 
