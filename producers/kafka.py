@@ -308,3 +308,28 @@ def _scrub(text: str, connection: KafkaConnection) -> str:
     for secret in connection.secrets():
         text = text.replace(secret, "***")
     return text
+
+
+def co_partitioned_count(kafka: str | KafkaConnection, topics: list[str], timeout_s: float = 15.0) -> int:
+    """The partition count shared by ``topics``, from Kafka's metadata. A model's events and labels must land on
+    the same partition number (its state lives with that partition's), so topics of different counts are a
+    ConfigError, as is a topic that does not exist."""
+    connection = as_connection(kafka)
+    admin = admin_client(connection, {"socket.connection.setup.timeout.ms": 5000})
+    try:
+        metadata = admin.list_topics(timeout=timeout_s)
+    except confluent_kafka.KafkaException as exc:
+        raise KafkaUnreachable(f"could not read the topics' metadata from {connection.describe()}: "
+                               f"{_scrub(str(exc), connection)}") from None
+    counts = {}
+    for topic in topics:
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            raise ConfigError(f"topic {topic!r} does not exist on {connection.describe()}")
+        counts[topic] = len(found.partitions)
+    if len(set(counts.values())) > 1:
+        raise ConfigError("the topics must have the same partition count (a model's events and labels meet on one "
+                          f"partition number), got {', '.join(f'{t}: {n}' for t, n in counts.items())}; raise the "
+                          "smaller with kafka-topics.sh --alter --partitions (see the README, \"Raising the partition "
+                          "count\")")
+    return next(iter(counts.values()))

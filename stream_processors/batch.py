@@ -19,10 +19,12 @@ batch, which is what makes a restart lose nothing and count nothing twice:
    neighbours are applied. Each new state is serialised here, so what the
    commit writes is known to load.
 4. (worker) Publish alerts and dead letters and wait for Kafka's ack.
-5. (worker) Commit all new states, the label join's writes, quarantined
-   records and the offsets in one atomic step, guarded by the offsets read in
-   step 1. On a conflict (another worker advanced a partition) the worker
-   redoes the batch from step 1.
+5. (worker) Commit the new states, the label join's writes, quarantined
+   records and the offsets in one atomic step per partition (a model's state
+   lives with its partition's, ``state.keys``), each guarded by the offsets
+   read in step 1. On a conflict (another worker advanced a partition) the
+   worker redoes the batch from step 1; partitions saved before it are then
+   skipped by their offsets.
 6. (worker) Return to faust's stream, which acknowledges the messages; faust
    commits their offsets to Kafka within ``broker_commit_interval``. Kafka's
    committed offset may lag: on assignment the worker seeks to the offset
@@ -131,7 +133,8 @@ class BatchProcessor:
         self.params = logic_params(settings)
         self._store = store
         self._join = LabelJoin(self.params.join, store)
-        self._bounds = EventBounds(settings.max_features, settings.max_name_length, settings.max_category_length)
+        self._bounds = EventBounds(settings.max_features, settings.max_name_length, settings.max_category_length,
+                                   store.partition_of if getattr(store, "partitions", None) else None)
         self.catalog = ModelCatalog(store, settings.max_models, settings.max_versions_per_model)
         # models with labels waiting, seen since the last rebalance (so on partitions this worker owns): a few
         # of them are swept each batch, round-robin, so labels of models without traffic are settled too
@@ -142,11 +145,17 @@ class BatchProcessor:
         self.catalog.forget()
         self._waiting_models = {}
 
-    def _idle_models(self, busy: set[str]) -> list[str]:
-        """Up to IDLE_SWEEP_MODELS models with waiting labels and no events in this batch, round-robin."""
+    def _idle_models(self, busy: set[str], partitions: set[int]) -> list[str]:
+        """Up to IDLE_SWEEP_MODELS models with waiting labels and no events in this batch, round-robin; only of
+        the batch's ``partitions``, whose offsets guard what the batch commits (``state.store``)."""
         waiting = self._waiting_models
         chosen = []
+        of = self._bounds.partition_of
         for model in list(itertools.islice(waiting, IDLE_SWEEP_MODELS + len(busy))):
+            if of is not None and of(model) not in partitions:
+                del waiting[model]
+                waiting[model] = None  # its partition's next batch settles it
+                continue
             if model not in busy and len(chosen) < IDLE_SWEEP_MODELS:
                 chosen.append(model)
                 del waiting[model]
@@ -202,7 +211,8 @@ class BatchProcessor:
             predictions[key[0]].extend((key[1], e) for e in applied)
         # Labels after the batch's predictions, so a label and its prediction in one batch meet.
         try:
-            join = self._join.run(predictions, labels, now, self._idle_models(set(predictions) | set(labels)))
+            join = self._join.run(predictions, labels, now, self._idle_models(set(predictions) | set(labels),
+                                                                              {p for _t, p in partitions}))
         except BaseException as exc:  # noqa: BLE001 - the last guard: nothing in a batch may stop the worker
             if is_fatal(exc) or isinstance(exc, ServiceUnavailable):
                 raise
@@ -255,11 +265,11 @@ class BatchProcessor:
         """The events of one message within the per-event bounds; the others are dead-lettered."""
         owner = message_owner(m.key, events)
         problem = self._bounds.problem
-        if not any(problem(e, owner) for e in events):
+        if not any(problem(e, owner, m.partition) for e in events):
             return events
         kept = []
         for event in events:
-            found = problem(event, owner)
+            found = problem(event, owner, m.partition)
             if found is None:
                 kept.append(event)
             else:

@@ -6,6 +6,10 @@ Each bound has a setting (``Settings``), a reason code (``producers.events.BOUND
 - ``model_mismatch``: an event names another model than its message's key (without a key, the message's
   first event's model stands for it). Keys keep a model on one partition, hence one worker: an event of
   another model would be a second writer of that model's state.
+- ``wrong_partition``: the message arrived on another partition than its model's (``partition_for(model,
+  P)``, the murmur2 partitioner every Driftline producer uses): a producer that did not key by model name,
+  or used another partitioner. A model's state lives with its partition's (``state.keys``); applying the
+  event here would split it across two partitions, so the event is dead-lettered, to be sent again keyed.
 - ``too_many_features`` / ``name_too_long``: an event with more features than ``max_features``, a feature
   name longer than ``max_name_length``, or a text value (category, prediction, score class) longer than
   ``max_category_length``.
@@ -16,7 +20,7 @@ Each bound has a setting (``Settings``), a reason code (``producers.events.BOUND
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from producers.events import Rejection
 
@@ -35,16 +39,27 @@ def message_owner(key: bytes | str | None, events: list[dict]) -> str | None:
 class EventBounds:
     """The per-event bounds, checked on decoded events at a few C-speed passes per event."""
 
-    def __init__(self, max_features: int, max_name_length: int, max_category_length: int) -> None:
+    def __init__(self, max_features: int, max_name_length: int, max_category_length: int,
+                 partition_of: Callable[[str], int] | None = None) -> None:
+        """``partition_of``: the partition of a model's messages, when the worker knows the partition count."""
         self.max_features = max_features
         self.max_name_length = max_name_length
         self.max_category_length = max_category_length
+        self.partition_of = partition_of
+        self._partitions: dict[str, int] = {}  # murmur2 in Python costs microseconds: once per model
 
-    def problem(self, event: dict, owner: str | None) -> tuple[str, str] | None:
-        """(reason code, reason) when ``event`` is past a bound, else None."""
+    def problem(self, event: dict, owner: str | None, partition: int | None = None) -> tuple[str, str] | None:
+        """(reason code, reason) when ``event`` (of a message that arrived on ``partition``) is past a bound,
+        else None."""
         if owner is not None and event["model"] != owner:
             return "model_mismatch", f"the event's model is not the message key's ({owner[:256]!r}); a message " \
                                      "holds events of its key's model only"
+        if partition is not None and self.partition_of is not None:
+            expected = self._partition(event["model"])
+            if expected != partition:
+                return "wrong_partition", f"the event's model belongs to partition {expected}, the message arrived " \
+                                          f"on partition {partition}: key messages by model name and use Kafka's " \
+                                          "murmur2 partitioner (as the Driftline SDK does)"
         features = event.get("features")
         if features is None:  # a label
             return None
@@ -62,6 +77,15 @@ class EventBounds:
             return "name_too_long", f"a text value (category, prediction or score class) is longer than " \
                                     f"{self.max_category_length} characters"
         return None
+
+
+    def _partition(self, model: str) -> int:
+        found = self._partitions.get(model)
+        if found is None:
+            if len(self._partitions) > 100_000:
+                self._partitions.clear()
+            found = self._partitions[model] = self.partition_of(model)  # type: ignore[misc]
+        return found
 
 
 class ModelCatalog:

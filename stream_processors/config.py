@@ -42,7 +42,7 @@ class RedisConnection:
     """How to reach Redis: what every Redis client of a deployment is built from (:meth:`client`).
 
     >>> RedisConnection("redis://driftline:s3cret-pass@cache:6379/0")
-    RedisConnection(url='redis://driftline:***@cache:6379/0', password_file='', ssl_cafile='')
+    RedisConnection(url='redis://driftline:***@cache:6379/0', password_file='', ssl_cafile='', cluster_nodes='')
     """
 
     url: str = "redis://localhost:6379/0"
@@ -53,6 +53,9 @@ class RedisConnection:
     ssl_cafile: str = ""
     """PEM file of the CA that signed the server's certificate, for ``rediss://`` (default: the system's CAs;
     the URL query ``?ssl_ca_certs=FILE`` does the same)."""
+    cluster_nodes: str = ""
+    """``host:port,host:port,...``: startup nodes of a Redis Cluster. When set, every client is a ``RedisCluster``;
+    user, password and TLS still come from the URL (its host is then not used), the password file and the CA."""
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
@@ -78,9 +81,15 @@ class RedisConnection:
                 raise ConfigError("DRIFTLINE_REDIS_SSL_CAFILE is set but DRIFTLINE_REDIS_URL is not rediss://")
             if not os.path.isfile(self.ssl_cafile) or not os.access(self.ssl_cafile, os.R_OK):
                 raise ConfigError(f"DRIFTLINE_REDIS_SSL_CAFILE: cannot read {self.ssl_cafile!r}")
+        object.__setattr__(self, "_nodes", _cluster_nodes(self.cluster_nodes))
+        if self._nodes and self.url.startswith("unix://"):  # type: ignore[attr-defined]
+            raise ConfigError("DRIFTLINE_REDIS_CLUSTER_NODES is set but DRIFTLINE_REDIS_URL is unix://; a cluster "
+                              "is reached over TCP: give redis:// or rediss:// (for the user, password and TLS)")
 
     def redacted(self) -> str:
-        """The URL with its password masked: what errors and logs show."""
+        """The URL with its password masked (or the cluster's startup nodes): what errors and logs show."""
+        if self._nodes:  # type: ignore[attr-defined]
+            return f"cluster {','.join(f'{h}:{p}' for h, p in self._nodes)}"  # type: ignore[attr-defined]
         return redact_url(self.url)
 
     def secrets(self) -> list[str]:
@@ -104,14 +113,34 @@ class RedisConnection:
         return options
 
     def client(self, **options: object):
-        """A ``redis.Redis`` for this connection (``options``: timeouts and the like). The one way Driftline
-        builds a Redis client."""
+        """A ``redis.Redis`` for this connection, or a ``redis.cluster.RedisCluster`` with cluster nodes
+        (``options``: timeouts and the like). The one way Driftline builds a Redis client."""
         import redis
 
+        if self._nodes:  # type: ignore[attr-defined]
+            return self._cluster_client(options)
         url = self.url
         if self._password is not None:  # type: ignore[attr-defined]
             url = _without_password(url)  # redis-py lets the URL's password win over the keyword
         return redis.Redis.from_url(url, **{**self.client_options(), **options})
+
+    def _cluster_client(self, options: dict[str, object]):
+        from urllib.parse import unquote, urlsplit
+
+        from redis.cluster import ClusterNode, RedisCluster
+
+        parts = urlsplit(self.url)
+        auth: dict[str, object] = {}
+        if parts.username:
+            auth["username"] = unquote(parts.username)
+        if parts.password:
+            auth["password"] = unquote(parts.password)
+        if self.url.startswith("rediss://"):
+            auth["ssl"] = True
+        startup = [ClusterNode(host, port) for host, port in self._nodes]  # type: ignore[attr-defined]
+        # a failover or a resharding answers MOVED/ASK/TRYAGAIN for a while: redis-py follows redirections and
+        # retries; what is still failing past that is ServiceUnavailable for the worker's own retry loop
+        return RedisCluster(startup_nodes=startup, **{**auth, **self.client_options(), **options})
 
     def error(self, exc: Exception, doing: str = "") -> ServiceUnavailable:
         """redis-py's ``exc`` as one line without secrets: RedisAuthFailed for refused credentials."""
@@ -128,7 +157,26 @@ class RedisConnection:
 
     def __repr__(self) -> str:
         return (f"RedisConnection(url={self.redacted()!r}, password_file={self.password_file!r}, "
-                f"ssl_cafile={self.ssl_cafile!r})")
+                f"ssl_cafile={self.ssl_cafile!r}, cluster_nodes={self.cluster_nodes!r})")
+
+
+def _cluster_nodes(text: str) -> list[tuple[str, int]]:
+    """``host:port,host:port`` as (host, port) pairs; a ConfigError naming the entry that is not one."""
+    nodes = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        host, sep, port = entry.rpartition(":")
+        host = host.strip("[]")  # [::1]:7000
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "@" in host or "/" in host:
+            shown = f"***@{entry.rpartition('@')[2]}" if "@" in entry else entry  # never a password it holds
+            raise ConfigError(f"DRIFTLINE_REDIS_CLUSTER_NODES: {shown[:100]!r} is not host:port; give the "
+                              "cluster's startup nodes as host:port,host:port (credentials go in DRIFTLINE_REDIS_URL "
+                              "or DRIFTLINE_REDIS_PASSWORD_FILE)")
+        nodes.append((host, int(port)))
+    if text.strip() and not nodes:
+        raise ConfigError("DRIFTLINE_REDIS_CLUSTER_NODES holds no host:port")
+    return nodes
 
 
 def _without_password(url: str) -> str:

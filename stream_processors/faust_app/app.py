@@ -39,6 +39,7 @@ import faust
 import orjson
 from aiokafka.errors import KafkaError
 
+from producers.kafka import co_partitioned_count
 from stream_processors.alerts import control_record, state_lost_alert
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.faust_app.options import faust_options
@@ -74,7 +75,11 @@ def chunks(messages: list[IncomingMessage], max_messages: int, max_bytes: int) -
 
 def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
     app = faust.App(settings.app_id, **faust_options(settings))
-    store = RedisStateStore(settings.redis, settings.app_id)
+    # a model's state lives with its topic partition's (state.keys): the count comes from Kafka, and keys laid out
+    # for another count (or an older layout) are moved before anything is applied
+    partitions = co_partitioned_count(settings.kafka, [settings.inference_topic, settings.label_topic])
+    store = RedisStateStore(settings.redis, settings.app_id, partitions)
+    store.prepare()
     signer = settings.signer()
     processor = BatchProcessor(settings, store)
     thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftline-batch")

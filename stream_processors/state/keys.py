@@ -1,29 +1,37 @@
-"""Every Redis key Driftline writes, in one place.
+"""Every Redis key Driftline writes, in one place (key layout 3: state partitioned like the topic).
 
 Every variable part of a key (app id, model, version, event id, record, consumer group, topic) goes through
 :func:`part`, which percent-encodes ``%``, ``:``, ``{``, ``}``, space and every character that is not
 printable, so no two different (model, version) pairs — say model ``a:b`` version ``c`` and model ``a`` version
-``b:c`` — share a key, and no part can open a Redis Cluster hash tag. Names made only of other characters (the
-usual ``credit``, ``fraud-v2``, ``3``) are unchanged, so their keys are the same as before this encoding
-(key layout 2): only the state of models or versions whose names hold one of the encoded characters is
-under new keys; see the README, "State keys".
+``b:c`` — share a key, and no part can open a Redis Cluster hash tag of its own.
 
-A worker's keys live under ``driftline:{app}``::
+A model's keys, and the saved offsets of the topic partition its messages arrive on, share one Redis Cluster
+hash tag ``{driftline:{app}:p{N}}``, where N is ``partition_for(model, P)`` of the inference topic's P
+partitions: the partition its keyed messages land on. Everything one batch writes for one partition then
+lives in one hash slot, and one Lua script commits it atomically, on one Redis or on a cluster. Knowing
+(app id, model, P), anyone finds a model's keys without a SCAN; P is recorded under ``layout`` by the worker
+(:mod:`stream_processors.state.layout`), so readers that do not talk to Kafka (``status``) know it too.
 
-    driftline:{app}:offsets             hash  "topic:partition" -> last applied offset
-    driftline:{app}:state:{model}:{v}   JSON  ModelMonitor.to_dict()
-    driftline:{app}:models              hash  "{model}\\t{version}" -> {"events", "updated"} (JSON)
-    driftline:{app}:profile:{model}:{v} JSON  ReferenceProfile.to_dict()
-    driftline:{app}:pred:{model}:{hour} hash  event id -> [version, prediction, score, timestamp], kept for
-                                              labels (expires)
-    driftline:{app}:label:{model}:{id}  JSON  {"l": label, "t": timestamp}: a label waiting for its prediction
-                                              (expires)
-    driftline:{app}:waiting:{model}     zset  waiting labels by deadline
-    driftline:{app}:labels              hash  "{model}:pending" / "{model}:unmatched" / "{model}:joined" counts
-    driftline:{app}:quarantine:{record}:{sha256}  a saved state or profile that could not be loaded, as it was
-    driftline:{app}:quarantined         hash  "{model}\\t{version}" -> {"record", "error", "sha256", "at"} (JSON)
+Per partition N (``T`` = ``{driftline:{app}:p{N}}``)::
 
-``driftline triggers`` keeps, per consumer group and control topic::
+    T:offsets                hash  "topic:partition" -> last applied offset (partition N of both topics)
+    T:state:{model}:{v}      JSON  ModelMonitor.to_dict()
+    T:models                 hash  "{model}\\t{version}" -> {"events", "updated"} (JSON), the models of N
+    T:pred:{model}:{hour}    hash  event id -> [version, prediction, score, timestamp], kept for labels
+                                   (expires)
+    T:label:{model}:{id}     JSON  {"l": label, "t": timestamp}: a label waiting for its prediction (expires)
+    T:waiting:{model}        zset  waiting labels by deadline
+    T:labels                 hash  "{model}:pending" / "{model}:unmatched" / "{model}:joined" counts
+    T:quarantine:{record}:{sha256}  a saved state or profile that could not be loaded, as it was
+    T:quarantined            hash  "{model}\\t{version}" -> {"record", "error", "sha256", "at"} (JSON)
+
+Untagged, per app (read one key at a time, never in a batch's script)::
+
+    driftline:{app}:profile:{model}:{v}  JSON  ReferenceProfile.to_dict() (read-only for the worker)
+    driftline:{app}:layout               JSON  {"layout": 3, "partitions": P}, written once the keys are in place
+    driftline:{app}:relocating           the lock of the worker moving keys to their tags (expires)
+
+``driftline triggers`` keeps, per consumer group and control topic (one key per call)::
 
     driftline:triggers-done:{group}:{topic}    set  ids of triggers whose command succeeded (never run twice)
     driftline:triggers-parked:{group}:{topic}  set  "partition:offset" of triggers parked after their last try
@@ -33,11 +41,13 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-__all__ = ["AppKeys", "member", "parse_member", "part", "profile_key", "triggers_done_key", "triggers_parked_key",
-           "unpart"]
+from producers.partitioning import partition_for
+
+__all__ = ["AppKeys", "PartitionKeys", "member", "parse_member", "part", "profile_key", "triggers_done_key",
+           "triggers_parked_key", "unpart"]
 
 LABEL_COUNTS = "labels"
-KEY_LAYOUT = 2
+KEY_LAYOUT = 3
 _ENCODED = frozenset("%:{} ")
 
 
@@ -69,33 +79,86 @@ def parse_member(field: str) -> tuple[str, str]:
     return unpart(model), version
 
 
-class AppKeys:
-    """The keys of one worker app (its consumer group)."""
+class PartitionKeys:
+    """The keys of one topic partition's state: all under one hash tag, so one script may write them all.
 
-    def __init__(self, app_id: str) -> None:
-        self.prefix = f"driftline:{part(app_id)}"
-        self.offsets = f"{self.prefix}:offsets"
-        self.models = f"{self.prefix}:models"
-        self.label_counts = f"{self.prefix}:{LABEL_COUNTS}"
-        self.quarantined = f"{self.prefix}:quarantined"
+    >>> PartitionKeys("workers", 7).state("credit", "3")
+    '{driftline:workers:p7}:state:credit:3'
+    """
+
+    def __init__(self, app_id: str, partition: int) -> None:
+        self.partition = partition
+        self.tag = f"{{driftline:{part(app_id)}:p{partition}}}"
+        self.offsets = f"{self.tag}:offsets"
+        self.models = f"{self.tag}:models"
+        self.label_counts = f"{self.tag}:{LABEL_COUNTS}"
+        self.quarantined = f"{self.tag}:quarantined"
 
     def state(self, model: str, version: str) -> str:
-        return f"{self.prefix}:state:{part(model)}:{part(version)}"
+        return f"{self.tag}:state:{part(model)}:{part(version)}"
+
+    def predictions(self, model: str, hour: int) -> str:
+        return f"{self.tag}:pred:{part(model)}:{hour}"
+
+    def waiting_label(self, model: str, event_id: str) -> str:
+        return f"{self.tag}:label:{part(model)}:{part(event_id)}"
+
+    def waiting(self, model: str) -> str:
+        return f"{self.tag}:waiting:{part(model)}"
+
+    def quarantine(self, record: str, digest: str) -> str:
+        return f"{self.tag}:quarantine:{part(record)}:{digest}"
+
+
+class AppKeys:
+    """The keys of one worker app (its consumer group) whose topics have ``partitions`` partitions.
+
+    ``of(n)`` are partition n's keys, ``partition_of(model)`` the partition of a model (murmur2, as producers key
+    by model), and ``state``/``predictions``/... a model's keys under its partition's tag.
+
+    >>> keys = AppKeys("workers", 12)
+    >>> keys.state("credit", "3") == keys.of(keys.partition_of("credit")).state("credit", "3")
+    True
+    """
+
+    def __init__(self, app_id: str, partitions: int = 1) -> None:
+        if partitions < 1:
+            raise ValueError(f"a topic has at least one partition, got {partitions}")
+        self.app_id = app_id
+        self.partitions = partitions
+        self.prefix = f"driftline:{part(app_id)}"
+        self.layout = f"{self.prefix}:layout"
+        self.relocating = f"{self.prefix}:relocating"
+        self._of = [PartitionKeys(app_id, n) for n in range(partitions)]
+
+    def of(self, partition: int) -> PartitionKeys:
+        """Partition ``partition``'s keys (a partition past the count, which only a misconfigured test sends,
+        wraps around)."""
+        return self._of[partition % self.partitions]
+
+    def every(self) -> list[PartitionKeys]:
+        return list(self._of)
+
+    def partition_of(self, model: str) -> int:
+        return partition_for(model, self.partitions)
+
+    def for_model(self, model: str) -> PartitionKeys:
+        return self._of[partition_for(model, self.partitions)]
+
+    def state(self, model: str, version: str) -> str:
+        return self.for_model(model).state(model, version)
+
+    def predictions(self, model: str, hour: int) -> str:
+        return self.for_model(model).predictions(model, hour)
+
+    def waiting_label(self, model: str, event_id: str) -> str:
+        return self.for_model(model).waiting_label(model, event_id)
+
+    def waiting(self, model: str) -> str:
+        return self.for_model(model).waiting(model)
 
     def profile(self, model: str, version: str) -> str:
         return f"{self.prefix}:profile:{part(model)}:{part(version)}"
-
-    def predictions(self, model: str, hour: int) -> str:
-        return f"{self.prefix}:pred:{part(model)}:{hour}"
-
-    def waiting_label(self, model: str, event_id: str) -> str:
-        return f"{self.prefix}:label:{part(model)}:{part(event_id)}"
-
-    def waiting(self, model: str) -> str:
-        return f"{self.prefix}:waiting:{part(model)}"
-
-    def quarantine(self, record: str, digest: str) -> str:
-        return f"{self.prefix}:quarantine:{part(record)}:{digest}"
 
 
 def profile_key(app_id: str, model: str, version: str) -> str:

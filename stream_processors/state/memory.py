@@ -1,6 +1,7 @@
 """The store contract in dictionaries, for tests of the logic without Redis. Expiry follows Redis's: a kept
 prediction's hour bucket expires ``ttl_s`` after its last write, a waiting label ``ttl_s`` after it was
-written; ``clock`` (default ``time.time``) says what time it is."""
+written; ``clock`` (default ``time.time``) says what time it is. With ``partitions``, a commit is applied
+partition by partition as on Redis (``store.by_partition``)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,17 @@ from typing import Callable
 import orjson
 
 from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, KeepPrediction
-from stream_processors.state.store import (StateCommit, TopicPartition, decoded, join_record, label_record,
-                                           prediction_record, quarantine_record)
+from producers.partitioning import partition_for
+from stream_processors.state.store import (PartitionCommit, StateCommit, TopicPartition, by_partition, decoded,
+                                           join_record, label_record, prediction_record, quarantine_record)
 
 __all__ = ["MemoryStateStore"]
 
 
 class MemoryStateStore:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, partitions: int | None = None) -> None:
         self._clock = clock
+        self.partitions = partitions
         self._profiles: dict[tuple[str, str], bytes] = {}
         self._offsets: dict[TopicPartition, int] = {}
         self._states: dict[tuple[str, str], bytes] = {}
@@ -38,7 +41,16 @@ class MemoryStateStore:
     def load(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | bytes | None]:
         return {k: decoded(self._states.get(k)) for k in models}
 
+    def partition_of(self, model: str) -> int:
+        return 0 if self.partitions is None else partition_for(model, self.partitions)
+
     def commit(self, batch: StateCommit) -> bool:
+        for _partition, one in by_partition(batch, self.partition_of, self.partitions or 1):
+            if not self._commit_partition(one):
+                return False
+        return True
+
+    def _commit_partition(self, batch: PartitionCommit) -> bool:
         if any(self._offsets.get(tp, -1) != expected for tp, (expected, _new) in batch.offsets.items()):
             return False
         now = self._clock()

@@ -1,4 +1,9 @@
-"""The store contract on Redis: one Lua script commits a batch atomically (keys: ``state.keys``).
+"""The store contract on Redis or Redis Cluster: one Lua script per topic partition commits a batch's part of
+that partition atomically (keys: ``state.keys``, all of one partition under one hash tag, all declared to the
+script, so the script runs on the node owning that slot and survives resharding).
+
+Reads that span partitions (offsets, states, the catalog) go as one command per partition in one pipeline,
+which redis-py's cluster client sends to each node; profiles, untagged, are read one key per command.
 
 ``redis_client`` asks ``config.RedisConnection.client`` (the one place Redis clients are built) for a client
 with the store's timeouts.
@@ -12,20 +17,24 @@ from collections import defaultdict
 
 import orjson
 import redis
+from redis.exceptions import RedisClusterException
 
 from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWrite, KeepPrediction
 from stream_processors.config import RedisConnection
-from stream_processors.state.keys import AppKeys, member, parse_member
-from stream_processors.state.store import (Quarantine, StateCommit, TopicPartition, decoded, join_record,
-                                           label_record, prediction_record, quarantine_record)
+from stream_processors.state.keys import AppKeys, PartitionKeys, member, parse_member
+from stream_processors.state.store import (PartitionCommit, Quarantine, StateCommit, TopicPartition, by_partition,
+                                           decoded, join_record, label_record, prediction_record, quarantine_record)
 
-__all__ = ["RedisStateStore", "redis_client"]
+__all__ = ["REDIS_ERRORS", "RedisStateStore", "redis_client"]
 
 _UNPACK_LIMIT = 2000  # field/value pairs per HSET: Lua's unpack() takes a few thousand values
+REDIS_ERRORS = (redis.RedisError, RedisClusterException)
+"""What redis-py raises when Redis (or a cluster: MOVED during a failover, CLUSTERDOWN, TRYAGAIN, a slot not
+covered yet) cannot answer now: always "unavailable, retry", never a data error."""
 
 
 def redis_client(connection: str | RedisConnection, socket_timeout: float = 10,
-                 socket_connect_timeout: float = 5) -> redis.Redis:
+                 socket_connect_timeout: float = 5):
     """A client for ``connection`` (settings.redis, or a bare URL) with the store's timeouts; the client itself is
     made by :meth:`RedisConnection.client`, the one place Driftline builds Redis clients."""
     return as_redis_connection(connection).client(socket_timeout=socket_timeout,
@@ -45,16 +54,16 @@ end
 for i = 0, n - 1 do
   redis.call('HSET', KEYS[1], ARGV[2 + 3 * i], ARGV[4 + 3 * i])
 end
-local base = 1 + 3 * n  -- ARGV after the offsets: states, then members, then summaries
-local s = #KEYS - 2
-for j = 3, #KEYS do
-  redis.call('SET', KEYS[j], ARGV[base + j - 2])
-  redis.call('HSET', KEYS[2], ARGV[base + s + j - 2], ARGV[base + 2 * s + j - 2])
+local base = 2 + 3 * n  -- ARGV after the offsets: the state count, states, members, summaries
+local s = tonumber(ARGV[base])
+for j = 1, s do
+  redis.call('SET', KEYS[2 + j], ARGV[base + j])
+  redis.call('HSET', KEYS[2], ARGV[base + s + j], ARGV[base + 2 * s + j])
 end
--- then the label join's writes: op, key, argument count, arguments
+-- then the label join's writes: op, key index, argument count, arguments
 local i = base + 3 * s + 1
 while i <= #ARGV do
-  local op, key, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local op, key, n = ARGV[i], KEYS[tonumber(ARGV[i + 1])], tonumber(ARGV[i + 2])
   local a, b = ARGV[i + 3], ARGV[i + 4]
   if op == 'setex' then redis.call('SET', key, b, 'EX', a)
   elseif op == 'set' then redis.call('SET', key, a)
@@ -78,8 +87,10 @@ def _field(tp: TopicPartition) -> str:
     return f"{tp[0]}:{tp[1]}"
 
 
-def _ops(keys: AppKeys, writes: list[JoinWrite], quarantined: list[Quarantine], now: float) -> list[tuple]:
-    """The script's operations (op, key, args...) for the label join's writes and the quarantined records."""
+def _ops(keys: PartitionKeys, writes: list[JoinWrite], quarantined: list[Quarantine],
+         now: float) -> list[tuple]:
+    """The script's operations (op, key, args...) for one partition's label-join writes and quarantined
+    records."""
     out: list[tuple] = []
     kept: dict[tuple[str, int, int], list] = defaultdict(list)  # one HSET per hour bucket (and TTL)
     for w in writes:
@@ -103,119 +114,220 @@ def _ops(keys: AppKeys, writes: list[JoinWrite], quarantined: list[Quarantine], 
         digest = hashlib.sha256(q.raw).hexdigest()
         out.append(("set", keys.quarantine(q.kind, digest), q.raw))
         out.append(("hset", keys.quarantined, member(q.model, q.model_version), quarantine_record(q, digest, now)))
-        if q.kind == "profile":
-            out.append(("del", keys.profile(q.model, q.model_version)))
     return out
 
 
+def script_call(keys: PartitionKeys, part: PartitionCommit, now: float) -> tuple[list[str], list[object]]:
+    """KEYS and ARGV of the commit script for one partition's part of a batch."""
+    argv: list[object] = [len(part.offsets)]
+    for tp, (expected, new) in part.offsets.items():
+        argv += [_field(tp), str(expected), str(new)]
+    states = part.states
+    script_keys = [keys.offsets, keys.models, *(keys.state(m, v) for m, v in states)]
+    argv.append(len(states))
+    argv += list(states.values())
+    argv += [member(m, v) for m, v in states]
+    argv += [orjson.dumps({"events": part.events_total[key], "updated": now}) for key in states]
+    index: dict[str, int] = {}
+    for op, key, *args in _ops(keys, part.writes, part.quarantined, now):
+        if key not in index:
+            script_keys.append(key)
+            index[key] = len(script_keys)  # Lua's KEYS count from 1
+        argv += [op, index[key], len(args), *args]
+    return script_keys, argv
+
+
 class RedisStateStore:
-    def __init__(self, connection: str | RedisConnection, app_id: str) -> None:
-        """``connection``: settings.redis (password file, CA), or a bare URL."""
+    def __init__(self, connection: str | RedisConnection, app_id: str, partitions: int | None = None) -> None:
+        """``connection``: settings.redis (password file, CA, cluster nodes), or a bare URL. ``partitions``: the
+        topics' partition count, as the worker learnt it from Kafka; without it (``status``, ``alerts``), the
+        count the worker recorded under the ``layout`` key is used."""
         self._connection = as_redis_connection(connection)
         self._redis = redis_client(self._connection)
         self._app_id = app_id
-        self._keys = AppKeys(app_id)
+        self.partitions = partitions
+        self._keys = AppKeys(app_id, partitions) if partitions else None
         self._commit = self._redis.register_script(_COMMIT)
+
+    @property
+    def client(self):
+        return self._redis
+
+    def keys(self) -> AppKeys:
+        """The app's keys for the partition count given, or else recorded by the worker (1 before any was)."""
+        if self._keys is not None:
+            return self._keys
+        from stream_processors.state.layout import recorded_partitions
+
+        recorded = self._call(recorded_partitions, self._redis, AppKeys(self._app_id))
+        if recorded is None:
+            return AppKeys(self._app_id)  # nothing recorded yet: read again next time
+        self._keys = AppKeys(self._app_id, recorded)
+        return self._keys
 
     def _call(self, fn, *args):
         try:
             return fn(*args)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._connection.error(exc) from exc
+
+    def _pipelined(self, calls: list[tuple[str, tuple]]) -> list:
+        """One pipeline (per node, on a cluster) running ``calls``: (method name, args)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for name, args in calls:
+            if name == "mget":  # a cluster pipeline refuses pipe.mget; MGET of keys of one slot it routes
+                pipe.execute_command("MGET", *args[0])
+            else:
+                getattr(pipe, name)(*args)
+        return self._call(pipe.execute)
 
     def ping(self) -> None:
         self._call(self._redis.ping)
 
+    def prepare(self) -> int:
+        """Before a worker applies anything: keys of an older layout, or of another partition count, moved to
+        where layout 3 puts them for this store's partition count (``state.layout``); the number moved."""
+        from stream_processors.state.layout import prepare
+
+        if self._keys is None:
+            raise ValueError("prepare() needs the partition count (RedisStateStore(..., partitions=P))")
+        return self._call(prepare, self._redis, self._keys)
+
+    def partition_of(self, model: str) -> int:
+        return self.keys().partition_of(model)
+
     def offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         if not partitions:
             return {}
-        raw = self._call(self._redis.hmget, self._keys.offsets, [_field(tp) for tp in partitions])
-        return {tp: -1 if v is None else int(v) for tp, v in zip(partitions, raw)}
+        keys = self.keys()
+        groups: dict[int, list[TopicPartition]] = defaultdict(list)
+        for tp in partitions:
+            groups[tp[1] % keys.partitions].append(tp)
+        rows = self._pipelined([("hmget", (keys.of(n).offsets, [_field(tp) for tp in tps]))
+                                for n, tps in groups.items()])
+        out = {}
+        for tps, row in zip(groups.values(), rows):
+            out.update({tp: -1 if v is None else int(v) for tp, v in zip(tps, row)})
+        return {tp: out[tp] for tp in partitions}
 
-    def load(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
+    def _by_model(self, models: list[tuple[str, str]], method: str, key_of) -> list:
+        """One ``method`` per partition over the models of that partition, values in the order of ``models``."""
+        keys = self.keys()
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, (model, _version) in enumerate(models):
+            groups[keys.partition_of(model)].append(i)
+        rows = self._pipelined([(method, key_of(keys.of(n), [models[i] for i in idx])) for n, idx in groups.items()])
+        out: list = [None] * len(models)
+        for idx, row in zip(groups.values(), rows):
+            for i, value in zip(idx, row):
+                out[i] = value
+        return out
+
+    def load(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | bytes | None]:
         if not models:
             return {}
-        raw = self._call(self._redis.mget, [self._keys.state(m, v) for m, v in models])
+        raw = self._by_model(models, "mget", lambda k, group: ([k.state(m, v) for m, v in group],))
         return {key: decoded(value) for key, value in zip(models, raw)}
 
     def commit(self, batch: StateCommit) -> bool:
         if not batch.offsets:
             return True
-        argv: list[object] = [len(batch.offsets)]
-        for tp, (expected, new) in batch.offsets.items():
-            argv += [_field(tp), str(expected), str(new)]
-        states = batch.states
-        keys = [self._keys.offsets, self._keys.models]
-        keys += [self._keys.state(m, v) for m, v in states]
-        argv += list(states.values())
-        argv += [member(m, v) for m, v in states]
+        keys = self.keys()
         now = time.time()
-        argv += [orjson.dumps({"events": batch.events_total[key], "updated": now}) for key in states]
-        for op, key, *args in _ops(self._keys, batch.writes, batch.quarantined, now):
-            argv += [op, key, len(args), *args]
-        return bool(self._call(self._commit, keys, argv))
+        for partition, part in by_partition(batch, keys.partition_of, keys.partitions):
+            script_keys, argv = script_call(keys.of(partition), part, now)
+            if not self._call(self._commit, script_keys, argv):
+                return False
+            self._drop_quarantined_profiles(keys, part.quarantined)
+        return True
+
+    def _drop_quarantined_profiles(self, keys: AppKeys, quarantined: list[Quarantine]) -> None:
+        """A quarantined profile (kept under its partition's tag) leaves its untagged key: one DEL each, after
+        the quarantine record is saved, so a crash in between leaves the profile to be quarantined again."""
+        for q in quarantined:
+            if q.kind == "profile":
+                self._call(self._redis.delete, keys.profile(q.model, q.model_version))
+
+    def _every_partition(self, name: str) -> list[dict]:
+        """HGETALL of one per-partition hash (``models``, ``quarantined``, ``labels``) of every partition."""
+        return self._pipelined([("hgetall", (getattr(k, name),)) for k in self.keys().every()])
 
     def quarantined(self) -> dict[tuple[str, str], dict]:
-        raw = self._call(self._redis.hgetall, self._keys.quarantined)
-        return {parse_member(k.decode()): orjson.loads(v) for k, v in raw.items()}
+        out = {}
+        for raw in self._every_partition("quarantined"):
+            out.update({parse_member(k.decode()): orjson.loads(v) for k, v in raw.items()})
+        return out
 
-    def quarantined_record(self, kind: str, digest: str) -> bytes | None:
-        return self._call(self._redis.get, self._keys.quarantine(kind, digest))
+    def quarantined_record(self, kind: str, digest: str, model: str | None = None) -> bytes | None:
+        """The record quarantined with ``digest``: under ``model``'s partition, or the first partition having
+        it."""
+        keys = self.keys()
+        candidates = [keys.for_model(model)] if model is not None else keys.every()
+        for found in self._pipelined([("get", (k.quarantine(kind, digest),)) for k in candidates]):
+            if found is not None:
+                return found
+        return None
 
     # -- the label join -------------------------------------------------------------------------------------
     def kept_predictions(self, model: str, hours: list[int], event_ids: list[str]) -> list[list | None]:
         """Per event id, its value in the first of the hour buckets that has it."""
         if not event_ids or not hours:
             return [None] * len(event_ids)
-        pipe = self._redis.pipeline(transaction=False)
-        for hour in hours:
-            pipe.hmget(self._keys.predictions(model, hour), event_ids)
-        rows = self._call(pipe.execute)
+        keys = self.keys().for_model(model)
+        rows = self._pipelined([("hmget", (keys.predictions(model, hour), event_ids)) for hour in hours])
         out: list[list | None] = [None] * len(event_ids)
         for hour, row in zip(hours, rows):
             for j, value in enumerate(row):
                 if out[j] is None and value is not None:
-                    out[j] = join_record(f"{self._keys.predictions(model, hour)} {event_ids[j]}", value)
+                    out[j] = join_record(f"{keys.predictions(model, hour)} {event_ids[j]}", value)
         return out
 
     def waiting_labels(self, model: str, event_ids: list[str]) -> list[dict | None]:
         if not event_ids:
             return []
-        keys = [self._keys.waiting_label(model, i) for i in event_ids]
+        partition = self.keys().for_model(model)
+        keys = [partition.waiting_label(model, i) for i in event_ids]
         raw = self._call(self._redis.mget, keys)
         return [join_record(k, v) for k, v in zip(keys, raw)]
 
     def due_labels(self, model: str, now: float, limit: int) -> list[str]:
-        raw = self._call(self._redis.zrangebyscore, self._keys.waiting(model), "-inf", now, 0, limit)
+        raw = self._call(self._redis.zrangebyscore, self.keys().waiting(model), "-inf", now, 0, limit)
         return [m.decode() for m in raw]
 
     def pending_labels(self, model: str) -> int:
-        value = self._call(self._redis.hget, self._keys.label_counts, f"{model}:pending")
+        value = self._call(self._redis.hget, self.keys().for_model(model).label_counts, f"{model}:pending")
         return 0 if value is None else int(value)
 
     def label_counts(self) -> dict[str, int]:
-        raw = self._call(self._redis.hgetall, self._keys.label_counts)
-        return {k.decode(): int(v) for k, v in raw.items()}
+        out: dict[str, int] = {}
+        for raw in self._every_partition("label_counts"):
+            out.update({k.decode(): int(v) for k, v in raw.items()})
+        return out
 
     # -- profiles and summaries -----------------------------------------------------------------------------
     def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
         if not models:
             return {}
-        raw = self._call(self._redis.mget, [self._keys.profile(m, v) for m, v in models])
+        keys = self.keys()
+        raw = self._pipelined([("get", (keys.profile(m, v),)) for m, v in models])
         return {key: decoded(value) for key, value in zip(models, raw)}
 
     def put_profile(self, profile: dict, only_if_absent: bool = False) -> bool:
-        key = self._keys.profile(profile["model"], profile["model_version"])
+        key = AppKeys(self._app_id).profile(profile["model"], profile["model_version"])
         return bool(self._call(self._redis.set, key, orjson.dumps(profile), None, None, only_if_absent))
 
     def model_summaries(self) -> dict[tuple[str, str], dict]:
         """Per (model, version): {"events", "updated"} as of its last commit."""
-        raw = self._call(self._redis.hgetall, self._keys.models)
         out = {}
-        for field, summary in raw.items():
-            model, version = parse_member(field.decode())
-            out[(model, version)] = orjson.loads(summary)
+        for raw in self._every_partition("models"):
+            for field, summary in raw.items():
+                out[parse_member(field.decode())] = orjson.loads(summary)
         return out
+
+    def model_summary(self, model: str, version: str) -> dict | None:
+        """One model version's {"events", "updated"}, found without reading any other model's."""
+        raw = self._call(self._redis.hget, self.keys().for_model(model).models, member(model, version))
+        return None if raw is None else orjson.loads(raw)
 
     def models(self) -> dict[tuple[str, str], float]:
         return {key: summary["updated"] for key, summary in self.model_summaries().items()}
@@ -223,5 +335,5 @@ class RedisStateStore:
     def existing(self, models: list[tuple[str, str]]) -> set[tuple[str, str]]:
         if not models:
             return set()
-        raw = self._call(self._redis.hmget, self._keys.models, [f"{m}\t{v}" for m, v in models])
+        raw = self._by_model(models, "hmget", lambda k, group: (k.models, [member(m, v) for m, v in group]))
         return {key for key, value in zip(models, raw) if value is not None}

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import redis
-
 from stream_processors.config import RedisConnection
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.state.keys import triggers_done_key, triggers_parked_key
-from stream_processors.state.redis_store import redis_client
+from stream_processors.state.redis_store import REDIS_ERRORS, redis_client
 
 __all__ = ["TriggerLedger"]
 
@@ -33,7 +31,7 @@ class TriggerLedger:
         """Raise ServiceUnavailable (RedisAuthFailed for refused credentials) unless Redis answers."""
         try:
             self._redis.ping()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._connection.error(exc) from exc
 
     def is_done(self, trigger_id: str) -> bool:
@@ -49,6 +47,7 @@ class TriggerLedger:
         self._add(self.parked_key, position)
 
     def _add(self, key: str, member: str) -> None:
+        # one key per MULTI, as a cluster's transactions want (keys of one slot)
         pipe = self._redis.pipeline(transaction=True)
         pipe.sadd(key, member)
         pipe.expire(key, self.ttl_s)
@@ -58,6 +57,6 @@ class TriggerLedger:
     def _call(method, *args):
         try:
             return method(*args)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise ServiceUnavailable(f"Redis failed while handling triggers ({type(exc).__name__}); nothing more "
                                      "was committed, the current trigger is read again on restart") from None

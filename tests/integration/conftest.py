@@ -25,8 +25,10 @@ from producers.topics import ensure_topics
 from stream_processors.state import redis_client
 from stream_processors.batch import logic_params
 from detectors.model.monitor import ModelMonitor
-from stream_processors.config import Settings, load_settings
+from stream_processors.config import RedisConnection, Settings, load_settings
 from stream_processors.state import RedisStateStore
+
+from .redis_cluster import redis_cluster, redis_cluster_with_replicas  # noqa: F401 - for redis_backend
 
 pytestmark = pytest.mark.integration
 
@@ -53,9 +55,24 @@ def base_settings() -> Settings:
 
 
 @pytest.fixture
-def settings(base_settings: Settings) -> Settings:
-    """Settings with topics and app id of this test's own."""
+def redis_backend(request) -> str:
+    """``single`` (the shared Redis), or ``cluster`` (a Redis Cluster of the test session's own;
+    ``cluster_with_replicas``: with a replica per master) in tests
+    parametrized with ``pytest.mark.parametrize("redis_backend", BACKENDS, indirect=True)``."""
+    return getattr(request, "param", "single")
+
+
+BACKENDS = ["single", "cluster"]
+
+
+@pytest.fixture
+def settings(base_settings: Settings, redis_backend: str, request) -> Settings:
+    """Settings with topics and app id of this test's own (and the Redis backend it is parametrized with)."""
     tag = f"it-{uuid.uuid4().hex[:10]}"
+    if redis_backend.startswith("cluster"):
+        cluster = request.getfixturevalue("redis_" + redis_backend)
+        base_settings = base_settings.replace(redis=RedisConnection(base_settings.redis.url,
+                                                                    cluster_nodes=",".join(cluster.nodes)))
     s = base_settings.replace(app_id=tag, inference_topic=f"{tag}.inference", label_topic=f"{tag}.labels",
                               control_topic=f"{tag}.control", dead_letter_topic=f"{tag}.deadletter",
                               profile_topic=f"{tag}.profiles", session_timeout_s=3.0, metrics_port=0)

@@ -35,7 +35,8 @@ def test_poison_messages_are_dead_lettered_and_everything_else_applied(settings,
     limit = 20_000
     settings = settings.replace(max_message_bytes=limit)
     worker = worker_factory(settings).start()
-    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka.bootstrap})
+    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka.bootstrap,
+                                         "partitioner": "murmur2_random"})
     good: list[dict] = []
     expected_codes: list[str] = []
 

@@ -9,6 +9,7 @@ import pytest
 from detectors.model.writes import AwaitLabel, KeepPrediction
 from producers.events import encode_envelope
 from stream_processors.state import RedisStateStore, redis_client
+from stream_processors.state.keys import AppKeys
 from stream_processors.state.trigger_ledger import TriggerLedger
 
 from .conftest import read_topic, wait_until_applied
@@ -24,7 +25,7 @@ def _event(i, **changes):
 def test_a_worker_dead_letters_other_models_and_versions_past_the_cap(settings, worker_factory):
     settings = settings.replace(max_versions_per_model=2)
     worker = worker_factory(settings).start()
-    producer = confluent_kafka.Producer(settings.kafka.client_config())
+    producer = confluent_kafka.Producer({**settings.kafka.client_config(), "partitioner": "murmur2_random"})
     # model m: events of model "intruder" inside m's envelope, and four versions of which two fit the cap
     mixed = [_event(0), _event(1, model="intruder"), _event(2), _event(3, model="intruder")]
     producer.produce(settings.inference_topic, key=b"m", value=encode_envelope("m", mixed, "1"))
@@ -52,6 +53,7 @@ def app_id(base_settings):
     yield app
     client = redis_client(base_settings.redis)
     keys = list(client.scan_iter(match=f"driftline:{app}:*")) + \
+        list(client.scan_iter(match=f"{{driftline:{app}:p*")) + \
         list(client.scan_iter(match=f"driftline:triggers-*:{app}:*"))
     if keys:
         client.delete(*keys)
@@ -70,9 +72,9 @@ def test_label_join_keys_carry_ttls_and_the_sweep_honours_its_limit(base_setting
     writes = [AwaitLabel("m", f"l{i}", 1, 5.0, deadline=100.0 + i, ttl_s=7200) for i in range(5)]
     writes.append(KeepPrediction("m", "p", "1", 1, None, 1.0, hour, 90000))
     assert store.commit(_Commit({("labels", 0): (-1, 0)}, writes))
-    prefix = f"driftline:{app_id}"
+    prefix = AppKeys(app_id).of(0).tag  # one partition: every key of the app under one tag
     keys = [k.decode() for k in client.scan_iter(match=f"{prefix}:*")]
-    growing = [k for k in keys if k.split(":")[2] in ("waiting", "label", "pred")]
+    growing = [k for k in keys if k.split("}:")[1].split(":")[0] in ("waiting", "label", "pred")]
     assert len(growing) == 7  # the zset, five labels, one prediction bucket
     for key in growing:
         assert 0 < client.ttl(key) <= 90000, key

@@ -12,9 +12,9 @@ from producers.replay import plan_columns, replay, rows_to_events
 from producers.topics import ensure_topics
 from stream_processors.state import RedisStateStore
 
-from .conftest import model_state, read_topic, wait_until_applied
+from .conftest import BACKENDS, model_state, read_topic, wait_until_applied
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.parametrize("redis_backend", BACKENDS, indirect=True)]
 
 
 def _applied(settings) -> int:

@@ -6,9 +6,9 @@ import pytest
 
 from producers.example_data import drifting_credit_data
 
-from .conftest import run_cli, wait_until_applied
+from .conftest import BACKENDS, run_cli, wait_until_applied
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.parametrize("redis_backend", BACKENDS, indirect=True)]
 
 SHIFT_AT = 8000
 

@@ -24,6 +24,7 @@ from producers.events import encode_envelope, encode_event
 from producers.topics import ensure_topics
 from stream_processors.state import redis_client
 from stream_processors.state import RedisStateStore
+from stream_processors.state.keys import AppKeys
 
 from .conftest import describe, read_topic, run_cli, wait_until_applied
 
@@ -95,6 +96,7 @@ class Traffic:
 
     def _send(self) -> None:
         producer = confluent_kafka.Producer({"bootstrap.servers": self.settings.kafka.bootstrap,
+                                             "partitioner": "murmur2_random",
                                              "enable.idempotence": True, "linger.ms": 5})
         rng = np.random.default_rng(11)
         step = 20 if self.envelopes else 1
@@ -278,7 +280,8 @@ def test_sigterm_while_a_batch_waits_to_retry(settings, private_stack, worker_fa
 
 def test_damaged_state_and_profile_are_quarantined(settings, worker_factory):
     worker = worker_factory(settings).start()
-    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka.bootstrap})
+    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka.bootstrap,
+                                         "partitioner": "murmur2_random"})
 
     def send(model, first, n):
         for i in range(first, first + n):
@@ -290,14 +293,15 @@ def test_damaged_state_and_profile_are_quarantined(settings, worker_factory):
     send("m0", 0, 300)
     wait_until_applied(settings, worker)
     r = redis_client(settings.redis)
-    state_key = f"driftline:{settings.app_id}:state:m0:1"
+    keys = AppKeys(settings.app_id, settings.topic_partitions)
+    state_key = keys.state("m0", "1")
     saved = orjson.loads(r.get(state_key))
     for monitor in saved["monitors"].values():  # river's compiled core panics on a window it cannot read
         for part in monitor.values():
             if isinstance(part, dict) and "window" in part:
                 part["window"] = part["window"][:12]
     r.set(state_key, orjson.dumps(saved))
-    r.set(f"driftline:{settings.app_id}:profile:m1:1", b'{"format": "driftline.reference_profile/0", "x": ')
+    r.set(keys.profile("m1", "1"), b'{"format": "driftline.reference_profile/0", "x": ')
     send("m0", 300, 100)
     send("m1", 0, 100)
     wait_until_applied(settings, worker)
@@ -309,7 +313,7 @@ def test_damaged_state_and_profile_are_quarantined(settings, worker_factory):
     shown = run_cli(settings, "status", "--model", "m0")
     assert shown.returncode == 0 and "quarantined" in shown.stdout, shown.stdout + shown.stderr
     assert describe(settings, "m1", "1")["events"] == 100
-    kept = r.keys(f"driftline:{settings.app_id}:quarantine:*")
+    kept = [k for n in range(settings.topic_partitions) for k in r.keys(f"{keys.of(n).tag}:quarantine:*")]
     assert len(kept) == 2  # both records kept aside as they were
     assert worker.alive()
 
@@ -324,7 +328,7 @@ def test_state_lost_in_redis_is_detected(settings, worker_factory, rebuild):
     worker.kill(signal.SIGTERM)
     time.sleep(1.5)  # faust commits its offsets to Kafka as it stops
     r = redis_client(s.redis)
-    r.delete(*r.keys(f"driftline:{s.app_id}:*"))  # Redis lost everything of this app
+    r.delete(*r.keys(f"driftline:{s.app_id}:*"), *r.keys(f"{{driftline:{s.app_id}:p*"))  # Redis lost the app's all
     worker.start()
     store = RedisStateStore(s.redis, s.app_id)
     lost = []

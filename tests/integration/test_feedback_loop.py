@@ -21,7 +21,8 @@ def _trigger(i: int) -> dict:
 
 
 def test_the_exec_consumer_runs_once_per_trigger_across_restarts(settings, tmp_path):
-    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka.bootstrap})
+    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka.bootstrap,
+                                         "partitioner": "murmur2_random"})
     for record in (_trigger(1), {**_trigger(9), "type": "drift"}, _trigger(2)):
         producer.produce(settings.control_topic, key=b"credit", value=orjson.dumps(record))
     assert producer.flush(30) == 0
@@ -39,7 +40,8 @@ def test_the_exec_consumer_runs_once_per_trigger_across_restarts(settings, tmp_p
 
 
 def test_a_failing_command_is_retried_and_the_trigger_is_not_lost(settings, tmp_path):
-    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka.bootstrap})
+    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka.bootstrap,
+                                         "partitioner": "murmur2_random"})
     producer.produce(settings.control_topic, key=b"credit", value=orjson.dumps(_trigger(5)))
     assert producer.flush(30) == 0
     marker = tmp_path / "failed-once"

@@ -77,7 +77,7 @@ def _worker(env: dict[str, str], log: Path) -> WorkerProcess:
 
 
 def _produce(settings: Settings, topic: str, key: bytes | None, value: bytes) -> None:
-    producer = confluent_kafka.Producer(settings.kafka.client_config())
+    producer = confluent_kafka.Producer({**settings.kafka.client_config(), "partitioner": "murmur2_random"})
     producer.produce(topic, key=key, value=value)
     assert producer.flush(30) == 0
 

@@ -10,9 +10,9 @@ import pytest
 from producers.example_data import drifting_credit_data
 from producers.replay import plan_columns, replay, rows_to_events
 
-from .conftest import describe, wait_until_applied
+from .conftest import BACKENDS, describe, wait_until_applied
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.parametrize("redis_backend", BACKENDS, indirect=True)]
 
 MODELS = [f"model-{i}" for i in range(6)]
 

@@ -24,7 +24,8 @@ def _trigger(name: str) -> dict:
 
 
 def _send(settings, *records) -> None:
-    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka.bootstrap})
+    producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka.bootstrap,
+                                         "partitioner": "murmur2_random"})
     for record in records:
         value = record if record is None or isinstance(record, bytes) else orjson.dumps(record)
         producer.produce(settings.control_topic, key=b"credit", value=value)

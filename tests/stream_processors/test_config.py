@@ -102,3 +102,25 @@ def test_the_module_examples_run():
 
     result = doctest.testmod(stream_processors.config)
     assert result.attempted >= 3 and result.failed == 0
+
+
+def test_redis_cluster_nodes_are_read_and_checked():
+    s = load_settings(environ={"DRIFTLINE_REDIS_CLUSTER_NODES": "r1:7000, r2:7001,[::1]:7002",
+                               "DRIFTLINE_REDIS_URL": "rediss://app:pw-9x@ignored:6379"})
+    assert s.redis.cluster_nodes == "r1:7000, r2:7001,[::1]:7002"
+    assert s.redis.redacted() == "cluster r1:7000,r2:7001,::1:7002"
+    assert "pw-9x" not in repr(s.redis)
+
+
+@pytest.mark.parametrize("nodes,url,message", [
+    ("r1", "redis://localhost:6379", "'r1' is not host:port"),
+    ("r1:70000", "redis://localhost:6379", "'r1:70000' is not host:port"),
+    ("user:s3cret-pw@r1:7000", "redis://localhost:6379", "not host:port"),
+    (" , ", "redis://localhost:6379", "holds no host:port"),
+    ("r1:7000", "unix:///run/redis.sock", "is unix://"),
+])
+def test_bad_redis_cluster_nodes_are_one_clear_error_without_the_password(nodes, url, message):
+    with pytest.raises(ConfigError, match="DRIFTLINE_REDIS_CLUSTER_NODES") as caught:
+        load_settings(environ={"DRIFTLINE_REDIS_CLUSTER_NODES": nodes, "DRIFTLINE_REDIS_URL": url})
+    assert message in str(caught.value)
+    assert "s3cret-pw" not in str(caught.value)  # a node given with credentials is named by its host only

@@ -1,6 +1,7 @@
 """One contract, two stores: the in-memory store behaves as the Redis store does (commits, offsets,
-conflicts, quarantine, expiry of kept predictions, the label join). The Redis case talks to the real Redis
-under an app id of its own."""
+conflicts, quarantine, expiry of kept predictions, the label join, a commit saved partition by partition).
+The Redis cases talk to the real Redis, and to a real Redis Cluster of the test session's own, under an app id
+of their own; every store has PARTITIONS partitions, so a batch over several partitions commits in parts."""
 
 from __future__ import annotations
 
@@ -15,8 +16,15 @@ import redis
 from detectors.model.label_join import LabelJoin
 from detectors.model.params import JoinParams
 from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, KeepPrediction
-from stream_processors.config import load_settings
+from producers.events import encode_envelope
+from producers.partitioning import partition_for
+from stream_processors.batch import BatchProcessor, IncomingMessage
+from stream_processors.config import RedisConnection, Settings, load_settings
 from stream_processors.state import MemoryStateStore, Quarantine, RedisStateStore, redis_client
+from tests.integration.redis_cluster import redis_cluster  # noqa: F401 - the cluster case's own cluster
+
+PARTITIONS = 3
+P = partition_for("m", PARTITIONS)  # model "m"'s partition, where its writes and offsets go together
 
 
 @dataclass
@@ -36,7 +44,8 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration),
+                        pytest.param("cluster", marks=pytest.mark.integration)])
 def store(request):
     """(store, advance): ``advance(seconds)`` lets that much time pass for the store."""
     if request.param == "memory":
@@ -45,24 +54,27 @@ def store(request):
         def advance(seconds: float) -> None:
             clock.now += seconds
 
-        yield MemoryStateStore(clock), advance
+        yield MemoryStateStore(clock, partitions=PARTITIONS), advance
         return
-    url = load_settings().redis.url
+    connection = load_settings().redis
+    if request.param == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        connection = RedisConnection(connection.url, cluster_nodes=",".join(cluster.nodes))
     try:
-        redis_client(url, socket_connect_timeout=2).ping()
+        redis_client(connection, socket_connect_timeout=2).ping()
     except redis.RedisError:
-        pytest.fail(f"Redis is not reachable at {url}: run 'make stack-up'")
+        pytest.fail(f"Redis is not reachable at {connection.redacted()}: run 'make stack-up'")
     app_id = f"contract-{uuid.uuid4().hex[:10]}"
-    yield RedisStateStore(url, app_id), time.sleep
-    client = redis_client(url)
-    keys = list(client.scan_iter(match=f"driftline:{app_id}:*"))
-    if keys:
-        client.delete(*keys)
+    yield RedisStateStore(connection, app_id, PARTITIONS), time.sleep
+    client = redis_client(connection)
+    for pattern in (f"driftline:{app_id}:*", f"{{driftline:{app_id}:p*"):
+        for key in list(client.scan_iter(match=pattern)):
+            client.delete(key)
 
 
 def test_a_commit_writes_states_and_offsets_together(store):
     store, _ = store
-    tp = ("inference", 0)
+    tp = ("inference", P)
     assert store.offsets([tp]) == {tp: -1}
     assert store.load([("m", "1")]) == {("m", "1"): None}
     assert store.commit(Commit({tp: (-1, 41)}, {("m", "1"): b'{"events": 3}'}, {("m", "1"): 3}))
@@ -74,7 +86,7 @@ def test_a_commit_writes_states_and_offsets_together(store):
 
 def test_a_commit_from_a_stale_offset_writes_nothing(store):
     store, _ = store
-    tp = ("inference", 1)
+    tp = ("inference", P)
     assert store.commit(Commit({tp: (-1, 10)}, {("m", "1"): b'{"v": 1}'}, {("m", "1"): 1}))
     stale = Commit({tp: (5, 20)}, {("m", "1"): b'{"v": 2}'}, {("m", "1"): 2},
                    writes=[CountLabels("m", joined=1)])
@@ -86,7 +98,7 @@ def test_a_commit_from_a_stale_offset_writes_nothing(store):
 
 def test_undecodable_state_is_handed_back_as_bytes_and_can_be_quarantined(store):
     store, _ = store
-    tp = ("inference", 0)
+    tp = ("inference", P)
     assert store.commit(Commit({tp: (-1, 0)}, {("m", "1"): b"{damaged"}, {("m", "1"): 1}))
     raw = store.load([("m", "1")])[("m", "1")]
     assert raw == b"{damaged"
@@ -108,7 +120,7 @@ def test_kept_predictions_are_found_in_their_hour_and_expire(store):
     hour = int(now // 3600)
     writes = [KeepPrediction("m", f"e{i}", "1", i % 2, 0.5, 10.0 + i, hour, 1) for i in range(3)]
     writes.append(KeepPrediction("m", "old", "1", "yes", None, 1.0, hour - 1, 60))
-    assert store.commit(Commit({("inference", 0): (-1, 0)}, writes=writes))
+    assert store.commit(Commit({("inference", P): (-1, 0)}, writes=writes))
     assert store.kept_predictions("m", [hour, hour - 1], ["e1", "old", "nope"]) == \
         [["1", 1, 0.5, 11.0], ["1", "yes", None, 1.0], None]
     assert store.kept_predictions("other", [hour], ["e1"]) == [None]
@@ -121,13 +133,13 @@ def test_waiting_labels_fall_due_and_are_forgotten(store):
     writes = [AwaitLabel("m", "a", 1, 5.0, deadline=100.0, ttl_s=3600),
               AwaitLabel("m", "b", "no", 6.0, deadline=50.0, ttl_s=3600),
               CountLabels("m", pending=2)]
-    assert store.commit(Commit({("labels", 0): (-1, 0)}, writes=writes))
+    assert store.commit(Commit({("labels", P): (-1, 0)}, writes=writes))
     assert store.pending_labels("m") == 2 and store.pending_labels("x") == 0
     assert store.waiting_labels("m", ["a", "b", "c"]) == [{"l": 1, "t": 5.0}, {"l": "no", "t": 6.0}, None]
     assert store.due_labels("m", 49.0, 10) == []
     assert store.due_labels("m", 100.0, 10) == ["b", "a"]  # by deadline
     assert store.due_labels("m", 100.0, 1) == ["b"]  # the sweep's LIMIT
-    assert store.commit(Commit({("labels", 0): (0, 1)},
+    assert store.commit(Commit({("labels", P): (0, 1)},
                                writes=[ForgetLabel("m", "b"), CountLabels("m", pending=-1, unmatched=1)]))
     assert store.due_labels("m", 100.0, 10) == ["a"]
     assert store.waiting_labels("m", ["b"]) == [None]
@@ -143,18 +155,88 @@ def test_the_label_join_runs_alike_on_both_stores(store):
     first = join.run(predictions, {"m": [{"event_id": "e0", "label": 0, "timestamp": now},
                                          {"event_id": "late", "label": 1, "timestamp": now}]}, now)
     assert [j.event_id for j in first.joined[("m", "1")]] == ["e0"]
-    assert store.commit(Commit({("inference", 0): (-1, 0)}, writes=first.writes))
+    assert store.commit(Commit({("inference", P): (-1, 0)}, writes=first.writes))
     second = join.run({}, {"m": [{"event_id": f"e{i}", "label": 1, "timestamp": now} for i in (3, 4)]}, now + 1)
     assert [(j.event_id, j.prediction, j.label) for j in second.joined[("m", "1")]] == [("e3", 1, 1), ("e4", 0, 1)]
-    assert store.commit(Commit({("inference", 0): (0, 1)}, writes=second.writes))
+    assert store.commit(Commit({("inference", P): (0, 1)}, writes=second.writes))
     third = join.run({"m": [("1", {"event_id": "late", "prediction": 1, "score": None, "timestamp": now})]}, {},
                      now + 2)
     assert [j.event_id for j in third.joined[("m", "1")]] == ["late"]
-    assert store.commit(Commit({("inference", 0): (1, 2)}, writes=third.writes))
+    assert store.commit(Commit({("inference", P): (1, 2)}, writes=third.writes))
     assert store.label_counts() == {"m:joined": 4, "m:pending": 0}
     fourth = join.run({}, {"m": [{"event_id": "never", "label": 1, "timestamp": now}]}, now + 3)
-    assert store.commit(Commit({("inference", 0): (2, 3)}, writes=fourth.writes))
+    assert store.commit(Commit({("inference", P): (2, 3)}, writes=fourth.writes))
     gone = join.run({}, {"m": []}, now + 100)  # a model's due labels are settled when it has traffic
     assert gone.unmatched == {"m": 1}
-    assert store.commit(Commit({("inference", 0): (3, 4)}, writes=gone.writes))
+    assert store.commit(Commit({("inference", P): (3, 4)}, writes=gone.writes))
     assert store.label_counts()["m:unmatched"] == 1 and store.pending_labels("m") == 0
+
+
+def test_a_batch_over_partitions_saves_each_and_its_redo_after_a_conflict_counts_nothing_twice(store):
+    """Partition a's part is saved, then b's conflicts: the redo skips a's messages by their offset and applies
+    b's once, so each model ends with exactly the events produced for it."""
+    store, _ = store
+    models = {"a": partition_for("a", PARTITIONS), "m": P}
+    assert models["a"] < models["m"]  # the commit saves a's partition first
+    settings = Settings(topic_partitions=PARTITIONS)
+    messages = [IncomingMessage("t", part, offset, encode_envelope(model, [
+        {"event_id": f"{model}-{offset}-{i}", "features": {"x": float(i)}, "prediction": 1, "score": 0.5,
+         "timestamp": 1.0 + i} for i in range(4)], "1"), model.encode())
+        for model, part in models.items() for offset in range(3)]
+    first = BatchProcessor(settings, store).process(messages)
+    assert set(first.offsets) == {("t", models["a"]), ("t", P)}
+    # another writer advances m's partition meanwhile (a worker that owned it before a rebalance, say)
+    assert store.commit(Commit({("t", P): (-1, 0)}))
+    assert not store.commit(first)
+    assert store.offsets([("t", models["a"]), ("t", P)]) == {("t", models["a"]): 2, ("t", P): 0}
+    assert store.load([("m", "1")])[("m", "1")] is None
+    redo = BatchProcessor(settings, store).process(messages)
+    assert redo.skipped_messages == 3 + 1 and set(redo.offsets) == {("t", P)}
+    assert store.commit(redo)
+    summaries = store.model_summaries()
+    assert summaries[("a", "1")]["events"] == 12  # 3 messages x 4 events, once
+    assert summaries[("m", "1")]["events"] == 8   # offsets 1 and 2: offset 0 counts as the other writer's
+
+
+def test_a_message_on_another_partition_than_its_models_is_dead_lettered(store):
+    store, _ = store
+    elsewhere = (P + 1) % PARTITIONS
+    event = {"event_id": "e", "features": {"x": 1.0}, "prediction": 1, "score": 0.5, "timestamp": 1.0}
+    outcome = BatchProcessor(Settings(topic_partitions=PARTITIONS), store).process(
+        [IncomingMessage("t", elsewhere, 0, encode_envelope("m", [event], "1"), b"m")])
+    assert [(d["reason_code"], d["model"]) for d in outcome.dead_letters] == [("wrong_partition", "m")]
+    assert "murmur2" in outcome.dead_letters[0]["reason"] and outcome.events == 0
+    assert store.commit(outcome)
+    assert store.offsets([("t", elsewhere)]) == {("t", elsewhere): 0} and store.models() == {}
+
+
+def test_a_batch_writes_only_the_model_versions_it_touched(store):
+    store, _ = store
+    untouched = b'{"left": "as it was"}'
+    assert store.commit(Commit({("t", P): (-1, 0)}, {("m", "0"): untouched}, {("m", "0"): 7}))
+    event = {"event_id": "e", "features": {"x": 1.0}, "prediction": 1, "score": 0.5, "timestamp": 1.0}
+    outcome = BatchProcessor(Settings(topic_partitions=PARTITIONS), store).process(
+        [IncomingMessage("t", P, 1, encode_envelope("m", [event], "1"), b"m")])
+    assert set(outcome.states) == {("m", "1")}
+    assert store.commit(outcome)
+    assert store.load([("m", "0")])[("m", "0")] == {"left": "as it was"}
+    assert store.model_summaries()[("m", "0")]["events"] == 7
+
+
+@pytest.mark.parametrize("error", [redis.exceptions.ClusterDownError("CLUSTERDOWN"),
+                                   redis.exceptions.MasterDownError("MASTERDOWN"),
+                                   redis.exceptions.TryAgainError("TRYAGAIN"),
+                                   redis.exceptions.MovedError("3999 127.0.0.1:7001"),
+                                   redis.exceptions.AskError("3999 127.0.0.1:7001"),
+                                   redis.exceptions.SlotNotCoveredError("slot 3999 is not covered"),
+                                   redis.exceptions.RedisClusterException("no node answers")])
+def test_cluster_errors_are_redis_unavailable_for_the_retry_path_never_data_errors(error):
+    from stream_processors.errors import ServiceUnavailable
+
+    store = RedisStateStore("redis://127.0.0.1:1/0", "app", PARTITIONS)  # never connects: only _call is used
+
+    def failing():
+        raise error
+
+    with pytest.raises(ServiceUnavailable):
+        store._call(failing)

@@ -1,0 +1,123 @@
+"""Moving keys to key layout 3 on real Redis and on a real Redis Cluster: state written by a worker of key
+layout 2 (one Redis, no hash tags) is found under layout 3 after ``prepare``, and again after the topics'
+partition count is raised; nothing is lost, expiries are kept, and offsets stay with their partition."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import orjson
+import pytest
+
+from producers.partitioning import partition_for
+from stream_processors.config import RedisConnection, load_settings
+from stream_processors.state import RedisStateStore, redis_client
+from stream_processors.state.keys import AppKeys
+from stream_processors.errors import ServiceUnavailable
+from stream_processors.state.layout import prepare
+from tests.integration.redis_cluster import redis_cluster  # noqa: F401 - the cluster case's own cluster
+
+pytestmark = pytest.mark.integration
+MODELS = ["credit", "fraud:v2", "m0", "m1", "m2", "m3", "m4", "m5"]
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def connection(request):
+    connection = load_settings().redis
+    if request.param == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        connection = RedisConnection(connection.url, cluster_nodes=",".join(cluster.nodes))
+    return connection
+
+
+def _layout_2(client, app: str, hour: int) -> None:
+    """What a worker of key layout 2 left: keys spelt out here, not by keys.py."""
+    prefix = f"driftline:{app}"
+    for i, model in enumerate(MODELS):
+        encoded = model.replace(":", "%3A")
+        client.set(f"{prefix}:state:{encoded}:1", orjson.dumps({"model": model, "events": 10 + i}))
+        client.hset(f"{prefix}:models", f"{encoded}\t1", orjson.dumps({"events": 10 + i, "updated": 1.0}))
+        client.hset(f"{prefix}:pred:{encoded}:{hour}", "e1", orjson.dumps(["1", i, 0.5, 2.0]))
+        client.expire(f"{prefix}:pred:{encoded}:{hour}", 3600)
+        client.set(f"{prefix}:label:{encoded}:late", orjson.dumps({"l": 1, "t": 3.0}), ex=3600)
+        client.zadd(f"{prefix}:waiting:{encoded}", {"late": 100.0 + i})
+        client.hset(f"{prefix}:labels", mapping={f"{model}:pending": 1, f"{model}:joined": i})
+    for p in range(4):
+        client.hset(f"{prefix}:offsets", mapping={f"t:{p}": 100 + p, f"labels:{p}": 200 + p})
+    client.set(f"{prefix}:quarantine:state:{'ab' * 32}", b"{damaged")
+    client.hset(f"{prefix}:quarantined", "credit\t0", orjson.dumps({"record": "state", "error": "x",
+                                                                     "sha256": "ab" * 32, "at": 1.0}))
+    client.set(f"{prefix}:profile:credit:1", orjson.dumps({"model": "credit", "model_version": "1"}))
+
+
+def _everything_is_found(connection, app: str, partitions: int, hour: int) -> None:
+    store = RedisStateStore(connection, app, partitions)
+    keys = [(m, "1") for m in MODELS]
+    assert {k: v["events"] for k, v in store.load(keys).items()} == {k: 10 + i for i, k in enumerate(keys)}
+    assert {k: v["events"] for k, v in store.model_summaries().items()} == {k: 10 + i for i, k in enumerate(keys)}
+    assert store.existing(keys) == set(keys)
+    for i, model in enumerate(MODELS):
+        assert store.kept_predictions(model, [hour], ["e1"]) == [["1", i, 0.5, 2.0]]
+        assert store.waiting_labels(model, ["late"]) == [{"l": 1, "t": 3.0}]
+        assert store.due_labels(model, 1e9, 10) == ["late"]
+        assert store.pending_labels(model) == 1
+        assert 0 < store.client.ttl(store.keys().predictions(model, hour)) <= 3600  # the expiry came along
+    assert store.label_counts() == {**{f"{m}:pending": 1 for m in MODELS}, **{f"{m}:joined": i for i, m in
+                                                                                   enumerate(MODELS)}}
+    assert store.offsets([("t", p) for p in range(4)] + [("labels", 3)]) == \
+        {**{("t", p): 100 + p for p in range(4)}, ("labels", 3): 203}
+    assert store.quarantined()[("credit", "0")]["sha256"] == "ab" * 32
+    assert store.quarantined_record("state", "ab" * 32, "credit") == b"{damaged"
+    assert store.profiles([("credit", "1")])[("credit", "1")]["model"] == "credit"
+    # no key of layout 2 is left but the profile, and none of another tag
+    client = store.client
+    left = {k.decode() for k in client.scan_iter(match=f"driftline:{app}:*")}
+    assert left == {f"driftline:{app}:profile:credit:1", f"driftline:{app}:layout"}
+    tags = {k.decode().partition("}")[0] + "}" for k in client.scan_iter(match=f"{{driftline:{app}:p*")}
+    assert tags <= {f"{{driftline:{app}:p{n}}}" for n in range(partitions)}
+
+
+def test_layout_2_state_is_moved_on_start_and_again_when_partitions_are_raised(connection):
+    app = f"layout-{uuid.uuid4().hex[:8]}"
+    client = redis_client(connection)
+    hour = int(time.time() // 3600)
+    _layout_2(client, app, hour)
+    assert partition_for("m0", 4) != partition_for("m0", 7) or partition_for("m1", 4) != partition_for("m1", 7)
+    try:
+        first = RedisStateStore(connection, app, 4)
+        assert first.prepare() > 0
+        _everything_is_found(connection, app, 4, hour)
+        assert first.prepare() == 0  # recorded: one GET
+        assert RedisStateStore(connection, app).keys().partitions == 4  # readers learn the count from Redis
+        assert RedisStateStore(connection, app, 7).prepare() > 0  # the topics now have 7 partitions
+        _everything_is_found(connection, app, 7, hour)
+        assert orjson.loads(client.get(f"driftline:{app}:layout")) == {"layout": 3, "partitions": 7}
+    finally:
+        for pattern in (f"driftline:{app}:*", f"{{driftline:{app}:p*"):
+            for key in list(client.scan_iter(match=pattern)):
+                client.delete(key)
+
+
+def test_a_move_that_stopped_half_way_is_finished_by_the_next_worker(connection):
+    app = f"layout-{uuid.uuid4().hex[:8]}"
+    client = redis_client(connection)
+    hour = int(time.time() // 3600)
+    _layout_2(client, app, hour)
+    keys = AppKeys(app, 4)
+    try:
+        # a worker died after copying some keys and setting some fields, before deleting their old copies
+        for model in MODELS[:3]:
+            client.set(keys.state(model, "1"), client.get(f"driftline:{app}:state:{model.replace(':', '%3A')}:1"))
+            client.hset(keys.for_model(model).label_counts,
+                        f"{model}:pending", 1)
+        client.set(keys.relocating, "4", ex=1)  # its lock, which expires
+        with pytest.raises(ServiceUnavailable, match="moving the keys"):
+            prepare(client, keys, wait_s=0)
+        time.sleep(1.2)
+        assert RedisStateStore(connection, app, 4).prepare() > 0
+        _everything_is_found(connection, app, 4, hour)
+    finally:
+        for pattern in (f"driftline:{app}:*", f"{{driftline:{app}:p*"):
+            for key in list(client.scan_iter(match=pattern)):
+                client.delete(key)
