@@ -135,12 +135,26 @@ def worker_factory(tmp_path):
                 raise
 
 
+def _high_watermark(consumer: confluent_kafka.Consumer, topic: str, partition: int) -> int:
+    """The partition's end offset; a topic created moments ago may answer "not leader" until its leader is
+    known to every broker connection, so that answer is asked again for up to 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return consumer.get_watermark_offsets(confluent_kafka.TopicPartition(topic, partition), timeout=10)[1]
+        except confluent_kafka.KafkaException as exc:
+            retriable = exc.args[0].code() in (confluent_kafka.KafkaError.NOT_LEADER_FOR_PARTITION,
+                                               confluent_kafka.KafkaError.LEADER_NOT_AVAILABLE)
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def end_offsets(s: Settings, topic: str) -> dict[int, int]:
     consumer = confluent_kafka.Consumer({**s.kafka.client_config(), "group.id": "driftline-probe"})
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: consumer.get_watermark_offsets(confluent_kafka.TopicPartition(topic, p), timeout=10)[1]
-                for p in parts}
+        return {p: _high_watermark(consumer, topic, p) for p in parts}
     finally:
         consumer.close()
 
