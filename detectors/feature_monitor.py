@@ -208,7 +208,7 @@ class NumericDriftMonitor:
             end = (i + 1) * b - 1 - waiting  # the block's last value, in ``values``
             seen = self._seen + end + 1
             if self._phase == "baseline":
-                self._blocks.update(np.array([mean]))
+                self._blocks.add(mean)
                 if self._blocks.count >= self.baseline_blocks:
                     sd = self._blocks.std
                     # the spread is estimated from these blocks only: take its upper bound (2 standard errors)

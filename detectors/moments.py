@@ -98,13 +98,25 @@ class NumericSummary:
             present = np.concatenate([np.array(self._open), present])
         whole = present.size // BLOCK * BLOCK
         if whole:
-            blocks = present[:whole].reshape(-1, BLOCK)
-            means = blocks.mean(axis=1)
-            m2s = np.square(blocks - means[:, None]).sum(axis=1)
-            for mean, m2, lo, hi in zip(means.tolist(), m2s.tolist(), blocks.min(axis=1).tolist(),
-                                        blocks.max(axis=1).tolist()):
-                self._combine(BLOCK, mean, m2, lo, hi)
+            self._merge_blocks(present[:whole].reshape(-1, BLOCK))
         self._open = present[whole:].tolist()
+
+    def add(self, value: float) -> None:
+        """``update`` with one value, without an array per value (the same blocks, the same bits)."""
+        if math.isnan(value):
+            self._missing += 1
+            return
+        self._open.append(value)
+        if len(self._open) == BLOCK:
+            self._merge_blocks(np.array(self._open).reshape(1, BLOCK))
+            self._open = []
+
+    def _merge_blocks(self, blocks: np.ndarray) -> None:
+        means = blocks.mean(axis=1)
+        m2s = np.square(blocks - means[:, None]).sum(axis=1)
+        for mean, m2, lo, hi in zip(means.tolist(), m2s.tolist(), blocks.min(axis=1).tolist(),
+                                    blocks.max(axis=1).tolist()):
+            self._combine(BLOCK, mean, m2, lo, hi)
 
     def _fold(self, present: np.ndarray) -> None:
         if present.size:
