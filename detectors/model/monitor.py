@@ -95,10 +95,12 @@ class ModelMonitor(AlertPolicy):
     def apply(self, events: list[dict]) -> list[Finding]:
         """Fold valid consecutive events of this model version (one message or many) into the state.
 
-        Every statistic and decision is taken at event positions, never at the end of a call: ``apply(a)``
-        then ``apply(b)`` leaves the same saved form, byte for byte, and returns the same findings as
+        Statistics and findings are taken at event positions, never at the end of a call: ``apply(a)`` then
+        ``apply(b)`` leaves the same saved form, byte for byte, and returns the same findings as
         ``apply(a + b)``. A column starts at the first event that carries it (its kind at the first value
-        that has one); untracked features are counted per event that carries them.
+        that has one); untracked features are counted per event that carries them. Not yet so: the retrain
+        policy still brings its verdict, its cooldown and its waiting performance episodes up to date at the
+        end of a call (a drift counts from its own event).
         """
         if not events:
             return []
