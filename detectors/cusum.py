@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 from detectors.online import StateVersionError
@@ -11,8 +12,11 @@ __all__ = ["Cusum", "cusum_threshold"]
 _FORMAT = "driftline.cusum/1"
 
 
+@functools.lru_cache(maxsize=256)
 def cusum_threshold(k: float, arl0: float) -> float:
     """Threshold ``h`` giving an in-control average run length of about ``arl0`` per side.
+
+    Cached: every monitor restored from saved state needs it again for the same few designs.
 
     Siegmund's approximation for a N(0, 1) signal:
     ``ARL0 = (exp(2k h') - 2k h' - 1) / (2 k^2)`` with ``h' = h + 1.166``,

@@ -14,7 +14,8 @@ from detectors.quantiles import QuantileSketch
 
 __all__ = ["DETECTORS", "Firing", "NumericDriftMonitor"]
 
-_FORMAT = "driftline.numeric_drift_monitor/2"
+_FORMAT = "driftline.numeric_drift_monitor/3"
+_SUMMED_FORMAT = "driftline.numeric_drift_monitor/2"  # kept the open block as a sum: loaded as its mean
 DETECTORS = ("cusum", "adwin", "page_hinkley")
 
 
@@ -59,7 +60,12 @@ class NumericDriftMonitor:
        at which it still differed from the baseline by more than 3 of its
        standard errors and by more than a quarter of ``design_shift``: the
        drift is still there, even when the detectors, reset by their firing,
-       have not fired again yet (``last_shifted_direction`` says which way).
+       have not fired again yet (``last_shifted_direction`` says which way);
+       ``shifted_positions`` names every such block of the ``update``.
+
+    Blocks are cut from the sequence of present values, and the open block's
+    values wait in the state: whatever the cut of the values into ``update``
+    calls, the same blocks, means and firings come out, bit for bit.
 
     With a reference (``from_reference``), phases 1 and 2 come from the
     reference data and the baseline stays after a firing. Without one, the
@@ -106,6 +112,7 @@ class NumericDriftMonitor:
         self._recent_sd = math.sqrt(self._recent_weight / (2.0 - self._recent_weight))  # of the mean, no shift
         self.last_shifted_position: int | None = None
         self.last_shifted_direction = 0
+        self.shifted_positions: list[int] = []
         self._k = design_shift * math.sqrt(block_size) / 2
         self._h = cusum_threshold(self._k, 2 * arl0_blocks)  # two sides share the run length
         self._restart()
@@ -119,8 +126,7 @@ class NumericDriftMonitor:
         self._mean = 0.0                      # baseline mean of a clipped value
         self._block_sd = 1.0                  # baseline sd of a block mean
         self._value_sd = 1.0                  # baseline sd of a value (for shift_sigma)
-        self._block_sum = 0.0
-        self._block_n = 0
+        self._block_values: list[float] = []  # the clipped values of the open block
         self._recent = 0.0                    # recent level of the standardised block means
         self._fresh_detectors()
 
@@ -171,6 +177,7 @@ class NumericDriftMonitor:
         present = values[positions]
         firings: list[Firing] = []
         self.last_shifted_position, self.last_shifted_direction = None, 0
+        self.shifted_positions = []
         start = 0
         while start < present.size:
             if self._phase == "pilot":
@@ -191,40 +198,33 @@ class NumericDriftMonitor:
     def _feed_blocks(self, values: np.ndarray, positions: np.ndarray, firings: list[Firing]) -> tuple[int, bool]:
         """Feed whole blocks until the phase changes or a detector fires; returns (values used, fired)."""
         b = self.block_size
+        waiting = len(self._block_values)
         clipped = np.clip(values, *self._limits)
-        first = b - self._block_n
-        if clipped.size < first:
-            self._block_sum += float(clipped.sum())
-            self._block_n += clipped.size
-            self._seen += clipped.size
-            return clipped.size, False
-        ends = np.arange(first - 1, clipped.size, b)
-        sums = np.add.reduceat(clipped[: ends[-1] + 1], np.r_[0, ends[:-1] + 1])
-        sums[0] += self._block_sum
-        means = sums / b
-        for i, (mean, end) in enumerate(zip(means.tolist(), ends.tolist())):
+        if waiting:
+            clipped = np.concatenate([np.array(self._block_values), clipped])
+        whole = clipped.size // b * b
+        means = clipped[:whole].reshape(-1, b).mean(axis=1).tolist()  # one row per block: the same sums always
+        for i, mean in enumerate(means):
+            end = (i + 1) * b - 1 - waiting  # the block's last value, in ``values``
             seen = self._seen + end + 1
             if self._phase == "baseline":
-                self._blocks.update(np.array([mean]))
+                self._blocks.add(mean)
                 if self._blocks.count >= self.baseline_blocks:
                     sd = self._blocks.std
                     # the spread is estimated from these blocks only: take its upper bound (2 standard errors)
                     upper = sd * (1 + 2 / math.sqrt(2 * (self._blocks.count - 1)))
                     self._set_baseline(self._blocks.mean, upper, sd * math.sqrt(b))
-                    return self._consume(clipped, end), False
+                    return self._consume(end + 1), False
                 continue
             if self._detect(mean, int(positions[end]), seen, firings):
-                return self._consume(clipped, end), True
-        return self._consume(clipped, ends[-1], tail=True), False
+                return self._consume(end + 1), True
+        self._block_values = clipped[whole:].tolist()
+        self._seen += values.size
+        return values.size, False
 
-    def _consume(self, clipped: np.ndarray, end: int, tail: bool = False) -> int:
-        """Close the block ending at ``end``; keep the rest of the batch as the open block if ``tail``."""
-        self._block_sum, self._block_n = 0.0, 0
-        used = end + 1
-        if tail:
-            rest = clipped[used:]
-            self._block_sum, self._block_n = float(rest.sum()), rest.size
-            used = clipped.size
+    def _consume(self, used: int) -> int:
+        """Close the block ending at value ``used - 1`` of the update."""
+        self._block_values = []
         self._seen += used
         return used
 
@@ -235,6 +235,7 @@ class NumericDriftMonitor:
         recent_shift = self._recent * self._block_sd / self._value_sd
         if abs(self._recent) > 3 * self._recent_sd and abs(recent_shift) > self.design_shift / 4:
             self.last_shifted_position, self.last_shifted_direction = position, 1 if self._recent > 0 else -1
+            self.shifted_positions.append(position)
         fired = []
         if "cusum" in self.detectors and self._cusum.update(signal):
             fired.append(Firing("cusum", self._cusum.statistic, self._h, position, seen, shift,
@@ -262,13 +263,13 @@ class NumericDriftMonitor:
             "phase": self._phase, "seen": self._seen, "pilot": self._pilot.to_dict(),
             "limits": [_finite(x) for x in self._limits], "blocks": self._blocks.to_dict(),
             "mean": self._mean, "block_sd": self._block_sd, "value_sd": self._value_sd,
-            "block_sum": self._block_sum, "block_n": self._block_n, "recent": self._recent,
+            "block_values": self._block_values, "recent": self._recent,
             "cusum": self._cusum.to_dict(), "adwin": self._adwin.to_dict(), "page_hinkley": self._ph.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, state: dict) -> NumericDriftMonitor:
-        if state.get("format") != _FORMAT:
+        if state.get("format") not in (_FORMAT, _SUMMED_FORMAT):
             raise StateVersionError(f"unknown monitor state format {state.get('format')!r}")
         params = dict(state["params"])
         params["detectors"] = tuple(params["detectors"])
@@ -279,7 +280,11 @@ class NumericDriftMonitor:
         m._limits = (-math.inf if lo is None else lo, math.inf if hi is None else hi)
         m._blocks = NumericSummary.from_dict(state["blocks"])
         m._mean, m._block_sd, m._value_sd = state["mean"], state["block_sd"], state["value_sd"]
-        m._block_sum, m._block_n = float(state["block_sum"]), int(state["block_n"])
+        if state["format"] == _SUMMED_FORMAT:  # the open block's values were summed: each becomes their mean
+            n = int(state["block_n"])
+            m._block_values = [float(state["block_sum"]) / n] * n if n else []
+        else:
+            m._block_values = [float(v) for v in state["block_values"]]
         m._recent = float(state.get("recent", 0.0))  # saved before the recent level was kept: start it afresh
         m._cusum = Cusum.from_dict(state["cusum"])
         m._adwin = AdwinDetector.from_dict(state["adwin"])

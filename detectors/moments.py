@@ -6,16 +6,22 @@ import math
 
 import numpy as np
 
-__all__ = ["NumericSummary"]
+__all__ = ["BLOCK", "NumericSummary"]
+
+BLOCK = 64
 
 
 class NumericSummary:
     """Running moments of a numeric column, updated a batch at a time.
 
-    A batch is folded in with the pairwise formula of Chan, Golub and LeVeque,
-    so a summary updated batch by batch equals one computed over all values at
-    once, to floating-point rounding. NaN marks a missing value: it is counted
-    in ``missing`` and left out of the moments. Summaries merge with ``+=``.
+    Present values are folded in fixed blocks of ``BLOCK`` values, each merged
+    with the pairwise formula of Chan, Golub and LeVeque in the order the values
+    came; the open block waits in the state. The moments are therefore a function
+    of the value sequence alone, bit for bit, however it was cut into
+    ``update`` calls (a worker may apply one message or a whole batch at once).
+    The properties include the open block. NaN marks a missing value: it is
+    counted in ``missing`` and left out of the moments. Summaries merge with
+    ``+=`` (the other's open block is merged as one more block).
 
     Examples
     --------
@@ -39,11 +45,21 @@ class NumericSummary:
         self._m2 = 0.0
         self._min = math.inf
         self._max = -math.inf
+        self._open: list[float] = []  # present values of the block not yet merged, in order
+
+    def _closed(self) -> NumericSummary:
+        """This summary with its open block merged: what the properties read."""
+        if not self._open:
+            return self
+        out = NumericSummary()
+        out._n, out._mean, out._m2, out._min, out._max = self._n, self._mean, self._m2, self._min, self._max
+        out._fold(np.array(self._open))
+        return out
 
     @property
     def count(self) -> int:
         """Number of present (non-missing) values."""
-        return self._n
+        return self._n + len(self._open)
 
     @property
     def missing(self) -> int:
@@ -51,24 +67,26 @@ class NumericSummary:
 
     @property
     def mean(self) -> float:
-        return self._mean if self._n else math.nan
+        s = self._closed()
+        return s._mean if s._n else math.nan
 
     @property
     def variance(self) -> float:
         """Sample variance (ddof=1); NaN with fewer than two values."""
-        return self._m2 / (self._n - 1) if self._n > 1 else math.nan
+        s = self._closed()
+        return s._m2 / (s._n - 1) if s._n > 1 else math.nan
 
     @property
     def std(self) -> float:
-        return math.sqrt(self.variance) if self._n > 1 else math.nan
+        return math.sqrt(self.variance) if self.count > 1 else math.nan
 
     @property
     def min(self) -> float:
-        return self._min if self._n else math.nan
+        return min([self._min, *self._open]) if self.count else math.nan
 
     @property
     def max(self) -> float:
-        return self._max if self._n else math.nan
+        return max([self._max, *self._open]) if self.count else math.nan
 
     def update(self, values: np.ndarray) -> None:
         values = np.asarray(values, dtype=np.float64)
@@ -76,9 +94,35 @@ class NumericSummary:
         self._missing += int(values.size - present.size)
         if present.size == 0:
             return
-        batch_mean = float(present.mean())
-        batch_m2 = float(np.square(present - batch_mean).sum())
-        self._combine(int(present.size), batch_mean, batch_m2, float(present.min()), float(present.max()))
+        if self._open:
+            present = np.concatenate([np.array(self._open), present])
+        whole = present.size // BLOCK * BLOCK
+        if whole:
+            self._merge_blocks(present[:whole].reshape(-1, BLOCK))
+        self._open = present[whole:].tolist()
+
+    def add(self, value: float) -> None:
+        """``update`` with one value, without an array per value (the same blocks, the same bits)."""
+        if math.isnan(value):
+            self._missing += 1
+            return
+        self._open.append(value)
+        if len(self._open) == BLOCK:
+            self._merge_blocks(np.array(self._open).reshape(1, BLOCK))
+            self._open = []
+
+    def _merge_blocks(self, blocks: np.ndarray) -> None:
+        means = blocks.mean(axis=1)
+        m2s = np.square(blocks - means[:, None]).sum(axis=1)
+        for mean, m2, lo, hi in zip(means.tolist(), m2s.tolist(), blocks.min(axis=1).tolist(),
+                                    blocks.max(axis=1).tolist()):
+            self._combine(BLOCK, mean, m2, lo, hi)
+
+    def _fold(self, present: np.ndarray) -> None:
+        if present.size:
+            mean = float(present.mean())
+            self._combine(int(present.size), mean, float(np.square(present - mean).sum()), float(present.min()),
+                          float(present.max()))
 
     def _combine(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
         if n == 0:
@@ -93,7 +137,10 @@ class NumericSummary:
 
     def __iadd__(self, other: NumericSummary) -> NumericSummary:
         self._missing += other._missing
+        self._fold(np.array(self._open))
         self._combine(other._n, other._mean, other._m2, other._min, other._max)
+        self._fold(np.array(other._open))
+        self._open = []
         return self
 
     def to_dict(self) -> dict:
@@ -104,6 +151,7 @@ class NumericSummary:
             "m2": self._m2,
             "min": self._min if self._n else None,
             "max": self._max if self._n else None,
+            "open": self._open,
         }
 
     @classmethod
@@ -115,4 +163,5 @@ class NumericSummary:
         summary._m2 = float(state["m2"])
         summary._min = math.inf if state["min"] is None else float(state["min"])
         summary._max = -math.inf if state["max"] is None else float(state["max"])
+        summary._open = [float(v) for v in state.get("open", [])]  # saved before blocks: all merged already
         return summary

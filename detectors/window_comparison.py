@@ -95,6 +95,7 @@ class FeatureWindowTest:
         self._range_n = 0                            # present values the range was taken over
         self._edges: list[float] = []
         self._categories: list[str] = []
+        self.binned_from: int | None = None
         self._baseline: list[list[int]] = []         # per baseline window: counts..., missing, total
         self._reference: dict = {}
         self._window = self._empty_window()
@@ -250,9 +251,11 @@ class FeatureWindowTest:
 
     # -- streaming -------------------------------------------------------------------------------------------
     def update(self, values) -> list[WindowFinding]:
-        """Values of consecutive events (NaN or None for missing); findings of every window completed."""
+        """Values of consecutive events (NaN or None for missing); findings of every window completed.
+        ``binned_from`` is then the first of these values counted on fixed bins (None: none was)."""
         n = len(values)
         start, findings = 0, []
+        self.binned_from = 0 if self._phase != "edges" else None
         while start < n:
             if self._phase == "edges":
                 take = min(self.edge_events - self._seen, n - start)
@@ -261,6 +264,7 @@ class FeatureWindowTest:
                 start += take
                 if self._seen >= self.edge_events:
                     self._fix_bins()
+                    self.binned_from = start if self._phase != "edges" else None
                 continue
             take = min(self.window_size - self._window["total"], n - start)
             self._add_to_window(values[start:start + take])

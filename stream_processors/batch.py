@@ -12,12 +12,16 @@ batch, which is what makes a restart lose nothing and count nothing twice:
    versions and models (checked once per batch) are dead-lettered here.
 3. Load the state of each model version the batch touches (a state or profile
    that cannot be read is quarantined, alerted, and the version starts
-   afresh), apply each message's events in offset order, collect findings as
-   alerts; then join the batch's labels to predictions and fold them into
-   performance. Applying is guarded per message and, when a message fails,
-   per event: a failing event is dead-lettered (``apply_failed``) and its
-   neighbours are applied. Each new state is serialised here, so what the
-   commit writes is known to load.
+   afresh), apply all the batch's events of each version, in offset order
+   across its messages, as one call (a version's state depends on its event
+   sequence only, never on how it is cut: a replay that groups messages
+   otherwise reaches the same bytes), collect findings as alerts; then join
+   the batch's labels to predictions and fold them into performance. When
+   that call fails, the version is rebuilt and its messages are applied one
+   by one, and a failing message's events one by one: a failing event is
+   dead-lettered (``apply_failed``, or ``out_of_range`` for a number past the
+   bound) and its neighbours are applied. Each new state is serialised here,
+   so what the commit writes is known to load.
 4. (worker) Publish alerts and dead letters and wait for Kafka's ack.
 5. (worker) Commit the new states, the label join's writes, quarantined
    records and the offsets in one atomic step per partition (a model's state
@@ -176,9 +180,8 @@ class BatchProcessor:
             tp = (m.topic, m.partition)
             expected = outcome.offsets.get(tp, (stored[tp], stored[tp]))[0]
             outcome.offsets[tp] = (expected, m.offset)
-        # Each message's events are applied as one unit, never merged with the
-        # next message's: how a consumer happens to group messages (which
-        # differs after a restart) then cannot change a single bit of the state.
+        # A unit is one message's events of one version; a version's units are then applied as one run (its
+        # state depends on the event sequence only: how a consumer groups messages cannot change a bit).
         units: list[tuple[tuple[str, str], IncomingMessage, list[dict]]] = []
         labels: dict[str, list[dict]] = defaultdict(list)
         label_sources: dict[tuple[str, str], IncomingMessage] = {}
@@ -204,8 +207,11 @@ class BatchProcessor:
         models.load(list(dict.fromkeys(key for key, _, _ in units)))
         now = time.time()
         predictions: dict[str, list[tuple[str, dict]]] = defaultdict(list)
+        runs: dict[tuple[str, str], list[tuple[IncomingMessage, list[dict]]]] = defaultdict(list)
         for key, m, events in units:
-            applied = models.apply(key, m, events, now)
+            runs[key].append((m, events))
+        for key, run in runs.items():
+            applied = models.apply_run(key, run, now)
             outcome.events += len(applied)
             outcome.events_by_model[key] = outcome.events_by_model.get(key, 0) + len(applied)
             predictions[key[0]].extend((key[1], e) for e in applied)

@@ -39,9 +39,10 @@ def _what(exc: BaseException) -> str:
 class GuardedMonitors:
     """The model versions of one batch: loaded (or quarantined), applied with guards, serialised.
 
-    A message whose events raise while being applied is not allowed to take the worker, or its neighbours,
-    down. The version is rebuilt from its state at the start of the batch plus the units that did apply, then
-    the message's events are tried one by one. An event that also fails on a brand-new state is a bad event
+    A batch's messages of one version are applied as one call (``apply_run``). Events that raise while being
+    applied are not allowed to take the worker, or their neighbours, down: the version is rebuilt from its
+    state at the start of the batch plus the units that did apply, then the messages are tried one by one,
+    and a failing message's events one by one. An event that also fails on a brand-new state is a bad event
     (dead-lettered, ``apply_failed``); one that only fails on the loaded state means that state is damaged: it
     is quarantined and the version continues from a fresh state.
     """
@@ -131,6 +132,27 @@ class GuardedMonitors:
             state.apply(events)
         self.states[key] = state
         return state
+
+    def apply_run(self, key: tuple[str, str], run: list[tuple[IncomingMessage, list[dict]]], now: float) -> list[dict]:
+        """Apply the events of one version from consecutive messages (offset order) as one call; returns the
+        events that were applied. The state depends on the event sequence only, so one call leaves what one
+        call per message would. If it fails, the version is rebuilt and the messages are applied one by one
+        (``apply``, with its per-event fallback): the state a replay of these messages would reach."""
+        if len(run) == 1:
+            return self.apply(key, run[0][0], run[0][1], now)
+        events = [e for _, message_events in run for e in message_events]
+        try:
+            findings = self.states[key].apply(events)
+        except BaseException as exc:  # noqa: BLE001
+            if is_fatal(exc):
+                raise
+            _log.warning("the %d messages of model %s version %s failed to apply together (%s); they are applied "
+                         "one by one", len(run), key[0], key[1], _what(exc))
+            self._rebuild(key)
+            return [e for m, message_events in run for e in self.apply(key, m, message_events, now)]
+        self._applied[key].append(events)
+        self._outcome.alerts.extend(finding_alert(f, now) for f in findings)
+        return events
 
     def apply(self, key: tuple[str, str], m: IncomingMessage, events: list[dict], now: float,
               split_out_of_range: bool = True) -> list[dict]:

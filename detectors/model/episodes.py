@@ -26,6 +26,12 @@ def _clock_of(finding: Finding) -> str:
     return "labels" if labelled else "events"
 
 
+def _order(candidate: tuple[int, Finding | str]) -> tuple[int, str]:
+    """By position, then by column: columns are met in the order they appeared, which depends on the cut."""
+    position, finding = candidate
+    return position, finding if isinstance(finding, str) else (finding.feature or "")
+
+
 class AlertPolicy:
     """The episodes and findings of ``ModelMonitor`` (its base: it reads the monitor's ``params``, identity,
     ``events``, ``kinds``, ``window_tests``, ``episodes`` and ``closed_episodes``)."""
@@ -38,7 +44,7 @@ class AlertPolicy:
         there without a firing, so the episode's quiet stretch starts again; ``ids`` are the message's event
         (or label) ids."""
         out = []
-        for position, finding in sorted(candidates, key=lambda c: c[0]):
+        for position, finding in sorted(candidates, key=_order):
             at = before + position + 1
             out += self._resolve(clock, before, at, ids)  # a quiet stretch that ended before this firing
             if isinstance(finding, str):
@@ -72,8 +78,8 @@ class AlertPolicy:
         ids of the positions ``before + 1 .. now`` on that clock."""
         quiet = self.params.cooldown_events
         out = []
-        for key in sorted(k for k, e in self.episodes.items()
-                          if e["clock"] == clock and now - e["last_at"] >= quiet):
+        for _, key in sorted((e["last_at"], k) for k, e in self.episodes.items()  # in the order they ended
+                             if e["clock"] == clock and now - e["last_at"] >= quiet):
             ended = self.episodes[key]["last_at"] + quiet
             out += self._close(key, ids[min(max(ended - before - 1, 0), len(ids) - 1)], ended)
         return out
@@ -87,7 +93,8 @@ class AlertPolicy:
         unit = "labels" if episode["clock"] == "labels" else "events"
         quiet = float(ended - episode["last_at"])
         return [Finding(episode["type"], self.model, self.model_version, episode["feature"], episode["detector"],
-                        quiet, float(self.params.cooldown_events), last_event_id, self.events, self.scenario,
+                        quiet, float(self.params.cooldown_events), last_event_id,
+                        ended if unit == "events" else self.events, self.scenario,
                         episode["severity"],
                         {"decision": f"{unit} without a firing or its condition >= threshold",
                          "firings": episode["firings"], "quiet_unit": unit, "position": -1},

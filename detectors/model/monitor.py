@@ -1,6 +1,8 @@
-"""Everything Driftline knows about one model version, updated one message at a time."""
+"""Everything Driftline knows about one model version, updated a run of its events at a time."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -21,9 +23,11 @@ from detectors.window_comparison import FeatureWindowTest
 
 __all__ = ["Finding", "ModelMonitor", "PREDICTION", "SCORE", "ValueOutOfRange", "alert_id"]
 
-_FORMAT = "driftline.model_state/6"
-# 5 kept no report series (they start empty), 4 saved no parameters either: the configured ones apply
-_READABLE = (_FORMAT, "driftline.model_state/5", "driftline.model_state/4")
+_FORMAT = "driftline.model_state/7"
+# 6 depended on how events were cut into calls (its moments and open blocks load as they are and carry on by
+# the event sequence); 5 kept no report series (they start empty), 4 saved no parameters either: the
+# configured ones apply
+_READABLE = (_FORMAT, "driftline.model_state/6", "driftline.model_state/5", "driftline.model_state/4")
 _OLD_FORMAT = "driftline.model_state/3"  # loaded and migrated: its last_alert_at become open episodes
 
 
@@ -89,64 +93,87 @@ class ModelMonitor(AlertPolicy):
 
     # -- applying events -------------------------------------------------------------------------------------
     def apply(self, events: list[dict]) -> list[Finding]:
-        """Fold the valid events of one message (all of this model version) into the state."""
+        """Fold valid consecutive events of this model version (one message or many) into the state.
+
+        Statistics and findings are taken at event positions, never at the end of a call: ``apply(a)`` then
+        ``apply(b)`` leaves the same saved form, byte for byte, and returns the same findings as
+        ``apply(a + b)``. A column starts at the first event that carries it (its kind at the first value
+        that has one); untracked features are counted per event that carries them. Not yet so: the retrain
+        policy still brings its verdict, its cooldown and its waiting performance episodes up to date at the
+        end of a call (a drift counts from its own event).
+        """
         if not events:
             return []
         n = len(events)
         ids = [e["event_id"] for e in events]
-        columns = {PREDICTION: [e["prediction"] for e in events]}
+        columns = {PREDICTION: (0, [e["prediction"] for e in events])}
         scores = [e["score"] for e in events]
-        if SCORE in self.kinds or any(type(s) in NUMBER_TYPES for s in scores):
-            columns[SCORE] = [s if type(s) in NUMBER_TYPES else None for s in scores]
+        first_score = 0 if SCORE in self.kinds else next(
+            (i for i, s in enumerate(scores) if type(s) in NUMBER_TYPES), None)
+        if first_score is not None:
+            columns[SCORE] = (first_score, [s if type(s) in NUMBER_TYPES else None for s in scores[first_score:]])
         feature_dicts = [e["features"] for e in events]
-        for name in self._feature_names(feature_dicts):
-            columns[name] = [f.get(name) for f in feature_dicts]
-        online: list[tuple[int, Finding | str]] = []   # (position in this message, finding or held key)
+        for name, start in self._feature_starts(feature_dicts).items():
+            columns[name] = (start, [f.get(name) for f in feature_dicts[start:]])
+        online: list[tuple[int, Finding | str]] = []   # (position in this call, finding or held key)
         windowed: list[tuple[str, object]] = []
-        for name, column in columns.items():
-            kind = self.kinds.get(name) or next((k for k in map(kind_of, column) if k), None)
-            if kind is None:  # only nulls so far: the kind is not known yet
-                self.early_missing[name] = self.early_missing.get(name, 0) + n
-                continue
+        for name, (start, column) in columns.items():
+            kind = self.kinds.get(name)
+            if kind is None:
+                first = next((i for i, v in enumerate(column) if kind_of(v)), len(column))
+                self.early_missing[name] = self.early_missing.get(name, 0) + first
+                if first == len(column):  # only nulls so far: the kind is not known yet
+                    continue
+                kind, start, column = kind_of(column[first]), start + first, column[first:]
             self.kinds[name] = kind
             self._ensure(name, kind)
-            if kind == NUMERIC:
-                values, mismatched = numeric_column(column, self.params.max_abs_number)
-                self.numeric[name].update(values)
-                self.sketches[name].update(values)
-                for firing in self.monitors[name].update(values):
-                    online.append((firing.position, self._online_finding(name, firing, ids)))
-                if self.monitors[name].last_shifted_position is not None:
-                    online.append((self.monitors[name].last_shifted_position, name))  # still drifted
-            else:
-                values, mismatched = categorical_column(column, kind)
-                self.categorical[name].update(values)
-            test = self.window_tests[name]
-            before_bins = test.edge_events_left
-            tested = test.update(values)
-            if kind == NUMERIC:  # counted on the test's bins from the event at which they were fixed
-                self.series.record_counts(name, test.bin_counts(values[before_bins:]))
-            for f in tested:
-                self.series.record_window(name, self.events + f.position, f.test, f.statistic, f.p_value)
-            windowed += [(name, f) for f in tested]
-            if kind != NUMERIC:
-                online += self._category_findings(name, values, ids)
-            if mismatched:
-                self.mismatches[name] = self.mismatches.get(name, 0) + len(mismatched)
-                online.append((mismatched[0], self._mismatch_finding(name, len(mismatched), ids[mismatched[0]],
-                                                                     self.events + mismatched[0] + 1)))
+            self._apply_column(name, kind, start, column, ids, online, windowed)
         candidates = online + self._significant(windowed, ids)
-        estimated = self.performance.estimated
         for f in self.performance.on_predictions(events):
             at = self.events + f.position + 1
             candidates.append((f.position, self._performance_finding(f, ids[f.position], None, at)))
-        if self.performance.estimated is not None and self.performance.estimated != estimated:
-            self.series.record_estimated(self.events + n - 1, self.performance.estimated)
+        for position, estimate in self.performance.estimates:
+            self.series.record_estimated(self.events + position, estimate)
         findings = self._decide_in_order("events", self.events, candidates, ids)
+        before = self.events
         self.events += n
         self.last_event_id = ids[-1]
-        self.last_event_time = max(e["timestamp"] for e in events)
+        latest = max(e["timestamp"] for e in events)
+        self.last_event_time = latest if self.last_event_time is None else max(self.last_event_time, latest)
+        if findings:
+            where = {event_id: before + i + 1 for i, event_id in enumerate(ids)}
+            return findings + self.policy.decide(self, findings, {f.id: where[f.last_event_id] for f in findings})
         return findings + self.policy.decide(self, findings)
+
+    def _apply_column(self, name: str, kind: str, start: int, column: list, ids: list[str],
+                      online: list, windowed: list) -> None:
+        """One column's values from event ``start`` of the call on; positions in ``online`` and ``windowed``
+        are positions in the call."""
+        if kind == NUMERIC:
+            values, mismatched = numeric_column(column, self.params.max_abs_number)
+            self.numeric[name].update(values)
+            self.sketches[name].update(values)
+            monitor = self.monitors[name]
+            for firing in monitor.update(values):
+                firing = dataclasses.replace(firing, position=firing.position + start)
+                online.append((firing.position, self._online_finding(name, firing, ids)))
+            online += [(start + p, name) for p in monitor.shifted_positions]  # still drifted
+        else:
+            values, mismatched = categorical_column(column, kind)
+            self.categorical[name].update(values)
+        test = self.window_tests[name]
+        tested = [dataclasses.replace(f, position=f.position + start) for f in test.update(values)]
+        if kind == NUMERIC and test.binned_from is not None:  # counted from the event at which bins were fixed
+            self.series.record_counts(name, test.bin_counts(values[test.binned_from:]))
+        for f in tested:
+            self.series.record_window(name, self.events + f.position, f.test, f.statistic, f.p_value)
+        windowed += [(name, f) for f in tested]
+        if kind != NUMERIC:
+            online += self._category_findings(name, values, ids, start, test.binned_from or 0)
+        for p in mismatched:  # each one where it is, with the column's count so far
+            self.mismatches[name] = self.mismatches.get(name, 0) + 1
+            at = start + p
+            online.append((at, self._mismatch_finding(name, self.mismatches[name], ids[at], self.events + at + 1)))
 
     def apply_labels(self, joined: list) -> list[Finding]:
         """Fold labels joined to this version's predictions into its performance."""
@@ -168,15 +195,22 @@ class ModelMonitor(AlertPolicy):
         findings = self._decide_in_order("labels", before, candidates, ids)
         return findings + self.policy.decide(self, findings)
 
-    def _feature_names(self, feature_dicts: list[dict]) -> list[str]:
-        names = [k for k in self.kinds if k not in (PREDICTION, SCORE)] + list(self.early_missing)
-        known = set(names)
-        for name in set().union(*feature_dicts) - known:
-            if len(names) < self.params.max_features:
-                names.append(name)
-            else:
-                self.untracked_features += 1
-        return names
+    def _feature_starts(self, feature_dicts: list[dict]) -> dict[str, int]:
+        """The followed features and the position of the call at which each starts (0 for known ones); new
+        ones in the order they appear, up to ``max_features``."""
+        starts = {k: 0 for k in self.kinds if k not in (PREDICTION, SCORE)}
+        starts.update((k, 0) for k in self.early_missing)
+        for i, features in enumerate(feature_dicts):
+            if features.keys() <= starts.keys():
+                continue
+            for name in features:
+                if name in starts:
+                    continue
+                if len(starts) < self.params.max_features:
+                    starts[name] = i
+                else:
+                    self.untracked_features += 1
+        return starts
 
     def _ensure(self, name: str, kind: str) -> None:
         if name in self.window_tests:
@@ -197,10 +231,13 @@ class ModelMonitor(AlertPolicy):
             self.categorical[name] = CategoryFrequencies()
             self.categorical[name].update([None] * early)
 
-    def _category_findings(self, name: str, values: list, ids: list[str]) -> list[tuple[int, Finding | str]]:
-        """CUSUM/ADWIN on the 0/1 indicator of each top category, once the top categories are known."""
+    def _category_findings(self, name: str, values: list, ids: list[str], start: int,
+                           before_bins: int) -> list[tuple[int, Finding | str]]:
+        """CUSUM/ADWIN on the 0/1 indicator of each top category, from the event at which the window test
+        fixed the top categories (``before_bins`` values into ``values``, which start at ``start``)."""
         monitors = self.category_monitors.get(name)
         if monitors is None:
+            start, values = start + before_bins, values[before_bins:]
             categories = self.window_tests[name].categories[: self.params.category_monitors]
             if not categories:
                 return []  # the window test is still learning which categories there are
@@ -214,11 +251,11 @@ class ModelMonitor(AlertPolicy):
         for category, monitor in monitors.items():
             indicator = np.where(present, (keys == category).astype(np.float64), np.nan)
             for firing in monitor.update(indicator):
+                firing = dataclasses.replace(firing, position=firing.position + start)
                 finding = self._online_finding(name, firing, ids)
                 out.append((firing.position,
                             Finding(**{**finding.__dict__, "evidence": {**finding.evidence, "category": category}})))
-            if monitor.last_shifted_position is not None:
-                out.append((monitor.last_shifted_position, name))  # the category's share is still off
+            out += [(start + p, name) for p in monitor.shifted_positions]  # the category's share is still off
         return out
 
     # -- reading -------------------------------------------------------------------------------------------
@@ -233,6 +270,7 @@ class ModelMonitor(AlertPolicy):
 
     # -- saved form ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
+        """Columns by name: the order in which they appeared depends on how events were cut into calls."""
         return {
             "format": _FORMAT,
             "params": self.params.to_dict(),
@@ -242,18 +280,19 @@ class ModelMonitor(AlertPolicy):
             "events": self.events,
             "last_event_id": self.last_event_id,
             "last_event_time": self.last_event_time,
-            "kinds": self.kinds,
-            "numeric": {k: v.to_dict() for k, v in self.numeric.items()},
-            "sketches": {k: v.to_dict() for k, v in self.sketches.items()},
-            "categorical": {k: v.to_dict() for k, v in self.categorical.items()},
-            "monitors": {k: v.to_dict() for k, v in self.monitors.items()},
-            "window_tests": {k: v.to_dict() for k, v in self.window_tests.items()},
-            "category_monitors": {k: {c: m.to_dict() for c, m in v.items()} for k, v in self.category_monitors.items()},
-            "mismatches": self.mismatches,
+            "kinds": dict(sorted(self.kinds.items())),
+            "numeric": {k: v.to_dict() for k, v in sorted(self.numeric.items())},
+            "sketches": {k: v.to_dict() for k, v in sorted(self.sketches.items())},
+            "categorical": {k: v.to_dict() for k, v in sorted(self.categorical.items())},
+            "monitors": {k: v.to_dict() for k, v in sorted(self.monitors.items())},
+            "window_tests": {k: v.to_dict() for k, v in sorted(self.window_tests.items())},
+            "category_monitors": {k: {c: m.to_dict() for c, m in v.items()}
+                                  for k, v in sorted(self.category_monitors.items())},
+            "mismatches": dict(sorted(self.mismatches.items())),
             "episodes": self.episodes,
             "closed_episodes": self.closed_episodes,
             "untracked_features": self.untracked_features,
-            "early_missing": self.early_missing,
+            "early_missing": dict(sorted(self.early_missing.items())),
             "performance": self.performance.to_dict(),
             "policy": self.policy.to_dict(),
             "report_series": self.series.to_dict(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,6 +76,7 @@ class PerformanceTracker:
         self._estimate_window: list[tuple] = []  # (probability, predicted positive)
         self._estimate_early: list[float] = []
         self.estimated: float | None = None
+        self.estimates: list[tuple[int, float]] = []  # (position, estimate) of each window the last call closed
         self.estimate_baseline: float | None = self.baseline.get("accuracy") if self.baseline else None
 
     # -- realized --------------------------------------------------------------------------------------------
@@ -184,9 +186,13 @@ class PerformanceTracker:
     def on_predictions(self, events: list[dict]) -> list[PerformanceFinding]:
         if self.task == "regression":
             return []
+        self.estimates = []
+        scored = [i for i, e in enumerate(events) if type(e["score"]) in (int, float)]
+        if len(scored) < len(events):  # events without a score are left out one by one, wherever they are cut
+            findings = self.on_predictions([events[i] for i in scored]) if scored else []
+            self.estimates = [(scored[p], v) for p, v in self.estimates]
+            return [dataclasses.replace(f, position=scored[f.position]) for f in findings]
         scores = [e["score"] for e in events]
-        if not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores):
-            return []
         probabilities = self.calibration.apply(np.asarray(scores, dtype=np.float64))
         predictions = [e["prediction"] for e in events]
         wanted = class_key(self.positive)
@@ -203,6 +209,7 @@ class PerformanceTracker:
             window, self._estimate_window = self._estimate_window[:size], self._estimate_window[size:]
             estimate = expected_accuracy(np.array([w[0] for w in window]), np.array([w[1] for w in window]))
             self.estimated = estimate
+            self.estimates.append((len(events) - 1 - len(self._estimate_window), estimate))
             if self.estimate_baseline is None:
                 self._estimate_early.append(estimate)
                 if len(self._estimate_early) >= self.params.baseline_windows:

@@ -64,10 +64,11 @@ class ReportSeries:
             self.estimated.update(index, value)
 
     def to_dict(self) -> dict:
+        """Columns by name: the order they first completed a window in depends on how events were cut."""
         return {"format": _FORMAT, "capacity": self.capacity,
-                "statistic": {k: v.to_dict() for k, v in self.statistic.items()},
-                "missing": {k: v.to_dict() for k, v in self.missing.items()},
-                "counts": self.counts, "metric": self.metric,
+                "statistic": {k: v.to_dict() for k, v in sorted(self.statistic.items())},
+                "missing": {k: v.to_dict() for k, v in sorted(self.missing.items())},
+                "counts": dict(sorted(self.counts.items())), "metric": self.metric,
                 "realized": None if self.realized is None else self.realized.to_dict(),
                 "estimated": self.estimated.to_dict()}
 

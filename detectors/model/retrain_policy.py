@@ -56,9 +56,11 @@ class RetrainPolicy:
         self._holding: list[list[str]] = []  # [episode key, episode id] of the reasons of the latest trigger
         self._trigger_reasons: list[dict] = []
 
-    def decide(self, state: ModelMonitor, findings: list[Finding]) -> list[Finding]:
-        """The retrain triggers these findings call for (at most one), and the verdict brought up to date."""
-        triggers = self._triggers(state, findings)
+    def decide(self, state: ModelMonitor, findings: list[Finding], at: dict[str, int] | None = None) -> list[Finding]:
+        """The retrain triggers these findings call for (at most one), and the verdict brought up to date;
+        ``at`` gives the event count at which each finding (by id) was decided, so that a drift counts from
+        its own event, however the events were cut into calls."""
+        triggers = self._triggers(state, findings, at or {})
         if triggers:
             t = triggers[-1]
             self._holding = [[r["key"], r["id"]] for r in self._trigger_reasons]
@@ -104,13 +106,13 @@ class RetrainPolicy:
             now += f"; {len(self.waiting)} performance episode(s) wait for the cooldown to end"
         return {"evidence": now, "drifted_features": drifted, "performance": figures}
 
-    def _triggers(self, state: ModelMonitor, findings: list[Finding]) -> list[Finding]:
+    def _triggers(self, state: ModelMonitor, findings: list[Finding], decided_at: dict[str, int]) -> list[Finding]:
         s = self.params
         at = state.events
         firing = [f for f in findings if f.status == "firing"]
         for f in firing:  # input features only: outputs move with their inputs, that is one cause
             if f.alert_type == "drift" and f.feature and f.feature not in OUTPUTS:
-                self.recent_drift[f.feature] = [at, f.id]
+                self.recent_drift[f.feature] = [decided_at.get(f.id, at), f.id]
         self.recent_drift = {k: v for k, v in self.recent_drift.items() if at - v[0] <= s.window_events}
         drifted = sorted(self.recent_drift)
         performance = [f for f in firing if f.alert_type == "performance"]

@@ -54,3 +54,21 @@ def test_round_trip():
     restored.update(np.array([2.0]))
     s.update(np.array([2.0]))
     assert restored.to_dict() == s.to_dict()
+
+
+def test_values_added_one_by_one_equal_any_cut_into_updates_to_the_bit():
+    import orjson
+
+    rng = np.random.default_rng(11)
+    values = rng.lognormal(0, 2, 1000)
+    values[rng.random(1000) < 0.1] = np.nan
+    whole, one_by_one, cut = NumericSummary(), NumericSummary(), NumericSummary()
+    whole.update(values)
+    for v in values.tolist():
+        one_by_one.add(v)
+    for chunk in np.split(values, [1, 2, 70, 71, 300, 999]):
+        cut.update(chunk)
+    assert orjson.dumps(one_by_one.to_dict()) == orjson.dumps(whole.to_dict()) == orjson.dumps(cut.to_dict())
+    present = values[~np.isnan(values)]
+    assert whole.count == present.size and whole.missing == values.size - present.size
+    np.testing.assert_allclose([whole.mean, whole.variance], [present.mean(), present.var(ddof=1)], rtol=1e-12)

@@ -32,22 +32,38 @@ def _wait_for_progress(settings, worker, beyond: int, timeout: float = 60.0) -> 
         time.sleep(0.1)
 
 
-def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(settings, worker_factory):
+def _send(settings, events: list[dict], plan: list[tuple[int, int]]) -> None:
+    """Runs of ``(events, events per message)``, one after the other, at about 500 events/s in envelopes and
+    200 messages/s one by one (so that the kills land while messages are still coming)."""
+    start = 0
+    for n, size in plan:
+        replay(bootstrap=settings.kafka.bootstrap, model="credit", model_version="1", events=events[start:start + n],
+               labels=[], inference_topic=settings.inference_topic, label_topic=settings.label_topic,
+               batch_size=size, rate=500 if size > 1 else 200)
+        start += n
+
+
+PLANS = {"envelopes": [(30000, 50)], "single_events": [(8000, 1)],
+         "mixed": [(9000, 50), (2000, 1), (9000, 50), (2000, 1)]}
+
+
+@pytest.mark.parametrize("plan", PLANS.values(), ids=PLANS.keys())
+def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(settings, worker_factory, plan):
     # Same input topic; its own group, state and output topics.
     steady = settings.replace(app_id=settings.app_id + "-steady", control_topic=settings.control_topic + "-steady",
                               dead_letter_topic=settings.dead_letter_topic + "-steady")
     ensure_topics(steady.kafka.bootstrap, [steady.control_topic, steady.dead_letter_topic], 4)
-    frame = drifting_credit_data(n=30000, seed=5)
+    total_events = sum(n for n, _ in plan)
+    frame = drifting_credit_data(n=total_events, seed=5)
     events, _ = rows_to_events(frame, plan_columns(frame), "credit")
-    sender = threading.Thread(target=replay, kwargs=dict(
-        bootstrap=settings.kafka.bootstrap, model="credit", model_version="1", events=events, labels=[],
-        inference_topic=settings.inference_topic, label_topic=settings.label_topic, batch_size=50, rate=500))
+    sender = threading.Thread(target=_send, args=(settings, events, plan))
     uninterrupted = worker_factory(steady, "steady").start()
     crashing = worker_factory(settings, "crashing").start()
     sender.start()
     rng = random.Random(7)
     progress_at_kills = [0]
-    while sender.is_alive() and len(progress_at_kills) <= 5:
+    total_messages = sum(n // size for n, size in plan)
+    while (sender.is_alive() or _applied(settings) < total_messages) and len(progress_at_kills) <= 5:
         _wait_for_progress(settings, crashing, beyond=progress_at_kills[-1])
         time.sleep(rng.uniform(0.0, 1.5))  # then kill at a random moment of its work
         assert crashing.kill(signal.SIGKILL) == -signal.SIGKILL
@@ -57,13 +73,12 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(settings, wor
     wait_until_applied(steady, uninterrupted, timeout=180)
     wait_until_applied(settings, crashing, timeout=180)
 
-    total_messages = 30000 // 50
     mid_stream = [p for p in progress_at_kills[1:] if 0 < p < total_messages]
     assert len(set(mid_stream)) >= 4, f"kills should land while work is under way: {progress_at_kills}"
 
     survived = model_state(settings, "credit", "1")
     reference = model_state(steady, "credit", "1")
-    assert survived["events"] == 30000
+    assert survived["events"] == total_events
     assert survived == reference  # every statistic and detector state, bit for bit
 
     crashed_ids = {a["id"] for a in read_topic(settings, settings.control_topic)}

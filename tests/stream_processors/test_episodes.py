@@ -90,7 +90,7 @@ def test_the_saved_state_round_trips_with_open_and_closed_episodes():
     settings = SETTINGS.replace(cooldown_events=2000)
     alerts, store = _feed(frame, settings)
     saved = store.load([("credit", "1")])[("credit", "1")]
-    assert saved["format"] == "driftline.model_state/6"
+    assert saved["format"] == "driftline.model_state/7"
     state = ModelMonitor.from_dict(saved, logic_params(settings).monitor)
     assert state.to_dict() == saved
     assert state.episodes or state.closed_episodes
