@@ -17,8 +17,10 @@ batch, which is what makes a restart lose nothing and count nothing twice:
    sequence only, never on how it is cut: a replay that groups messages
    otherwise reaches the same bytes), collect findings as alerts; then join
    the batch's labels to predictions and fold them into performance. When
-   that call fails, the version is rebuilt and its messages are applied one
-   by one, and a failing message's events one by one: a failing event is
+   that call fails, or is not quiet (a finding, or the retrain policy's
+   verdict changed: the policy still decides at the end of a call), the
+   version is rebuilt and its messages are applied one by one, and a failing
+   message's events one by one: a failing event is
    dead-lettered (``apply_failed``, or ``out_of_range`` for a number past the
    bound) and its neighbours are applied. Each new state is serialised here,
    so what the commit writes is known to load.

@@ -135,19 +135,28 @@ class GuardedMonitors:
 
     def apply_run(self, key: tuple[str, str], run: list[tuple[IncomingMessage, list[dict]]], now: float) -> list[dict]:
         """Apply the events of one version from consecutive messages (offset order) as one call; returns the
-        events that were applied. The state depends on the event sequence only, so one call leaves what one
-        call per message would. If it fails, the version is rebuilt and the messages are applied one by one
-        (``apply``, with its per-event fallback): the state a replay of these messages would reach."""
+        events that were applied.
+
+        The statistics depend on the event sequence only, so one call leaves what one call per message would.
+        The retrain policy does not yet: it decides with the state at the end of a call. So a run is kept as
+        one call only when it is quiet — no finding, and the policy's verdict unchanged — where the policy's
+        end-of-call view equals the last message's. Otherwise (and when the call fails) the version is rebuilt
+        and the messages are applied one by one (``apply``, with its per-event fallback), as before: the state
+        and alerts a replay of these messages reaches, however a restart regroups them into batches."""
         if len(run) == 1:
             return self.apply(key, run[0][0], run[0][1], now)
         events = [e for _, message_events in run for e in message_events]
+        verdict = self.states[key].policy.verdict.get("verdict")
         try:
             findings = self.states[key].apply(events)
+            quiet = not findings and self.states[key].policy.verdict.get("verdict") == verdict
         except BaseException as exc:  # noqa: BLE001
             if is_fatal(exc):
                 raise
             _log.warning("the %d messages of model %s version %s failed to apply together (%s); they are applied "
                          "one by one", len(run), key[0], key[1], _what(exc))
+            quiet = False
+        if not quiet:
             self._rebuild(key)
             return [e for m, message_events in run for e in self.apply(key, m, message_events, now)]
         self._applied[key].append(events)

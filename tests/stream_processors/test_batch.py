@@ -1,5 +1,6 @@
 """The batch processor on the in-memory store: exactly-once state, dead letters, alerts."""
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -372,3 +373,49 @@ def test_after_a_rewind_within_a_batch_nothing_is_skipped():
     rest = processor.process([IncomingMessage("t", 0, i, _single(i)) for i in range(5, 9)])
     assert store.commit(rest) and rest.events == 4
     assert ModelMonitor.from_dict(store.load([("m", "1")])[("m", "1")], logic_params(SETTINGS).monitor).events == 9
+
+
+def _episodic_drift_messages(n=12000, seed=11):
+    """Two features shifted for a stretch, then back: drift episodes open and resolve, the drift rule triggers a
+    retrain and its verdict later lapses without any finding (the drift ages out of the window)."""
+    frame = drifting_credit_data(n=n, shift_at=n, seed=seed)
+    stretch = slice(n // 2, n // 2 + n // 6)  # after the baseline (without a reference profile, ~5,000 events)
+    for name in ("income", "age"):
+        values = frame[name].to_numpy(dtype=float, copy=True)
+        values[stretch] += 2.0 * np.nanstd(values)
+        frame[name] = values
+    events, _ = rows_to_events(frame, plan_columns(frame), "credit")
+    sizes = itertools.cycle([1, 1, 7, 1, 40, 1, 3, 1, 1, 12])
+    messages, start = [], 0
+    while start < len(events):
+        size = next(sizes)
+        messages.append(IncomingMessage("t", 0, len(messages), encode_envelope("credit", events[start:start + size],
+                                                                                "1")))
+        start += size
+    return messages, len(events)
+
+
+def test_retrain_decisions_are_the_same_however_batches_group_the_messages():
+    """The retrain policy decides at the end of a call; a batch applies a version's messages as one call only
+    while they are quiet, so triggers, their ids and the saved verdict do not depend on how a restart regroups
+    messages into batches."""
+    settings = dataclasses.replace(SETTINGS, trigger_drift_features=2, trigger_window_events=1200,
+                                   trigger_cooldown_events=800, cooldown_events=300)
+    messages, n = _episodic_drift_messages()
+    runs = {}
+    for per_batch in (1, 13, 97):
+        store = MemoryStateStore()
+        processor = BatchProcessor(settings, store)
+        alerts = []
+        for start in range(0, len(messages), per_batch):
+            outcome = processor.process(messages[start:start + per_batch])
+            assert store.commit(outcome)
+            alerts += outcome.alerts
+        runs[per_batch] = (store.load([("credit", "1")])[("credit", "1")], [a["id"] for a in alerts], alerts)
+    state, ids, alerts = runs[1]
+    assert state["events"] == n
+    assert any(a["type"] == "retrain" for a in alerts), "the stream must exercise the retrain policy"
+    assert state["policy"]["verdict"]["verdict"] == "continue" and "no longer holds" in str(state["policy"]["verdict"])
+    for per_batch in (13, 97):
+        assert runs[per_batch][0] == state, per_batch
+        assert runs[per_batch][1] == ids, per_batch
