@@ -86,17 +86,22 @@ def test_batching_does_not_change_the_outcome():
     assert {x["feature"] for x in alerts_a} >= {"income"}
 
 
+def _cut(events, sizes):
+    """The events as messages of model credit version 1, of the given sizes in turn (1 is a single event)."""
+    cycle, messages, start = itertools.cycle(sizes), [], 0
+    while start < len(events):
+        size = next(cycle)
+        messages.append(IncomingMessage("t", 0, len(messages), encode_envelope("credit", events[start:start + size],
+                                                                                "1")))
+        start += size
+    return messages
+
+
 def test_single_events_and_envelopes_give_the_same_state_however_batches_group_them():
     """A batch applies a version's messages as one call; cut into batches otherwise, the bytes are the same."""
     frame = drifting_credit_data(n=3000, seed=5)
     events, _ = rows_to_events(frame, plan_columns(frame), "credit")
-    sizes = itertools.cycle([1, 1, 7, 1, 40, 1, 3])
-    messages, start = [], 0
-    while start < len(events):
-        size = next(sizes)
-        messages.append(IncomingMessage("t", 0, len(messages), encode_envelope("credit", events[start:start + size],
-                                                                                "1")))
-        start += size
+    messages = _cut(events, [1, 1, 7, 1, 40, 1, 3])
     a, b = MemoryStateStore(), MemoryStateStore()
     alerts_a = _run(a, messages, batch_messages=1)
     alerts_b = _run(b, messages, batch_messages=97)
@@ -385,14 +390,7 @@ def _episodic_drift_messages(n=12000, seed=11):
         values[stretch] += 2.0 * np.nanstd(values)
         frame[name] = values
     events, _ = rows_to_events(frame, plan_columns(frame), "credit")
-    sizes = itertools.cycle([1, 1, 7, 1, 40, 1, 3, 1, 1, 12])
-    messages, start = [], 0
-    while start < len(events):
-        size = next(sizes)
-        messages.append(IncomingMessage("t", 0, len(messages), encode_envelope("credit", events[start:start + size],
-                                                                                "1")))
-        start += size
-    return messages, len(events)
+    return _cut(events, [1, 1, 7, 1, 40, 1, 3, 1, 1, 12]), len(events)
 
 
 def test_retrain_decisions_are_the_same_however_batches_group_the_messages():
