@@ -202,9 +202,12 @@ class Settings:
     profile_topic: str = "driftline.profiles"
     topic_partitions: int = 4
     max_message_bytes: int = 1_048_576
-    batch_max_messages: int = 20
+    batch_max_messages: int = 1000
     batch_max_bytes: int = 4_194_304
     """A batch is processed and saved in chunks of at most this many message bytes (and batch_max_messages)."""
+    batch_max_models: int = 20
+    """...and of at most this many distinct message keys (models): each may bring max_versions_per_model new
+    versions, so this bounds the versions a chunk can create (20 x 50) however small its messages are."""
     batch_within_s: float = 0.05
     rebuild_on_state_loss: bool = False
     """When Redis has lost a partition's state that Kafka says was consumed, re-read the partition from its
@@ -322,8 +325,8 @@ class Settings:
             raise ConfigError(f"the signing key (DRIFTLINE_SIGNING_KEY or _FILE) must be at least {MIN_KEY_BYTES} "
                               f"bytes long, got {len(key.encode())}")
         object.__setattr__(self, "_signing_key", key.encode() if key else None)
-        positive = ("topic_partitions", "max_message_bytes", "batch_max_messages", "batch_max_bytes", "block_size",
-                    "pilot_size",
+        positive = ("topic_partitions", "max_message_bytes", "batch_max_messages", "batch_max_bytes", "batch_max_models",
+                    "block_size", "pilot_size",
                     "baseline_blocks", "window_size", "edge_events", "baseline_windows", "max_features",
                     "max_events_per_message", "max_versions_per_model", "max_models", "max_name_length",
                     "max_category_length", "max_model_series", "label_sweep_limit", "triggers_ttl_s",

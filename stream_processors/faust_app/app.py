@@ -56,17 +56,28 @@ AGENT_FAILED_EXIT = 70  # EX_SOFTWARE
 SHUTDOWN_GRACE_S = 20.0  # within Kubernetes' default 30 s termination grace period
 
 
-def chunks(messages: list[IncomingMessage], max_messages: int, max_bytes: int) -> list[list[IncomingMessage]]:
-    """Consecutive runs of messages, each within both bounds (a single larger message is a run of its own)."""
+def chunks(messages: list[IncomingMessage], max_messages: int, max_bytes: int,
+           max_models: int | None = None) -> list[list[IncomingMessage]]:
+    """Consecutive runs of messages, each within the bounds (a single larger message is a run of its own).
+
+    ``max_models`` bounds the distinct message keys (models) of a run, since every model of a run may bring up
+    to ``max_versions_per_model`` new versions to build: a run of many small messages each keyed by a new model
+    costs what a few do. A message without a key counts as a model of its own.
+    """
     out: list[list[IncomingMessage]] = []
     current: list[IncomingMessage] = []
+    keys: set = set()
     size = 0
     for m in messages:
         n = len(m.value or b"")
-        if current and (len(current) >= max_messages or size + n > max_bytes):
+        key = m.key if m.key is not None else object()
+        new_key = key not in keys
+        if current and (len(current) >= max_messages or size + n > max_bytes
+                        or (max_models is not None and new_key and len(keys) >= max_models)):
             out.append(current)
-            current, size = [], 0
+            current, size, keys = [], 0, set()
         current.append(m)
+        keys.add(key)
         size += n
     if current:
         out.append(current)
@@ -150,7 +161,8 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
             async for events in stream.take_events(settings.batch_max_messages, within=settings.batch_within_s):
                 messages = [IncomingMessage(e.message.topic, e.message.partition, e.message.offset, e.value,
                                             e.message.key) for e in events]
-                for chunk in chunks(messages, settings.batch_max_messages, settings.batch_max_bytes):
+                for chunk in chunks(messages, settings.batch_max_messages, settings.batch_max_bytes,
+                                    settings.batch_max_models):
                     await handle(chunk)
                 _record_lag(app, metrics, events)
         except BaseException as exc:
