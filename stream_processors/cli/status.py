@@ -139,10 +139,10 @@ def model_status(settings: Settings, model: str, version: str | None = None) -> 
     """The status of one model: its latest-updated version unless one is named."""
     monitor, store, versions = load_monitor(settings, model, version)
     status = monitor.describe()
-    status["quarantined"] = store.quarantined().get((model, monitor.model_version))
+    # the model's own fields of its partition's hashes: the cost does not grow with the number of models
+    status["quarantined"] = store.quarantine_of(model, monitor.model_version)
     status["versions"] = versions
-    counts = store.label_counts()
-    status["labels"] = {k: counts.get(f"{model}:{k}", 0) for k in ("joined", "pending", "unmatched")}
+    status["labels"] = store.model_label_counts(model)
     return status
 
 
