@@ -153,6 +153,7 @@ class WorkerMetrics:
         self.max_model_series = max_model_series
         self._counted: set[tuple[str, str]] = set()  # model versions with their own counter labels, for good
         self._named: set[str] = set()  # model names with their own alert counter labels, for good
+        self._lag_series: set[tuple[str, int]] = set()  # (topic, partition) of the consumer lag series exported
         self.applied = AppliedModels(max_model_series, max_feature_series)
         r = registry
         r.register(self.applied)
@@ -219,9 +220,16 @@ class WorkerMetrics:
             return model
         return OTHER
 
-    def owned_partitions(self, partitions: set[int]) -> None:
-        """A rebalance assigned ``partitions``: the gauges of models on other partitions are dropped."""
+    def owned_partitions(self, partitions: set[int], assigned: set[tuple[str, int]] | None = None) -> None:
+        """A rebalance assigned ``partitions`` (of the inference topic): the gauges of models on other partitions
+        are dropped, and the consumer lag of every partition not in ``assigned`` (topic, partition) - without
+        it, of every partition not in ``partitions`` - so that only a partition's owner exports its lag."""
         self.applied.own(partitions)
+        if assigned is None:
+            assigned = {(topic, p) for topic, p in self._lag_series if p in partitions}
+        for topic, partition in self._lag_series - assigned:
+                self.consumer_lag.remove(topic, str(partition))
+                self._lag_series.discard((topic, partition))
 
     def observe(self, outcome: BatchOutcome, seconds: float, now: float | None = None,
                 partitions: dict[str, int] | None = None) -> None:
@@ -287,6 +295,7 @@ class WorkerMetrics:
 
     def set_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
         self.consumer_lag.labels(topic, str(partition)).set(max(0, lag))
+        self._lag_series.add((topic, partition))
 
 
 def decision_of(state: dict | bytes | None) -> str | None:

@@ -175,8 +175,10 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
     @app.on_partitions_assigned.connect
     async def _assigned(app, assigned, **kwargs) -> None:
         # the gauges of models whose partitions went to another worker are that worker's to export now; a
-        # model's events (and so its gauges) come from its partition of the inference topic
-        metrics.owned_partitions({tp.partition for tp in assigned if tp.topic == settings.inference_topic})
+        # model's events (and so its gauges) come from its partition of the inference topic. The consumer lag
+        # of partitions no longer assigned goes too (their new owner exports it).
+        metrics.owned_partitions({tp.partition for tp in assigned if tp.topic == settings.inference_topic},
+                                 {(tp.topic, tp.partition) for tp in assigned})
 
     return app
 

@@ -173,3 +173,23 @@ def test_dead_letters_are_counted_by_their_reason_code_not_their_text():
     counted = {s.labels["reason"]: s.value for m in registry.collect() if m.name == "driftline_events_rejected"
                for s in m.samples if s.name.endswith("_total")}
     assert counted == expected and set(counted) <= set(REASON_CODES) and len(counted) == 4
+
+
+def test_the_consumer_lag_of_partitions_no_longer_assigned_goes_at_a_rebalance():
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    for topic in ("driftline.inference", "driftline.labels"):
+        metrics.set_consumer_lag(topic, 0, 500)
+        metrics.set_consumer_lag(topic, 1, 7)
+
+    def lag():
+        return {(s.labels["topic"], s.labels["partition"]): s.value for m in registry.collect()
+                if m.name == "driftline_consumer_lag_messages" for s in m.samples}
+
+    metrics.owned_partitions({1}, {("driftline.inference", 1), ("driftline.labels", 1)})
+    assert lag() == {("driftline.inference", "1"): 7, ("driftline.labels", "1"): 7}
+    metrics.set_consumer_lag("driftline.inference", 0, 3)  # assigned again later: exported again
+    metrics.owned_partitions({0, 1})  # without the topics: by partition number
+    assert set(lag()) == {("driftline.inference", "0"), ("driftline.inference", "1"), ("driftline.labels", "1")}
+    metrics.owned_partitions(set(), set())  # every partition revoked: no lag at all (DriftlineStateNotSaved)
+    assert lag() == {}
