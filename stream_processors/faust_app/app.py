@@ -134,7 +134,7 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
                 continue
             try:
                 metrics.observe(outcome, time.perf_counter() - started,
-                                partitions=model_partitions(messages, settings.inference_topic))
+                                partitions=model_partitions(outcome, store.partition_of))
             except Exception as exc:  # noqa: BLE001 - the state is saved; a metric must not take the worker down
                 _log.warning("metrics not updated (%s: %s)", type(exc).__name__, exc)
             if outcome.events or outcome.dead_letters:
@@ -183,10 +183,12 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
     return app
 
 
-def model_partitions(messages: list[IncomingMessage], inference_topic: str) -> dict[str, int]:
-    """Each model's partition of the inference topic, from the message keys (producers key by model)."""
-    return {m.key.decode("utf-8", "replace"): m.partition for m in messages
-            if m.key and m.topic == inference_topic}
+def model_partitions(outcome: BatchOutcome, partition_of) -> dict[str, int]:
+    """Each model of the outcome with its partition, as the store places it (the partition its producers key it
+    to): a batch of labels only, or of a revoked partition, is placed as well as one of inference messages."""
+    keys = {*outcome.events_by_model, *outcome.events_total, *outcome.readings, *outcome.drifting,
+            *outcome.performance, *outcome.decisions, *outcome.newest_event_time}
+    return {model: partition_of(model) for model in {m for m, _v in keys}}
 
 
 def _record_lag(app: faust.App, metrics: WorkerMetrics, events) -> None:

@@ -193,3 +193,37 @@ def test_the_consumer_lag_of_partitions_no_longer_assigned_goes_at_a_rebalance()
     assert set(lag()) == {("driftline.inference", "0"), ("driftline.inference", "1"), ("driftline.labels", "1")}
     metrics.owned_partitions(set(), set())  # every partition revoked: no lag at all (DriftlineStateNotSaved)
     assert lag() == {}
+
+
+def _on(partition: int, partitions: int = 2, n: int = 1) -> list[str]:
+    from producers.partitioning import partition_for
+
+    return [m for m in (f"model{i}" for i in range(60)) if partition_for(m, partitions) == partition][:n]
+
+
+def _inference(model: str, partition: int, offset: int, n: int = 2) -> IncomingMessage:
+    events = [{"event_id": f"{model}-{offset}-{i}", "features": {"x": float(i)}, "prediction": 1, "score": 0.5,
+               "timestamp": 1.0e9} for i in range(n)]
+    return IncomingMessage("inf", partition, offset, encode_envelope(model, events, "1"), model.encode())
+
+
+def test_a_batch_of_labels_only_after_a_revocation_does_not_bring_back_its_models_gauges():
+    from stream_processors.faust_app.app import model_partitions
+
+    store = MemoryStateStore(partitions=2)
+    processor = BatchProcessor(Settings(topic_partitions=2), store)
+    metrics = WorkerMetrics(CollectorRegistry())
+    (b,) = _on(1)
+    metrics.owned_partitions({0, 1})
+    out = processor.process([_inference(b, 1, 0)])
+    assert store.commit(out)
+    metrics.observe(out, 0.01, partitions=model_partitions(out, store.partition_of))
+    assert (b, "1") in metrics.applied.models
+    metrics.owned_partitions({0})
+    # a batch fetched before the revocation, of b's labels only: no inference message tells b's partition
+    label = encode_envelope(b, [{"event_id": f"{b}-0-0", "label": 1, "timestamp": 1.0e9}], kind="label")
+    out = processor.process([IncomingMessage("lab", 1, 0, label, b.encode())])
+    assert store.commit(out)
+    assert model_partitions(out, store.partition_of) == {b: 1}
+    metrics.observe(out, 0.01, partitions=model_partitions(out, store.partition_of))
+    assert (b, "1") not in metrics.applied.models
