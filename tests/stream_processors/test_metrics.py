@@ -227,3 +227,36 @@ def test_a_batch_of_labels_only_after_a_revocation_does_not_bring_back_its_model
     assert model_partitions(out, store.partition_of) == {b: 1}
     metrics.observe(out, 0.01, partitions=model_partitions(out, store.partition_of))
     assert (b, "1") not in metrics.applied.models
+
+
+def _events_series(registry) -> set[str]:
+    return {s.labels["model"] for m in registry.collect() if m.name == "driftline_events_processed"
+            for s in m.samples if s.name.endswith("_total")}
+
+
+def test_counter_slots_of_revoked_partitions_go_to_the_models_of_newly_owned_ones():
+    from stream_processors.faust_app.app import model_partitions
+
+    store = MemoryStateStore(partitions=2)
+    processor = BatchProcessor(Settings(topic_partitions=2), store)
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, max_model_series=2)
+    on0, on1 = _on(0, n=2), _on(1, n=2)
+
+    def apply(messages):
+        out = processor.process(messages)
+        assert store.commit(out)
+        metrics.observe(out, 0.01, partitions=model_partitions(out, store.partition_of))
+
+    metrics.owned_partitions({0})
+    apply([_inference(m, 0, i) for i, m in enumerate(on0)])
+    assert _events_series(registry) == set(on0)
+    metrics.owned_partitions({1})  # the rebalance: partition 0 went to another worker, 1 came here
+    apply([_inference(on1[0], 1, 0)])
+    # on1[0] took the slot (and series) of the oldest model of the revoked partition; the other keeps its own
+    assert _events_series(registry) == {on0[1], on1[0]}
+    metrics.owned_partitions({0, 1})  # partition 0 back: on0[1] is owned again and keeps its slot
+    apply([_inference(on1[1], 1, 1)])
+    assert _events_series(registry) == {on0[1], on1[0], OTHER}  # still at most max_model_series own labels
+    assert registry.get_sample_value("driftline_events_processed_total",
+                                     {"model": on1[0], "model_version": "1"}) == 2
