@@ -266,6 +266,14 @@ class WorkerMetrics:
         self.batch_seconds.observe(seconds)
         self.redelivered.inc(outcome.skipped_messages)
         self.last_save.set(now)
+        self.observe_models(outcome, now, partitions)
+
+    def observe_models(self, outcome: BatchOutcome, now: float | None = None,
+                       partitions: dict[str, int] | None = None) -> None:
+        """The per-model part of ``observe``: also for the part of a batch saved before a conflict (the redo
+        skips it, so it is counted here once)."""
+        now = time.time() if now is None else now
+        partitions = partitions or {}
         for key, n in outcome.events_by_model.items():
             self.events.labels(*self._model_labels(*key, partitions.get(key[0]))).inc(n)
         for key, newest in outcome.newest_event_time.items():

@@ -260,3 +260,45 @@ def test_counter_slots_of_revoked_partitions_go_to_the_models_of_newly_owned_one
     assert _events_series(registry) == {on0[1], on1[0], OTHER}  # still at most max_model_series own labels
     assert registry.get_sample_value("driftline_events_processed_total",
                                      {"model": on1[0], "model_version": "1"}) == 2
+
+
+def test_events_saved_before_a_conflict_are_counted_once():
+    from stream_processors.faust_app.app import commit_in_parts, model_partitions, saved_part
+
+    store = MemoryStateStore(partitions=2)
+    settings = Settings(topic_partitions=2)
+    (a,), (b,) = _on(0), _on(1)
+    messages = [_inference(a, 0, 0, n=3), _inference(b, 1, 0, n=3)]
+    first = BatchProcessor(settings, store).process(messages)
+
+    class Advance:  # another worker applies b's partition meanwhile
+        offsets = {("inf", 1): (-1, 0)}
+        states, events_total, writes, quarantined = {}, {}, [], []
+
+    assert store.commit(Advance())
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    saved, parts = commit_in_parts(store, first, 2)
+    assert (saved, parts) == (False, {0})  # a's partition saved, b's conflicts
+    part = saved_part(first, parts, store.partition_of)
+    metrics.observe_models(part, partitions=model_partitions(part, store.partition_of))  # what handle() does
+    redo = BatchProcessor(settings, store).process(messages)
+    assert commit_in_parts(store, redo, 2) == (True, set())  # both partitions' messages were applied already
+    metrics.observe(redo, 0.01, partitions=model_partitions(redo, store.partition_of))
+    assert store.model_summaries()[(a, "1")]["events"] == 3
+    value = registry.get_sample_value
+    assert value("driftline_events_processed_total", {"model": a, "model_version": "1"}) == 3
+    assert value("driftline_events_processed_total", {"model": b, "model_version": "1"}) is None  # the other's
+    assert value("driftline_model_events", {"model": a, "model_version": "1"}) == 3
+
+
+def test_a_batch_is_saved_in_parts_as_the_store_saves_it():
+    from stream_processors.faust_app.app import commit_in_parts
+
+    store = MemoryStateStore(partitions=2)
+    (a,), (b,) = _on(0), _on(1)
+    out = BatchProcessor(Settings(topic_partitions=2), store).process([_inference(a, 0, 0), _inference(b, 1, 0)])
+    assert commit_in_parts(store, out, 2) == (True, {0, 1})
+    assert store.offsets([("inf", 0), ("inf", 1)]) == {("inf", 0): 0, ("inf", 1): 0}
+    assert {k for k in store.model_summaries()} == {(a, "1"), (b, "1")}
+    assert commit_in_parts(store, out, 2) == (False, set())  # the same batch again: the first part conflicts
