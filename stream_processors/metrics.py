@@ -151,8 +151,12 @@ class WorkerMetrics:
         self.registry = registry
         self.max_feature_series = max_feature_series
         self.max_model_series = max_model_series
-        self._counted: set[tuple[str, str]] = set()  # model versions with their own counter labels, for good
+        # model versions with their own counter labels, with their partition (None: not known); those of
+        # partitions this worker no longer owns keep their series until their slot is needed by another model
+        self._counted: dict[tuple[str, str], int | None] = {}
+        self._released: dict[tuple[str, str], None] = {}  # of those, the ones of revoked partitions, oldest first
         self._named: set[str] = set()  # model names with their own alert counter labels, for good
+        self._lag_series: set[tuple[str, int]] = set()  # (topic, partition) of the consumer lag series exported
         self.applied = AppliedModels(max_model_series, max_feature_series)
         r = registry
         r.register(self.applied)
@@ -200,15 +204,33 @@ class WorkerMetrics:
         for bound in BOUND_CODES:
             self.bounds_hit.labels(bound)
 
-    def _model_labels(self, model: str, version: str) -> tuple[str, str]:
-        """The labels of a model version's counters: its own, or ``__other__`` past ``max_model_series``."""
+    def _model_labels(self, model: str, version: str, partition: int | None = None) -> tuple[str, str]:
+        """The labels of a model version's counters: its own, or ``__other__`` past ``max_model_series`` (a
+        version of a revoked partition gives its slot up, and its series, to a version without one)."""
         key = (model, version)
-        if key in self._counted:
-            return key
-        if len(self._counted) < self.max_model_series:
-            self._counted.add(key)
-            return key
-        return OTHER, OTHER
+        if key not in self._counted:
+            if len(self._counted) >= self.max_model_series and not self._release_one():
+                return OTHER, OTHER
+            self._counted[key] = partition
+        elif partition is not None:
+            self._counted[key] = partition
+        if partition is not None and not self.applied.owns(partition):
+            self._released[key] = None
+        elif partition is not None:
+            self._released.pop(key, None)
+        return key
+
+    def _release_one(self) -> bool:
+        """Free the slot of the oldest version released (its partition revoked): its series go."""
+        if not self._released:
+            return False
+        key = next(iter(self._released))
+        del self._released[key], self._counted[key]
+        _remove(self.events, *key)
+        if not any(m == key[0] for m, _v in self._counted):  # the per-model series of its last version
+            _remove(self.event_lag, key[0])
+            _remove(self.dropped_series, key[0])
+        return True
 
     def _model_label(self, model: str) -> str:
         """A model name as an alert counter's label; bounded even for models that never had state."""
@@ -219,9 +241,21 @@ class WorkerMetrics:
             return model
         return OTHER
 
-    def owned_partitions(self, partitions: set[int]) -> None:
-        """A rebalance assigned ``partitions``: the gauges of models on other partitions are dropped."""
+    def owned_partitions(self, partitions: set[int], assigned: set[tuple[str, int]] | None = None) -> None:
+        """A rebalance assigned ``partitions`` (of the inference topic): the gauges of models on other partitions
+        are dropped, and the consumer lag of every partition not in ``assigned`` (topic, partition) - without
+        it, of every partition not in ``partitions`` - so that only a partition's owner exports its lag."""
         self.applied.own(partitions)
+        for key, partition in self._counted.items():
+            if partition is not None and partition not in partitions:
+                self._released.setdefault(key, None)
+            elif partition is not None:
+                self._released.pop(key, None)
+        if assigned is None:
+            assigned = {(topic, p) for topic, p in self._lag_series if p in partitions}
+        for topic, partition in self._lag_series - assigned:
+                self.consumer_lag.remove(topic, str(partition))
+                self._lag_series.discard((topic, partition))
 
     def observe(self, outcome: BatchOutcome, seconds: float, now: float | None = None,
                 partitions: dict[str, int] | None = None) -> None:
@@ -232,10 +266,18 @@ class WorkerMetrics:
         self.batch_seconds.observe(seconds)
         self.redelivered.inc(outcome.skipped_messages)
         self.last_save.set(now)
+        self.observe_models(outcome, now, partitions)
+
+    def observe_models(self, outcome: BatchOutcome, now: float | None = None,
+                       partitions: dict[str, int] | None = None) -> None:
+        """The per-model part of ``observe``: also for the part of a batch saved before a conflict (the redo
+        skips it, so it is counted here once)."""
+        now = time.time() if now is None else now
+        partitions = partitions or {}
         for key, n in outcome.events_by_model.items():
-            self.events.labels(*self._model_labels(*key)).inc(n)
+            self.events.labels(*self._model_labels(*key, partitions.get(key[0]))).inc(n)
         for key, newest in outcome.newest_event_time.items():
-            model = self._model_labels(*key)[0]
+            model = self._model_labels(*key, partitions.get(key[0]))[0]
             self.event_lag.labels(model).observe(max(0.0, now - newest))
         for reason, n in outcome.rejected_by_reason.items():
             self.rejected.labels(reason).inc(n)
@@ -287,6 +329,14 @@ class WorkerMetrics:
 
     def set_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
         self.consumer_lag.labels(topic, str(partition)).set(max(0, lag))
+        self._lag_series.add((topic, partition))
+
+
+def _remove(metric, *labels: str) -> None:
+    try:
+        metric.remove(*labels)
+    except KeyError:  # never exported
+        pass
 
 
 def decision_of(state: dict | bytes | None) -> str | None:

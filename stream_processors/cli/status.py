@@ -139,10 +139,10 @@ def model_status(settings: Settings, model: str, version: str | None = None) -> 
     """The status of one model: its latest-updated version unless one is named."""
     monitor, store, versions = load_monitor(settings, model, version)
     status = monitor.describe()
-    status["quarantined"] = store.quarantined().get((model, monitor.model_version))
+    # the model's own fields of its partition's hashes: the cost does not grow with the number of models
+    status["quarantined"] = store.quarantine_of(model, monitor.model_version)
     status["versions"] = versions
-    counts = store.label_counts()
-    status["labels"] = {k: counts.get(f"{model}:{k}", 0) for k in ("joined", "pending", "unmatched")}
+    status["labels"] = store.model_label_counts(model)
     return status
 
 
@@ -233,6 +233,17 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.6g}"
 
 
+def _positive(text: str) -> int:
+    """``--limit``: a whole number of at least 1 (argparse reports anything else as a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of model versions, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("status", help="show a model's decision and statistics from Redis, or list the models",
                        description="With --model: show what Driftline decides for a model version (continue or "
@@ -244,7 +255,7 @@ def add_parser(sub) -> None:
                                    "--sort stale puts first the versions that stopped receiving events.",
                        epilog=ENV_HELP)
     model_flags(p, required=False)
-    p.add_argument("--limit", type=int, default=20, metavar="N",
+    p.add_argument("--limit", type=_positive, default=20, metavar="N",
                    help="without --model: how many model versions to list (default: 20)")
     p.add_argument("--sort", choices=SORTS, default="recent",
                    help="without --model: recent (last update, newest first; the default), stale (oldest "

@@ -47,8 +47,9 @@ from stream_processors.metrics import WorkerMetrics
 from stream_processors.batch import BatchOutcome, BatchProcessor, IncomingMessage, is_fatal
 from stream_processors.config import Settings
 from stream_processors.state import RedisStateStore
+from stream_processors.state.store import by_partition
 
-__all__ = ["AGENT_FAILED_EXIT", "build_app", "chunks", "model_partitions"]
+__all__ = ["AGENT_FAILED_EXIT", "build_app", "chunks", "commit_in_parts", "model_partitions", "saved_part"]
 
 _log = logging.getLogger("driftline.worker")
 _RETRY_S = (0.5, 1.0, 2.0, 5.0)
@@ -132,20 +133,26 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
                 attempt = await _backoff(attempt, exc)
                 continue
             try:
-                saved = await off_loop(store.commit, outcome)
+                saved, parts = await off_loop(commit_in_parts, store, outcome, store.keys().partitions)
             except ServiceUnavailable as exc:
                 metrics.redis_errors.inc()
                 attempt = await _backoff(attempt, exc)
                 continue
             if not saved:
                 metrics.conflicts.inc()
+                if parts:  # saved before the conflict: the redo skips them, so their events are counted now
+                    part = saved_part(outcome, parts, store.partition_of)
+                    try:
+                        metrics.observe_models(part, partitions=model_partitions(part, store.partition_of))
+                    except Exception as exc:  # noqa: BLE001 - as below
+                        _log.warning("metrics not updated (%s: %s)", type(exc).__name__, exc)
                 _log.warning("partitions %s were advanced by another worker meanwhile; redoing the batch from "
                              "the offsets now in Redis", sorted(outcome.offsets))
                 await asyncio.sleep(0.05)  # the redo skips what the other worker applied; no need to spin
                 continue
             try:
                 metrics.observe(outcome, time.perf_counter() - started,
-                                partitions=model_partitions(messages, settings.inference_topic))
+                                partitions=model_partitions(outcome, store.partition_of))
             except Exception as exc:  # noqa: BLE001 - the state is saved; a metric must not take the worker down
                 _log.warning("metrics not updated (%s: %s)", type(exc).__name__, exc)
             if outcome.events or outcome.dead_letters:
@@ -187,16 +194,49 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
     @app.on_partitions_assigned.connect
     async def _assigned(app, assigned, **kwargs) -> None:
         # the gauges of models whose partitions went to another worker are that worker's to export now; a
-        # model's events (and so its gauges) come from its partition of the inference topic
-        metrics.owned_partitions({tp.partition for tp in assigned if tp.topic == settings.inference_topic})
+        # model's events (and so its gauges) come from its partition of the inference topic. The consumer lag
+        # of partitions no longer assigned goes too (their new owner exports it).
+        metrics.owned_partitions({tp.partition for tp in assigned if tp.topic == settings.inference_topic},
+                                 {(tp.topic, tp.partition) for tp in assigned})
 
     return app
 
 
-def model_partitions(messages: list[IncomingMessage], inference_topic: str) -> dict[str, int]:
-    """Each model's partition of the inference topic, from the message keys (producers key by model)."""
-    return {m.key.decode("utf-8", "replace"): m.partition for m in messages
-            if m.key and m.topic == inference_topic}
+def commit_in_parts(store, outcome: BatchOutcome, partitions: int) -> tuple[bool, set[int]]:
+    """Save ``outcome`` as ``store.commit`` does - one part per partition, in ascending order, up to the first
+    conflict - but a part at a time, so as to know which partitions were saved before a conflict: whether all
+    was saved, and the partitions saved. A batch with a part that has no offsets is saved whole, as one commit
+    (its partitions are then all saved or none)."""
+    parts = by_partition(outcome, store.partition_of, partitions)
+    if any(not part.offsets for _n, part in parts):
+        saved = store.commit(outcome)
+        return saved, {n for n, _part in parts} if saved else set()
+    done: set[int] = set()
+    for n, part in parts:
+        if not store.commit(part):
+            return False, done
+        done.add(n)
+    return True, done
+
+
+def saved_part(outcome: BatchOutcome, partitions: set[int], partition_of) -> BatchOutcome:
+    """What ``outcome`` applied to the models of ``partitions``, for the per-model metrics."""
+    def ours(values: dict) -> dict:
+        return {key: v for key, v in values.items() if partition_of(key[0]) in partitions}
+
+    return BatchOutcome(events_total=ours(outcome.events_total), events_by_model=ours(outcome.events_by_model),
+                        newest_event_time=ours(outcome.newest_event_time), readings=ours(outcome.readings),
+                        drifting=ours(outcome.drifting), performance=ours(outcome.performance),
+                        decisions=ours(outcome.decisions),
+                        quarantined=[q for q in outcome.quarantined if partition_of(q.model) in partitions])
+
+
+def model_partitions(outcome: BatchOutcome, partition_of) -> dict[str, int]:
+    """Each model of the outcome with its partition, as the store places it (the partition its producers key it
+    to): a batch of labels only, or of a revoked partition, is placed as well as one of inference messages."""
+    keys = {*outcome.events_by_model, *outcome.events_total, *outcome.readings, *outcome.drifting,
+            *outcome.performance, *outcome.decisions, *outcome.newest_event_time}
+    return {model: partition_of(model) for model in {m for m, _v in keys}}
 
 
 def _record_lag(app: faust.App, metrics: WorkerMetrics, events) -> None:

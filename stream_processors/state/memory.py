@@ -143,3 +143,10 @@ class MemoryStateStore:
 
     def label_counts(self) -> dict[str, int]:
         return dict(self._counts)
+
+    def model_label_counts(self, model: str) -> dict[str, int]:
+        return {k: self._counts.get(f"{model}:{k}", 0) for k in ("joined", "pending", "unmatched")}
+
+    def quarantine_of(self, model: str, version: str) -> dict | None:
+        raw = self._quarantined.get((model, version))
+        return None if raw is None else orjson.loads(raw)

@@ -337,3 +337,15 @@ class RedisStateStore:
             return set()
         raw = self._by_model(models, "hmget", lambda k, group: (k.models, [member(m, v) for m, v in group]))
         return {key for key, value in zip(models, raw) if value is not None}
+
+    def model_label_counts(self, model: str) -> dict[str, int]:
+        """One HMGET on the model's partition's label counts (not every partition's hash)."""
+        kinds = ("joined", "pending", "unmatched")
+        raw = self._call(self._redis.hmget, self.keys().for_model(model).label_counts,
+                         [f"{model}:{k}" for k in kinds])
+        return {k: 0 if v is None else int(v) for k, v in zip(kinds, raw)}
+
+    def quarantine_of(self, model: str, version: str) -> dict | None:
+        """One HGET on the model's partition's quarantined hash."""
+        raw = self._call(self._redis.hget, self.keys().for_model(model).quarantined, member(model, version))
+        return None if raw is None else orjson.loads(raw)

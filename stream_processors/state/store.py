@@ -143,6 +143,13 @@ class StateStore(Protocol):
     def label_counts(self) -> dict[str, int]:
         """``{model}:pending``, ``{model}:unmatched`` and ``{model}:joined`` counts."""
 
+    # one model's records, read from its partition only (``driftline status --model``)
+    def model_label_counts(self, model: str) -> dict[str, int]:
+        """``model``'s ``joined``, ``pending`` and ``unmatched`` label counts (0 where none)."""
+
+    def quarantine_of(self, model: str, version: str) -> dict | None:
+        """The latest quarantined record of one model version, or None."""
+
 
 def decoded(raw: bytes | None) -> dict | bytes | None:
     """A saved record, or its bytes when they are not JSON."""

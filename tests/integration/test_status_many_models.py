@@ -86,3 +86,35 @@ def test_the_list_is_one_sorted_page_with_the_total(settings):
     assert all(f"m{i:02d}" in loaded for i in range(MODELS - 5, MODELS))
     assert not any(f"m{i:02d}" in loaded for i in range(MODELS - 5))
 
+
+
+def test_status_of_a_named_version_reads_only_its_partition_fields(settings):
+    """``model_status`` (state, labels, quarantine) with 8 partitions: no HGETALL of every partition's hashes,
+    only the model's partition's keys (and the key layout)."""
+    from producers.partitioning import partition_for
+    from stream_processors.cli.status import model_status
+    from stream_processors.state.keys import AppKeys
+
+    settings = settings.replace(topic_partitions=8)
+    store = RedisStateStore(settings.redis, settings.app_id, 8)
+    store.prepare()
+    processor = BatchProcessor(settings, store)
+    frame = drifting_credit_data(n=60, seed=3, shift_sigma=0.0)
+    models = [f"m{i:02d}" for i in range(12)]
+    messages = []
+    for i, model in enumerate(models):
+        events, _ = rows_to_events(frame.head(20), plan_columns(frame), model)
+        messages.append(IncomingMessage(settings.inference_topic, partition_for(model, 8), i,
+                                        encode_envelope(model, events, "1"), model.encode()))
+    label = encode_envelope("m07", [{"event_id": "nowhere", "label": 1, "timestamp": 1.0}], kind="label")
+    messages.append(IncomingMessage(settings.label_topic, partition_for("m07", 8), 0, label, b"m07"))
+    assert store.commit(processor.process(messages))
+    holder = {}
+    commands = _commands_during(settings, lambda: holder.update(s=model_status(settings, "m07", "1")))
+    assert holder["s"]["events"] == 20 and holder["s"]["labels"]["pending"] == 1, holder["s"]["labels"]
+    assert holder["s"]["quarantined"] is None
+    assert commands and not [c for c in commands if c.upper().startswith("HGETALL ")], commands
+    keys = AppKeys(settings.app_id, 8)
+    own = keys.for_model("m07").tag
+    assert [c for c in commands if own in c and "labels" in c], commands  # its label counts were read
+    assert all(own in c or c.endswith(keys.layout) for c in commands), commands

@@ -173,3 +173,132 @@ def test_dead_letters_are_counted_by_their_reason_code_not_their_text():
     counted = {s.labels["reason"]: s.value for m in registry.collect() if m.name == "driftline_events_rejected"
                for s in m.samples if s.name.endswith("_total")}
     assert counted == expected and set(counted) <= set(REASON_CODES) and len(counted) == 4
+
+
+def test_the_consumer_lag_of_partitions_no_longer_assigned_goes_at_a_rebalance():
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    for topic in ("driftline.inference", "driftline.labels"):
+        metrics.set_consumer_lag(topic, 0, 500)
+        metrics.set_consumer_lag(topic, 1, 7)
+
+    def lag():
+        return {(s.labels["topic"], s.labels["partition"]): s.value for m in registry.collect()
+                if m.name == "driftline_consumer_lag_messages" for s in m.samples}
+
+    metrics.owned_partitions({1}, {("driftline.inference", 1), ("driftline.labels", 1)})
+    assert lag() == {("driftline.inference", "1"): 7, ("driftline.labels", "1"): 7}
+    metrics.set_consumer_lag("driftline.inference", 0, 3)  # assigned again later: exported again
+    metrics.owned_partitions({0, 1})  # without the topics: by partition number
+    assert set(lag()) == {("driftline.inference", "0"), ("driftline.inference", "1"), ("driftline.labels", "1")}
+    metrics.owned_partitions(set(), set())  # every partition revoked: no lag at all (DriftlineStateNotSaved)
+    assert lag() == {}
+
+
+def _on(partition: int, partitions: int = 2, n: int = 1) -> list[str]:
+    from producers.partitioning import partition_for
+
+    return [m for m in (f"model{i}" for i in range(60)) if partition_for(m, partitions) == partition][:n]
+
+
+def _inference(model: str, partition: int, offset: int, n: int = 2) -> IncomingMessage:
+    events = [{"event_id": f"{model}-{offset}-{i}", "features": {"x": float(i)}, "prediction": 1, "score": 0.5,
+               "timestamp": 1.0e9} for i in range(n)]
+    return IncomingMessage("inf", partition, offset, encode_envelope(model, events, "1"), model.encode())
+
+
+def test_a_batch_of_labels_only_after_a_revocation_does_not_bring_back_its_models_gauges():
+    from stream_processors.faust_app.app import model_partitions
+
+    store = MemoryStateStore(partitions=2)
+    processor = BatchProcessor(Settings(topic_partitions=2), store)
+    metrics = WorkerMetrics(CollectorRegistry())
+    (b,) = _on(1)
+    metrics.owned_partitions({0, 1})
+    out = processor.process([_inference(b, 1, 0)])
+    assert store.commit(out)
+    metrics.observe(out, 0.01, partitions=model_partitions(out, store.partition_of))
+    assert (b, "1") in metrics.applied.models
+    metrics.owned_partitions({0})
+    # a batch fetched before the revocation, of b's labels only: no inference message tells b's partition
+    label = encode_envelope(b, [{"event_id": f"{b}-0-0", "label": 1, "timestamp": 1.0e9}], kind="label")
+    out = processor.process([IncomingMessage("lab", 1, 0, label, b.encode())])
+    assert store.commit(out)
+    assert model_partitions(out, store.partition_of) == {b: 1}
+    metrics.observe(out, 0.01, partitions=model_partitions(out, store.partition_of))
+    assert (b, "1") not in metrics.applied.models
+
+
+def _events_series(registry) -> set[str]:
+    return {s.labels["model"] for m in registry.collect() if m.name == "driftline_events_processed"
+            for s in m.samples if s.name.endswith("_total")}
+
+
+def test_counter_slots_of_revoked_partitions_go_to_the_models_of_newly_owned_ones():
+    from stream_processors.faust_app.app import model_partitions
+
+    store = MemoryStateStore(partitions=2)
+    processor = BatchProcessor(Settings(topic_partitions=2), store)
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, max_model_series=2)
+    on0, on1 = _on(0, n=2), _on(1, n=2)
+
+    def apply(messages):
+        out = processor.process(messages)
+        assert store.commit(out)
+        metrics.observe(out, 0.01, partitions=model_partitions(out, store.partition_of))
+
+    metrics.owned_partitions({0})
+    apply([_inference(m, 0, i) for i, m in enumerate(on0)])
+    assert _events_series(registry) == set(on0)
+    metrics.owned_partitions({1})  # the rebalance: partition 0 went to another worker, 1 came here
+    apply([_inference(on1[0], 1, 0)])
+    # on1[0] took the slot (and series) of the oldest model of the revoked partition; the other keeps its own
+    assert _events_series(registry) == {on0[1], on1[0]}
+    metrics.owned_partitions({0, 1})  # partition 0 back: on0[1] is owned again and keeps its slot
+    apply([_inference(on1[1], 1, 1)])
+    assert _events_series(registry) == {on0[1], on1[0], OTHER}  # still at most max_model_series own labels
+    assert registry.get_sample_value("driftline_events_processed_total",
+                                     {"model": on1[0], "model_version": "1"}) == 2
+
+
+def test_events_saved_before_a_conflict_are_counted_once():
+    from stream_processors.faust_app.app import commit_in_parts, model_partitions, saved_part
+
+    store = MemoryStateStore(partitions=2)
+    settings = Settings(topic_partitions=2)
+    (a,), (b,) = _on(0), _on(1)
+    messages = [_inference(a, 0, 0, n=3), _inference(b, 1, 0, n=3)]
+    first = BatchProcessor(settings, store).process(messages)
+
+    class Advance:  # another worker applies b's partition meanwhile
+        offsets = {("inf", 1): (-1, 0)}
+        states, events_total, writes, quarantined = {}, {}, [], []
+
+    assert store.commit(Advance())
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    saved, parts = commit_in_parts(store, first, 2)
+    assert (saved, parts) == (False, {0})  # a's partition saved, b's conflicts
+    part = saved_part(first, parts, store.partition_of)
+    metrics.observe_models(part, partitions=model_partitions(part, store.partition_of))  # what handle() does
+    redo = BatchProcessor(settings, store).process(messages)
+    assert commit_in_parts(store, redo, 2) == (True, set())  # both partitions' messages were applied already
+    metrics.observe(redo, 0.01, partitions=model_partitions(redo, store.partition_of))
+    assert store.model_summaries()[(a, "1")]["events"] == 3
+    value = registry.get_sample_value
+    assert value("driftline_events_processed_total", {"model": a, "model_version": "1"}) == 3
+    assert value("driftline_events_processed_total", {"model": b, "model_version": "1"}) is None  # the other's
+    assert value("driftline_model_events", {"model": a, "model_version": "1"}) == 3
+
+
+def test_a_batch_is_saved_in_parts_as_the_store_saves_it():
+    from stream_processors.faust_app.app import commit_in_parts
+
+    store = MemoryStateStore(partitions=2)
+    (a,), (b,) = _on(0), _on(1)
+    out = BatchProcessor(Settings(topic_partitions=2), store).process([_inference(a, 0, 0), _inference(b, 1, 0)])
+    assert commit_in_parts(store, out, 2) == (True, {0, 1})
+    assert store.offsets([("inf", 0), ("inf", 1)]) == {("inf", 0): 0, ("inf", 1): 0}
+    assert {k for k in store.model_summaries()} == {(a, "1"), (b, "1")}
+    assert commit_in_parts(store, out, 2) == (False, set())  # the same batch again: the first part conflicts

@@ -40,3 +40,21 @@ def test_the_page_says_how_many_there_are_and_marks_unreadable_states():
     assert lines[0].startswith("2 of 3 model versions, sorted by recent (--limit for more")
     assert lines[2].split() == ["credit", "2", "RETRAIN", "5000", "10s", "ago", "income,", "age"]
     assert lines[3].split() == ["fraud", "1", "UNREADABLE", "12", "2h", "ago", "-"]
+
+
+@pytest.mark.parametrize("limit", ["-5", "0", "ten"])
+def test_a_limit_that_is_not_a_positive_number_is_a_usage_error(limit, capsys):
+    from stream_processors.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["status", "--limit", limit])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: driftline status" in err and "argument --limit" in err, err
+    assert ("must be at least 1" if limit != "ten" else "expected a whole number") in err, err
+
+
+def test_a_positive_limit_is_taken():
+    from stream_processors.cli import build_parser
+
+    assert build_parser().parse_args(["status", "--limit", "3"]).limit == 3

@@ -240,3 +240,15 @@ def test_cluster_errors_are_redis_unavailable_for_the_retry_path_never_data_erro
 
     with pytest.raises(ServiceUnavailable):
         store._call(failing)
+
+
+def test_one_models_label_counts_and_quarantine_are_read_from_its_own_partition(store):
+    store, _ = store
+    tp = ("inference", P)
+    assert store.model_label_counts("m") == {"joined": 0, "pending": 0, "unmatched": 0}
+    assert store.quarantine_of("m", "1") is None
+    assert store.commit(Commit({tp: (-1, 0)}, writes=[CountLabels("m", joined=3, pending=2, unmatched=1)],
+                               quarantined=[Quarantine("state", "m", "1", b"{x", "ValueError")]))
+    assert store.model_label_counts("m") == {"joined": 3, "pending": 2, "unmatched": 1}
+    assert store.quarantine_of("m", "1") == store.quarantined()[("m", "1")]
+    assert store.quarantine_of("m", "2") is None and store.model_label_counts("n")["joined"] == 0
