@@ -48,6 +48,14 @@ def test_redis_unreachable(capsys, monkeypatch):
     assert "Redis is unreachable at redis://127.0.0.1:1/0" in err and "make stack-up" in err
 
 
+def test_redis_cluster_unreachable(capsys, monkeypatch):
+    """A cluster client connects as it is made: an unreachable startup node is the one-line error too."""
+    err = _one_line_error(capsys, ["status", "--model", "m"], monkeypatch,
+                          {"DRIFTLINE_REDIS_CLUSTER_NODES": "127.0.0.1:1",
+                           "DRIFTLINE_REDIS_URL": "redis://bob:S3cretPassw0rd@localhost/0"})
+    assert "Redis is unreachable at cluster 127.0.0.1:1" in err and "S3cretPassw0rd" not in err
+
+
 def test_worker_with_redis_unreachable(capsys, monkeypatch):
     err = _one_line_error(capsys, ["worker", "--redis-url", "redis://127.0.0.1:1/0"], monkeypatch)
     assert "Redis is unreachable" in err
