@@ -7,7 +7,11 @@ key of the app to where layout 3 puts it for P, then records (3, P); the other w
 
 Moving is idempotent, so a worker that dies half-way leaves a state the next one finishes: a key is copied
 (DUMP/RESTORE with its TTL) before its old copy is deleted, a hash field is set under its new key before it is
-deleted from the old one, and the record is written last. Nothing is dropped: a key this module cannot place
+deleted from the old one, and the record is written last. What is already at the destination wins: a key or a
+hash field there is kept and the source dropped, and an offset there is never lowered (the higher of the two
+is kept). So a stray older key (say, one a layout-2 worker wrote after the move: layout-2 workers must be
+stopped before layout-3 workers start; a rolling upgrade across the layout change is not supported) can never
+rewind an offset or overwrite newer state at a later partition raise. Nothing is dropped: a key this module cannot place
 (say, a quarantined record no model refers to) stays where it was. Finding the keys is a SCAN of the app's
 keys on every master: done once per change of layout, never on the path of a batch or of ``status``.
 
@@ -73,9 +77,10 @@ def _glob(text: str) -> str:
 
 
 def _app_keys(client, keys: AppKeys) -> list[bytes]:
-    """Keys of layout 2 (``driftline:{app}:...``) and of layout 3 (``{driftline:{app}:p...``), on every master."""
-    found = list(client.scan_iter(match=f"{_glob(keys.prefix)}:*", count=1000))
-    found += client.scan_iter(match=f"{_glob('{' + keys.prefix + ':p')}*", count=1000)
+    """Keys of layout 3 (``{driftline:{app}:p...``), then of layout 2 (``driftline:{app}:...``), on every master:
+    layout 3's are moved first, so where both go to one place the layout-3 key (the newer) is the one kept."""
+    found = list(client.scan_iter(match=f"{_glob('{' + keys.prefix + ':p')}*", count=1000))
+    found += client.scan_iter(match=f"{_glob(keys.prefix)}:*", count=1000)
     return list(dict.fromkeys(found))
 
 
@@ -141,18 +146,26 @@ def _split_hash(client, keys: AppKeys, key: str, kind: str, referenced: dict) ->
                 referenced.setdefault((entry["record"], entry["sha256"]), set()).add(target.tag)
         destination = getattr(target, {"labels": "label_counts"}.get(kind, kind))
         if destination != key:
-            client.hset(destination, field_raw, value)
+            if kind == "offsets":  # never lowered: the higher of the two offsets is kept
+                present = client.hget(destination, field_raw)
+                if present is None or int(present) < int(value):
+                    client.hset(destination, field_raw, value)
+            else:  # a field already there is newer than (or the same as) this one: kept
+                client.hsetnx(destination, field_raw, value)
             client.hdel(key, field_raw)
             moved += 1
     return moved
 
 
 def _copy_key(client, source: str, target: str) -> int:
+    """``source`` copied to ``target`` unless ``target`` exists: a key already there is kept, never replaced."""
+    if client.exists(target):
+        return 0
     dumped = client.dump(source)
     if dumped is None:
         return 0
     ttl = client.pttl(source)
-    client.restore(target, max(ttl, 0), dumped, replace=True)
+    client.restore(target, max(ttl, 0), dumped)
     return 1
 
 

@@ -17,6 +17,7 @@ from stream_processors.state.keys import AppKeys
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.state.layout import prepare
 from tests.integration.redis_cluster import redis_cluster  # noqa: F401 - the cluster case's own cluster
+from tests.stream_processors.state.test_store_contract import Commit
 
 pytestmark = pytest.mark.integration
 MODELS = ["credit", "fraud:v2", "m0", "m1", "m2", "m3", "m4", "m5"]
@@ -117,6 +118,38 @@ def test_a_move_that_stopped_half_way_is_finished_by_the_next_worker(connection)
         time.sleep(1.2)
         assert RedisStateStore(connection, app, 4).prepare() > 0
         _everything_is_found(connection, app, 4, hour)
+    finally:
+        for pattern in (f"driftline:{app}:*", f"{{driftline:{app}:p*"):
+            for key in list(client.scan_iter(match=pattern)):
+                client.delete(key)
+
+
+def test_a_stray_layout_2_key_neither_rewinds_an_offset_nor_overwrites_newer_state_at_a_partition_raise(connection):
+    """Layout-2 keys written after the move (by a layout-2 worker left running) are older than what is under
+    layout 3: the raise keeps the layout-3 state, summary and the higher offset, and drops the stray keys."""
+    app = f"layout-{uuid.uuid4().hex[:8]}"
+    client = redis_client(connection)
+    prefix = f"driftline:{app}"
+    tp = ("inf", partition_for("credit", 2))
+
+    def layout_2(events: int, offset: int) -> None:
+        client.set(f"{prefix}:state:credit:1", orjson.dumps({"events": events}))
+        client.hset(f"{prefix}:models", "credit\t1", orjson.dumps({"events": events, "updated": 1.0}))
+        client.hset(f"{prefix}:offsets", f"inf:{tp[1]}", offset)
+
+    try:
+        layout_2(10, 9)
+        store = RedisStateStore(connection, app, 2)
+        assert store.prepare() > 0
+        assert store.commit(Commit({tp: (9, 49)}, {("credit", "1"): orjson.dumps({"events": 50})},
+                                   {("credit", "1"): 50}))
+        layout_2(2, 11)  # the stray writes
+        raised = RedisStateStore(connection, app, 4)
+        raised.prepare()
+        assert raised.load([("credit", "1")]) == {("credit", "1"): {"events": 50}}
+        assert raised.offsets([tp]) == {tp: 49}
+        assert raised.model_summaries()[("credit", "1")]["events"] == 50
+        assert client.get(f"{prefix}:state:credit:1") is None and not client.exists(f"{prefix}:offsets")
     finally:
         for pattern in (f"driftline:{app}:*", f"{{driftline:{app}:p*"):
             for key in list(client.scan_iter(match=pattern)):
