@@ -4,6 +4,9 @@ partition count is raised; nothing is lost, expiries are kept, and offsets stay 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
 import time
 import uuid
 
@@ -15,6 +18,7 @@ from stream_processors.config import RedisConnection, load_settings
 from stream_processors.state import RedisStateStore, redis_client
 from stream_processors.state.keys import AppKeys
 from stream_processors.errors import ServiceUnavailable
+from stream_processors.state import layout
 from stream_processors.state.layout import prepare
 from tests.integration.redis_cluster import redis_cluster  # noqa: F401 - the cluster case's own cluster
 from tests.stream_processors.state.test_store_contract import Commit
@@ -154,3 +158,108 @@ def test_a_stray_layout_2_key_neither_rewinds_an_offset_nor_overwrites_newer_sta
         for pattern in (f"driftline:{app}:*", f"{{driftline:{app}:p*"):
             for key in list(client.scan_iter(match=pattern)):
                 client.delete(key)
+
+
+def _cleanup(client, app: str) -> None:
+    for pattern in (f"driftline:{app}:*", f"{{driftline:{app}:p*"):
+        for key in list(client.scan_iter(match=pattern)):
+            client.delete(key)
+
+
+@pytest.fixture
+def slow_move(monkeypatch):
+    """Moves that take 0.1 s a key, and a lock of 1 s refreshed every 0.2 s: a move outlasts its lock's TTL."""
+    monkeypatch.setattr(layout, "LOCK_TTL_S", 1)
+    monkeypatch.setattr(layout, "REFRESH_S", 0.2)
+    move = layout._move_key
+
+    def slow(client, source, target):
+        time.sleep(0.1)
+        return move(client, source, target)
+
+    monkeypatch.setattr(layout, "_move_key", slow)
+
+
+@pytest.fixture
+def layout_2_app(connection):
+    """(client, app, keys for 4 partitions) of an app whose keys a layout-2 worker left; removed afterwards."""
+    app = f"layout-{uuid.uuid4().hex[:8]}"
+    client = redis_client(connection)
+    _layout_2(client, app, int(time.time() // 3600))
+    yield client, app, AppKeys(app, 4)
+    _cleanup(client, app)
+
+
+def _mover(connection, app: str, failures: list) -> threading.Thread:
+    def run():
+        try:
+            RedisStateStore(connection, app, 4).prepare()
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            failures.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _lock_taken(client, keys: AppKeys) -> bytes:
+    deadline = time.time() + 10
+    while (token := client.get(keys.relocating)) is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert token is not None
+    return token
+
+
+def test_a_move_longer_than_its_locks_ttl_keeps_the_lock_and_others_wait(connection, layout_2_app, slow_move,
+                                                                          caplog):
+    client, app, keys = layout_2_app
+    failures: list = []
+    thread = _mover(connection, app, failures)
+    token = _lock_taken(client, keys)
+    started = time.time()
+    while thread.is_alive():
+        assert client.get(keys.relocating) in (token, None) and client.pttl(keys.relocating) <= 1000
+        with pytest.raises(ServiceUnavailable, match="moving the keys"):
+            prepare(client, keys, wait_s=0)
+        time.sleep(0.2)
+    assert time.time() - started > 2  # the move outlasted the 1 s TTL: refreshed, not taken over
+    assert failures == [] and client.get(keys.relocating) is None
+    assert orjson.loads(client.get(keys.layout)) == {"layout": 3, "partitions": 4}
+    assert any("waiting for another worker to move the keys" in r.getMessage() and keys.relocating in
+               r.getMessage() for r in caplog.records)
+
+
+def test_a_mover_whose_lock_was_taken_stops_and_leaves_the_other_movers_lock(connection, layout_2_app, slow_move):
+    client, app, keys = layout_2_app
+    failures: list = []
+    thread = _mover(connection, app, failures)
+    _lock_taken(client, keys)
+    client.set(keys.relocating, "4:another-mover", ex=30)  # its lock expired and another mover took it
+    thread.join(timeout=30)
+    assert len(failures) == 1 and isinstance(failures[0], ServiceUnavailable), failures
+    assert client.get(keys.relocating) == b"4:another-mover" and client.get(keys.layout) is None
+
+
+def test_a_killed_movers_lock_expires_within_seconds(connection, layout_2_app):
+    client, app, keys = layout_2_app
+    code = ("import time\n"
+            "from stream_processors.config import RedisConnection\n"
+            "from stream_processors.state import RedisStateStore, layout\n"
+            "move = layout._move_key\n"
+            "layout._move_key = lambda *a: (time.sleep(1), move(*a))[1]\n"
+            f"RedisStateStore(RedisConnection({connection.url!r}, password_file={connection.password_file!r}, "
+            f"ssl_cafile={connection.ssl_cafile!r}, cluster_nodes={connection.cluster_nodes!r}), {app!r}, 4)"
+            ".prepare()\n")
+    mover = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        _lock_taken(client, keys)
+        mover.kill()  # SIGKILL mid-move
+        mover.wait(timeout=30)
+        assert 0 < client.ttl(keys.relocating) <= layout.LOCK_TTL_S <= 15
+        started = time.monotonic()
+        assert RedisStateStore(connection, app, 4).prepare() > 0  # the next start waits out the TTL only
+        assert time.monotonic() - started < layout.LOCK_TTL_S + 5
+        _everything_is_found(connection, app, 4, int(time.time() // 3600))
+    finally:
+        if mover.poll() is None:
+            mover.kill()
