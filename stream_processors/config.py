@@ -178,16 +178,17 @@ def _causes(exc: BaseException) -> list[BaseException]:
 
 
 def _cluster_nodes(text: str) -> list[tuple[str, int]]:
-    """``host:port,host:port`` as (host, port) pairs; a ConfigError naming the entry that is not one."""
+    """``host:port,host:port`` as (host, port) pairs; a ConfigError giving the number of the entry that is not one
+    (not its text)."""
     nodes = []
-    for entry in (e.strip() for e in text.split(",")):
+    for number, entry in enumerate((e.strip() for e in text.split(",")), start=1):
         if not entry:
             continue
         host, sep, port = entry.rpartition(":")
         host = host.strip("[]")  # [::1]:7000
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "@" in host or "/" in host:
-            shown = f"***@{entry.rpartition('@')[2]}" if "@" in entry else entry  # never a password it holds
-            raise ConfigError(f"DRIFTLINE_REDIS_CLUSTER_NODES: {shown[:100]!r} is not host:port; give the "
+            # the entry itself is never shown: it may be a password put in the wrong place
+            raise ConfigError(f"DRIFTLINE_REDIS_CLUSTER_NODES: entry {number} is not host:port; give the "
                               "cluster's startup nodes as host:port,host:port (credentials go in DRIFTLINE_REDIS_URL "
                               "or DRIFTLINE_REDIS_PASSWORD_FILE)")
         nodes.append((host, int(port)))

@@ -167,6 +167,16 @@ class RedisStateStore:
         self._keys = AppKeys(self._app_id, recorded)
         return self._keys
 
+    def awaiting_move(self) -> bool:
+        """True where no worker recorded a layout yet and keys of key layout 2 are there (an EXISTS of layout 2's
+        untagged ``offsets`` and ``models`` hashes, no SCAN): they await a worker start to move them to layout 3
+        (``state.layout``)."""
+        self.keys()  # reads the layout record, where no partition count was given
+        if self._keys is not None:
+            return False
+        prefix = AppKeys(self._app_id).prefix
+        return any(self._pipelined([("exists", (f"{prefix}:offsets",)), ("exists", (f"{prefix}:models",))]))
+
     def _call(self, fn, *args):
         try:
             return fn(*args)

@@ -26,6 +26,14 @@ def test_top_level_help_lists_the_commands(capsys):
     assert "make stack- up" in out or "make stack-up" in out
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["status", "--help"], ["worker", "--help"]])
+def test_help_names_the_redis_cluster_setting_with_the_redis_url(argv, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "DRIFTLINE_REDIS_CLUSTER_NODES" in out
+
+
 def test_no_command_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_:
         main([])

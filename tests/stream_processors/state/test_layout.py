@@ -263,3 +263,33 @@ def test_a_killed_movers_lock_expires_within_seconds(connection, layout_2_app):
     finally:
         if mover.poll() is None:
             mover.kill()
+
+
+def test_status_says_layout_2_keys_await_a_worker_start_until_one_moves_them(connection, layout_2_app):
+    from io import StringIO
+
+    from stream_processors.cli.status import model_page, model_status, print_page
+    from stream_processors.config import Settings
+    from stream_processors.errors import UnknownModel
+
+    client, app, keys = layout_2_app
+    client.delete(f"driftline:{app}:models")  # as status on layout 2 reads it: no model under layout 3
+    settings = Settings(app_id=app, redis=connection)
+    out = StringIO()
+    print_page(model_page(settings), out)
+    assert "await a worker start to move them to layout 3" in out.getvalue(), out.getvalue()
+    with pytest.raises(UnknownModel, match="await a worker start"):
+        model_status(settings, "credit", "1")
+    RedisStateStore(connection, app, 4).prepare()
+    assert not RedisStateStore(connection, app).awaiting_move()  # the layout is recorded: one GET, no EXISTS
+
+
+def test_status_on_an_app_without_any_key_says_no_model_has_been_seen(connection):
+    from io import StringIO
+
+    from stream_processors.cli.status import model_page, print_page
+    from stream_processors.config import Settings
+
+    out = StringIO()
+    print_page(model_page(Settings(app_id=f"layout-{uuid.uuid4().hex[:8]}", redis=connection)), out)
+    assert out.getvalue() == "no model has been seen yet\n"
