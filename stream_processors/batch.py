@@ -153,7 +153,8 @@ class BatchProcessor:
 
     def _idle_models(self, busy: set[str], partitions: set[int]) -> list[str]:
         """Up to IDLE_SWEEP_MODELS models with waiting labels and no events in this batch, round-robin; only of
-        the batch's ``partitions``, whose offsets guard what the batch commits (``state.store``)."""
+        the ``partitions`` the batch has fresh messages of, whose offsets guard what the batch commits
+        (``state.store``)."""
         waiting = self._waiting_models
         chosen = []
         of = self._bounds.partition_of
@@ -219,8 +220,10 @@ class BatchProcessor:
             predictions[key[0]].extend((key[1], e) for e in applied)
         # Labels after the batch's predictions, so a label and its prediction in one batch meet.
         try:
+            # only partitions with fresh messages: their offsets guard the commit (a partition whose messages
+            # were all skipped may be another worker's now)
             join = self._join.run(predictions, labels, now, self._idle_models(set(predictions) | set(labels),
-                                                                              {p for _t, p in partitions}))
+                                                                              {p for _t, p in outcome.offsets}))
         except BaseException as exc:  # noqa: BLE001 - the last guard: nothing in a batch may stop the worker
             if is_fatal(exc) or isinstance(exc, ServiceUnavailable):
                 raise

@@ -127,7 +127,9 @@ class RedisConnection:
     def _cluster_client(self, options: dict[str, object]):
         from urllib.parse import unquote, urlsplit
 
+        import redis
         from redis.cluster import ClusterNode, RedisCluster
+        from redis.exceptions import RedisClusterException
 
         parts = urlsplit(self.url)
         auth: dict[str, object] = {}
@@ -140,17 +142,23 @@ class RedisConnection:
         startup = [ClusterNode(host, port) for host, port in self._nodes]  # type: ignore[attr-defined]
         # a failover or a resharding answers MOVED/ASK/TRYAGAIN for a while: redis-py follows redirections and
         # retries; what is still failing past that is ServiceUnavailable for the worker's own retry loop
-        return RedisCluster(startup_nodes=startup, **{**auth, **self.client_options(), **options})
+        try:  # RedisCluster connects to learn the slots: what fails here is told like any other Redis error
+            return RedisCluster(startup_nodes=startup, **{**auth, **self.client_options(), **options})
+        except (redis.RedisError, RedisClusterException) as exc:
+            raise self.error(exc) from exc
 
     def error(self, exc: Exception, doing: str = "") -> ServiceUnavailable:
         """redis-py's ``exc`` as one line without secrets: RedisAuthFailed for refused credentials."""
         import redis
 
         detail = scrub(str(exc), self.secrets())
-        if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in str(exc) or "NOAUTH" in str(exc):
+        causes = _causes(exc)  # a cluster client's RedisClusterException carries the node's error as its cause
+        text = " ".join(str(e) for e in causes)
+        if (any(isinstance(e, redis.AuthenticationError) for e in causes) or "WRONGPASS" in text
+                or "NOAUTH" in text or "invalid username-password" in text):
             return RedisAuthFailed(f"Redis at {self.redacted()} refused the credentials ({detail}); check the user "
                                    "and password in DRIFTLINE_REDIS_URL or DRIFTLINE_REDIS_PASSWORD_FILE")
-        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        if any(isinstance(e, (redis.ConnectionError, redis.TimeoutError)) for e in causes):
             return ServiceUnavailable(f"Redis is unreachable at {self.redacted()} ({detail}){doing}; start it with "
                                       "'make stack-up' or set DRIFTLINE_REDIS_URL")
         return ServiceUnavailable(f"Redis at {self.redacted()} failed{doing}: {detail}")
@@ -160,17 +168,27 @@ class RedisConnection:
                 f"ssl_cafile={self.ssl_cafile!r}, cluster_nodes={self.cluster_nodes!r})")
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from, outermost first."""
+    out: list[BaseException] = []
+    while exc is not None and exc not in out and len(out) < 10:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
 def _cluster_nodes(text: str) -> list[tuple[str, int]]:
-    """``host:port,host:port`` as (host, port) pairs; a ConfigError naming the entry that is not one."""
+    """``host:port,host:port`` as (host, port) pairs; a ConfigError giving the number of the entry that is not one
+    (not its text)."""
     nodes = []
-    for entry in (e.strip() for e in text.split(",")):
+    for number, entry in enumerate((e.strip() for e in text.split(",")), start=1):
         if not entry:
             continue
         host, sep, port = entry.rpartition(":")
         host = host.strip("[]")  # [::1]:7000
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "@" in host or "/" in host:
-            shown = f"***@{entry.rpartition('@')[2]}" if "@" in entry else entry  # never a password it holds
-            raise ConfigError(f"DRIFTLINE_REDIS_CLUSTER_NODES: {shown[:100]!r} is not host:port; give the "
+            # the entry itself is never shown: it may be a password put in the wrong place
+            raise ConfigError(f"DRIFTLINE_REDIS_CLUSTER_NODES: entry {number} is not host:port; give the "
                               "cluster's startup nodes as host:port,host:port (credentials go in DRIFTLINE_REDIS_URL "
                               "or DRIFTLINE_REDIS_PASSWORD_FILE)")
         nodes.append((host, int(port)))

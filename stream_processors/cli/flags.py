@@ -12,7 +12,9 @@ from producers.kafka import MECHANISMS, PROTOCOLS
 __all__ = ["ENV_HELP", "column_flags", "connection_flags", "dump", "model_flags"]
 
 ENV_HELP = ("Connections come from flags, else DRIFTLINE_KAFKA_BOOTSTRAP (default localhost:9092), "
-            "DRIFTLINE_REDIS_URL (default redis://localhost:6379/0) and DRIFTLINE_APP_ID (default driftline); "
+            "DRIFTLINE_REDIS_URL (default redis://localhost:6379/0; with DRIFTLINE_REDIS_CLUSTER_NODES=host:port,... "
+            "a Redis Cluster, the URL then giving only the user, password and TLS) and DRIFTLINE_APP_ID (default "
+            "driftline); "
             "security from DRIFTLINE_KAFKA_SECURITY_PROTOCOL, DRIFTLINE_KAFKA_SASL_* and DRIFTLINE_KAFKA_SSL_*, "
             "DRIFTLINE_REDIS_PASSWORD_FILE and DRIFTLINE_REDIS_SSL_CAFILE, DRIFTLINE_SIGNING_KEY or _FILE "
             "(see the README's Security section).")
@@ -32,7 +34,8 @@ def connection_flags(parser: argparse.ArgumentParser, redis_too: bool = True, ap
     if redis_too:
         group.add_argument("--redis-url", metavar="URL",
                            help="Redis URL, e.g. redis://localhost:6379/0, redis://USER@host:6379/0 (ACL user), "
-                                "rediss://host:6380/0 (TLS)")
+                                "rediss://host:6380/0 (TLS); for a Redis Cluster, set DRIFTLINE_REDIS_CLUSTER_NODES "
+                                "(host:port,...) and the URL gives the user, password and TLS only")
         group.add_argument("--redis-password-file", metavar="FILE",
                            help="file holding the Redis password (wins over one in the URL)")
         group.add_argument("--redis-ssl-cafile", metavar="PEM", help="CA of the Redis server's certificate (rediss)")

@@ -35,13 +35,13 @@ def load_monitor(settings: Settings, model: str, version: str | None = None):
     if version is not None:  # one key read; the registry only to explain an unknown model or version
         state = store.load([(model, version)])[(model, version)]
         if state is None:
-            _unknown(store.models(), settings.app_id, model, version)
+            _unknown(store.models(), settings.app_id, model, version, store)
         versions = [version]
     else:
         known = store.models()
         seen = {v: t for (m, v), t in known.items() if m == model}
         if not seen:
-            _unknown(known, settings.app_id, model, None)
+            _unknown(known, settings.app_id, model, None, store)
         version = max(seen, key=seen.get)
         versions = sorted(seen)
         state = store.load([(model, version)])[(model, version)]
@@ -56,7 +56,12 @@ def load_monitor(settings: Settings, model: str, version: str | None = None):
     return monitor, store, versions
 
 
-def _unknown(known: dict[tuple[str, str], float], app_id: str, model: str, version: str | None) -> None:
+AWAITING_MOVE = ("no model is found under key layout 3 yet: the keys of key layout 2 there await a worker start "
+                 "to move them to layout 3")
+
+
+def _unknown(known: dict[tuple[str, str], float], app_id: str, model: str, version: str | None,
+             store: RedisStateStore) -> None:
     """Raise ``UnknownModel`` naming what there is; returns if the registry knows the version after all (its
     state is then missing, which ``ModelMonitor.from_dict`` reports)."""
     versions = sorted(v for m, v in known if m == model)
@@ -68,6 +73,8 @@ def _unknown(known: dict[tuple[str, str], float], app_id: str, model: str, versi
     shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more (`driftline status` lists them)"
                                      if len(names) > 20 else "")
     hint = f"known models: {shown}" if names else "no model has been seen yet"
+    if not names and store.awaiting_move():
+        hint = AWAITING_MOVE
     raise UnknownModel(f"unknown model {model!r} for worker app {app_id!r}; {hint}")
 
 
@@ -107,13 +114,14 @@ def model_page(settings: Settings, sort: str = "recent", limit: int = 20, now: f
                 raise
         rows.append(row)
     return {"total": len(summaries), "sort": sort, "limit": limit,
-            "now": time.time() if now is None else now, "models": rows}
+            "now": time.time() if now is None else now, "models": rows,
+            "awaiting_move": not summaries and store.awaiting_move()}
 
 
 def print_page(page: dict, out=sys.stdout) -> None:
     total, rows = page["total"], page["models"]
     if not total:
-        out.write("no model has been seen yet\n")
+        out.write(AWAITING_MOVE + "\n" if page.get("awaiting_move") else "no model has been seen yet\n")
         return
     out.write(f"{len(rows)} of {total} model versions, sorted by {page['sort']}"
               f"{'' if len(rows) == total else ' (--limit for more, --sort for another order)'}; "

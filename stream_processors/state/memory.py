@@ -14,7 +14,8 @@ import orjson
 from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, KeepPrediction
 from producers.partitioning import partition_for
 from stream_processors.state.store import (PartitionCommit, StateCommit, TopicPartition, by_partition, decoded,
-                                           join_record, label_record, prediction_record, quarantine_record)
+                                           join_record, label_record, prediction_record, quarantine_record,
+                                           unguarded)
 
 __all__ = ["MemoryStateStore"]
 
@@ -51,6 +52,8 @@ class MemoryStateStore:
         return True
 
     def _commit_partition(self, batch: PartitionCommit) -> bool:
+        if unguarded(batch):
+            return False
         if any(self._offsets.get(tp, -1) != expected for tp, (expected, _new) in batch.offsets.items()):
             return False
         now = self._clock()

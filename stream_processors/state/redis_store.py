@@ -23,7 +23,8 @@ from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWri
 from stream_processors.config import RedisConnection
 from stream_processors.state.keys import AppKeys, PartitionKeys, member, parse_member
 from stream_processors.state.store import (PartitionCommit, Quarantine, StateCommit, TopicPartition, by_partition,
-                                           decoded, join_record, label_record, prediction_record, quarantine_record)
+                                           decoded, join_record, label_record, prediction_record, quarantine_record,
+                                           unguarded)
 
 __all__ = ["REDIS_ERRORS", "RedisStateStore", "redis_client"]
 
@@ -47,6 +48,7 @@ def as_redis_connection(connection: str | RedisConnection) -> RedisConnection:
 
 _COMMIT = """
 local n = tonumber(ARGV[1])
+if n == 0 and #ARGV > 2 then return 0 end  -- something to write but no offset guarding it: refused
 for i = 0, n - 1 do
   local stored = redis.call('HGET', KEYS[1], ARGV[2 + 3 * i])
   if (stored or '-1') ~= ARGV[3 + 3 * i] then return 0 end
@@ -165,6 +167,16 @@ class RedisStateStore:
         self._keys = AppKeys(self._app_id, recorded)
         return self._keys
 
+    def awaiting_move(self) -> bool:
+        """True where no worker recorded a layout yet and keys of key layout 2 are there (an EXISTS of layout 2's
+        untagged ``offsets`` and ``models`` hashes, no SCAN): they await a worker start to move them to layout 3
+        (``state.layout``)."""
+        self.keys()  # reads the layout record, where no partition count was given
+        if self._keys is not None:
+            return False
+        prefix = AppKeys(self._app_id).prefix
+        return any(self._pipelined([("exists", (f"{prefix}:offsets",)), ("exists", (f"{prefix}:models",))]))
+
     def _call(self, fn, *args):
         try:
             return fn(*args)
@@ -230,11 +242,13 @@ class RedisStateStore:
         return {key: decoded(value) for key, value in zip(models, raw)}
 
     def commit(self, batch: StateCommit) -> bool:
-        if not batch.offsets:
+        if not (batch.offsets or batch.states or batch.writes or batch.quarantined):
             return True
         keys = self.keys()
         now = time.time()
         for partition, part in by_partition(batch, keys.partition_of, keys.partitions):
+            if unguarded(part):
+                return False
             script_keys, argv = script_call(keys.of(partition), part, now)
             if not self._call(self._commit, script_keys, argv):
                 return False

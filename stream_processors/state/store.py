@@ -6,7 +6,9 @@ offsets of that partition of both topics, the label join's writes and the quaran
 is written atomically, partitions in ascending order. Each part first checks that the partition's stored
 offsets are still the ones the batch started from, so a worker that lost its partitions in a rebalance and
 wakes up late cannot overwrite the state its successor wrote; on a conflict the commit stops there and
-returns False. Partitions saved before the conflict are skipped by their offsets when the batch is redone, so
+returns False. A part with something to write but no offset of its partition to check (no fresh message of
+that partition in the batch) has nothing guarding it, so it is refused the same way: nothing of it is written
+and the commit returns False. Partitions saved before the conflict are skipped by their offsets when the batch is redone, so
 nothing is counted twice. Two implementations: ``RedisStateStore`` (one Lua script per partition, so it runs
 on Redis Cluster) and ``MemoryStateStore`` (for tests); the contract test in ``tests/stream_processors/state``
 runs against both.
@@ -31,7 +33,7 @@ import orjson
 
 from detectors.model.writes import JoinWrite
 
-__all__ = ["PartitionCommit", "Quarantine", "StateCommit", "StateStore", "TopicPartition", "by_partition"]
+__all__ = ["PartitionCommit", "Quarantine", "StateCommit", "StateStore", "TopicPartition", "by_partition", "unguarded"]
 
 TopicPartition = tuple[str, int]
 _log = logging.getLogger(__name__)
@@ -71,6 +73,12 @@ class PartitionCommit:
     quarantined: list[Quarantine] = field(default_factory=list)
 
 
+def unguarded(part: PartitionCommit) -> bool:
+    """True where ``part`` would write (states, label-join writes, quarantined records) without any offset of
+    its partition to check: a worker that no longer owns the partition could write there unnoticed."""
+    return not part.offsets and bool(part.states or part.writes or part.quarantined)
+
+
 def by_partition(batch: StateCommit, partition_of: Callable[[str], int],
                  partitions: int) -> list[tuple[int, PartitionCommit]]:
     """``batch`` split by partition (``partition_of(model)``; a topic partition ``n`` is ``n % partitions``),
@@ -107,7 +115,8 @@ class StateStore(Protocol):
     def commit(self, batch: StateCommit) -> bool:
         """Per partition (:func:`by_partition`), in ascending order: write its states, writes and quarantined
         records and move its offsets from ``(expected, new)``, all at once; False on a conflict (that partition
-        and the ones after it not written)."""
+        and the ones after it not written). A part that would write without an offset to check is a conflict
+        (:func:`unguarded`)."""
 
     def partition_of(self, model: str) -> int:
         """The topic partition a model's keyed messages arrive on (its state lives with that partition's)."""

@@ -5,7 +5,10 @@ whose partition counts differ; profile and the triggers ledger work on a cluster
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -170,3 +173,13 @@ def test_raising_the_partition_count_moves_each_models_state_to_its_new_partitio
     for model in MODELS:
         assert client.exists(keys.state(model, "1")) and not client.exists(AppKeys(s.app_id, 2).state(model, "1")) \
             or partition_for(model, 2) == partition_for(model, 4)
+
+
+def test_a_cluster_refusing_the_credentials_is_the_one_line_error_without_the_password(redis_cluster):
+    env = {**os.environ, **redis_cluster.env, "DRIFTLINE_REDIS_URL": "redis://bob:S3cretPassw0rd@localhost/0"}
+    done = subprocess.run([sys.executable, "-m", "stream_processors.cli", "status", "--app-id", "cluster-auth"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1 and "S3cretPassw0rd" not in done.stderr + done.stdout
+    assert done.stderr.startswith("driftline: error: Redis at cluster ") and done.stderr.count("\n") == 1, \
+        done.stderr[-400:]
+    assert "refused the credentials" in done.stderr

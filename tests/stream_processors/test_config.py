@@ -113,9 +113,11 @@ def test_redis_cluster_nodes_are_read_and_checked():
 
 
 @pytest.mark.parametrize("nodes,url,message", [
-    ("r1", "redis://localhost:6379", "'r1' is not host:port"),
-    ("r1:70000", "redis://localhost:6379", "'r1:70000' is not host:port"),
-    ("user:s3cret-pw@r1:7000", "redis://localhost:6379", "not host:port"),
+    ("r1", "redis://localhost:6379", "entry 1 is not host:port"),
+    ("r1:7000,r1:70000", "redis://localhost:6379", "entry 2 is not host:port"),
+    ("user:s3cret-pw@r1:7000", "redis://localhost:6379", "entry 1 is not host:port"),
+    ("r1:7000,default:s3cret-pw", "redis://localhost:6379", "entry 2 is not host:port"),
+    ("r1:7000?password=s3cret-pw", "redis://localhost:6379", "entry 1 is not host:port"),
     (" , ", "redis://localhost:6379", "holds no host:port"),
     ("r1:7000", "unix:///run/redis.sock", "is unix://"),
 ])
@@ -123,4 +125,4 @@ def test_bad_redis_cluster_nodes_are_one_clear_error_without_the_password(nodes,
     with pytest.raises(ConfigError, match="DRIFTLINE_REDIS_CLUSTER_NODES") as caught:
         load_settings(environ={"DRIFTLINE_REDIS_CLUSTER_NODES": nodes, "DRIFTLINE_REDIS_URL": url})
     assert message in str(caught.value)
-    assert "s3cret-pw" not in str(caught.value)  # a node given with credentials is named by its host only
+    assert "s3cret-pw" not in str(caught.value) and "r1" not in str(caught.value)  # an entry's text: never shown

@@ -26,6 +26,14 @@ def test_top_level_help_lists_the_commands(capsys):
     assert "make stack- up" in out or "make stack-up" in out
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["status", "--help"], ["worker", "--help"]])
+def test_help_names_the_redis_cluster_setting_with_the_redis_url(argv, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "DRIFTLINE_REDIS_CLUSTER_NODES" in out
+
+
 def test_no_command_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_:
         main([])
@@ -46,6 +54,14 @@ def test_redis_unreachable(capsys, monkeypatch):
     err = _one_line_error(capsys, ["status", "--model", "m"], monkeypatch,
                           {"DRIFTLINE_REDIS_URL": "redis://127.0.0.1:1/0"})
     assert "Redis is unreachable at redis://127.0.0.1:1/0" in err and "make stack-up" in err
+
+
+def test_redis_cluster_unreachable(capsys, monkeypatch):
+    """A cluster client connects as it is made: an unreachable startup node is the one-line error too."""
+    err = _one_line_error(capsys, ["status", "--model", "m"], monkeypatch,
+                          {"DRIFTLINE_REDIS_CLUSTER_NODES": "127.0.0.1:1",
+                           "DRIFTLINE_REDIS_URL": "redis://bob:S3cretPassw0rd@localhost/0"})
+    assert "Redis is unreachable at cluster 127.0.0.1:1" in err and "S3cretPassw0rd" not in err
 
 
 def test_worker_with_redis_unreachable(capsys, monkeypatch):

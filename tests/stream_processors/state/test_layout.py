@@ -4,6 +4,9 @@ partition count is raised; nothing is lost, expiries are kept, and offsets stay 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
 import time
 import uuid
 
@@ -15,8 +18,10 @@ from stream_processors.config import RedisConnection, load_settings
 from stream_processors.state import RedisStateStore, redis_client
 from stream_processors.state.keys import AppKeys
 from stream_processors.errors import ServiceUnavailable
+from stream_processors.state import layout
 from stream_processors.state.layout import prepare
 from tests.integration.redis_cluster import redis_cluster  # noqa: F401 - the cluster case's own cluster
+from tests.stream_processors.state.test_store_contract import Commit
 
 pytestmark = pytest.mark.integration
 MODELS = ["credit", "fraud:v2", "m0", "m1", "m2", "m3", "m4", "m5"]
@@ -121,3 +126,170 @@ def test_a_move_that_stopped_half_way_is_finished_by_the_next_worker(connection)
         for pattern in (f"driftline:{app}:*", f"{{driftline:{app}:p*"):
             for key in list(client.scan_iter(match=pattern)):
                 client.delete(key)
+
+
+def test_a_stray_layout_2_key_neither_rewinds_an_offset_nor_overwrites_newer_state_at_a_partition_raise(connection):
+    """Layout-2 keys written after the move (by a layout-2 worker left running) are older than what is under
+    layout 3: the raise keeps the layout-3 state, summary and the higher offset, and drops the stray keys."""
+    app = f"layout-{uuid.uuid4().hex[:8]}"
+    client = redis_client(connection)
+    prefix = f"driftline:{app}"
+    tp = ("inf", partition_for("credit", 2))
+
+    def layout_2(events: int, offset: int) -> None:
+        client.set(f"{prefix}:state:credit:1", orjson.dumps({"events": events}))
+        client.hset(f"{prefix}:models", "credit\t1", orjson.dumps({"events": events, "updated": 1.0}))
+        client.hset(f"{prefix}:offsets", f"inf:{tp[1]}", offset)
+
+    try:
+        layout_2(10, 9)
+        store = RedisStateStore(connection, app, 2)
+        assert store.prepare() > 0
+        assert store.commit(Commit({tp: (9, 49)}, {("credit", "1"): orjson.dumps({"events": 50})},
+                                   {("credit", "1"): 50}))
+        layout_2(2, 11)  # the stray writes
+        raised = RedisStateStore(connection, app, 4)
+        raised.prepare()
+        assert raised.load([("credit", "1")]) == {("credit", "1"): {"events": 50}}
+        assert raised.offsets([tp]) == {tp: 49}
+        assert raised.model_summaries()[("credit", "1")]["events"] == 50
+        assert client.get(f"{prefix}:state:credit:1") is None and not client.exists(f"{prefix}:offsets")
+    finally:
+        for pattern in (f"driftline:{app}:*", f"{{driftline:{app}:p*"):
+            for key in list(client.scan_iter(match=pattern)):
+                client.delete(key)
+
+
+def _cleanup(client, app: str) -> None:
+    for pattern in (f"driftline:{app}:*", f"{{driftline:{app}:p*"):
+        for key in list(client.scan_iter(match=pattern)):
+            client.delete(key)
+
+
+@pytest.fixture
+def slow_move(monkeypatch):
+    """Moves that take 0.1 s a key, and a lock of 1 s refreshed every 0.2 s: a move outlasts its lock's TTL."""
+    monkeypatch.setattr(layout, "LOCK_TTL_S", 1)
+    monkeypatch.setattr(layout, "REFRESH_S", 0.2)
+    move = layout._move_key
+
+    def slow(client, source, target):
+        time.sleep(0.1)
+        return move(client, source, target)
+
+    monkeypatch.setattr(layout, "_move_key", slow)
+
+
+@pytest.fixture
+def layout_2_app(connection):
+    """(client, app, keys for 4 partitions) of an app whose keys a layout-2 worker left; removed afterwards."""
+    app = f"layout-{uuid.uuid4().hex[:8]}"
+    client = redis_client(connection)
+    _layout_2(client, app, int(time.time() // 3600))
+    yield client, app, AppKeys(app, 4)
+    _cleanup(client, app)
+
+
+def _mover(connection, app: str, failures: list) -> threading.Thread:
+    def run():
+        try:
+            RedisStateStore(connection, app, 4).prepare()
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            failures.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _lock_taken(client, keys: AppKeys) -> bytes:
+    deadline = time.time() + 10
+    while (token := client.get(keys.relocating)) is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert token is not None
+    return token
+
+
+def test_a_move_longer_than_its_locks_ttl_keeps_the_lock_and_others_wait(connection, layout_2_app, slow_move,
+                                                                          caplog):
+    client, app, keys = layout_2_app
+    failures: list = []
+    thread = _mover(connection, app, failures)
+    token = _lock_taken(client, keys)
+    started = time.time()
+    while thread.is_alive():
+        assert client.get(keys.relocating) in (token, None) and client.pttl(keys.relocating) <= 1000
+        with pytest.raises(ServiceUnavailable, match="moving the keys"):
+            prepare(client, keys, wait_s=0)
+        time.sleep(0.2)
+    assert time.time() - started > 2  # the move outlasted the 1 s TTL: refreshed, not taken over
+    assert failures == [] and client.get(keys.relocating) is None
+    assert orjson.loads(client.get(keys.layout)) == {"layout": 3, "partitions": 4}
+    assert any("waiting for another worker to move the keys" in r.getMessage() and keys.relocating in
+               r.getMessage() for r in caplog.records)
+
+
+def test_a_mover_whose_lock_was_taken_stops_and_leaves_the_other_movers_lock(connection, layout_2_app, slow_move):
+    client, app, keys = layout_2_app
+    failures: list = []
+    thread = _mover(connection, app, failures)
+    _lock_taken(client, keys)
+    client.set(keys.relocating, "4:another-mover", ex=30)  # its lock expired and another mover took it
+    thread.join(timeout=30)
+    assert len(failures) == 1 and isinstance(failures[0], ServiceUnavailable), failures
+    assert client.get(keys.relocating) == b"4:another-mover" and client.get(keys.layout) is None
+
+
+def test_a_killed_movers_lock_expires_within_seconds(connection, layout_2_app):
+    client, app, keys = layout_2_app
+    code = ("import time\n"
+            "from stream_processors.config import RedisConnection\n"
+            "from stream_processors.state import RedisStateStore, layout\n"
+            "move = layout._move_key\n"
+            "layout._move_key = lambda *a: (time.sleep(1), move(*a))[1]\n"
+            f"RedisStateStore(RedisConnection({connection.url!r}, password_file={connection.password_file!r}, "
+            f"ssl_cafile={connection.ssl_cafile!r}, cluster_nodes={connection.cluster_nodes!r}), {app!r}, 4)"
+            ".prepare()\n")
+    mover = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        _lock_taken(client, keys)
+        mover.kill()  # SIGKILL mid-move
+        mover.wait(timeout=30)
+        assert 0 < client.ttl(keys.relocating) <= layout.LOCK_TTL_S <= 15
+        started = time.monotonic()
+        assert RedisStateStore(connection, app, 4).prepare() > 0  # the next start waits out the TTL only
+        assert time.monotonic() - started < layout.LOCK_TTL_S + 5
+        _everything_is_found(connection, app, 4, int(time.time() // 3600))
+    finally:
+        if mover.poll() is None:
+            mover.kill()
+
+
+def test_status_says_layout_2_keys_await_a_worker_start_until_one_moves_them(connection, layout_2_app):
+    from io import StringIO
+
+    from stream_processors.cli.status import model_page, model_status, print_page
+    from stream_processors.config import Settings
+    from stream_processors.errors import UnknownModel
+
+    client, app, keys = layout_2_app
+    client.delete(f"driftline:{app}:models")  # as status on layout 2 reads it: no model under layout 3
+    settings = Settings(app_id=app, redis=connection)
+    out = StringIO()
+    print_page(model_page(settings), out)
+    assert "await a worker start to move them to layout 3" in out.getvalue(), out.getvalue()
+    with pytest.raises(UnknownModel, match="await a worker start"):
+        model_status(settings, "credit", "1")
+    RedisStateStore(connection, app, 4).prepare()
+    assert not RedisStateStore(connection, app).awaiting_move()  # the layout is recorded: one GET, no EXISTS
+
+
+def test_status_on_an_app_without_any_key_says_no_model_has_been_seen(connection):
+    from io import StringIO
+
+    from stream_processors.cli.status import model_page, print_page
+    from stream_processors.config import Settings
+
+    out = StringIO()
+    print_page(model_page(Settings(app_id=f"layout-{uuid.uuid4().hex[:8]}", redis=connection)), out)
+    assert out.getvalue() == "no model has been seen yet\n"

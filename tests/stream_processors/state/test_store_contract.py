@@ -198,6 +198,52 @@ def test_a_batch_over_partitions_saves_each_and_its_redo_after_a_conflict_counts
     assert summaries[("m", "1")]["events"] == 8   # offsets 1 and 2: offset 0 counts as the other writer's
 
 
+def test_a_part_with_writes_but_no_offset_of_its_partition_is_refused(store):
+    """Nothing guards such a part (its partition may be another worker's now): the store writes none of it."""
+    store, _ = store
+    other = next(f"o{i}" for i in range(50) if partition_for(f"o{i}", PARTITIONS) != P)
+    tp = ("t", partition_for(other, PARTITIONS))
+    unguarded = Commit({tp: (-1, 0)}, {("m", "1"): b'{"v": 1}'}, {("m", "1"): 1},
+                       writes=[CountLabels("m", unmatched=1)])
+    assert not store.commit(unguarded)
+    assert store.load([("m", "1")])[("m", "1")] is None and store.label_counts() == {}
+    assert not store.commit(Commit(writes=[CountLabels("m", unmatched=1)]))  # no offset at all
+    assert store.label_counts() == {}
+    assert store.commit(Commit())  # nothing to write: nothing to guard
+
+
+def _label_message(model: str, offset: int, event_id: str) -> IncomingMessage:
+    value = encode_envelope(model, [{"event_id": event_id, "label": 1, "timestamp": time.time()}], kind="label")
+    return IncomingMessage("lab", partition_for(model, PARTITIONS), offset, value, model.encode())
+
+
+def test_the_idle_label_sweep_settles_labels_only_of_partitions_the_batch_has_fresh_messages_of(store):
+    """Worker A's late batch holds only skipped messages of partition pb (worker B, its new owner, applied them):
+    A's sweep must not settle b's waiting label in pb, which B settles; else it is counted twice."""
+    store, _ = store
+    names = [f"model{i}" for i in range(60)]
+    b = next(n for n in names if partition_for(n, PARTITIONS) != P)
+    pb = partition_for(b, PARTITIONS)
+    c = next(n for n in names if n != b and partition_for(n, PARTITIONS) == pb)
+    settings = Settings(topic_partitions=PARTITIONS, label_wait_s=0.0)
+    worker_a = BatchProcessor(settings, store)
+    assert store.commit(worker_a.process([_label_message(b, 0, "L")]))  # A owned pb: L waits
+    assert store.pending_labels(b) == 1
+    time.sleep(0.01)  # L is due
+    worker_b = BatchProcessor(settings, store)  # pb's new owner
+    assert store.commit(worker_b.process([_label_message(c, 1, "C")]))
+    event = {"event_id": "e", "features": {"x": 1.0}, "prediction": 1, "score": 0.5, "timestamp": time.time()}
+    late = worker_a.process([IncomingMessage("inf", P, 0, encode_envelope("m", [event], "1"), b"m"),
+                             _label_message(c, 1, "C")])  # pb's offset 1 is skipped
+    assert set(late.offsets) == {("inf", P)}
+    assert not any(getattr(w, "model", None) == b for w in late.writes)  # b is not swept by A
+    assert store.commit(worker_b.process([_label_message(b, 2, "L2")]))  # B settles L, L2 waits
+    assert store.commit(late)
+    counts = store.label_counts()
+    assert counts.get(f"{b}:unmatched") == 1, counts
+    assert store.pending_labels(b) == 1, counts
+
+
 def test_a_message_on_another_partition_than_its_models_is_dead_lettered(store):
     store, _ = store
     elsewhere = (P + 1) % PARTITIONS
