@@ -87,12 +87,14 @@ class PageHinkleyDetector:
             "params": {"threshold": self.threshold, "delta": self.delta,
                        "min_instances": self.min_instances, "alpha": self.alpha},
             "drift_detected": r._drift_detected,
-            "n": r._x_mean.n,
-            "mean": r._x_mean.get(),
-            "sum_increase": r._sum_increase,
-            "sum_decrease": r._sum_decrease,
-            "min_increase": _finite_or_none(r._min_increase),
-            "max_decrease": r._max_decrease,
+            # floats, as from_dict restores them: river starts some of these as ints, and a restored detector
+            # must save the same bytes as one that never left memory
+            "n": float(r._x_mean.n),
+            "mean": float(r._x_mean.get()),
+            "sum_increase": float(r._sum_increase),
+            "sum_decrease": float(r._sum_decrease),
+            "min_increase": _finite_or_none(float(r._min_increase)),
+            "max_decrease": float(r._max_decrease),
         }
 
     @classmethod
