@@ -258,10 +258,10 @@ class Settings:
     """Keep each prediction (about 100 bytes in Redis) for prediction_ttl_s so late labels can join it."""
     prediction_ttl_s: int = 86400
     label_sweep_limit: int = 1000
-    triggers_ttl_s: int = 30 * 86400
-    """``driftline triggers``: its done-set and parked-set expire this long after their last write."""
     """Labels whose wait is over settled per model and batch (Redis ZRANGEBYSCORE ... LIMIT); the rest wait
     for the next batches of the model."""
+    triggers_ttl_s: int = 30 * 86400
+    """``driftline triggers``: its done-set and parked-set expire this long after their last write."""
     performance_window: int = 1000
     performance_baseline_windows: int = 2
     performance_min_drop: float = 0.02

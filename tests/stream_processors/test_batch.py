@@ -25,8 +25,8 @@ def _messages(frame, model="credit", version="1", batch=250, topic="t", partitio
             for i, j in enumerate(range(0, len(events), batch))]
 
 
-def _run(store, messages, batch_messages):
-    processor = BatchProcessor(SETTINGS, store)
+def _run(store, messages, batch_messages, settings=SETTINGS):
+    processor = BatchProcessor(settings, store)
     alerts = []
     for start in range(0, len(messages), batch_messages):
         outcome = processor.process(messages[start:start + batch_messages])
@@ -403,12 +403,7 @@ def test_retrain_decisions_are_the_same_however_batches_group_the_messages():
     runs = {}
     for per_batch in (1, 13, 97):
         store = MemoryStateStore()
-        processor = BatchProcessor(settings, store)
-        alerts = []
-        for start in range(0, len(messages), per_batch):
-            outcome = processor.process(messages[start:start + per_batch])
-            assert store.commit(outcome)
-            alerts += outcome.alerts
+        alerts = _run(store, messages, per_batch, settings)
         runs[per_batch] = (store.load([("credit", "1")])[("credit", "1")], [a["id"] for a in alerts], alerts)
     state, ids, alerts = runs[1]
     assert state["events"] == n
