@@ -288,6 +288,9 @@ class BenchRun:
         while (first := self.applied()) == 0:
             self._check(deadline, f"no worker saved any state within {timeout:.0f}s")
             time.sleep(0.005)
+        if first >= messages:
+            raise RuntimeError(f"all {messages} messages were saved in the first batch, so no rate can be timed; "
+                               "give the run more events")
         started = time.monotonic()
         while (done := self.applied()) < messages:
             self._check(deadline, f"the workers applied {done}/{messages} messages in {timeout:.0f}s")

@@ -151,10 +151,11 @@ def main() -> None:
     parser.add_argument("--worker-events", type=parse_count, help="default 800k (quick: 32k)")
     parser.add_argument("--many-models", type=parse_count, help="default 10k (quick: 100)")
     parser.add_argument("--model-events", type=parse_count, help="events per model count, default 200k "
-                                                                 "(quick: 2k)")
+                                                                 "(quick: 40k: more messages than one batch "
+                                                                 "takes, or no rate can be timed)")
     parser.add_argument("--timeout", type=float, default=900, help="longest wait for workers to drain")
     args = parser.parse_args()
-    defaults = {"worker_events": (800_000, 32_000), "many_models": (10_000, 100), "model_events": (200_000, 2_000)}
+    defaults = {"worker_events": (800_000, 32_000), "many_models": (10_000, 100), "model_events": (200_000, 40_000)}
     for name, (full, quick) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
