@@ -388,7 +388,7 @@ def main() -> None:
     for section in ("envelopes", "single", "latency", "memory", "model-bytes"):
         parser.add_argument(f"--{section}", action="store_true", help=f"run the {section} section (default: all)")
     parser.add_argument("--envelope-events", type=parse_count, help="default 400k (quick: 40k)")
-    parser.add_argument("--single-events", type=parse_count, help="default 20k (quick: 2k)")
+    parser.add_argument("--single-events", type=parse_count, help="default 20k (quick: 5k)")
     parser.add_argument("--latency-events", type=parse_count, help="default 320k (quick: 36k)")
     parser.add_argument("--latency-models", type=int, help="models logging, half of them drifting; default 16 "
                                                            "(quick: 4)")
@@ -402,7 +402,7 @@ def main() -> None:
     parser.add_argument("--model-bytes-events", type=parse_count, help="default 40k (quick: 16k)")
     parser.add_argument("--timeout", type=float, default=600, help="longest wait for a worker to drain")
     args = parser.parse_args()
-    defaults = {"envelope_events": (400_000, 40_000), "single_events": (20_000, 2_000),
+    defaults = {"envelope_events": (400_000, 40_000), "single_events": (20_000, 5_000),
                 "latency_events": (320_000, 36_000), "latency_models": (16, 4), "memory_events": ("1M,5M,10M", "50k,100k,200k"),
                 "model_bytes_events": (40_000, 16_000)}
     for name, (full, quick) in defaults.items():

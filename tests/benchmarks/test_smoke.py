@@ -27,7 +27,7 @@ def run_quick(script: str, timeout: float) -> str:
 
 
 def test_throughput_prints_every_figure() -> None:
-    out = run_quick("throughput.py", timeout=120)
+    out = run_quick("throughput.py", timeout=300)
     summary = out.split("\nsummary\n", 1)[1]
     for pattern in (
         rf"envelopes of 500, events/s \(floor: json\.loads\)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+>= 0\.4",
@@ -47,7 +47,7 @@ def test_throughput_prints_every_figure() -> None:
 
 
 def test_scaling_prints_every_figure() -> None:
-    out = run_quick("scaling.py", timeout=120)
+    out = run_quick("scaling.py", timeout=300)
     summary = out.split("\nsummary\n", 1)[1]
     assert re.search(rf"^1\s+{NUMBER}$", summary, re.M), summary
     assert re.search(rf"^2\s+{NUMBER}\s+two/one {NUMBER}$", summary, re.M), summary
