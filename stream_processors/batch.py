@@ -5,7 +5,9 @@ messages it consumed, publishes what comes back, then commits. The order of a
 batch, which is what makes a restart lose nothing and count nothing twice:
 
 1. Read the stored offset of each partition; skip every message at or below
-   it (already applied before a crash).
+   it (already applied before a crash). An offset lower than one this worker
+   committed means Redis lost acknowledged writes: ``StateRolledBack``, and
+   the worker restarts from what Redis holds.
 2. Decode and validate; rejected events become dead-letter records with a
    reason code. Bounds (``bounds``): events of another model than the message
    key's, past the per-event limits, or of new versions past the caps on
@@ -60,7 +62,7 @@ from detectors.model.params import JoinParams, MonitorParams, PerformanceParams,
 from detectors.model.writes import AwaitLabel, JoinWrite
 from producers.events import MAX_ABS_NUMBER, Rejection, decode_message
 from stream_processors.bounds import EventBounds, ModelCatalog, message_owner
-from stream_processors.errors import ServiceUnavailable
+from stream_processors.errors import ServiceUnavailable, StateRolledBack
 from stream_processors.guarded_monitors import GuardedMonitors, _excerpt_of, _what, is_fatal
 from stream_processors.config import Settings
 from stream_processors.state import Quarantine, StateStore, TopicPartition
@@ -145,6 +147,26 @@ class BatchProcessor:
         # models with labels waiting, seen since the last rebalance (so on partitions this worker owns): a few
         # of them are swept each batch, round-robin, so labels of models without traffic are settled too
         self._waiting_models: dict[str, None] = {}
+        # the offsets this worker last committed, per topic partition (kept across rebalances: offsets in Redis
+        # never move back, whoever owns the partition)
+        self._committed: dict[TopicPartition, int] = {}
+
+    def committed(self, offsets: dict[TopicPartition, tuple[int, int]]) -> None:
+        """The worker saved these offsets (``BatchOutcome.offsets`` of a commit, or of its saved parts)."""
+        for tp, (_expected, new) in offsets.items():
+            self._committed[tp] = max(new, self._committed.get(tp, -1))
+
+    def _check_not_rolled_back(self, stored: dict[TopicPartition, int]) -> None:
+        """Offsets in Redis only move forward (every commit is guarded by the offsets it read). One lower than this
+        worker committed means Redis lost acknowledged writes: raise ``StateRolledBack`` (the worker exits and
+        restarts from what Redis holds) rather than skip the messages whose writes were lost."""
+        lost = {tp: (self._committed[tp], saved) for tp, saved in stored.items()
+                if tp in self._committed and saved < self._committed[tp]}
+        if lost:
+            raise StateRolledBack("Redis lost state this worker had saved: " + ", ".join(
+                f"{t}:{p} saved up to offset {ours}, Redis now holds {saved}" for (t, p), (ours, saved)
+                in sorted(lost.items())) + " (a failover before the replica had the writes, a restart without "
+                "persistence, or a flush); restarting to read again from the offsets Redis holds")
 
     def rebalanced(self) -> None:
         """Partitions moved: what this worker knew of models' versions and waiting labels may be stale."""
@@ -174,7 +196,11 @@ class BatchProcessor:
         if not messages:
             return outcome
         partitions = sorted({(m.topic, m.partition) for m in messages})
-        stored = self._store.offsets(partitions)
+        numbers = {p for _t, p in partitions}
+        # the offsets of every topic of the batch's partitions that this worker committed: a state is written
+        # by the batches of both topics of its partition, so a loss shows in either
+        stored = self._store.offsets(sorted({*partitions, *(tp for tp in self._committed if tp[1] in numbers)}))
+        self._check_not_rolled_back(stored)
         usable = _since_last_rewind(messages)
         fresh = sorted((m for m in usable if m.offset > stored[(m.topic, m.partition)]),
                        key=lambda m: (m.topic, m.partition, m.offset))

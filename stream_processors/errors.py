@@ -10,6 +10,8 @@
     │   └── DeliveryFailed           Kafka refused an envelope of ``driftline ingest`` (ingest.delivery)
     ├── ReplayError                  a data file or column choice cannot be replayed (producers.errors)
     ├── UnknownModel                 no state exists for the model (or version) asked about
+    ├── StateRolledBack              Redis lost writes this worker had made (a failover, a restart without
+    │                                persistence, a flush): the worker exits and restarts from what Redis holds
     └── Rejected                     an HTTP request ``driftline ingest`` refuses, with its reason (ingest.errors)
 
 Errors of the libraries underneath (redis-py, confluent-kafka, aiokafka, OS
@@ -30,7 +32,7 @@ from producers.errors import (ConfigError, DriftlineError, KafkaAuthFailed, Kafk
                               ServiceUnavailable)
 
 __all__ = ["ConfigError", "DriftlineError", "KafkaAuthFailed", "KafkaUnreachable", "RedisAuthFailed", "ReplayError",
-           "ServiceUnavailable", "UnknownModel"]
+           "ServiceUnavailable", "StateRolledBack", "UnknownModel"]
 
 
 class RedisAuthFailed(ServiceUnavailable):
@@ -39,3 +41,11 @@ class RedisAuthFailed(ServiceUnavailable):
 
 class UnknownModel(DriftlineError):
     """No state exists for the model (or version) asked about."""
+
+
+class StateRolledBack(DriftlineError):
+    """A partition's offset saved in Redis is lower than one this worker committed there: Redis lost acknowledged
+    writes (a replica promoted before it had them, a restart without persistence, a flush). The state in Redis is
+    still consistent with its own offsets (each partition's state and offsets are written in one atomic step),
+    but this worker's consumer is past them: going on would skip the messages whose writes were lost. The worker
+    exits (status 70) and its restart reads again from the offsets Redis holds."""

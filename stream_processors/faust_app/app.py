@@ -18,6 +18,12 @@ What keeps a worker honest under faults:
   the earliest retained offset when ``rebuild_on_state_loss`` is on.
 - A commit that loses its compare-and-set (another worker advanced the
   partition) redoes the batch from the offsets now in Redis.
+- Offsets in Redis never move back. One lower than this worker committed
+  means Redis lost acknowledged writes (a failover to a replica that had not
+  received them, a restart without persistence, a flush): the worker exits
+  with status 70 rather than skip the messages whose state was lost, and its
+  restart reads again from the offsets Redis holds (or rebuilds, as above,
+  when Redis holds none).
 - If the agent fails for any reason it cannot recover from, the process exits
   with status 70 so that its supervisor restarts it: a worker never sits on its
   partitions without processing them. Nothing is lost by exiting: a restart
@@ -141,6 +147,7 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
             if not saved:
                 metrics.conflicts.inc()
                 if parts:  # saved before the conflict: the redo skips them, so their events are counted now
+                    processor.committed({tp: o for tp, o in outcome.offsets.items() if tp[1] in parts})
                     part = saved_part(outcome, parts, store.partition_of)
                     try:
                         metrics.observe_models(part, partitions=model_partitions(part, store.partition_of))
@@ -150,6 +157,7 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
                              "the offsets now in Redis", sorted(outcome.offsets))
                 await asyncio.sleep(0.05)  # the redo skips what the other worker applied; no need to spin
                 continue
+            processor.committed(outcome.offsets)
             try:
                 metrics.observe(outcome, time.perf_counter() - started,
                                 partitions=model_partitions(outcome, store.partition_of))

@@ -22,10 +22,11 @@ from producers.kafka import admin_client
 from producers.partitioning import partition_for
 from producers.replay import plan_columns, replay, rows_to_events
 from producers.topics import ensure_topics
-from stream_processors.state import redis_client
+from stream_processors.faust_app.app import AGENT_FAILED_EXIT
+from stream_processors.state import RedisStateStore, redis_client
 from stream_processors.state.keys import AppKeys
 
-from .conftest import BACKENDS, describe, read_topic, run_cli, wait_until_applied
+from .conftest import BACKENDS, WorkerProcess, describe, read_topic, run_cli, wait_until_applied
 
 pytestmark = pytest.mark.integration
 MODELS = [f"model-{i}" for i in range(4)]
@@ -58,20 +59,30 @@ class Stream:
                 self.sent[model].append(frame["income"].to_numpy())
             rounds += 1
 
-    def run_around(self, worker, change) -> None:
-        """Start sending, wait for the worker's first batch, make the change, let the stream end and be applied."""
+    def run_around(self, worker, change, restart=None) -> None:
+        """Start sending, wait for the worker's first batch, make the change (which may hand back the worker that
+        replaced this one), let the stream end and be applied. ``restart`` (a supervisor's part): a worker that
+        exits because Redis lost writes it had saved (``StateRolledBack``) is replaced by ``restart()``."""
         self.thread.start()
         deadline = time.monotonic() + 60
         while "applied" not in worker.log():
             assert time.monotonic() < deadline, worker.log()[-3000:]
             time.sleep(0.1)
         try:
-            change()
+            replaced = change()
+            worker = replaced if isinstance(replaced, WorkerProcess) else worker
         finally:
             self.changed.set()
         self.thread.join(timeout=120)
         assert not self.thread.is_alive()
-        wait_until_applied(self.settings, worker, timeout=180)
+        while True:
+            try:
+                wait_until_applied(self.settings, worker, timeout=180)
+                break
+            except AssertionError:
+                if restart is None or worker.alive() or not _exited_on_rollback(worker):
+                    raise
+                worker = restart()
         assert worker.alive(), worker.log()[-3000:]
 
     def check_exact(self) -> None:
@@ -82,6 +93,10 @@ class Stream:
             assert status["features"]["income"]["count"] == income.size
             assert status["features"]["income"]["mean"] == pytest.approx(np.mean(income), rel=1e-9)
         assert read_topic(self.settings, self.settings.dead_letter_topic) == []
+
+
+def _exited_on_rollback(worker) -> bool:
+    return worker.proc.returncode == AGENT_FAILED_EXIT and "Redis lost state this worker had saved" in worker.log()
 
 
 def _partition_0_master(settings, cluster) -> tuple[str, str]:
@@ -111,8 +126,46 @@ def test_a_master_failing_over_mid_stream_is_retried_through(settings, worker_fa
     key, master = _partition_0_master(settings, cluster)
     stream = Stream(settings)
     worker = worker_factory(settings).start()
-    stream.run_around(worker, lambda: cluster.kill_master(master))
+    # a replica promoted before it had the last writes makes the worker exit (and its supervisor restart it)
+    stream.run_around(worker, lambda: cluster.kill_master(master),
+                      restart=lambda: worker_factory(settings, "restarted").start())
     assert cluster.client().get_node_from_key(key).name != master
+    stream.check_exact()
+
+
+@pytest.mark.parametrize("redis_backend", ["single"], indirect=True)
+def test_redis_losing_saved_writes_restarts_the_worker_which_then_loses_nothing(settings, worker_factory):
+    """What a failover to a replica without the last writes does, made certain: while the stream runs, every key of
+    the app goes back to a snapshot taken a few batches earlier. The worker, whose consumer is past those writes,
+    exits (status 70) instead of skipping their messages; restarted, it reads them again: exact counts."""
+    client = redis_client(settings.redis)
+    prefix = AppKeys(settings.app_id).prefix
+    store = RedisStateStore(settings.redis, settings.app_id)
+    tps = [(t, p) for t in (settings.inference_topic, settings.label_topic) for p in range(settings.topic_partitions)]
+    first = worker_factory(settings).start()
+
+    def app_keys() -> set:
+        return {*client.scan_iter(match=f"{prefix}:*"), *client.scan_iter(match=f"{{{prefix}:p*")}
+
+    def lose_the_last_writes():
+        snapshot = {key: client.dump(key) for key in app_keys()}
+        saved = store.offsets(tps)
+        deadline = time.monotonic() + 60
+        while sum(store.offsets(tps).values()) < sum(saved.values()) + 20:  # a few batches more
+            assert time.monotonic() < deadline and first.alive(), first.log()[-3000:]
+            time.sleep(0.02)
+        with client.pipeline(transaction=True) as pipe:
+            for key in app_keys() - set(snapshot):
+                pipe.delete(key)
+            for key, dumped in snapshot.items():
+                pipe.restore(key, 0, dumped, replace=True)
+            pipe.execute()
+        assert first.proc.wait(timeout=60) == AGENT_FAILED_EXIT, first.log()[-3000:]
+        assert _exited_on_rollback(first)
+        return worker_factory(settings, "restarted").start()
+
+    stream = Stream(settings)
+    stream.run_around(first, lose_the_last_writes)
     stream.check_exact()
 
 

@@ -5,6 +5,7 @@ of their own; every store has PARTITIONS partitions, so a batch over several par
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 import uuid
@@ -20,6 +21,7 @@ from producers.events import encode_envelope
 from producers.partitioning import partition_for
 from stream_processors.batch import BatchProcessor, IncomingMessage
 from stream_processors.config import RedisConnection, Settings, load_settings
+from stream_processors.errors import StateRolledBack
 from stream_processors.state import MemoryStateStore, Quarantine, RedisStateStore, redis_client
 from tests.integration.redis_cluster import redis_cluster  # noqa: F401 - the cluster case's own cluster
 
@@ -298,3 +300,69 @@ def test_one_models_label_counts_and_quarantine_are_read_from_its_own_partition(
     assert store.model_label_counts("m") == {"joined": 3, "pending": 2, "unmatched": 1}
     assert store.quarantine_of("m", "1") == store.quarantined()[("m", "1")]
     assert store.quarantine_of("m", "2") is None and store.model_label_counts("n")["joined"] == 0
+
+
+def _app_keys(store: RedisStateStore) -> list:
+    prefix = store.keys().prefix
+    return sorted({*store.client.scan_iter(match=f"{prefix}:*"), *store.client.scan_iter(match=f"{{{prefix}:p*")})
+
+
+def _snapshot(store):
+    """Everything the store holds for its app, to roll back to (what a failover to a lagging replica does)."""
+    if isinstance(store, MemoryStateStore):
+        return copy.deepcopy({k: v for k, v in vars(store).items() if k != "_clock"})
+    return {key: store.client.dump(key) for key in _app_keys(store)}
+
+
+def _roll_back(store, snapshot) -> None:
+    if isinstance(store, MemoryStateStore):
+        vars(store).update(copy.deepcopy(snapshot))
+        return
+    for key in _app_keys(store):
+        store.client.delete(key)
+    for key, dumped in snapshot.items():
+        store.client.restore(key, 0, dumped)
+
+
+def _inference(offset: int, n: int = 3) -> IncomingMessage:
+    events = [{"event_id": f"e{offset}-{i}", "features": {"x": float(offset * n + i)}, "prediction": 1,
+               "score": 0.5, "timestamp": 1.0} for i in range(n)]
+    return IncomingMessage("inf", P, offset, encode_envelope("m", events, "1"), b"m")
+
+
+@pytest.mark.parametrize("lost", ["inference", "labels"])
+def test_redis_losing_writes_the_worker_saw_saved_is_refused_not_skipped_past(store, lost):
+    """After a rollback the worker's consumer is past Redis's offsets: applying its next messages would skip the
+    lost ones. The batch refuses (``StateRolledBack``), naming the offsets; a loss of the label topic's writes
+    shows in a batch of inference messages alone, since both write the model's state."""
+    store, _ = store
+    worker = BatchProcessor(Settings(topic_partitions=PARTITIONS), store)
+
+    def commit(messages):
+        outcome = worker.process(messages)
+        assert store.commit(outcome)
+        worker.committed(outcome.offsets)
+
+    commit([_inference(0), _label_message("m", 0, "e0-0")])
+    before = _snapshot(store)
+    commit([_inference(1)] if lost == "inference" else [_label_message("m", 1, "e0-1")])
+    _roll_back(store, before)
+    with pytest.raises(StateRolledBack) as raised:
+        worker.process([_inference(2)])
+    which = "inf" if lost == "inference" else "lab"
+    assert f"{which}:{P} saved up to offset 1, Redis now holds 0" in str(raised.value)
+    # a worker that never saw the lost writes (the restart) reads again from Redis's offsets, and Kafka delivers
+    # them again: the state is the uninterrupted run's
+    restarted = BatchProcessor(Settings(topic_partitions=PARTITIONS), store)
+    redone = restarted.process([_inference(1)] if lost == "inference" else [_label_message("m", 1, "e0-1")])
+    assert store.commit(redone)
+
+
+def test_offsets_moved_forward_by_another_worker_are_not_a_rollback(store):
+    store, _ = store
+    a = BatchProcessor(Settings(topic_partitions=PARTITIONS), store)
+    outcome = a.process([_inference(0)])
+    assert store.commit(outcome)
+    a.committed(outcome.offsets)
+    assert store.commit(BatchProcessor(Settings(topic_partitions=PARTITIONS), store).process([_inference(1)]))
+    assert a.process([_inference(1), _inference(2)]).offsets == {("inf", P): (1, 2)}
