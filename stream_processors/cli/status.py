@@ -37,11 +37,10 @@ def load_monitor(settings: Settings, model: str, version: str | None = None):
         if state is None:
             _unknown(store.models(), settings.app_id, model, version, store)
         versions = [version]
-    else:
-        known = store.models()
-        seen = {v: t for (m, v), t in known.items() if m == model}
+    else:  # the model's own registry entries; the whole registry only to explain an unknown model
+        seen = store.versions_of(model)
         if not seen:
-            _unknown(known, settings.app_id, model, None, store)
+            _unknown(store.models(), settings.app_id, model, None, store)
         version = max(seen, key=seen.get)
         versions = sorted(seen)
         state = store.load([(model, version)])[(model, version)]

@@ -110,6 +110,9 @@ class MemoryStateStore:
     def models(self) -> dict[tuple[str, str], float]:
         return dict(self._updated)
 
+    def versions_of(self, model: str) -> dict[str, float]:
+        return {v: t for (m, v), t in self._updated.items() if m == model}
+
     def existing(self, models: list[tuple[str, str]]) -> set[tuple[str, str]]:
         return {k for k in models if k in self._updated}
 

@@ -12,6 +12,7 @@ with the store's timeouts.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections import defaultdict
 
@@ -345,6 +346,18 @@ class RedisStateStore:
 
     def models(self) -> dict[tuple[str, str], float]:
         return {key: summary["updated"] for key, summary in self.model_summaries().items()}
+
+    def versions_of(self, model: str) -> dict[str, float]:
+        """An HSCAN of the model's partition's registry for its own fields (``model<TAB>version``): neither the
+        other partitions' registries nor other models' entries come over the wire."""
+        prefix = member(model, "")
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
+
+        def scan() -> dict[str, float]:
+            return {parse_member(f.decode())[1]: orjson.loads(v)["updated"] for f, v in
+                    self._redis.hscan_iter(self.keys().for_model(model).models, match=pattern, count=1000)
+                    if f.decode().startswith(prefix)}
+        return self._call(scan)
 
     def existing(self, models: list[tuple[str, str]]) -> set[tuple[str, str]]:
         if not models:

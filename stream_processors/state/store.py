@@ -153,6 +153,9 @@ class StateStore(Protocol):
         """``{model}:pending``, ``{model}:unmatched`` and ``{model}:joined`` counts."""
 
     # one model's records, read from its partition only (``driftline status --model``)
+    def versions_of(self, model: str) -> dict[str, float]:
+        """Every version of ``model`` with state, and when it was last updated (its partition's registry only)."""
+
     def model_label_counts(self, model: str) -> dict[str, int]:
         """``model``'s ``joined``, ``pending`` and ``unmatched`` label counts (0 where none)."""
 

@@ -366,3 +366,18 @@ def test_offsets_moved_forward_by_another_worker_are_not_a_rollback(store):
     a.committed(outcome.offsets)
     assert store.commit(BatchProcessor(Settings(topic_partitions=PARTITIONS), store).process([_inference(1)]))
     assert a.process([_inference(1), _inference(2)]).offsets == {("inf", P): (1, 2)}
+
+
+def test_one_models_versions_are_read_from_its_own_registry_entries_whatever_its_name(store):
+    """``status --model M`` asks for M's versions only; names that are glob patterns, or that begin another
+    model's name, match only themselves."""
+    store, _ = store
+    saved = [("a", "1"), ("a", "2"), ("a*", "1"), ("ab", "1"), ("a[1]", "3"), ("a\\", "4"), ("a?", "5"),
+             ("é:x", "6")]
+    for i, (model, version) in enumerate(saved):
+        tp = (f"t{i}", partition_for(model, PARTITIONS))
+        assert store.commit(Commit({tp: (-1, 0)}, {(model, version): b"{}"}, {(model, version): 1}))
+    for model in {m for m, _v in saved}:
+        assert set(store.versions_of(model)) == {v for m, v in saved if m == model}, model
+    assert store.versions_of("a")["2"] == store.models()[("a", "2")]
+    assert store.versions_of("b") == {} and store.versions_of("") == {}
