@@ -155,7 +155,9 @@ class WorkerMetrics:
         # partitions this worker no longer owns keep their series until their slot is needed by another model
         self._counted: dict[tuple[str, str], int | None] = {}
         self._released: dict[tuple[str, str], None] = {}  # of those, the ones of revoked partitions, oldest first
-        self._named: set[str] = set()  # model names with their own alert counter labels, for good
+        # model names with their own alert counter labels, with their partition (None: not known); those of
+        # partitions this worker no longer owns give their slot up, oldest first, when a model needs one
+        self._named: dict[str, int | None] = {}
         self._lag_series: set[tuple[str, int]] = set()  # (topic, partition) of the consumer lag series exported
         self.applied = AppliedModels(max_model_series, max_feature_series)
         r = registry
@@ -232,14 +234,27 @@ class WorkerMetrics:
             _remove(self.dropped_series, key[0])
         return True
 
-    def _model_label(self, model: str) -> str:
-        """A model name as an alert counter's label; bounded even for models that never had state."""
-        if model in self._named:
+    def _model_label(self, model: str, partition: int | None = None) -> str:
+        """A model name as an alert counter's label; bounded even for models that never had state. Past
+        ``max_model_series``, the slot of a model whose partition went to another worker (which counts its
+        alerts from then on) is freed, its alert series removed, for this one; without such a slot, ``__other__``.
+        """
+        named = self._named
+        if model in named:
+            if partition is not None:
+                named[model] = partition
             return model
-        if len(self._named) < self.max_model_series:
-            self._named.add(model)
-            return model
-        return OTHER
+        if len(named) >= self.max_model_series:
+            owns = self.applied.owns
+            freed = next((m for m, p in named.items() if p is not None and not owns(p)), None)
+            if freed is None:
+                return OTHER
+            del named[freed]
+            for counter in (self.alerts, self.resolved, self.triggers):
+                for labels in [k for k in list(counter._metrics) if k[0] == freed]:
+                    _remove(counter, *labels)
+        named[model] = partition
+        return model
 
     def owned_partitions(self, partitions: set[int], assigned: set[tuple[str, int]] | None = None) -> None:
         """A rebalance assigned ``partitions`` (of the inference topic): the gauges of models on other partitions
@@ -286,7 +301,7 @@ class WorkerMetrics:
         for q in outcome.quarantined:
             self.quarantined.labels(q.kind).inc()
         for alert in outcome.alerts:
-            model = self._model_label(alert["model"] or "")
+            model = self._model_label(alert["model"] or "", partitions.get(alert["model"] or ""))
             if alert.get("status") == "resolved":
                 self.resolved.labels(model, alert["type"]).inc()
                 continue

@@ -302,3 +302,35 @@ def test_a_batch_is_saved_in_parts_as_the_store_saves_it():
     assert store.offsets([("inf", 0), ("inf", 1)]) == {("inf", 0): 0, ("inf", 1): 0}
     assert {k for k in store.model_summaries()} == {(a, "1"), (b, "1")}
     assert commit_in_parts(store, out, 2) == (False, set())  # the same batch again: the first part conflicts
+
+
+def test_alert_counter_slots_of_revoked_partitions_go_to_models_of_newly_owned_ones():
+    from stream_processors.batch import BatchOutcome
+
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, max_model_series=2)
+
+    def alert(model, partition):
+        fired = {"model": model, "type": "data_drift", "severity": "warning"}
+        metrics.observe(BatchOutcome(alerts=[fired, {**fired, "status": "resolved"}, {**fired, "type": "retrain"}]),
+                        0.01, partitions={model: partition})
+
+    def series() -> dict[str, set[str]]:
+        return {name: {s.labels["model"] for m in registry.collect() if m.name == name for s in m.samples
+                       if s.name.endswith("_total")}
+                for name in ("driftline_alerts_published", "driftline_alerts_resolved", "driftline_triggers_published")}
+
+    metrics.owned_partitions({0})
+    alert("a", 0)
+    alert("b", 0)
+    alert("c", 1)  # no slot free: both named models are on an owned partition
+    assert series()["driftline_alerts_published"] == {"a", "b", OTHER}
+    metrics.owned_partitions({1})  # partition 0 went to another worker, which counts a's and b's alerts now
+    alert("c", 1)
+    assert series() == {"driftline_alerts_published": {"b", "c", OTHER}, "driftline_alerts_resolved": {"b", "c", OTHER},
+                        "driftline_triggers_published": {"b", "c", OTHER}}
+    assert registry.get_sample_value("driftline_alerts_published_total",
+                                     {"model": "c", "type": "data_drift", "severity": "warning"}) == 1
+    alert("d", 1)
+    alert("e", 1)  # every slot is of an owned partition again
+    assert series()["driftline_alerts_published"] == {"c", "d", OTHER}
