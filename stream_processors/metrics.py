@@ -342,6 +342,24 @@ class WorkerMetrics:
             else:
                 self.dropped_series.labels(self._model_labels(*key)[0]).inc()
 
+    def seed(self, summaries: dict[tuple[str, str], dict], partition_of) -> int:
+        """After an assignment: the events and last update of the owned partitions' model versions, as saved
+        (``StateStore.summaries_of``) with their decision, for those this worker has applied nothing of yet, so
+        that a model without traffic is exported from the start and not only after its next event (its drift and
+        performance gauges come with that event). Most recently updated first, within ``max_model_series``; returns how many."""
+        seeded = 0
+        for key, summary in sorted(summaries.items(), key=lambda kv: (-kv[1]["updated"], kv[0])):
+            partition = partition_of(key[0])
+            if not self.applied.owns(partition) or key in self.applied.models:
+                continue
+            applied = self.applied.entry(key, partition)
+            if applied is None:
+                break
+            applied.events, applied.updated = summary["events"], summary["updated"]
+            applied.decision = summary.get("decision")
+            seeded += 1
+        return seeded
+
     def set_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
         self.consumer_lag.labels(topic, str(partition)).set(max(0, lag))
         self._lag_series.add((topic, partition))

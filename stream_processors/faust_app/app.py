@@ -204,8 +204,23 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
         # the gauges of models whose partitions went to another worker are that worker's to export now; a
         # model's events (and so its gauges) come from its partition of the inference topic. The consumer lag
         # of partitions no longer assigned goes too (their new owner exports it).
-        metrics.owned_partitions({tp.partition for tp in assigned if tp.topic == settings.inference_topic},
-                                 {(tp.topic, tp.partition) for tp in assigned})
+        owned = {tp.partition for tp in assigned if tp.topic == settings.inference_topic}
+        metrics.owned_partitions(owned, {(tp.topic, tp.partition) for tp in assigned})
+        if owned:  # models without traffic are exported from now on, not from their next event
+            seeding.add(asyncio.ensure_future(_seed_gauges(owned)))
+
+    seeding: set[asyncio.Future] = set()
+
+    async def _seed_gauges(owned: set[int]) -> None:
+        try:
+            summaries = await off_loop(store.summaries_of, owned)
+            seeded = metrics.seed(summaries, store.partition_of)
+            _log.info("exporting %d model versions of partitions %s as saved", seeded, sorted(owned))
+        except Exception as exc:  # noqa: BLE001 - gauges are filled by the next events anyway
+            _log.warning("saved model versions not exported before their next event (%s: %s)",
+                         type(exc).__name__, exc)
+        finally:
+            seeding.discard(asyncio.current_task())
 
     return app
 

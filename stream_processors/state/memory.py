@@ -29,6 +29,7 @@ class MemoryStateStore:
         self._states: dict[tuple[str, str], bytes] = {}
         self._updated: dict[tuple[str, str], float] = {}
         self._events: dict[tuple[str, str], int] = {}
+        self._decisions: dict[tuple[str, str], str] = {}
         self._predictions: dict[tuple[str, int], tuple[dict[str, bytes], float]] = {}  # (fields, expires at)
         self._labels: dict[tuple[str, str], tuple[bytes, float]] = {}                  # (record, expires at)
         self._waiting: dict[str, dict[str, float]] = {}
@@ -85,6 +86,10 @@ class MemoryStateStore:
             self._states[key] = state
             self._updated[key] = now
             self._events[key] = batch.events_total[key]
+            if key in batch.decisions:
+                self._decisions[key] = batch.decisions[key]
+            else:
+                self._decisions.pop(key, None)
         return True
 
     def _live_predictions(self, model: str, hour: int, now: float) -> tuple[dict[str, bytes], float] | None:
@@ -105,10 +110,15 @@ class MemoryStateStore:
         (self._states if kind == "state" else self._profiles)[(model, version)] = raw
 
     def model_summaries(self) -> dict[tuple[str, str], dict]:
-        return {key: {"events": self._events[key], "updated": t} for key, t in self._updated.items()}
+        return {key: {"events": self._events[key], "updated": t,
+                      **({"decision": self._decisions[key]} if key in self._decisions else {})}
+                for key, t in self._updated.items()}
 
     def models(self) -> dict[tuple[str, str], float]:
         return dict(self._updated)
+
+    def summaries_of(self, partitions: set[int]) -> dict[tuple[str, str], dict]:
+        return {k: v for k, v in self.model_summaries().items() if self.partition_of(k[0]) in partitions}
 
     def versions_of(self, model: str) -> dict[str, float]:
         return {v: t for (m, v), t in self._updated.items() if m == model}

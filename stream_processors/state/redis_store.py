@@ -120,6 +120,14 @@ def _ops(keys: PartitionKeys, writes: list[JoinWrite], quarantined: list[Quarant
     return out
 
 
+def _summary(part: PartitionCommit, key: tuple[str, str], now: float) -> dict:
+    """A version's registry entry: what ``status`` lists and a worker exports before the version's next event."""
+    summary: dict = {"events": part.events_total[key], "updated": now}
+    if key in part.decisions:
+        summary["decision"] = part.decisions[key]
+    return summary
+
+
 def script_call(keys: PartitionKeys, part: PartitionCommit, now: float) -> tuple[list[str], list[object]]:
     """KEYS and ARGV of the commit script for one partition's part of a batch."""
     argv: list[object] = [len(part.offsets)]
@@ -130,7 +138,7 @@ def script_call(keys: PartitionKeys, part: PartitionCommit, now: float) -> tuple
     argv.append(len(states))
     argv += list(states.values())
     argv += [member(m, v) for m, v in states]
-    argv += [orjson.dumps({"events": part.events_total[key], "updated": now}) for key in states]
+    argv += [orjson.dumps(_summary(part, key, now)) for key in states]
     index: dict[str, int] = {}
     for op, key, *args in _ops(keys, part.writes, part.quarantined, now):
         if key not in index:
@@ -332,9 +340,18 @@ class RedisStateStore:
         return bool(self._call(self._redis.set, key, orjson.dumps(profile), None, None, only_if_absent))
 
     def model_summaries(self) -> dict[tuple[str, str], dict]:
-        """Per (model, version): {"events", "updated"} as of its last commit."""
+        """Per (model, version): {"events", "updated"} as of its last commit, and "decision" where it gave one."""
         out = {}
         for raw in self._every_partition("models"):
+            for field, summary in raw.items():
+                out[parse_member(field.decode())] = orjson.loads(summary)
+        return out
+
+    def summaries_of(self, partitions: set[int]) -> dict[tuple[str, str], dict]:
+        """``model_summaries`` of the models of ``partitions`` only (their registries, one HGETALL each)."""
+        keys = self.keys()
+        out = {}
+        for raw in self._pipelined([("hgetall", (keys.of(p).models,)) for p in sorted(partitions)]):
             for field, summary in raw.items():
                 out[parse_member(field.decode())] = orjson.loads(summary)
         return out

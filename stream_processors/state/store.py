@@ -60,6 +60,8 @@ class StateCommit(Protocol):
     writes: list[JoinWrite]
     """The label join's writes."""
     quarantined: list[Quarantine]
+    # optional: decisions: dict[tuple[str, str], str], each saved version's decision, kept in the registry's
+    # summary beside its event count (what a worker exports for a model before its next event)
 
 
 @dataclass
@@ -71,6 +73,7 @@ class PartitionCommit:
     events_total: dict[tuple[str, str], int] = field(default_factory=dict)
     writes: list[JoinWrite] = field(default_factory=list)
     quarantined: list[Quarantine] = field(default_factory=list)
+    decisions: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def unguarded(part: PartitionCommit) -> bool:
@@ -90,10 +93,13 @@ def by_partition(batch: StateCommit, partition_of: Callable[[str], int],
 
     for tp, moved in batch.offsets.items():
         of(tp[1] % partitions).offsets[tp] = moved
+    decisions = getattr(batch, "decisions", {})
     for key, state in batch.states.items():
         target = of(partition_of(key[0]))
         target.states[key] = state
         target.events_total[key] = batch.events_total[key]
+        if key in decisions:
+            target.decisions[key] = decisions[key]
     for write in batch.writes:
         of(partition_of(write.model)).writes.append(write)
     for q in batch.quarantined:
@@ -131,7 +137,11 @@ class StateStore(Protocol):
         """Those of ``models`` that have saved state (one look-up for all)."""
 
     def model_summaries(self) -> dict[tuple[str, str], dict]:
-        """Per (model, version): {"events", "updated"} as of its last commit."""
+        """Per (model, version): {"events", "updated"} as of its last commit, and "decision" where the commit
+        gave one."""
+
+    def summaries_of(self, partitions: set[int]) -> dict[tuple[str, str], dict]:
+        """``model_summaries`` of the models of ``partitions`` only (a worker's, after an assignment)."""
 
     def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | bytes | None]:
         """Registered reference profile per (model, version); None where there is none, bytes where it is

@@ -334,3 +334,30 @@ def test_alert_counter_slots_of_revoked_partitions_go_to_models_of_newly_owned_o
     alert("d", 1)
     alert("e", 1)  # every slot is of an owned partition again
     assert series()["driftline_alerts_published"] == {"c", "d", OTHER}
+
+
+def test_saved_model_versions_of_owned_partitions_are_exported_before_their_next_event():
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, max_model_series=3)
+    partition_of = {"a": 0, "b": 0, "c": 0, "d": 0, "other": 1}.__getitem__
+    summaries = {("a", "1"): {"events": 10, "updated": 100.0, "decision": "retrain"},
+                 ("a", "2"): {"events": 5, "updated": 400.0},  # saved before decisions were kept
+                 ("b", "1"): {"events": 7, "updated": 300.0, "decision": "continue"},
+                 ("c", "1"): {"events": 1, "updated": 50.0, "decision": "continue"},
+                 ("d", "1"): {"events": 2, "updated": 200.0, "decision": "continue"},
+                 ("other", "1"): {"events": 99, "updated": 500.0, "decision": "retrain"}}
+    metrics.owned_partitions({0})
+    # b was applied here already: what this worker applied is newer than any summary read meanwhile
+    metrics.applied.entry(("b", "1"), 0).events = 8
+    assert metrics.seed(summaries, partition_of) == 2  # the cap of 3, the most recently updated first
+    value = registry.get_sample_value
+    assert value("driftline_model_events", {"model": "a", "model_version": "2"}) == 5
+    assert value("driftline_model_decision", {"model": "a", "model_version": "2"}) is None
+    assert value("driftline_model_events", {"model": "d", "model_version": "1"}) == 2
+    assert value("driftline_model_last_update_timestamp_seconds", {"model": "d", "model_version": "1"}) == 200.0
+    assert value("driftline_model_decision", {"model": "d", "model_version": "1"}) == 0.0
+    assert value("driftline_model_events", {"model": "b", "model_version": "1"}) == 8
+    assert value("driftline_model_events", {"model": "other", "model_version": "1"}) is None  # not owned
+    assert value("driftline_model_events", {"model": "a", "model_version": "1"}) is None  # past the cap
+    metrics.owned_partitions({0, 1})
+    assert metrics.seed(summaries, partition_of) == 0  # no room left

@@ -324,10 +324,10 @@ def _roll_back(store, snapshot) -> None:
         store.client.restore(key, 0, dumped)
 
 
-def _inference(offset: int, n: int = 3) -> IncomingMessage:
+def _inference(offset: int, n: int = 3, model: str = "m", partition: int = P) -> IncomingMessage:
     events = [{"event_id": f"e{offset}-{i}", "features": {"x": float(offset * n + i)}, "prediction": 1,
                "score": 0.5, "timestamp": 1.0} for i in range(n)]
-    return IncomingMessage("inf", P, offset, encode_envelope("m", events, "1"), b"m")
+    return IncomingMessage("inf", partition, offset, encode_envelope(model, events, "1"), model.encode())
 
 
 @pytest.mark.parametrize("lost", ["inference", "labels"])
@@ -381,3 +381,24 @@ def test_one_models_versions_are_read_from_its_own_registry_entries_whatever_its
         assert set(store.versions_of(model)) == {v for m, v in saved if m == model}, model
     assert store.versions_of("a")["2"] == store.models()[("a", "2")]
     assert store.versions_of("b") == {} and store.versions_of("") == {}
+
+
+def test_the_registry_keeps_each_versions_decision_and_is_read_by_partition(store):
+    """What a worker exports for its models before their next event: count, last update and decision, read from
+    the registries of its own partitions only."""
+    store, _ = store
+    names = [f"r{i}" for i in range(40)]
+    chosen = {}
+    for name in names:
+        chosen.setdefault(partition_for(name, PARTITIONS), name)
+    assert len(chosen) == PARTITIONS
+    for n, model in chosen.items():
+        outcome = BatchProcessor(Settings(topic_partitions=PARTITIONS), store).process(
+            [_inference(0, model=model, partition=n)])
+        assert outcome.decisions == {(model, "1"): "continue"}
+        assert store.commit(outcome)
+    first, second = chosen[0], chosen[1]
+    assert store.summaries_of({0}) == {(first, "1"): {"events": 3, "updated": store.models()[(first, "1")],
+                                                      "decision": "continue"}}
+    assert set(store.summaries_of({0, 1})) == {(first, "1"), (second, "1")}
+    assert store.summaries_of({0, 1}) == {k: v for k, v in store.model_summaries().items() if k[0] != chosen[2]}
