@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from detectors.model.label_join import LabelJoin
+from detectors.model.monitor import ModelMonitor
 from detectors.model.params import JoinParams, MonitorParams, PerformanceParams, PolicyParams
 from detectors.model.writes import AwaitLabel, JoinWrite
 from producers.events import MAX_ABS_NUMBER, Rejection, decode_message
@@ -66,6 +67,7 @@ from stream_processors.errors import ServiceUnavailable, StateRolledBack
 from stream_processors.guarded_monitors import GuardedMonitors, _excerpt_of, _what, is_fatal
 from stream_processors.config import Settings
 from stream_processors.state import Quarantine, StateStore, TopicPartition
+from stream_processors.state_cache import StateCache
 
 __all__ = ["BatchOutcome", "BatchProcessor", "IncomingMessage", "LogicParams", "is_fatal", "logic_params"]
 
@@ -150,11 +152,34 @@ class BatchProcessor:
         # the offsets this worker last committed, per topic partition (kept across rebalances: offsets in Redis
         # never move back, whoever owns the partition)
         self._committed: dict[TopicPartition, int] = {}
+        # the live states this worker committed (``state_cache``); the last batch's wait in ``_pending`` until
+        # ``committed`` says which of its partitions were saved. A rebalance (on the event loop, maybe while a
+        # batch runs) only counts; the batch thread clears the cache when it sees the count change.
+        self.state_cache: StateCache[ModelMonitor] = StateCache(settings.state_cache_versions)
+        self._pending: _Pending | None = None
+        self._rebalances = 0
+        self._cache_rebalances = 0
 
     def committed(self, offsets: dict[TopicPartition, tuple[int, int]]) -> None:
-        """The worker saved these offsets (``BatchOutcome.offsets`` of a commit, or of its saved parts)."""
+        """The worker saved these offsets (``BatchOutcome.offsets`` of a commit, or of its saved parts).
+
+        Saving a partition's offsets saved its states with them (one atomic step per partition): the last
+        batch's states of those partitions go back to ``state_cache``."""
         for tp, (_expected, new) in offsets.items():
             self._committed[tp] = max(new, self._committed.get(tp, -1))
+        pending, self._pending = self._pending, None
+        if pending is None or pending.rebalances != self._rebalances or \
+                any(pending.offsets.get(tp) != moved for tp, moved in offsets.items()):
+            return  # not the last batch's commit, or partitions moved since it started: nothing goes back
+        partition_of = self._store.partition_of
+        for n in sorted({self._state_partition(tp) for tp in offsets}):
+            after = {tp: o for tp, o in pending.stored.items() if self._state_partition(tp) == n}
+            after.update((tp, new) for tp, (_e, new) in offsets.items() if self._state_partition(tp) == n)
+            self.state_cache.put(n, after, {k: v for k, v in pending.states.items() if partition_of(k[0]) == n})
+
+    def _state_partition(self, tp: TopicPartition) -> int:
+        """The partition whose commit step moves ``tp``'s offset (``state.store.by_partition``)."""
+        return tp[1] % (getattr(self._store, "partitions", None) or 1)
 
     def _check_not_rolled_back(self, stored: dict[TopicPartition, int]) -> None:
         """Offsets in Redis only move forward (every commit is guarded by the offsets it read). One lower than this
@@ -169,9 +194,11 @@ class BatchProcessor:
                 "persistence, or a flush); restarting to read again from the offsets Redis holds")
 
     def rebalanced(self) -> None:
-        """Partitions moved: what this worker knew of models' versions and waiting labels may be stale."""
+        """Partitions moved: what this worker knew of models' versions and waiting labels may be stale, and the
+        states it cached are dropped before the next batch."""
         self.catalog.forget()
         self._waiting_models = {}
+        self._rebalances += 1
 
     def _idle_models(self, busy: set[str], partitions: set[int]) -> list[str]:
         """Up to IDLE_SWEEP_MODELS models with waiting labels and no events in this batch, round-robin; only of
@@ -193,14 +220,29 @@ class BatchProcessor:
 
     def process(self, messages: list[IncomingMessage]) -> BatchOutcome:
         outcome = BatchOutcome()
+        self._pending = None
         if not messages:
             return outcome
+        rebalances = self._rebalances
+        if rebalances != self._cache_rebalances:
+            self.state_cache.clear()
+            self._cache_rebalances = rebalances
         partitions = sorted({(m.topic, m.partition) for m in messages})
         numbers = {p for _t, p in partitions}
         # the offsets of every topic of the batch's partitions that this worker committed: a state is written
-        # by the batches of both topics of its partition, so a loss shows in either
-        stored = self._store.offsets(sorted({*partitions, *(tp for tp in self._committed if tp[1] in numbers)}))
+        # by the batches of both topics of its partition, so a loss shows in either. With the cache, both topics'
+        # always, and those its entries were saved with: any change since this worker's commit drops them.
+        state_partitions = {self._state_partition(tp) for tp in partitions}
+        cache = self.state_cache
+        watched = set()
+        if cache.capacity:
+            watched = {(topic, p) for p in numbers for topic in (self._settings.inference_topic,
+                                                                 self._settings.label_topic)}
+            watched |= cache.watched(state_partitions)
+        stored = self._store.offsets(sorted({*partitions, *(tp for tp in self._committed if tp[1] in numbers),
+                                             *watched}))
         self._check_not_rolled_back(stored)
+        cache.check(stored, state_partitions)
         usable = _since_last_rewind(messages)
         fresh = sorted((m for m in usable if m.offset > stored[(m.topic, m.partition)]),
                        key=lambda m: (m.topic, m.partition, m.offset))
@@ -293,6 +335,9 @@ class BatchProcessor:
             outcome.performance[key] = state.performance.readings()
             outcome.decisions[key] = state.policy.verdict["verdict"]
         self.catalog.saved(outcome.states)
+        if self.state_cache.capacity:
+            self._pending = _Pending(rebalances, stored, dict(outcome.offsets),
+                                     {key: (models.states[key], saved) for key, saved in outcome.states.items()})
         for letter in outcome.dead_letters:
             code = letter["reason_code"]
             outcome.rejected_by_reason[code] = outcome.rejected_by_reason.get(code, 0) + letter["count"]
@@ -350,6 +395,16 @@ class BatchProcessor:
             "payload": rejection.excerpt,
             "count": rejection.count,
         }
+
+
+@dataclass
+class _Pending:
+    """A processed batch's live states, until its commit says which of them were saved."""
+
+    rebalances: int
+    stored: dict[TopicPartition, int]
+    offsets: dict[TopicPartition, tuple[int, int]]
+    states: dict[tuple[str, str], tuple[ModelMonitor, bytes]]
 
 
 def _since_last_rewind(messages: list[IncomingMessage]) -> list[IncomingMessage]:

@@ -14,6 +14,7 @@ from detectors.profile import ReferenceProfile
 from producers.events import MAX_ABS_NUMBER, Rejection, features_within_range
 from stream_processors.alerts import finding_alert, quarantine_alert
 from stream_processors.state import Quarantine
+from stream_processors.state_cache import CachedState
 
 if TYPE_CHECKING:
     from stream_processors.batch import BatchOutcome, BatchProcessor, IncomingMessage
@@ -51,7 +52,9 @@ class GuardedMonitors:
         self._p = processor
         self._outcome = outcome
         self.states: dict[tuple[str, str], ModelMonitor] = {}
-        self._saved: dict[tuple[str, str], dict | None] = {}
+        # each version's saved record at the start of the batch (what a rebuild starts from): the bytes its commit
+        # wrote where it came from the cache
+        self._saved: dict[tuple[str, str], dict | bytes | None] = {}
         self._profiles: dict[tuple[str, str], ReferenceProfile | None] = {}
         self._profiles_raw: dict[tuple[str, str], dict | bytes | None] = {}
         self._applied: dict[tuple[str, str], list[list[dict]]] = defaultdict(list)
@@ -61,14 +64,21 @@ class GuardedMonitors:
         if not keys:
             return
         store = self._p._store
-        saved = store.load(keys)
+        cached = {}
+        for key in keys:  # the states this worker committed last (``state_cache``): taken, not read back
+            entry = self._p.state_cache.take(key)
+            if entry is not None:
+                cached[key] = entry
+        missing = [k for k in keys if k not in cached]
+        saved = store.load(missing) if missing else {}
         # A profile matters for a new version, or one that ran without a reference so far.
-        wanted = [k for k in keys if not isinstance(saved.get(k), dict) or saved[k].get("scenario") == "no_reference"]
+        wanted = [k for k in keys if (cached[k].state.scenario == "no_reference" if k in cached else
+                                      not isinstance(saved.get(k), dict) or saved[k].get("scenario") == "no_reference")]
         profiles = store.profiles(wanted)
         for key in keys:
             self._profiles_raw[key] = profiles.get(key)
             self._profiles[key] = self._read_profile(key, profiles.get(key))
-            self.states[key] = self._restore(key, saved.get(key))
+            self.states[key] = self._reuse(key, cached[key]) if key in cached else self._restore(key, saved.get(key))
 
     def _read_profile(self, key: tuple[str, str], raw: dict | bytes | None) -> ReferenceProfile | None:
         if raw is None:
@@ -112,6 +122,21 @@ class GuardedMonitors:
         self._saved[key] = saved
         return state
 
+    def _reuse(self, key: tuple[str, str], entry: CachedState[ModelMonitor]) -> ModelMonitor:
+        """A cached state, made what ``_restore`` would make of the bytes its commit wrote."""
+        state = entry.state
+        state._profile = None  # as ModelMonitor.from_dict leaves it: a loaded state holds no profile
+        profile = self._profiles[key]
+        if profile is not None:
+            try:
+                state.adopt_profile(profile)
+            except BaseException as exc:  # noqa: BLE001 - handled as for the saved record: quarantined
+                if is_fatal(exc):
+                    raise
+                return self._restore(key, orjson.loads(entry.saved))
+        self._saved[key] = entry.saved  # decoded only if a rebuild needs it (``_rebuild``)
+        return state
+
     def _quarantine(self, kind: str, key: tuple[str, str], raw: dict | bytes, exc: BaseException) -> None:
         _log.error("%s of model %s version %s cannot be read (%s); it is quarantined and the version continues "
                    "from a fresh state", kind, key[0], key[1], _what(exc))
@@ -123,6 +148,8 @@ class GuardedMonitors:
     def _rebuild(self, key: tuple[str, str]) -> ModelMonitor:
         """The version as it was at the start of the batch plus the units that applied since."""
         saved = self._saved[key]
+        if isinstance(saved, bytes):  # a cached state's: the bytes its commit wrote, which loaded fine then
+            saved = self._saved[key] = orjson.loads(saved)
         params = self._p.params.monitor
         state = ModelMonitor(key[0], key[1], params, self._profiles[key]) if saved is None else \
             ModelMonitor.from_dict(saved, params)
