@@ -110,6 +110,10 @@ class PartitionKeys:
         return f"{self.tag}:quarantine:{part(record)}:{digest}"
 
 
+_KNOWN_MODELS = 100_000
+"""Models whose partition ``AppKeys`` remembers (forgotten all at once past it)."""
+
+
 class AppKeys:
     """The keys of one worker app (its consumer group) whose topics have ``partitions`` partitions.
 
@@ -130,6 +134,8 @@ class AppKeys:
         self.layout = f"{self.prefix}:layout"
         self.relocating = f"{self.prefix}:relocating"
         self._of = [PartitionKeys(app_id, n) for n in range(partitions)]
+        # murmur2 in Python costs ~4 us; a batch asks it for every event and every label-join write
+        self._partition_of: dict[str, int] = {}
 
     def of(self, partition: int) -> PartitionKeys:
         """Partition ``partition``'s keys (a partition past the count, which only a misconfigured test sends,
@@ -140,10 +146,16 @@ class AppKeys:
         return list(self._of)
 
     def partition_of(self, model: str) -> int:
-        return partition_for(model, self.partitions)
+        known = self._partition_of
+        n = known.get(model)
+        if n is None:
+            if len(known) >= _KNOWN_MODELS:
+                known.clear()
+            n = known[model] = partition_for(model, self.partitions)
+        return n
 
     def for_model(self, model: str) -> PartitionKeys:
-        return self._of[partition_for(model, self.partitions)]
+        return self._of[self.partition_of(model)]
 
     def state(self, model: str, version: str) -> str:
         return self.for_model(model).state(model, version)
