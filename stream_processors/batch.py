@@ -232,6 +232,7 @@ class BatchProcessor:
                 groups[(event["model"], event["model_version"])].append(event)
             units.extend((key, m, events) for key, events in groups.items())
         units = self._admitted(units, outcome)
+        self._refuse_labels_past_the_models_cap(labels, label_sources, outcome)
         models = GuardedMonitors(self, outcome)
         models.load(list(dict.fromkeys(key for key, _, _ in units)))
         now = time.time()
@@ -335,6 +336,19 @@ class BatchProcessor:
             outcome.dead_letters.append(self._dead_letter(m, self.catalog.refusal(
                 code, model, versions, refused_events, _excerpt_of(refused_events[0]))))
         return kept
+
+    def _refuse_labels_past_the_models_cap(self, labels: dict[str, list[dict]],
+                                           sources: dict[tuple[str, str], IncomingMessage],
+                                           outcome: BatchOutcome) -> None:
+        """Labels of models the caps keep from having state: one dead letter per message (``too_many_models``)."""
+        for model in self.catalog.label_models_refused(list(labels)):
+            by_message: dict[int, tuple[IncomingMessage, list[dict]]] = {}
+            for event in labels.pop(model):
+                m = sources[(model, event["event_id"])]
+                by_message.setdefault(id(m), (m, []))[1].append(event)
+            for m, events in by_message.values():
+                outcome.dead_letters.append(self._dead_letter(m, self.catalog.refusal(
+                    "too_many_models", model, [], events, _excerpt_of(events[0]))))
 
     def _dead_letter(self, m: IncomingMessage | None, rejection: Rejection) -> dict:
         source = None if m is None else {"topic": m.topic, "partition": m.partition, "offset": m.offset}
