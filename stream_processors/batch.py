@@ -156,6 +156,13 @@ class BatchProcessor:
         for tp, (_expected, new) in offsets.items():
             self._committed[tp] = max(new, self._committed.get(tp, -1))
 
+    def resumed_from(self, saved: dict[TopicPartition, int]) -> None:
+        """The consumer was sought to the offset after ``saved`` (what Redis held at an assignment): nothing
+        before it can be skipped, so offsets this worker committed earlier no longer say anything (a partition
+        whose state was lost and rebuilt starts again from its earliest offset)."""
+        for tp, offset in saved.items():
+            self._committed[tp] = offset
+
     def _check_not_rolled_back(self, stored: dict[TopicPartition, int]) -> None:
         """Offsets in Redis only move forward (every commit is guarded by the offsets it read). One lower than this
         worker committed means Redis lost acknowledged writes: raise ``StateRolledBack`` (the worker exits and
@@ -199,7 +206,7 @@ class BatchProcessor:
         numbers = {p for _t, p in partitions}
         # the offsets of every topic of the batch's partitions that this worker committed: a state is written
         # by the batches of both topics of its partition, so a loss shows in either
-        stored = self._store.offsets(sorted({*partitions, *(tp for tp in self._committed if tp[1] in numbers)}))
+        stored = self._store.offsets(sorted({*partitions, *(tp for tp in list(self._committed) if tp[1] in numbers)}))
         self._check_not_rolled_back(stored)
         usable = _since_last_rewind(messages)
         fresh = sorted((m for m in usable if m.offset > stored[(m.topic, m.partition)]),
