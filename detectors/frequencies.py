@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable
 
@@ -83,9 +84,25 @@ class CategoryFrequencies:
         return freq
 
 
+LONG_CATEGORY = 128
+"""Characters of a category kept as it is; a longer value is kept as its first 100 characters, an ellipsis and
+a digest of the whole value (distinct values stay distinct), so that a feature's 1,000 kept categories stay
+small whatever the values' lengths."""
+
+
 def category_key(value: object) -> str:
+    """The key a value is counted under.
+
+    >>> category_key(True), category_key("rent"), category_key(3)
+    ('true', 'rent', '3')
+    >>> key = category_key("x" * 1000); len(key), key[98:104]
+    (117, 'xx…44f')
+    """
     if value is True:
         return "true"
     if value is False:
         return "false"
-    return str(value)
+    text = str(value)
+    if len(text) <= LONG_CATEGORY:
+        return text
+    return f"{text[:100]}…{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"

@@ -74,9 +74,10 @@ MAX_ABS_NUMBER = 1e15
 REASON_CODES = ("empty", "oversized", "malformed_json", "invalid_utf8", "too_deep", "out_of_range",
                 "not_an_object", "schema_version", "unknown_kind", "bad_envelope", "missing_field", "wrong_type",
                 "timestamp", "apply_failed", "model_mismatch", "too_many_versions", "too_many_models",
-                "too_many_features", "name_too_long", "too_many_events", "wrong_partition")
+                "too_many_features", "name_too_long", "too_many_events", "wrong_partition", "too_many_classes",
+                "reserved_name")
 BOUND_CODES = ("model_mismatch", "too_many_versions", "too_many_models", "too_many_features", "name_too_long",
-               "too_many_events")
+               "too_many_events", "wrong_partition", "too_many_classes", "reserved_name")
 """The reason codes of bounds on what a producer can create (``driftline_bounds_hit_total{bound}``)."""
 _EXCERPT = 2048
 _NUMBERS = frozenset({int, float})

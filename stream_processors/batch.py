@@ -181,6 +181,13 @@ class BatchProcessor:
         """The partition whose commit step moves ``tp``'s offset (``state.store.by_partition``)."""
         return tp[1] % (getattr(self._store, "partitions", None) or 1)
 
+    def resumed_from(self, saved: dict[TopicPartition, int]) -> None:
+        """The consumer was sought to the offset after ``saved`` (what Redis held at an assignment): nothing
+        before it can be skipped, so offsets this worker committed earlier no longer say anything (a partition
+        whose state was lost and rebuilt starts again from its earliest offset)."""
+        for tp, offset in saved.items():
+            self._committed[tp] = offset
+
     def _check_not_rolled_back(self, stored: dict[TopicPartition, int]) -> None:
         """Offsets in Redis only move forward (every commit is guarded by the offsets it read). One lower than this
         worker committed means Redis lost acknowledged writes: raise ``StateRolledBack`` (the worker exits and
@@ -239,7 +246,7 @@ class BatchProcessor:
             watched = {(topic, p) for p in numbers for topic in (self._settings.inference_topic,
                                                                  self._settings.label_topic)}
             watched |= cache.watched(state_partitions)
-        stored = self._store.offsets(sorted({*partitions, *(tp for tp in self._committed if tp[1] in numbers),
+        stored = self._store.offsets(sorted({*partitions, *(tp for tp in list(self._committed) if tp[1] in numbers),
                                              *watched}))
         self._check_not_rolled_back(stored)
         cache.check(stored, state_partitions)
@@ -274,6 +281,7 @@ class BatchProcessor:
                 groups[(event["model"], event["model_version"])].append(event)
             units.extend((key, m, events) for key, events in groups.items())
         units = self._admitted(units, outcome)
+        self._refuse_labels_past_the_models_cap(labels, label_sources, outcome)
         models = GuardedMonitors(self, outcome)
         models.load(list(dict.fromkeys(key for key, _, _ in units)))
         now = time.time()
@@ -380,6 +388,19 @@ class BatchProcessor:
             outcome.dead_letters.append(self._dead_letter(m, self.catalog.refusal(
                 code, model, versions, refused_events, _excerpt_of(refused_events[0]))))
         return kept
+
+    def _refuse_labels_past_the_models_cap(self, labels: dict[str, list[dict]],
+                                           sources: dict[tuple[str, str], IncomingMessage],
+                                           outcome: BatchOutcome) -> None:
+        """Labels of models the caps keep from having state: one dead letter per message (``too_many_models``)."""
+        for model in self.catalog.label_models_refused(list(labels)):
+            by_message: dict[int, tuple[IncomingMessage, list[dict]]] = {}
+            for event in labels.pop(model):
+                m = sources[(model, event["event_id"])]
+                by_message.setdefault(id(m), (m, []))[1].append(event)
+            for m, events in by_message.values():
+                outcome.dead_letters.append(self._dead_letter(m, self.catalog.refusal(
+                    "too_many_models", model, [], events, _excerpt_of(events[0]))))
 
     def _dead_letter(self, m: IncomingMessage | None, rejection: Rejection) -> dict:
         source = None if m is None else {"topic": m.topic, "partition": m.partition, "offset": m.offset}

@@ -11,8 +11,12 @@ Each bound has a setting (``Settings``), a reason code (``producers.events.BOUND
   or used another partitioner. A model's state lives with its partition's (``state.keys``); applying the
   event here would split it across two partitions, so the event is dead-lettered, to be sent again keyed.
 - ``too_many_features`` / ``name_too_long``: an event with more features than ``max_features``, a feature
-  name longer than ``max_name_length``, or a text value (category, prediction, score class) longer than
-  ``max_category_length``.
+  name longer than ``max_name_length``, or a text value (category, prediction, score class, label) longer
+  than ``max_category_length``.
+- ``too_many_classes``: a score object of more than ``MAX_SCORE_CLASSES`` classes (the performance window
+  keeps each event's score until its label comes).
+- ``reserved_name``: a feature named as a column Driftline keeps beside the features (``__prediction__``,
+  ``__score__``, ``__error__``): it would replace the prediction's or score's statistics.
 - ``too_many_versions`` / ``too_many_models``: a version without saved state, of a model that already has
   ``max_versions_per_model`` versions, or of a new model when ``max_models`` models have state.
   ``too_many_events`` and ``name_too_long`` of ids are decided while decoding (``producers.events``).
@@ -22,9 +26,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from detectors.model.columns import PREDICTION, SCORE
+from detectors.model.performance_tracker import ERROR
 from producers.events import Rejection
 
-__all__ = ["EventBounds", "ModelCatalog", "message_owner"]
+MAX_SCORE_CLASSES = 1000
+"""Classes of a score object (class probabilities), as many as the categories a feature keeps."""
+RESERVED_FEATURES = frozenset({PREDICTION, SCORE, ERROR})
+
+__all__ = ["MAX_SCORE_CLASSES", "RESERVED_FEATURES", "EventBounds", "ModelCatalog", "message_owner"]
 
 
 def message_owner(key: bytes | str | None, events: list[dict]) -> str | None:
@@ -62,16 +72,24 @@ class EventBounds:
                                           "murmur2 partitioner (as the Driftline SDK does)"
         features = event.get("features")
         if features is None:  # a label
+            label = event["label"]
+            if type(label) is str and len(label) > self.max_category_length:
+                return "name_too_long", f"the label is longer than {self.max_category_length} characters"
             return None
         if len(features) > self.max_features:
             return "too_many_features", f"{len(features)} features; at most {self.max_features} per event"
         if features and max(map(len, features)) > self.max_name_length:
             return "name_too_long", f"a feature name is longer than {self.max_name_length} characters"
+        if not RESERVED_FEATURES.isdisjoint(features):
+            return "reserved_name", f"feature names {sorted(RESERVED_FEATURES)} are Driftline's own columns " \
+                                    "(prediction, score, error); rename the feature"
         texts = [v for v in features.values() if type(v) is str]
         prediction, score = event["prediction"], event["score"]
         if type(prediction) is str:
             texts.append(prediction)
         if isinstance(score, dict):
+            if len(score) > MAX_SCORE_CLASSES:
+                return "too_many_classes", f"the score has {len(score)} classes; at most {MAX_SCORE_CLASSES}"
             texts.extend(score)
         if texts and max(map(len, texts)) > self.max_category_length:
             return "name_too_long", f"a text value (category, prediction or score class) is longer than " \
@@ -141,10 +159,31 @@ class ModelCatalog:
         self.saved(existing)
         return {k: code for k, code in candidates.items() if k not in existing}
 
+    def label_models_refused(self, models: list[str]) -> list[str]:
+        """Those of ``models`` (of a batch's labels) without state while ``max_models`` models have state: their
+        predictions are refused (``too_many_models``), so their labels could never be joined; kept, each would
+        wait in Redis until it expires."""
+        known = self._known()
+        if len(known) < self.max_models:
+            return []
+        refused = []
+        for model in models:
+            if model in known:
+                continue
+            versions = self._store.versions_of(model)  # given state by another worker since the catalog was read
+            if versions:
+                self.saved((model, v) for v in versions)
+            else:
+                refused.append(model)
+        return refused
+
     def refusal(self, code: str, model: str, versions: list[str], events: list[dict], excerpt: str) -> Rejection:
         """One dead letter for the events of one message refused for ``code`` (``excerpt``: the first one's)."""
         shown = ", ".join(repr(v[:64]) for v in versions[:5]) + (", ..." if len(versions) > 5 else "")
-        if code == "too_many_models":
+        if code == "too_many_models" and not versions:
+            reason = f"{len(events)} labels of a model without state; {self.max_models} models have state already " \
+                     "(DRIFTLINE_MAX_MODELS), so its predictions are refused and its labels cannot be joined"
+        elif code == "too_many_models":
             reason = f"{len(events)} events of a new model; {self.max_models} models have state already " \
                      "(DRIFTLINE_MAX_MODELS)"
         else:

@@ -63,21 +63,31 @@ class AppliedModels:
         self.max_model_series = max_model_series
         self.max_feature_series = max_feature_series
         self.models: dict[tuple[str, str], _Applied] = {}
+        # versions exported as saved (``WorkerMetrics.seed``) and not applied here since, most recently updated
+        # first: a version this worker applies takes the slot of the last of them when there is no free one
+        self.seeded: dict[tuple[str, str], None] = {}
         self._owned: set[int] | None = None  # None until the first assignment (tests, single process)
 
     def owns(self, partition: int | None) -> bool:
         """False for a partition this worker no longer owns (a batch saved while it was being revoked)."""
         return partition is None or self._owned is None or partition in self._owned
 
-    def entry(self, key: tuple[str, str], partition: int | None) -> _Applied | None:
-        """The entry of a model version, made if there is room; None past ``max_model_series``."""
+    def entry(self, key: tuple[str, str], partition: int | None, seed: bool = False) -> _Applied | None:
+        """The entry of a model version, made if there is room (for a version being applied, room made by
+        dropping a seeded one, the least recently updated); None past ``max_model_series``."""
         applied = self.models.get(key)
         if applied is None:
             if len(self.models) >= self.max_model_series:
-                return None
+                if seed or not self.seeded:
+                    return None
+                del self.models[self.seeded.popitem()[0]]
             applied = self.models[key] = _Applied(partition)
+            if seed:
+                self.seeded[key] = None
         elif partition is not None:
             applied.partition = partition
+        if not seed:
+            self.seeded.pop(key, None)
         return applied
 
     def feature_allowed(self, applied: _Applied, feature: str) -> bool:
@@ -91,6 +101,7 @@ class AppliedModels:
         gone = [k for k, a in self.models.items() if a.partition not in self._owned]
         for key in gone:
             del self.models[key]
+            self.seeded.pop(key, None)
         return len(gone)
 
     def collect(self):
@@ -99,8 +110,9 @@ class AppliedModels:
                                    "first seen (the count saved in its state, the same number as `driftline "
                                    "status`), as of this worker's last save; exported by the worker that owns "
                                    "the model's partition.", labels=mv)
-        updated = GaugeMetricFamily("driftline_model_last_update_timestamp_seconds", "When this worker last "
-                                    "saved a model version's state.", labels=mv)
+        updated = GaugeMetricFamily("driftline_model_last_update_timestamp_seconds", "When a model version's "
+                                    "state was last saved (by this worker, or as read from Redis when this worker "
+                                    "took its partition).", labels=mv)
         decision = GaugeMetricFamily("driftline_model_decision", "What Driftline decides for a model version: "
                                      "1 retrain, 0 continue (the retrain policy's verdict at this worker's last "
                                      "save; `driftline status` says why).", labels=mv)
@@ -158,6 +170,7 @@ class WorkerMetrics:
         # model names with their own alert counter labels, with their partition (None: not known); those of
         # partitions this worker no longer owns give their slot up, oldest first, when a model needs one
         self._named: dict[str, int | None] = {}
+        self._alerting: set[str] = set()  # the models of the alerts being counted
         self._lag_series: set[tuple[str, int]] = set()  # (topic, partition) of the consumer lag series exported
         self.applied = AppliedModels(max_model_series, max_feature_series)
         r = registry
@@ -246,7 +259,8 @@ class WorkerMetrics:
             return model
         if len(named) >= self.max_model_series:
             owns = self.applied.owns
-            freed = next((m for m, p in named.items() if p is not None and not owns(p)), None)
+            busy = self._alerting
+            freed = next((m for m, p in named.items() if p is not None and not owns(p) and m not in busy), None)
             if freed is None:
                 return OTHER
             del named[freed]
@@ -300,6 +314,9 @@ class WorkerMetrics:
                 self.bounds_hit.labels(reason).inc(n)
         for q in outcome.quarantined:
             self.quarantined.labels(q.kind).inc()
+        # a model counted in this batch keeps its slot through the batch (else a batch saved while its partition
+        # was revoked could count an alert, then drop its series for another model's)
+        self._alerting = {alert["model"] or "" for alert in outcome.alerts}
         for alert in outcome.alerts:
             model = self._model_label(alert["model"] or "", partitions.get(alert["model"] or ""))
             if alert.get("status") == "resolved":
@@ -346,13 +363,15 @@ class WorkerMetrics:
         """After an assignment: the events and last update of the owned partitions' model versions, as saved
         (``StateStore.summaries_of``) with their decision, for those this worker has applied nothing of yet, so
         that a model without traffic is exported from the start and not only after its next event (its drift and
-        performance gauges come with that event). Most recently updated first, within ``max_model_series``; returns how many."""
+        performance gauges come with that event). Most recently updated first, in the free slots of
+        ``max_model_series``: a version applied later takes a seeded one's slot when none is free. Returns how
+        many."""
         seeded = 0
         for key, summary in sorted(summaries.items(), key=lambda kv: (-kv[1]["updated"], kv[0])):
             partition = partition_of(key[0])
             if not self.applied.owns(partition) or key in self.applied.models:
                 continue
-            applied = self.applied.entry(key, partition)
+            applied = self.applied.entry(key, partition, seed=True)
             if applied is None:
                 break
             applied.events, applied.updated = summary["events"], summary["updated"]

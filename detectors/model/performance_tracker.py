@@ -235,9 +235,10 @@ class PerformanceTracker:
     # -- reading and saving ----------------------------------------------------------------------------------
     @property
     def has_evidence(self) -> bool:
-        """Can performance speak for this version: production labels joined, or an estimate from calibrated
-        scores that actually arrive? A labelled reference alone says nothing about production."""
-        return self.labels > 0 or (self.calibration.fitted and self.estimated is not None)
+        """Can performance speak for this version: a window of production labels measured, or an estimate from
+        calibrated scores that actually arrive? A labelled reference alone says nothing about production, nor do
+        a few labels short of a window (a stray label must not silence the drift rule for good)."""
+        return bool(self.history) or (self.calibration.fitted and self.estimated is not None)
 
     def figures(self) -> dict:
         """The latest performance with its reference values, as a retrain trigger reports them."""

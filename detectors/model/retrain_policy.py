@@ -29,8 +29,8 @@ class RetrainPolicy:
        stream, or the estimate from scores; all of them fire on degradation only).
     2. ``data_quality``: a critical data-quality alert, if ``on_data_quality``.
     3. ``drift``: ``drift_features`` input features drifted within ``window_events``
-       events, only for a version with no performance evidence (no production labels joined, no
-       estimate from calibrated scores arriving; a labelled reference alone is none) and only if
+       events, only for a version with no performance evidence (no window of production labels measured,
+       no estimate from calibrated scores arriving; a labelled reference alone is none) and only if
        ``on_drift_alone``. A version with evidence is retrained on what the evidence shows:
        drift there is reported as drift, and named in a trigger's reasons.
 
@@ -42,7 +42,8 @@ class RetrainPolicy:
 
     ``verdict`` is the policy's current decision for the version, kept up to date by ``decide``: ``retrain``
     from a published trigger for as long as its cause holds (an episode behind it is still open; for the
-    ``drift`` rule, enough input features drifted within ``window_events``), else ``continue``, each with
+    ``drift`` rule, enough input features drifted within ``window_events`` and still no performance evidence),
+    else ``continue``, each with
     its reasons and the event (count, id and time) since which it holds. It never decides anything the
     triggers do not: a ``retrain`` verdict is always the latest trigger.
     """
@@ -80,8 +81,8 @@ class RetrainPolicy:
         return triggers
 
     def _holds(self, state: ModelMonitor) -> bool:
-        if self.verdict["rule"] == "drift":
-            return len(self.recent_drift) >= self.params.drift_features
+        if self.verdict["rule"] == "drift":  # the rule's own condition: drift without performance evidence
+            return len(self.recent_drift) >= self.params.drift_features and not state.performance.has_evidence
         return any(state.episodes.get(key, {}).get("episode_id") == episode for key, episode in self._holding)
 
     def _why_continue(self, state: ModelMonitor) -> dict:

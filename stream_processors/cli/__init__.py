@@ -13,6 +13,7 @@ import importlib
 import logging
 import sys
 
+from stream_processors.display import printable
 from stream_processors.cli.flags import ENV_HELP
 from stream_processors.errors import DriftlineError
 from stream_processors.config import Settings, load_settings, setting_keys
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _command(args.command).run(args, settings_from(args))
     except DriftlineError as exc:
-        print(f"driftline: error: {exc}", file=sys.stderr)
+        print(f"driftline: error: {printable(exc)}", file=sys.stderr)  # names in it may hold control characters
         return 1
     except KeyboardInterrupt:
         return 130

@@ -1,8 +1,18 @@
-"""``driftline alerts``: read alerts from the control topic and print them, one line (or JSON object) each."""
+"""``driftline alerts``: read alerts from the control topic and print them, one line (or JSON object) each.
+
+Anyone who can write to the control topic can put anything there. A record
+that is not a JSON object is skipped, and the count of those said in one line
+on stderr; in an object, a field of the wrong type, a number that is not
+finite or a time out of range is shown as "?", and names go through
+``display.printable`` so that none can move a terminal's cursor or fake
+a line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +25,7 @@ from producers import kafka
 from stream_processors.cli.flags import ENV_HELP, connection_flags, dump
 from stream_processors.errors import KafkaUnreachable, ServiceUnavailable
 from stream_processors.config import Settings
+from stream_processors.display import printable
 from stream_processors.signing import verify
 
 __all__ = ["add_parser", "format_alert", "iter_alerts", "run"]
@@ -26,7 +37,8 @@ def iter_alerts(settings: Settings, from_beginning: bool, follow: bool, timeout_
 
     Without ``follow``: everything already on the topic, then stop. With
     ``follow``: new alerts (all of them with ``from_beginning``) until
-    ``timeout_s`` passes, Ctrl-C, or ``on_idle`` returns True.
+    ``timeout_s`` passes, Ctrl-C, or ``on_idle`` returns True. Records that are not JSON objects are
+    skipped; when there were any, their count is one line on stderr as the iteration ends.
     """
     kafka.check_connection(settings.kafka, timeout_s=10)  # a refused login is one line, in seconds
     consumer = kafka.consumer(settings.kafka, {
@@ -60,6 +72,7 @@ def iter_alerts(settings: Settings, from_beginning: bool, follow: bool, timeout_
     consumer.subscribe([settings.control_topic])
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     positions: dict[int, int] = {}
+    skipped = 0
     try:
         while True:
             if deadline is not None and time.monotonic() >= deadline:
@@ -77,13 +90,18 @@ def iter_alerts(settings: Settings, from_beginning: bool, follow: bool, timeout_
             try:
                 alert = orjson.loads(msg.value())
             except orjson.JSONDecodeError:
-                continue
-            if model is None or alert.get("model") == model:
+                alert = None
+            if not isinstance(alert, dict):
+                skipped += 1
+            elif model is None or alert.get("model") == model:
                 yield alert
             if not follow and _at_end(positions, ends):
                 return
     finally:
         consumer.close()
+        if skipped:
+            print(f"driftline: skipped {skipped} malformed record(s) on {settings.control_topic} (not a JSON "
+                  "object)", file=sys.stderr, flush=True)
 
 
 def _at_end(positions: dict[int, int], ends: dict[int, int]) -> bool:
@@ -97,23 +115,56 @@ VERIFICATION_COLUMN = {"verified": "verified", "unsigned": "UNSIGNED", "bad_sign
 
 def format_alert(alert: dict, verification: str | None = None) -> str:
     """One line per message: a firing with its severity, a resolution as RESOLVED with where its episode began;
-    with ``verification`` (a ``signing.verify`` verdict), a column saying whether its signature verified."""
-    when = datetime.fromtimestamp(alert.get("created_at", 0), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    with ``verification`` (a ``signing.verify`` verdict), a column saying whether its signature verified.
+    Whatever the message holds, the line is one line of printable text."""
+    when = _when(alert.get("created_at", 0))
     if verification is not None:
         when = f"{when} {VERIFICATION_COLUMN.get(verification, verification):9}"
-    evidence = alert.get("evidence", {})
-    feature = alert.get("feature") or "-"
+    evidence = alert.get("evidence")
+    evidence = evidence if isinstance(evidence, dict) else {}
+
+    def text(record: dict, key: str, default: object = None) -> str:
+        return _text(record.get(key, default))
+
+    feature = _text(alert.get("feature") or "-")
     if alert.get("status") == "resolved":
-        quiet = (f"{alert.get('statistic', 0):.0f} {evidence.get('quiet_unit', 'events')} "
+        quiet = (f"{_number(alert.get('statistic', 0), '.0f')} {text(evidence, 'quiet_unit', 'events')} "
                  "without a firing or its condition")
-        return (f"{when} RESOLVED {alert.get('type')}: model {alert.get('model')} v{alert.get('model_version')} "
-                f"feature {feature} by {alert.get('detector')}: episode {alert.get('episode_id')} "
-                f"(began at event {alert.get('started_at_event')}) ended at event {evidence.get('last_event_id')}, "
-                f"{quiet}")
-    return (f"{when} {alert.get('severity', '?').upper():8} {alert.get('type')}: model {alert.get('model')} "
-            f"v{alert.get('model_version')} feature {feature} by {alert.get('detector')} "
-            f"(statistic {alert.get('statistic', float('nan')):.4g}, threshold {alert.get('threshold', 0):.4g}) "
-            f"at event {evidence.get('last_event_id')} after {evidence.get('events_seen')} events")
+        return (f"{when} RESOLVED {text(alert, 'type')}: model {text(alert, 'model')} "
+                f"v{text(alert, 'model_version')} feature {feature} by {text(alert, 'detector')}: "
+                f"episode {text(alert, 'episode_id')} (began at event {text(alert, 'started_at_event')}) ended at "
+                f"event {text(evidence, 'last_event_id')}, {quiet}")
+    severity = alert.get("severity", "?")
+    return (f"{when} {_text(severity.upper() if isinstance(severity, str) else severity):8} "
+            f"{text(alert, 'type')}: model {text(alert, 'model')} v{text(alert, 'model_version')} "
+            f"feature {feature} by {text(alert, 'detector')} (statistic {_number(alert.get('statistic'), '.4g')}, "
+            f"threshold {_number(alert.get('threshold', 0), '.4g')}) at event {text(evidence, 'last_event_id')} "
+            f"after {text(evidence, 'events_seen')} events")
+
+
+def _text(value: object) -> str:
+    """A field as text: strings with their control characters escaped, numbers and null as Python prints them,
+    anything else (a list, an object) as "?"."""
+    if isinstance(value, str):
+        return printable(value)
+    return str(value) if value is None or isinstance(value, (int, float)) else "?"
+
+
+def _number(value: object, spec: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "?"
+    try:
+        number = float(value)
+    except OverflowError:
+        return "?"
+    return format(number, spec) if math.isfinite(number) else "?"
+
+
+def _when(epoch: object) -> str:
+    try:
+        return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError, OverflowError, OSError):  # not a number, NaN, or beyond any calendar
+        return "?"
 
 
 def add_parser(sub) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from stream_processors.cli.alerts import iter_alerts
 from stream_processors.cli.flags import ENV_HELP, connection_flags, model_flags
 from stream_processors.cli.status import load_monitor
 from stream_processors.config import Settings
+from stream_processors.display import printable
 from stream_processors.errors import DriftlineError
 
 __all__ = ["add_parser", "run", "write_report"]
@@ -18,13 +20,17 @@ __all__ = ["add_parser", "run", "write_report"]
 def write_report(settings: Settings, model: str, version: str | None = None, output: str | None = None,
                  last: int | None = None) -> Path:
     """Read the model version's state from Redis and its alerts from the control topic, render, write; the
-    path written."""
+    path written. Control-topic records the report cannot show are left out, their count one line on stderr
+    (and a sentence in the report)."""
     from stream_processors.report import render_report
     from stream_processors.report.from_state import report_from_state
 
     monitor, _store, _versions = load_monitor(settings, model, version)
     alerts = list(iter_alerts(settings, from_beginning=True, follow=False, timeout_s=60, model=model))
     data = report_from_state(monitor, alerts, generated_at=time.time(), last=last)
+    if data.skipped_alerts:
+        print(f"driftline: skipped {data.skipped_alerts} malformed record(s) of model {printable(model)} "
+              f"on {settings.control_topic} (a field missing or of the wrong type)", file=sys.stderr, flush=True)
     path = Path(output or f"driftline-report-{_safe(model)}-{_safe(monitor.model_version)}.html")
     try:
         path.write_text(render_report(data), encoding="utf-8")

@@ -15,6 +15,7 @@ import time
 from stream_processors.cli.flags import ENV_HELP, connection_flags, dump, model_flags
 from stream_processors.errors import DriftlineError, UnknownModel
 from stream_processors.config import Settings
+from stream_processors.display import printable
 from stream_processors.state import RedisStateStore
 
 __all__ = ["SORTS", "add_parser", "decision_lines", "list_models", "load_monitor", "model_page", "model_status",
@@ -129,9 +130,9 @@ def print_page(page: dict, out=sys.stdout) -> None:
     for r in rows:
         age = _age(page["now"] - r["updated"])
         decision = (r["decision"] or "unreadable").upper()
-        drifting = "-" if r["drifting"] is None else (", ".join(r["drifting"]) or "none")
-        out.write(f"  {r['model']:24} {r['model_version']:10} {decision:9} {r['events']:>10} {age:>10}  "
-                  f"{drifting}\n")
+        drifting = "-" if r["drifting"] is None else (", ".join(printable(f) for f in r["drifting"]) or "none")
+        out.write(f"  {printable(r['model']):24} {printable(r['model_version']):10} {decision:9} {r['events']:>10} "
+                  f"{age:>10}  {drifting}\n")
 
 
 def _age(seconds: float) -> str:
@@ -156,16 +157,16 @@ def model_status(settings: Settings, model: str, version: str | None = None) -> 
 def decision_lines(decision: dict) -> list[str]:
     """The decision as ``driftline status`` prints it first."""
     since = "the first event" if decision.get("since_event") is None and not decision.get("since_at") else \
-        f"event {decision.get('since_event') or '?'} (after {decision.get('since_at', 0)} events)"
+        f"event {printable(decision.get('since_event') or '?')} (after {decision.get('since_at', 0)} events)"
     if decision.get("since_time"):
         since += time.strftime(", %Y-%m-%d %H:%M:%S UTC", time.gmtime(decision["since_time"]))
-    rule = f" (rule {decision['rule']})" if decision.get("rule") else ""
-    lines = [f"DECISION: {decision['verdict'].upper()}{rule} since {since}", f"  {decision['explanation']}"]
+    rule = f" (rule {printable(decision['rule'])})" if decision.get("rule") else ""
+    lines = [f"DECISION: {decision['verdict'].upper()}{rule} since {since}", f"  {printable(decision['explanation'])}"]
     if decision.get("evidence"):
-        lines.append(f"  now: {decision['evidence']}")
+        lines.append(f"  now: {printable(decision['evidence'])}")
     for r in decision.get("reasons") or []:
         lines.append(f"  because of {r['type']} alert {r['id']}: {r['detector']}"
-                     f"{' on ' + r['feature'] if r.get('feature') else ''} {r['statistic']:.4g} "
+                     f"{' on ' + printable(r['feature']) if r.get('feature') else ''} {r['statistic']:.4g} "
                      f"(threshold {r['threshold']:.4g})")
     return lines
 
@@ -175,13 +176,16 @@ def print_status(status: dict, out=sys.stdout) -> None:
         for line in decision_lines(status["decision"]):
             out.write(line + "\n")
     scenario = "against its reference profile" if status["scenario"] == "reference" else "no reference profile"
-    out.write(f"model {status['model']} version {status['model_version']}: {status['events']} events, {scenario} "
-              f"(versions seen: {', '.join(status['versions'])}); last event {status['last_event_id']}\n")
+    out.write(f"model {printable(status['model'])} version {printable(status['model_version'])}: "
+              f"{status['events']} events, {scenario} "
+              f"(versions seen: {', '.join(printable(v) for v in status['versions'])}); "
+              f"last event {printable(status['last_event_id'])}\n")
     quarantined = status.get("quarantined")
     if quarantined:
         at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(quarantined["at"]))
-        out.write(f"  its saved {quarantined['record']} could not be loaded at {at} ({quarantined['error']}): "
-                  f"it was quarantined (sha256 {quarantined['sha256'][:12]}…) and the statistics restarted then\n")
+        out.write(f"  its saved {quarantined['record']} could not be loaded at {at} "
+                  f"({printable(quarantined['error'])}): it was quarantined (sha256 {quarantined['sha256'][:12]}…) "
+                  "and the statistics restarted then\n")
     perf, labels = status.get("performance") or {}, status.get("labels") or {}
     if labels.get("joined") or labels.get("pending") or perf.get("estimated_accuracy") is not None:
         out.write(f"  labels: {labels.get('joined', 0)} joined (all versions), {labels.get('pending', 0)} waiting "
@@ -202,38 +206,39 @@ def print_status(status: dict, out=sys.stdout) -> None:
         rows["(score)"] = status["score"]
     for name, f in rows.items():
         if f["kind"] == "numeric":
-            out.write(f"  {name:24} numeric     n={f['count']:<8} missing={f['missing']:<6} "
+            out.write(f"  {printable(name):24} numeric     n={f['count']:<8} missing={f['missing']:<6} "
                       f"mean={_fmt(f['mean'])} std={_fmt(f['std'])} min={_fmt(f['min'])} "
                       f"p50={_fmt(f['p50'])} max={_fmt(f['max'])}")
         else:
             top = sorted(f["frequencies"].items(), key=lambda kv: -kv[1])[:4]
-            shown = ", ".join(f"{k}: {v}" for k, v in top)
-            out.write(f"  {name:24} {f['kind']:11} n={f['count']:<8} missing={f['missing']:<6} {shown}")
+            shown = ", ".join(f"{printable(k)}: {v}" for k, v in top)
+            out.write(f"  {printable(name):24} {f['kind']:11} n={f['count']:<8} missing={f['missing']:<6} {shown}")
         if f.get("type_mismatches"):
             out.write(f" type_mismatches={f['type_mismatches']}")
         if "drifting_since_event" in f:  # None: the episode came from a state that kept no start (format 3)
             since = f["drifting_since_event"]
-            out.write(f"  [drifting since event {since}]" if since else "  [drifting; its start was not kept]")
+            out.write(f"  [drifting since event {printable(since)}]" if since
+                      else "  [drifting; its start was not kept]")
         out.write("\n")
     _print_episodes(status.get("episodes") or {}, perf.get("improvements") or [], out)
 
 
 def _print_episodes(episodes: dict, improvements: list[dict], out) -> None:
     def what(e: dict) -> str:
-        return f"{e['type']} {e.get('feature') or '(model)'} by {e['detector']}"
+        return f"{e['type']} {printable(e.get('feature') or '(model)')} by {e['detector']}"
     if episodes.get("open"):
         out.write("  open episodes:\n")
         for e in episodes["open"]:
-            out.write(f"    FIRING   {what(e)}: since event {e['started_at_event'] or '?'} "
+            out.write(f"    FIRING   {what(e)}: since event {printable(e['started_at_event'] or '?')} "
                       f"({e['firings']} firing(s))\n")
     if episodes.get("closed"):
         out.write("  closed episodes (latest last):\n")
         for e in episodes["closed"]:
-            out.write(f"    RESOLVED {what(e)}: began at event {e['started_at_event'] or '?'}, "
-                      f"ended at event {e['ended_at_event']}\n")
+            out.write(f"    RESOLVED {what(e)}: began at event {printable(e['started_at_event'] or '?')}, "
+                      f"ended at event {printable(e['ended_at_event'])}\n")
     for i in improvements[-3:]:
         out.write(f"  improvement (not an alert): {i['detector']} {i['statistic']:.4g} past {i['threshold']:.4g} "
-                  f"at event {i['event_id']}\n")
+                  f"at event {printable(i['event_id'])}\n")
 
 
 def _fmt(x: float | None) -> str:

@@ -46,6 +46,7 @@ import orjson
 
 from producers import kafka
 from producers.topics import ensure_topics
+from stream_processors.display import printable
 from stream_processors.cli.flags import ENV_HELP, connection_flags
 from stream_processors.state.trigger_ledger import TriggerLedger
 from stream_processors.errors import ConfigError, DriftlineError, ServiceUnavailable
@@ -212,11 +213,6 @@ def _group_alive(proc: subprocess.Popen) -> bool:
     return True
 
 
-def _printable(text: str) -> str:
-    """``text`` with control characters escaped, so that a log line stays one line."""
-    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 _WITHHELD = ("DRIFTLINE_SIGNING_KEY", "DRIFTLINE_SIGNING_KEY_FILE", "DRIFTLINE_KAFKA_SASL_PASSWORD",
              "DRIFTLINE_KAFKA_SASL_PASSWORD_FILE", "DRIFTLINE_REDIS_URL", "DRIFTLINE_REDIS_PASSWORD_FILE")
 
@@ -292,7 +288,7 @@ class _TriggerRunner:
         if trigger["type"] != "retrain" or (self.model and trigger["model"] != self.model):
             self._commit(msg)
             return True
-        name = _printable(f"trigger {trigger['id']} (model {trigger['model']} v{trigger['model_version']})")
+        name = printable(f"trigger {trigger['id']} (model {trigger['model']} v{trigger['model_version']})")
         if self.key is not None:
             verdict = verify(trigger, self.key)
             if verdict != "verified":
@@ -425,7 +421,7 @@ def replay_parked(settings: Settings, trigger_id: str) -> int:
     error = _deliver(producer, settings.control_topic, trigger["model"].encode(), orjson.dumps(trigger))
     if error:
         raise ServiceUnavailable(f"could not write to {settings.control_topic} ({error})")
-    _say(_printable(f"replayed trigger {trigger_id} (model {trigger['model']} v{trigger['model_version']}) to "
+    _say(printable(f"replayed trigger {trigger_id} (model {trigger['model']} v{trigger['model_version']}) to "
                     f"{settings.control_topic}; 'driftline triggers --exec' runs it next"))
     return 0
 

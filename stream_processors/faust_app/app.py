@@ -121,6 +121,18 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
         if futures:
             await asyncio.gather(*futures)
 
+    def partly_saved(outcome: BatchOutcome, parts: set[int]) -> None:
+        """Partitions of ``outcome`` saved before a conflict or a Redis failure: the redo skips their messages,
+        so what they applied is recorded now (their offsets for the rollback check, their counts)."""
+        if not parts:
+            return
+        processor.committed({tp: o for tp, o in outcome.offsets.items() if tp[1] in parts})
+        part = saved_part(outcome, parts, store.partition_of)
+        try:
+            metrics.observe_models(part, partitions=model_partitions(part, store.partition_of))
+        except Exception as exc:  # noqa: BLE001 - the state is saved; a metric must not take the worker down
+            _log.warning("metrics not updated (%s: %s)", type(exc).__name__, exc)
+
     async def handle(messages: list[IncomingMessage]) -> None:
         """Process, publish, save; returns only once the state is saved (or was saved by another worker)."""
         attempt = 0
@@ -138,21 +150,17 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
                 metrics.kafka_errors.inc()
                 attempt = await _backoff(attempt, exc)
                 continue
+            parts: set[int] = set()
             try:
-                saved, parts = await off_loop(commit_in_parts, store, outcome, store.keys().partitions)
+                saved = await off_loop(commit_in_parts, store, outcome, store.keys().partitions, parts)
             except ServiceUnavailable as exc:
+                partly_saved(outcome, parts)
                 metrics.redis_errors.inc()
                 attempt = await _backoff(attempt, exc)
                 continue
             if not saved:
                 metrics.conflicts.inc()
-                if parts:  # saved before the conflict: the redo skips them, so their events are counted now
-                    processor.committed({tp: o for tp, o in outcome.offsets.items() if tp[1] in parts})
-                    part = saved_part(outcome, parts, store.partition_of)
-                    try:
-                        metrics.observe_models(part, partitions=model_partitions(part, store.partition_of))
-                    except Exception as exc:  # noqa: BLE001 - as below
-                        _log.warning("metrics not updated (%s: %s)", type(exc).__name__, exc)
+                partly_saved(outcome, parts)
                 _log.warning("partitions %s were advanced by another worker meanwhile; redoing the batch from "
                              "the offsets now in Redis", sorted(outcome.offsets))
                 await asyncio.sleep(0.05)  # the redo skips what the other worker applied; no need to spin
@@ -168,7 +176,7 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
                           outcome.events, len(outcome.dead_letters), len(outcome.alerts), outcome.skipped_messages)
             return
 
-    _seek_to_saved_offsets(app, settings, store, metrics, thread)
+    _seek_to_saved_offsets(app, settings, store, metrics, processor)
 
     @app.agent(source, concurrency=1)
     async def inference(stream):
@@ -207,39 +215,48 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
         owned = {tp.partition for tp in assigned if tp.topic == settings.inference_topic}
         metrics.owned_partitions(owned, {(tp.topic, tp.partition) for tp in assigned})
         if owned:  # models without traffic are exported from now on, not from their next event
-            seeding.add(asyncio.ensure_future(_seed_gauges(owned)))
+            seeding[0] += 1
+            seeding[1].add(asyncio.ensure_future(_seed_gauges(owned, seeding[0])))
 
-    seeding: set[asyncio.Future] = set()
+    seeding: list = [0, set()]  # the latest assignment's number, the tasks exporting saved versions
 
-    async def _seed_gauges(owned: set[int]) -> None:
+    def saved_versions(owned: set[int], assignment: int) -> dict | None:
+        if assignment != seeding[0]:
+            return None  # a later assignment reads its own partitions' (a rebalance storm reads once)
+        return store.summaries_of(owned, metrics.max_model_series)
+
+    async def _seed_gauges(owned: set[int], assignment: int) -> None:
         try:
-            summaries = await off_loop(store.summaries_of, owned)
+            summaries = await off_loop(saved_versions, owned, assignment)
+            if summaries is None:
+                return
             seeded = metrics.seed(summaries, store.partition_of)
             _log.info("exporting %d model versions of partitions %s as saved", seeded, sorted(owned))
         except Exception as exc:  # noqa: BLE001 - gauges are filled by the next events anyway
             _log.warning("saved model versions not exported before their next event (%s: %s)",
                          type(exc).__name__, exc)
         finally:
-            seeding.discard(asyncio.current_task())
+            seeding[1].discard(asyncio.current_task())
 
     return app
 
 
-def commit_in_parts(store, outcome: BatchOutcome, partitions: int) -> tuple[bool, set[int]]:
+def commit_in_parts(store, outcome: BatchOutcome, partitions: int, done: set[int]) -> bool:
     """Save ``outcome`` as ``store.commit`` does - one part per partition, in ascending order, up to the first
-    conflict - but a part at a time, so as to know which partitions were saved before a conflict: whether all
-    was saved, and the partitions saved. A batch with a part that has no offsets is saved whole, as one commit
-    (its partitions are then all saved or none)."""
+    conflict - but a part at a time, adding each partition saved to ``done``, so as to know which were saved
+    before a conflict or a Redis failure; returns whether all was saved. A batch with a part that has no offsets
+    is saved whole, as one commit (its partitions are then all saved or none)."""
     parts = by_partition(outcome, store.partition_of, partitions)
     if any(not part.offsets for _n, part in parts):
         saved = store.commit(outcome)
-        return saved, {n for n, _part in parts} if saved else set()
-    done: set[int] = set()
+        if saved:
+            done.update(n for n, _part in parts)
+        return saved
     for n, part in parts:
         if not store.commit(part):
-            return False, done
+            return False
         done.add(n)
-    return True, done
+    return True
 
 
 def saved_part(outcome: BatchOutcome, partitions: set[int], partition_of) -> BatchOutcome:
@@ -247,11 +264,17 @@ def saved_part(outcome: BatchOutcome, partitions: set[int], partition_of) -> Bat
     def ours(values: dict) -> dict:
         return {key: v for key, v in values.items() if partition_of(key[0]) in partitions}
 
+    letters = [d for d in outcome.dead_letters if d["source"] is not None and d["source"]["partition"] in partitions]
+    rejected: dict[str, int] = {}
+    for letter in letters:
+        rejected[letter["reason_code"]] = rejected.get(letter["reason_code"], 0) + letter["count"]
     return BatchOutcome(events_total=ours(outcome.events_total), events_by_model=ours(outcome.events_by_model),
                         newest_event_time=ours(outcome.newest_event_time), readings=ours(outcome.readings),
                         drifting=ours(outcome.drifting), performance=ours(outcome.performance),
                         decisions=ours(outcome.decisions),
-                        quarantined=[q for q in outcome.quarantined if partition_of(q.model) in partitions])
+                        quarantined=[q for q in outcome.quarantined if partition_of(q.model) in partitions],
+                        alerts=[a for a in outcome.alerts if a.get("model") and partition_of(a["model"]) in partitions],
+                        dead_letters=letters, rejected_by_reason=rejected)
 
 
 def model_partitions(outcome: BatchOutcome, partition_of) -> dict[str, int]:
@@ -280,7 +303,7 @@ def _record_lag(app: faust.App, metrics: WorkerMetrics, events) -> None:
 
 
 def _seek_to_saved_offsets(app: faust.App, settings: Settings, store: RedisStateStore, metrics: WorkerMetrics,
-                           thread: ThreadPoolExecutor) -> None:
+                           processor: BatchProcessor) -> None:
     """Make every seek to the committed offsets a seek to the offsets saved in Redis (see the module doc)."""
     consumer = app.consumer
     seek_to_committed = consumer.seek_to_committed
@@ -313,6 +336,8 @@ def _seek_to_saved_offsets(app: faust.App, settings: Settings, store: RedisState
         if not committed:
             return committed
         saved = await saved_offsets(list(committed))
+        # the consumer resumes after what Redis holds (below): the rollback check starts from there
+        processor.resumed_from({(tp.topic, tp.partition): saved[(tp.topic, tp.partition)] for tp in committed})
         earliest = await consumer.earliest_offsets(*committed)
         lost_alerts = []
         for tp, kafka_next in committed.items():

@@ -1,7 +1,9 @@
 """The report's charts: matplotlib figures as SVG data URIs, so one HTML file holds them all.
 
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot, no global
-state). Text from users (category names) is never parsed as mathtext, and
+state). Text from users (category names) is never parsed as mathtext, its
+control characters are shown as escapes (characters XML does not allow would
+make the SVG unreadable) and it is shortened to ``LABEL_LIMIT`` characters;
 the SVG goes into an ``<img>``, where a browser runs no script and resolves
 no link.
 """
@@ -17,12 +19,14 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from stream_processors.display import printable, shorten
 from stream_processors.report.data import Distribution, FeatureSection, OutputSection, PerformanceSeries
 
-__all__ = ["chart_style", "distribution_chart", "feature_chart", "performance_chart", "svg_data_uri"]
+__all__ = ["chart_style", "distribution_chart", "chart_label", "feature_chart", "performance_chart", "svg_data_uri"]
 
 REFERENCE, PRODUCTION, THRESHOLD, EPISODE = "#6b7b8c", "#d9480f", "#c92a2a", "#ffd8a8"
 MAX_CATEGORIES = 15  # the rest are summed into one bar
+LABEL_LIMIT = 24  # characters of a category name on its bar
 _STYLE = {
     "text.parse_math": False,  # a category named "$x$" is text, not a formula
     "svg.fonttype": "none",    # text as <text>, set in the browser's sans-serif: a third of the size of glyph paths
@@ -44,6 +48,11 @@ def svg_data_uri(fig: Figure) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def chart_label(name: str) -> str:
+    """A name as a chart shows it: control characters escaped, at most ``LABEL_LIMIT`` characters."""
+    return shorten(printable(name), LABEL_LIMIT)
 
 
 def _shares(counts: tuple[float, ...]) -> np.ndarray:
@@ -78,7 +87,7 @@ def _draw_distribution(ax, dist: Distribution) -> None:
         if reference is not None:
             ax.barh(y + 0.2, reference, height=0.4, color=REFERENCE, alpha=0.6, label="reference")
         ax.barh(y - 0.2, production, height=0.4, color=PRODUCTION, label="production")
-        ax.set_yticks(y, [n if len(n) <= 24 else n[:23] + "…" for n in names])
+        ax.set_yticks(y, [chart_label(n) for n in names])
         ax.invert_yaxis()
     ax.set_xlabel("share" if dist.kind == "categorical" else "")
     ax.set_ylabel("density" if dist.kind == "numeric" else "")
@@ -141,6 +150,6 @@ def performance_chart(series: PerformanceSeries, period: tuple[int, int] | None)
         if period:
             ax.set_xlim(period)
         ax.set_xlabel("event")
-        ax.set_ylabel(series.metric)
+        ax.set_ylabel(chart_label(series.metric))
         ax.legend(frameon=False, fontsize=7, loc="lower left" if series.higher_is_better else "upper left")
         return svg_data_uri(fig)

@@ -187,13 +187,45 @@ class AlertRow:
     started_at_event: str | None = None
 
     @classmethod
-    def from_alert(cls, alert: dict) -> AlertRow:
-        evidence = alert.get("evidence") or {}
-        return cls(id=str(alert["id"]), status=str(alert.get("status", "firing")), type=str(alert["type"]),
-                   severity=str(alert.get("severity", "")), detector=str(alert.get("detector", "")),
-                   feature=alert.get("feature"), statistic=float(alert["statistic"]),
-                   threshold=float(alert["threshold"]), last_event_id=evidence.get("last_event_id"),
-                   created_at=alert.get("created_at"), started_at_event=alert.get("started_at_event"))
+    def from_alert(cls, alert: object) -> AlertRow:
+        """The row of one control-topic message; ``ValueError`` if it is not an object or a field it shows
+        has the wrong type (anyone who can write to the topic can send one). Numbers may be non-finite and
+        ``created_at`` out of range: the renderer shows those as "?"."""
+        if not isinstance(alert, dict):
+            raise ValueError(f"not an object but {type(alert).__name__}")
+        evidence = alert.get("evidence")
+        if evidence is None:
+            evidence = {}
+        elif not isinstance(evidence, dict):
+            raise ValueError(f"evidence is {type(evidence).__name__}, not an object")
+        return cls(id=_text(alert, "id", required=True), status=_text(alert, "status") or "firing",
+                   type=_text(alert, "type", required=True), severity=_text(alert, "severity") or "",
+                   detector=_text(alert, "detector") or "", feature=_text(alert, "feature"),
+                   statistic=_number(alert, "statistic", required=True),
+                   threshold=_number(alert, "threshold", required=True),
+                   last_event_id=_text(evidence, "last_event_id"), created_at=_number(alert, "created_at"),
+                   started_at_event=_text(alert, "started_at_event"))
+
+
+def _text(record: dict, key: str, required: bool = False) -> str | None:
+    value = record.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{key} is {'missing' if value is None else type(value).__name__}, not a string")
+    return value
+
+
+def _number(record: dict, key: str, required: bool = False) -> float | None:
+    value = record.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{key} is {'missing' if value is None else type(value).__name__}, not a number")
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond any float: as good as infinite, shown as "?"
+        return math.inf if value > 0 else -math.inf
 
 
 @dataclass(frozen=True)
@@ -211,6 +243,7 @@ class ReportData:
     performance: tuple[PerformanceSeries, ...] = ()
     alerts: tuple[AlertRow, ...] = ()
     period: tuple[int, int] | None = None  # first and last event index shown (``--last N``)
+    skipped_alerts: int = 0  # control-topic messages of this model that ``AlertRow.from_alert`` refused
 
     def features_by_drift(self) -> tuple[FeatureSection, ...]:
         """Features ordered by ``drift_ratio``, highest first; ties by name."""

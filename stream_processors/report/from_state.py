@@ -59,23 +59,41 @@ def report_from_state(monitor: ModelMonitor, alerts: list[dict], generated_at: f
             reference_missing_rate=reference["missing"] / reference["total"] if reference and reference["total"]
             else None,
             unseen_categories=unseen, missing=tuple(missing.points()) if missing else ()))
+    alerts_shown, skipped = _alerts_of(monitor, alerts, last)
     data = ReportData(model=monitor.model, model_version=monitor.model_version, scenario=monitor.scenario,
                       events=monitor.events, generated_at=generated_at,
                       decision=decision_from_verdict(monitor.policy.verdict), features=tuple(features),
-                      outputs=tuple(outputs), performance=_performance(monitor),
-                      alerts=tuple(AlertRow.from_alert(a) for a in alerts
-                                   if a.get("model") == monitor.model
-                                   and a.get("model_version") == monitor.model_version
-                                   and (not last or _seen(a) is None or _seen(a) > monitor.events - last)),
-                      period=(0, max(monitor.events - 1, 0)))
+                      outputs=tuple(outputs), performance=_performance(monitor), alerts=alerts_shown,
+                      period=(0, max(monitor.events - 1, 0)), skipped_alerts=skipped)
     return data.last(last) if last else data
+
+
+def _alerts_of(monitor: ModelMonitor, alerts: list, last: int | None) -> tuple[tuple[AlertRow, ...], int]:
+    """The rows of this model version's alerts (of the period with ``last``), and how many of its messages were
+    malformed and left out; messages that are not objects are counted too, since their model is unknown."""
+    rows, skipped = [], 0
+    for alert in alerts:
+        if isinstance(alert, dict) and (alert.get("model") != monitor.model
+                                        or alert.get("model_version") != monitor.model_version):
+            continue
+        try:
+            row = AlertRow.from_alert(alert)
+        except ValueError:  # not an object, or a field of the wrong type
+            skipped += 1
+            continue
+        seen = _seen(alert)
+        if not last or seen is None or seen > monitor.events - last:
+            rows.append(row)
+    return tuple(rows), skipped
 
 
 def _seen(alert: dict) -> int | None:
     """Events the deciding detector or window had seen (``evidence.events_seen``): where an alert falls in the
-    period of ``--last``."""
+    period of ``--last``; None when it is not a finite number."""
     seen = (alert.get("evidence") or {}).get("events_seen")
-    return int(seen) if isinstance(seen, (int, float)) else None
+    if isinstance(seen, bool) or not isinstance(seen, (int, float)) or not math.isfinite(seen):
+        return None
+    return int(seen)
 
 
 def _distribution(monitor: ModelMonitor, name: str) -> tuple[Distribution, tuple[tuple[str, int], ...]]:

@@ -2,7 +2,10 @@
 
 Styles are inline, charts are SVG data URIs, and every string that comes from
 users (model, version, feature and category names, event ids, explanations)
-goes through ``html.escape``.
+goes through ``html.escape``, after its control characters are written as
+escapes (``display.printable``: characters XML does not allow never reach
+the page); names in headings and tables are shortened to ``NAME_LIMIT``
+characters, the whole name kept in a ``title``.
 """
 
 from __future__ import annotations
@@ -11,10 +14,13 @@ import datetime as dt
 import math
 from html import escape
 
+from stream_processors.display import printable, shorten
 from stream_processors.report.charts import distribution_chart, feature_chart, performance_chart
-from stream_processors.report.data import Decision, FeatureSection, ReportData
+from stream_processors.report.data import AlertRow, Decision, FeatureSection, ReportData
 
-__all__ = ["render_report"]
+__all__ = ["NAME_LIMIT", "render_report"]
+
+NAME_LIMIT = 120
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1040px;padding:16px 24px;
@@ -36,12 +42,23 @@ img{max-width:100%;height:auto;display:block}
 
 
 def _e(value: object) -> str:
-    return escape("" if value is None else str(value), quote=True)
+    text = "" if value is None else "\n".join(printable(line) for line in str(value).split("\n"))
+    return escape(text, quote=True)
+
+
+def _name(value: object) -> str:
+    """A user's name for a heading or a table cell: escaped, shortened, whole in its ``title``."""
+    text = "" if value is None else printable(value)
+    if len(text) <= NAME_LIMIT:
+        return escape(text)
+    return f'<span title="{escape(text, quote=True)}">{escape(shorten(text, NAME_LIMIT))}</span>'
 
 
 def _num(value: float | None, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
+    if not math.isfinite(value):
+        return "?"
     return f"{value:.{digits}g}"
 
 
@@ -50,9 +67,13 @@ def _pct(value: float | None) -> str:
 
 
 def _when(epoch: float | None) -> str:
+    """The UTC time of ``epoch``; "?" when it is not a time a calendar can show (a malformed record's)."""
     if epoch is None:
         return ""
-    return dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        return dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return "?"
 
 
 def _decision(decision: Decision) -> str:
@@ -92,7 +113,7 @@ def _feature(rank: int, f: FeatureSection, period: tuple[int, int] | None) -> st
              + (f", {_pct(f.reference_missing_rate)} in the reference" if f.reference_missing_rate is not None
                 else "")]
     if f.unseen_categories:
-        shown = ", ".join(f"<code>{_e(name)}</code> ({count})" for name, count in f.unseen_categories[:20])
+        shown = ", ".join(f"<code>{_name(name)}</code> ({count})" for name, count in f.unseen_categories[:20])
         more = f" and {len(f.unseen_categories) - 20} more" if len(f.unseen_categories) > 20 else ""
         facts.append(f"categories the reference never had: {shown}{more}")
     for e in f.episodes:
@@ -101,14 +122,14 @@ def _feature(rank: int, f: FeatureSection, period: tuple[int, int] | None) -> st
         facts.append(f"episode ({_e(e.detector)}, {_e(e.severity)}): from {_e(start)} to {_e(end)}")
     alt = f"{f.name}: distribution, reference vs production; {f.statistic_name} over time against its threshold"
     return (f'<section class="feature" id="feature-{rank}" data-feature="{_e(f.name)}">'
-            f"<h3>{rank}. {_e(f.name)}{badges}</h3>"
+            f"<h3>{rank}. {_name(f.name)}{badges}</h3>"
             f'<img alt="{_e(alt)}" src="{feature_chart(f, period)}">'
             f'<ul>{"".join(f"<li>{fact}</li>" for fact in facts)}</ul></section>')
 
 
 def _feature_index(features: tuple[FeatureSection, ...]) -> str:
     rows = "".join(
-        f'<tr><td class="num">{i}</td><td><a href="#feature-{i}">{_e(f.name)}</a></td><td>{_e(f.kind)}</td>'
+        f'<tr><td class="num">{i}</td><td><a href="#feature-{i}">{_name(f.name)}</a></td><td>{_e(f.kind)}</td>'
         f'<td class="num">{_num(f.drift_ratio, 3)}</td><td>{"open" if f.open_episode else ""}</td>'
         f'<td class="num">{_pct(f.missing_rate)}</td><td class="num">{len(f.unseen_categories) or ""}</td></tr>'
         for i, f in enumerate(features, start=1))
@@ -117,16 +138,25 @@ def _feature_index(features: tuple[FeatureSection, ...]) -> str:
 
 
 def _alerts(data: ReportData) -> str:
+    skipped = (f"<p>{data.skipped_alerts} malformed control-topic message(s) of this model were skipped.</p>"
+               if data.skipped_alerts else "")
     if not data.alerts:
-        return "<p>No alerts or triggers in this period.</p>"
+        return skipped + "<p>No alerts or triggers in this period.</p>"
     rows = "".join(
         f"<tr><td>{_e(_when(a.created_at))}</td><td>{_e(a.type)}</td><td>{_e(a.status)}</td>"
-        f"<td>{_e(a.severity)}</td><td>{_e(a.feature or '')}</td><td>{_e(a.detector)}</td>"
+        f"<td>{_e(a.severity)}</td><td>{_name(a.feature or '')}</td><td>{_e(a.detector)}</td>"
         f'<td class="num">{_num(a.statistic)}</td><td class="num">{_num(a.threshold)}</td>'
-        f"<td><code>{_e(a.started_at_event or '')}</code></td><td><code>{_e(a.last_event_id or '')}</code></td></tr>"
-        for a in sorted(data.alerts, key=lambda a: (a.created_at or 0.0, a.id)))
-    return ("<table><tr><th>time</th><th>type</th><th>status</th><th>severity</th><th>feature</th><th>detector</th>"
-            f"<th>statistic</th><th>threshold</th><th>episode began</th><th>last event</th></tr>{rows}</table>")
+        f"<td><code>{_name(a.started_at_event or '')}</code></td><td><code>{_name(a.last_event_id or '')}</code></td>"
+        "</tr>"
+        for a in sorted(data.alerts, key=_alert_order))
+    return (skipped + "<table><tr><th>time</th><th>type</th><th>status</th><th>severity</th><th>feature</th>"
+            f"<th>detector</th><th>statistic</th><th>threshold</th><th>episode began</th><th>last event</th></tr>"
+            f"{rows}</table>")
+
+
+def _alert_order(alert: AlertRow) -> tuple[float, str]:
+    created = alert.created_at if alert.created_at is not None and math.isfinite(alert.created_at) else 0.0
+    return created, alert.id
 
 
 def render_report(data: ReportData) -> str:
@@ -144,7 +174,7 @@ def render_report(data: ReportData) -> str:
     body += [_feature(i, f, data.period) for i, f in enumerate(features, start=1)]
     if data.outputs:
         body.append('<h2 id="outputs">Predictions and scores</h2>')
-        body += [f'<section class="output" data-output="{_e(o.name)}"><h3>{_e(o.name)}</h3>'
+        body += [f'<section class="output" data-output="{_e(o.name)}"><h3>{_name(o.name)}</h3>'
                  f'<img alt="{_e(o.name)}: reference vs production" src="{distribution_chart(o)}"></section>'
                  for o in data.outputs]
     body.append('<h2 id="performance">Performance over time</h2>')

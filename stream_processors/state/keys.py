@@ -16,7 +16,8 @@ Per partition N (``T`` = ``{driftline:{app}:p{N}}``)::
 
     T:offsets                hash  "topic:partition" -> last applied offset (partition N of both topics)
     T:state:{model}:{v}      JSON  ModelMonitor.to_dict()
-    T:models                 hash  "{model}\\t{version}" -> {"events", "updated"} (JSON), the models of N
+    T:models                 hash  "{model}\\t{version}" -> {"events", "updated", "decision"} (JSON), the
+                                   models of N
     T:pred:{model}:{hour}    hash  event id -> [version, prediction, score, timestamp], kept for labels
                                    (expires)
     T:label:{model}:{id}     JSON  {"l": label, "t": timestamp}: a label waiting for its prediction (expires)

@@ -117,8 +117,9 @@ class MemoryStateStore:
     def models(self) -> dict[tuple[str, str], float]:
         return dict(self._updated)
 
-    def summaries_of(self, partitions: set[int]) -> dict[tuple[str, str], dict]:
-        return {k: v for k, v in self.model_summaries().items() if self.partition_of(k[0]) in partitions}
+    def summaries_of(self, partitions: set[int], limit: int | None = None) -> dict[tuple[str, str], dict]:
+        found = [(k, v) for k, v in self.model_summaries().items() if self.partition_of(k[0]) in partitions]
+        return dict(found if limit is None else found[:limit])
 
     def versions_of(self, model: str) -> dict[str, float]:
         return {v: t for (m, v), t in self._updated.items() if m == model}

@@ -347,14 +347,20 @@ class RedisStateStore:
                 out[parse_member(field.decode())] = orjson.loads(summary)
         return out
 
-    def summaries_of(self, partitions: set[int]) -> dict[tuple[str, str], dict]:
-        """``model_summaries`` of the models of ``partitions`` only (their registries, one HGETALL each)."""
+    def summaries_of(self, partitions: set[int], limit: int | None = None) -> dict[tuple[str, str], dict]:
+        """``model_summaries`` of the models of ``partitions`` only, read with HSCAN from their registries, up to
+        about ``limit`` of them (all without one)."""
         keys = self.keys()
-        out = {}
-        for raw in self._pipelined([("hgetall", (keys.of(p).models,)) for p in sorted(partitions)]):
-            for field, summary in raw.items():
-                out[parse_member(field.decode())] = orjson.loads(summary)
-        return out
+
+        def scan() -> dict[tuple[str, str], dict]:
+            out: dict[tuple[str, str], dict] = {}
+            for p in sorted(partitions):
+                for field, summary in self._redis.hscan_iter(keys.of(p).models, count=500):
+                    out[parse_member(field.decode())] = orjson.loads(summary)
+                    if limit is not None and len(out) >= limit:
+                        return out
+            return out
+        return self._call(scan)
 
     def model_summary(self, model: str, version: str) -> dict | None:
         """One model version's {"events", "updated"}, found without reading any other model's."""

@@ -140,8 +140,9 @@ class StateStore(Protocol):
         """Per (model, version): {"events", "updated"} as of its last commit, and "decision" where the commit
         gave one."""
 
-    def summaries_of(self, partitions: set[int]) -> dict[tuple[str, str], dict]:
-        """``model_summaries`` of the models of ``partitions`` only (a worker's, after an assignment)."""
+    def summaries_of(self, partitions: set[int], limit: int | None = None) -> dict[tuple[str, str], dict]:
+        """``model_summaries`` of the models of ``partitions`` only (a worker's, after an assignment), up to about
+        ``limit`` of them, in no particular order."""
 
     def profiles(self, models: list[tuple[str, str]]) -> dict[tuple[str, str], dict | bytes | None]:
         """Registered reference profile per (model, version); None where there is none, bytes where it is

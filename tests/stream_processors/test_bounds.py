@@ -135,6 +135,10 @@ def test_an_event_with_too_many_features_is_dead_lettered():
     ({"features": {"c": "v" * 1025}}, "name_too_long"),
     ({"prediction": "p" * 1025}, "name_too_long"),
     ({"score": {"k" * 1025: 0.5}}, "name_too_long"),
+    ({"score": {f"class{k}": 0.0 for k in range(1001)}}, "too_many_classes"),
+    ({"features": {"x": 1.0, "__prediction__": "p"}}, "reserved_name"),
+    ({"features": {"__score__": 0.5}}, "reserved_name"),
+    ({"features": {"__error__": 0.5}}, "reserved_name"),
     ({"model_version": "v" * 257}, "name_too_long"),
     ({"event_id": "i" * 257}, "name_too_long"),
 ])
@@ -270,3 +274,75 @@ def test_a_rebalance_forgets_which_models_have_waiting_labels():
     time.sleep(0.05)
     assert store.commit(processor.process([IncomingMessage("t", 0, 1, _envelope([_event(1)]), key=b"m")]))
     assert store.label_counts() == {"quiet:pending": 1}
+
+
+def _label_message(model, *labels, offset=0):
+    value = orjson.dumps({"schema_version": 1, "kind": "label", "model": model, "events": [
+        {"event_id": f"e{i}", "label": label, "timestamp": 2.0} for i, label in enumerate(labels)]})
+    return IncomingMessage("l", 0, offset, value, key=model.encode())
+
+
+def test_a_long_label_is_dead_lettered_and_its_neighbours_joined():
+    outcome, store = _process([_label_message("m", 1, "y" * 1025, "y" * 1024)])
+    assert _codes(outcome) == {"name_too_long": 1} and outcome.labels == 2
+    assert outcome.dead_letters[0]["event_id"] == "e1"
+
+
+def test_a_feature_named_as_an_output_column_leaves_the_predictions_statistics_alone():
+    from detectors.model.monitor import ModelMonitor
+    from stream_processors.batch import logic_params
+
+    events = [_event(i, prediction=float(i)) for i in range(300)]
+    events[5] = _event(5, prediction=5.0, features={"x": 1.0, "__prediction__": "text"})
+    outcome, store = _process([IncomingMessage("t", 0, 0, _envelope(events), key=b"m")])
+    assert _codes(outcome) == {"reserved_name": 1} and outcome.events == 299
+    status = ModelMonitor.from_dict(store.load([("m", "1")])[("m", "1")], logic_params(Settings()).monitor).describe()
+    prediction = status["prediction"]
+    assert (prediction["kind"], prediction["count"], prediction["missing"]) == ("numeric", 299, 0)
+    assert "__prediction__" not in status["features"]
+
+
+def test_labels_of_models_kept_from_state_by_the_cap_are_dead_lettered_not_kept_waiting():
+    settings = Settings(max_models=1)
+    store = MemoryStateStore()
+    processor = BatchProcessor(settings, store)
+    assert store.commit(processor.process([IncomingMessage("t", 0, 0, _envelope([_event(0)]), key=b"m")]))
+    outcome = processor.process([_label_message("m", 1, offset=1), _label_message("new", 1, 0, 1, offset=2),
+                                 _label_message("new", 0, offset=3)])
+    assert _codes(outcome) == {"too_many_models": 4} and len(outcome.dead_letters) == 2  # one per message
+    assert outcome.labels == 1 and "labels of a model without state" in outcome.dead_letters[0]["reason"]
+    assert store.commit(outcome)
+    assert store.pending_labels("new") == 0 and "new" not in processor._waiting_models
+    # below the cap, labels may come before their model's first prediction: they wait
+    outcome = BatchProcessor(Settings(max_models=2), store).process([_label_message("early", 1, offset=4)])
+    assert not outcome.dead_letters and outcome.labels == 1
+
+
+def test_labels_of_a_model_another_worker_gave_state_are_joined():
+    settings = Settings(max_models=1)
+    store = MemoryStateStore()
+    processor = BatchProcessor(settings, store)
+    processor.catalog._known()  # read while the store was empty
+    assert store.commit(BatchProcessor(settings, store).process(
+        [IncomingMessage("t", 0, 0, _envelope([_event(0)], model="late"), key=b"late")]))
+    assert store.commit(BatchProcessor(settings, store).process(
+        [IncomingMessage("t2", 0, 0, _envelope([_event(0)], model="m"), key=b"m")]))  # refused: at the cap
+    outcome = processor.process([_label_message("late", 1, offset=1)])
+    assert not outcome.dead_letters and outcome.labels == 1
+
+
+def test_long_categories_are_kept_short_and_distinct():
+    from detectors.frequencies import CategoryFrequencies
+
+    values = [f"{i:04d}" + "v" * 1020 for i in range(50)] * 2 + ["w" * 1000] * 3
+    frequencies = CategoryFrequencies()
+    frequencies.update(values)
+    kept = frequencies.frequencies
+    assert len(kept) == 51 and max(map(len, kept)) <= 128 and sorted(kept.values()) == [2] * 50 + [3]
+    # a state with many long categories stays small: 20 features of 1,000 distinct 1,024-character values
+    events = [_event(i, features={f"c{f}": f"{i:04d}{f:02d}" + "z" * 1018 for f in range(20)}) for i in range(1000)]
+    outcome, store = _process([IncomingMessage("t", 0, k, _envelope(events[k * 40:(k + 1) * 40]), key=b"m")
+                               for k in range(25)])
+    assert outcome.events == 1000
+    size = len(outcome.states[("m", "1")])
+    assert size < 20 * 1000 * 400, size  # about 2 copies of each short key; 1,024-character keys took 43 MB

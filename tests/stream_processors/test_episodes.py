@@ -166,9 +166,32 @@ def test_the_error_stream_uses_the_one_class_rule():
 
 
 def _state_with_evidence(labels):
+    """A version with ``labels`` joined; a window of them measured once there are ``performance_window``."""
     state = ModelMonitor("m", "1", logic_params(SETTINGS.replace(trigger_drift_features=2)).monitor)
     state.performance.labels = labels
+    if labels >= SETTINGS.performance_window:
+        state.performance.history = [{"accuracy": 0.9, "labels": SETTINGS.performance_window}]
     return state
+
+
+def test_a_few_labels_short_of_a_window_are_no_evidence_and_leave_the_drift_rule_on():
+    state = _state_with_evidence(labels=1)
+    drift = [_drift(state, f, f"e{i}") for i, f in enumerate(("a", "b", "c"))]
+    [trigger] = state.policy.decide(state, drift)
+    assert trigger.evidence["rule"] == "drift" and state.policy.verdict["verdict"] == "retrain"
+
+
+def test_a_drift_retrain_ends_when_performance_evidence_shows_the_model_holds():
+    state = _state_with_evidence(labels=0)
+    drift = [_drift(state, f, f"e{i}") for i, f in enumerate(("a", "b", "c"))]
+    [trigger] = state.policy.decide(state, drift)
+    assert state.policy.verdict["verdict"] == "retrain"
+    state.performance.labels = SETTINGS.performance_window  # labels come, a window is measured: accuracy holds
+    state.performance.history = [{"accuracy": 0.9, "labels": SETTINGS.performance_window}]
+    assert state.policy.decide(state, []) == []
+    verdict = state.policy.verdict
+    assert verdict["verdict"] == "continue" and f"retrain trigger {trigger.id}" in verdict["explanation"]
+    assert "but performance holds: realized accuracy 0.9" in verdict["evidence"]
 
 
 def test_drift_alone_does_not_retrain_a_model_with_performance_evidence():

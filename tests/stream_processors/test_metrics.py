@@ -1,3 +1,4 @@
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from producers.events import encode_envelope
@@ -278,12 +279,14 @@ def test_events_saved_before_a_conflict_are_counted_once():
     assert store.commit(Advance())
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)
-    saved, parts = commit_in_parts(store, first, 2)
-    assert (saved, parts) == (False, {0})  # a's partition saved, b's conflicts
+    parts: set[int] = set()
+    assert not commit_in_parts(store, first, 2, parts)
+    assert parts == {0}  # a's partition saved, b's conflicts
     part = saved_part(first, parts, store.partition_of)
     metrics.observe_models(part, partitions=model_partitions(part, store.partition_of))  # what handle() does
     redo = BatchProcessor(settings, store).process(messages)
-    assert commit_in_parts(store, redo, 2) == (True, set())  # both partitions' messages were applied already
+    redone: set[int] = set()
+    assert commit_in_parts(store, redo, 2, redone) and redone == set()  # both partitions' messages applied already
     metrics.observe(redo, 0.01, partitions=model_partitions(redo, store.partition_of))
     assert store.model_summaries()[(a, "1")]["events"] == 3
     value = registry.get_sample_value
@@ -298,10 +301,44 @@ def test_a_batch_is_saved_in_parts_as_the_store_saves_it():
     store = MemoryStateStore(partitions=2)
     (a,), (b,) = _on(0), _on(1)
     out = BatchProcessor(Settings(topic_partitions=2), store).process([_inference(a, 0, 0), _inference(b, 1, 0)])
-    assert commit_in_parts(store, out, 2) == (True, {0, 1})
+    parts: set[int] = set()
+    assert commit_in_parts(store, out, 2, parts) and parts == {0, 1}
     assert store.offsets([("inf", 0), ("inf", 1)]) == {("inf", 0): 0, ("inf", 1): 0}
     assert {k for k in store.model_summaries()} == {(a, "1"), (b, "1")}
-    assert commit_in_parts(store, out, 2) == (False, set())  # the same batch again: the first part conflicts
+    again: set[int] = set()
+    assert not commit_in_parts(store, out, 2, again) and again == set()  # the same batch again: the first conflicts
+
+
+def test_parts_saved_before_redis_fails_are_known_with_their_alerts_and_dead_letters():
+    """A later part's Redis failure (a cluster master failing over) after earlier parts were saved: the redo skips
+    the saved ones, so the worker learns them from ``commit_in_parts`` and counts them with ``saved_part``."""
+    from stream_processors.errors import ServiceUnavailable
+    from stream_processors.faust_app.app import commit_in_parts, saved_part
+
+    store = MemoryStateStore(partitions=2)
+    (a,), (b,) = _on(0), _on(1)
+    bad = IncomingMessage("inf", 0, 1, b"not json", a.encode())
+    out = BatchProcessor(Settings(topic_partitions=2), store).process(
+        [_inference(a, 0, 0), bad, _inference(b, 1, 0)])
+    out.alerts = [{"model": a, "type": "drift", "severity": "warning"}, {"model": b, "type": "drift",
+                                                                        "severity": "warning"}]
+    commit = store.commit
+    calls = []
+
+    def failing_second(part):
+        calls.append(part)
+        if len(calls) == 2:
+            raise ServiceUnavailable("Redis at localhost:6379 is unavailable")
+        return commit(part)
+
+    store.commit = failing_second
+    parts: set[int] = set()
+    with pytest.raises(ServiceUnavailable):
+        commit_in_parts(store, out, 2, parts)
+    assert parts == {0} and store.offsets([("inf", 0), ("inf", 1)]) == {("inf", 0): 1, ("inf", 1): -1}
+    saved = saved_part(out, parts, store.partition_of)
+    assert [x["model"] for x in saved.alerts] == [a]
+    assert saved.rejected_by_reason == {"malformed_json": 1} and len(saved.dead_letters) == 1
 
 
 def test_alert_counter_slots_of_revoked_partitions_go_to_models_of_newly_owned_ones():
@@ -361,3 +398,41 @@ def test_saved_model_versions_of_owned_partitions_are_exported_before_their_next
     assert value("driftline_model_events", {"model": "a", "model_version": "1"}) is None  # past the cap
     metrics.owned_partitions({0, 1})
     assert metrics.seed(summaries, partition_of) == 0  # no room left
+
+
+def test_a_version_applied_here_takes_the_slot_of_a_seeded_one_when_none_is_free():
+    from stream_processors.batch import BatchOutcome
+
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, max_model_series=2)
+    metrics.owned_partitions({0})
+    summaries = {("old", "1"): {"events": 1, "updated": 10.0}, ("older", "1"): {"events": 1, "updated": 5.0}}
+    assert metrics.seed(summaries, lambda m: 0) == 2
+    live = BatchOutcome(events_total={("live", "1"): 7}, decisions={("live", "1"): "retrain"})
+    metrics.observe(live, 0.01, partitions={"live": 0})
+    value = registry.get_sample_value
+    assert value("driftline_model_events", {"model": "live", "model_version": "1"}) == 7
+    assert value("driftline_model_decision", {"model": "live", "model_version": "1"}) == 1.0
+    assert value("driftline_model_events", {"model": "older", "model_version": "1"}) is None  # least recent went
+    assert value("driftline_model_events", {"model": "old", "model_version": "1"}) == 1
+    # a seeded version that is applied here is kept like any other from then on
+    metrics.observe(BatchOutcome(events_total={("old", "1"): 2}), 0.01, partitions={"old": 0})
+    metrics.observe(BatchOutcome(events_total={("new", "1"): 1}), 0.01, partitions={"new": 0})
+    assert value("driftline_model_events", {"model": "new", "model_version": "1"}) is None  # no slot: __other__
+    assert value("driftline_metric_series_dropped_total", {"model": OTHER}) == 1
+
+
+def test_an_alert_counted_in_a_batch_keeps_its_series_through_that_batch():
+    from stream_processors.batch import BatchOutcome
+
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, max_model_series=1)
+    metrics.owned_partitions({0, 1})
+    fired = {"type": "drift", "severity": "warning"}
+    metrics.observe(BatchOutcome(alerts=[{**fired, "model": "a"}]), 0.01, partitions={"a": 0})
+    metrics.owned_partitions({1})  # a's partition is being revoked while a batch of both is saved
+    metrics.observe(BatchOutcome(alerts=[{**fired, "model": "a"}, {**fired, "model": "b"}]), 0.01,
+                    partitions={"a": 0, "b": 1})
+    counted = sum(s.value for m in registry.collect() if m.name == "driftline_alerts_published" for s in m.samples
+                  if s.name.endswith("_total"))
+    assert counted == 3  # a twice (its slot kept through the batch), b under __other__

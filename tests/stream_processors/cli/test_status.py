@@ -58,3 +58,39 @@ def test_a_positive_limit_is_taken():
     from stream_processors.cli import build_parser
 
     assert build_parser().parse_args(["status", "--limit", "3"]).limit == 3
+
+
+ANSI = "\x1b[1A\x1b[2K\rDECISION: CONTINUE (spoofed)\n  \x1b[8m"
+SHOWN = "\\x1b[1A\\x1b[2K\\rDECISION: CONTINUE (spoofed)\\n  \\x1b[8m"
+
+
+def test_names_with_terminal_escapes_are_shown_as_escaped_text_and_spoof_no_line():
+    """The reviewer's model of issue 1015: a feature name and a category that rewrite the lines above them."""
+    from detectors.model.monitor import ModelMonitor
+    from stream_processors.batch import logic_params
+    from stream_processors.cli.status import print_status
+    from stream_processors.config import Settings
+
+    monitor = ModelMonitor(ANSI, ANSI, logic_params(Settings()).monitor)
+    monitor.apply([{"event_id": f"e{i}{ANSI}", "timestamp": 1.0 + i, "features": {ANSI: ANSI, "x": 1.0},
+                    "prediction": ANSI, "score": None} for i in range(3)])
+    out = io.StringIO()
+    print_status({**monitor.describe(), "versions": [ANSI], "labels": {}}, out)
+    text = out.getvalue()
+    assert "\x1b" not in text and "\r" not in text
+    lines = text.splitlines()
+    assert all(line.isprintable() for line in lines)
+    assert sum(line.startswith("DECISION") for line in lines) == 1 and lines[0].startswith("DECISION: CONTINUE")
+    assert lines[3].startswith(f"model {SHOWN} version {SHOWN}: 3 events")
+    assert any(line.startswith(f"  {SHOWN} categorical") and f"{SHOWN}: 3" in line for line in lines)
+
+
+def test_the_model_list_shows_names_with_terminal_escapes_as_escaped_text():
+    page = {"total": 1, "sort": "recent", "limit": 20, "now": 1000.0, "models": [
+        {"model": ANSI, "model_version": "\x9b2J", "events": 3, "updated": 990.0, "decision": "continue",
+         "drifting": [ANSI]}]}
+    out = io.StringIO()
+    print_page(page, out)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3 and all(line.isprintable() for line in lines)
+    assert lines[2] == f"  {SHOWN} \\x9b2J     CONTINUE           3    10s ago  {SHOWN}"

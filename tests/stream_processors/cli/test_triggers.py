@@ -93,7 +93,7 @@ def test_bad_limits_are_one_line_errors(flags, message, capsys):
 
 
 def test_a_model_name_with_a_newline_stays_on_one_log_line():
-    from stream_processors.cli.triggers import _printable
+    from stream_processors.cli.triggers import printable as _printable
 
     assert _printable("trigger t (model a\nb v1)") == "trigger t (model a\\nb v1)"
     assert _printable("model crédit v1") == "model crédit v1"

@@ -402,3 +402,23 @@ def test_the_registry_keeps_each_versions_decision_and_is_read_by_partition(stor
                                                       "decision": "continue"}}
     assert set(store.summaries_of({0, 1})) == {(first, "1"), (second, "1")}
     assert store.summaries_of({0, 1}) == {k: v for k, v in store.model_summaries().items() if k[0] != chosen[2]}
+    some = store.summaries_of({0, 1, 2}, limit=2)  # a worker reads no more than it can export
+    assert len(some) == 2 and all(store.model_summaries()[k] == v for k, v in some.items())
+
+
+def test_after_an_assignment_the_rollback_check_starts_from_what_redis_held(store):
+    """Redis lost a partition and another worker rebuilt it from the earliest offset; when the partition comes
+    back to the first worker, its consumer is sought to the offset after Redis's (``resumed_from``): its earlier,
+    higher offsets must not make it refuse the batch (and exit) when nothing can be skipped."""
+    store, _ = store
+    empty = _snapshot(store)
+    a = BatchProcessor(Settings(topic_partitions=PARTITIONS), store)
+    for offset in range(3):
+        outcome = a.process([_inference(offset)])
+        assert store.commit(outcome)
+        a.committed(outcome.offsets)
+    _roll_back(store, empty)  # the state is lost, and rebuilt by the partition's owner meanwhile
+    assert store.commit(BatchProcessor(Settings(topic_partitions=PARTITIONS), store).process([_inference(0)]))
+    a.rebalanced()
+    a.resumed_from(store.offsets([("inf", P)]))  # what the seek at the assignment does
+    assert a.process([_inference(1)]).offsets == {("inf", P): (0, 1)}
