@@ -14,7 +14,8 @@ batch, which is what makes a restart lose nothing and count nothing twice:
    versions and models (checked once per batch) are dead-lettered here.
 3. Load the state of each model version the batch touches (a state or profile
    that cannot be read is quarantined, alerted, and the version starts
-   afresh), apply all the batch's events of each version, in offset order
+   afresh; one this worker saved and Redis still holds as it left it comes
+   from ``state_cache`` instead, back there once its commit succeeds), apply all the batch's events of each version, in offset order
    across its messages, as one call (a version's state depends on its event
    sequence only, never on how it is cut: a replay that groups messages
    otherwise reaches the same bytes), collect findings as alerts; then join
