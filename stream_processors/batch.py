@@ -242,10 +242,10 @@ class BatchProcessor:
         # always, and those its entries were saved with: any change since this worker's commit drops them.
         state_partitions = {self._state_partition(tp) for tp in partitions}
         cache = self.state_cache
-        watched = set()
+        # both topics' offsets of each partition: the commit checks the other topic's too (below)
+        watched = {(topic, p) for p in numbers for topic in (self._settings.inference_topic,
+                                                             self._settings.label_topic)}
         if cache.capacity:
-            watched = {(topic, p) for p in numbers for topic in (self._settings.inference_topic,
-                                                                 self._settings.label_topic)}
             watched |= cache.watched(state_partitions)
         stored = self._store.offsets(sorted({*partitions, *(tp for tp in list(self._committed) if tp[1] in numbers),
                                              *watched}))
@@ -259,6 +259,15 @@ class BatchProcessor:
             tp = (m.topic, m.partition)
             expected = outcome.offsets.get(tp, (stored[tp], stored[tp]))[0]
             outcome.offsets[tp] = (expected, m.offset)
+        # a partition's state is written by the batches of both its topics: the commit also checks (and leaves as
+        # it is) the offset of the other topic, so that a batch of one topic read before another worker's commit
+        # of the other cannot overwrite what that commit wrote
+        topics = (self._settings.inference_topic, self._settings.label_topic)
+        for topic, p in list(outcome.offsets):
+            if topic in topics:
+                other = (topics[1] if topic == topics[0] else topics[0], p)
+                if other not in outcome.offsets and other in stored:
+                    outcome.offsets[other] = (stored[other], stored[other])
         # A unit is one message's events of one version; a version's units are then applied as one run (its
         # state depends on the event sequence only: how a consumer groups messages cannot change a bit).
         units: list[tuple[tuple[str, str], IncomingMessage, list[dict]]] = []

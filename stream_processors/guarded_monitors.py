@@ -52,9 +52,10 @@ class GuardedMonitors:
         self._p = processor
         self._outcome = outcome
         self.states: dict[tuple[str, str], ModelMonitor] = {}
-        # each version's saved record at the start of the batch (what a rebuild starts from): the bytes its commit
-        # wrote where it came from the cache
-        self._saved: dict[tuple[str, str], dict | bytes | None] = {}
+        # each version's saved record at the start of the batch, as bytes (what a rebuild starts from, decoded
+        # afresh each time: a restored state shares lists with the record it was made from, and applying events
+        # to it would change a record kept decoded); the bytes its commit wrote where it came from the cache
+        self._saved: dict[tuple[str, str], bytes | None] = {}
         self._profiles: dict[tuple[str, str], ReferenceProfile | None] = {}
         self._profiles_raw: dict[tuple[str, str], dict | bytes | None] = {}
         self._applied: dict[tuple[str, str], list[list[dict]]] = defaultdict(list)
@@ -119,7 +120,7 @@ class GuardedMonitors:
             self._quarantine("state", key, saved, exc)
             self._saved[key] = None
             return ModelMonitor(key[0], key[1], params, profile)
-        self._saved[key] = saved
+        self._saved[key] = saved if isinstance(saved, bytes) else orjson.dumps(saved)  # before any event changes it
         return state
 
     def _reuse(self, key: tuple[str, str], entry: CachedState[ModelMonitor]) -> ModelMonitor:
@@ -147,14 +148,22 @@ class GuardedMonitors:
 
     def _rebuild(self, key: tuple[str, str]) -> ModelMonitor:
         """The version as it was at the start of the batch plus the units that applied since."""
-        saved = self._saved[key]
-        if isinstance(saved, bytes):  # a cached state's: the bytes its commit wrote, which loaded fine then
-            saved = self._saved[key] = orjson.loads(saved)
         params = self._p.params.monitor
-        state = ModelMonitor(key[0], key[1], params, self._profiles[key]) if saved is None else \
-            ModelMonitor.from_dict(saved, params)
-        if saved is not None and self._profiles[key] is not None:
-            state.adopt_profile(self._profiles[key])
+        saved = self._saved[key]
+        state = None
+        if saved is not None:
+            try:  # a cached state's bytes were written by its commit, never read back: they may not load
+                state = ModelMonitor.from_dict(orjson.loads(saved), params)
+            except BaseException as exc:  # noqa: BLE001 - as for a record read from Redis: quarantined
+                if is_fatal(exc):
+                    raise
+                self._quarantine("state", key, saved, exc)
+                self._saved[key] = None
+            else:
+                if self._profiles[key] is not None:
+                    state.adopt_profile(self._profiles[key])
+        if state is None:
+            state = ModelMonitor(key[0], key[1], params, self._profiles[key])
         for events in self._applied[key]:
             state.apply(events)
         self.states[key] = state

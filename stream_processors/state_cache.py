@@ -15,7 +15,9 @@ outcome the bytes it would be without the cache:
    is used only in a batch whose ``check`` saw its partition.
 3. Rebuilds. An entry keeps the bytes the commit wrote: where a batch has to rebuild the version from its
    state at the start of the batch, it decodes those, as it would the record read from Redis.
-4. Memory. At most ``capacity`` versions, least recently used evicted (0: no cache).
+4. Memory. At most ``capacity`` versions, and at most ``max_saved_bytes`` of their saved bytes (a live state
+   takes about 3.5 times its saved bytes; a version of 400 features measured 4 MB saved, 13.6 MB live), least
+   recently used evicted (capacity 0: no cache).
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["CachedState", "StateCache"]
+__all__ = ["MAX_SAVED_BYTES", "CachedState", "StateCache"]
+
+MAX_SAVED_BYTES = 64 * 1024 * 1024
+"""The saved bytes the cached versions may add up to: about 220 MB of live states."""
 
 TopicPartition = tuple[str, int]
 Key = tuple[str, str]
@@ -54,12 +59,18 @@ class StateCache(Generic[S]):
     >>> cache.check({("t", 0): 9}, {0})  # someone else moved partition 0
     >>> len(cache)
     0
+    >>> small = StateCache(capacity=10, max_saved_bytes=5)
+    >>> small.put(0, {("t", 0): 1}, {("a", "1"): ("A", b"123"), ("b", "1"): ("B", b"456")})
+    >>> len(small), small.saved_bytes  # past the bytes: the least recently used went
+    (1, 3)
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_saved_bytes: int = MAX_SAVED_BYTES) -> None:
         if capacity < 0:
             raise ValueError(f"capacity must be 0 or more, got {capacity}")
         self.capacity = capacity
+        self.max_saved_bytes = max_saved_bytes
+        self.saved_bytes = 0
         self._entries: OrderedDict[Key, CachedState[S]] = OrderedDict()
         self._offsets: dict[int, dict[TopicPartition, int]] = {}
         self._checked: set[int] = set()
@@ -86,8 +97,7 @@ class StateCache(Generic[S]):
         entry = self._entries.get(key)
         if entry is None or entry.partition not in self._checked:
             return None
-        del self._entries[key]
-        return entry
+        return self._remove(key)
 
     def put(self, partition: int, offsets: dict[TopicPartition, int], states: dict[Key, tuple[S, bytes]]) -> None:
         """A commit of ``partition`` succeeded: its stored offsets are now ``offsets``, and ``states`` (the
@@ -97,17 +107,25 @@ class StateCache(Generic[S]):
             return
         self._offsets[partition] = dict(offsets)
         for key, (state, saved) in states.items():
-            self._entries.pop(key, None)
+            self._remove(key)
             self._entries[key] = CachedState(state, saved, partition)
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+            self.saved_bytes += len(saved)
+        while self._entries and (len(self._entries) > self.capacity or self.saved_bytes > self.max_saved_bytes):
+            self._remove(next(iter(self._entries)))
+
+    def _remove(self, key: Key) -> CachedState[S] | None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.saved_bytes -= len(entry.saved)
+        return entry
 
     def drop(self, partition: int) -> None:
         self._offsets.pop(partition, None)
         for key in [k for k, e in self._entries.items() if e.partition == partition]:
-            del self._entries[key]
+            self._remove(key)
 
     def clear(self) -> None:
+        self.saved_bytes = 0
         self._entries.clear()
         self._offsets.clear()
         self._checked = set()

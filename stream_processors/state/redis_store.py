@@ -54,8 +54,8 @@ for i = 0, n - 1 do
   local stored = redis.call('HGET', KEYS[1], ARGV[2 + 3 * i])
   if (stored or '-1') ~= ARGV[3 + 3 * i] then return 0 end
 end
-for i = 0, n - 1 do
-  redis.call('HSET', KEYS[1], ARGV[2 + 3 * i], ARGV[4 + 3 * i])
+for i = 0, n - 1 do  -- an offset only checked (the other topic's, unchanged) is left as it is
+  if ARGV[3 + 3 * i] ~= ARGV[4 + 3 * i] then redis.call('HSET', KEYS[1], ARGV[2 + 3 * i], ARGV[4 + 3 * i]) end
 end
 local base = 2 + 3 * n  -- ARGV after the offsets: the state count, states, members, summaries
 local s = tonumber(ARGV[base])
