@@ -96,10 +96,8 @@ def _run(settings, batches, profile_at=None, profile=None):
     return saved, alerts, store
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_fuzz_same_bytes(seed, monkeypatch):
-    import time as _t
-    monkeypatch.setattr(_t, "time", lambda: 5000.0)
+def stream_batches(seed: int) -> list[list]:
+    """The seed's random stream, cut into batches of 1 to 8 messages."""
     msgs = _stream(seed)
     rng = random.Random(seed + 100)
     batches, i = [], 0
@@ -107,6 +105,14 @@ def test_fuzz_same_bytes(seed, monkeypatch):
         n = rng.randint(1, 8)
         batches.append(msgs[i:i + n])
         i += n
+    return batches
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fuzz_same_bytes(seed, monkeypatch):
+    import time as _t
+    monkeypatch.setattr(_t, "time", lambda: 5000.0)
+    batches = stream_batches(seed)
     a = _run(BASE, batches)
     b = _run(dataclasses.replace(BASE, state_cache_versions=0), batches)
     for k, (x, y) in enumerate(zip(a[0], b[0])):

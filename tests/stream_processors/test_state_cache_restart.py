@@ -2,7 +2,6 @@
 leaves the bytes an uninterrupted run with the cache saves: a rebuild starts from the record as it was at the
 start of the batch, never from one that applying events changed through lists it shares with a restored state."""
 import dataclasses
-import random
 
 import orjson
 import pytest
@@ -13,14 +12,7 @@ from tests.stream_processors import test_state_cache_fuzz as t
 
 
 def _batches(seed):
-    msgs = t._stream(seed)
-    rng = random.Random(seed + 100)
-    batches, i = [], 0
-    while i < len(msgs):
-        n = rng.randint(1, 8)
-        batches.append(msgs[i:i + n])
-        i += n
-    return batches
+    return t.stream_batches(seed)
 
 
 def _run(settings, batches, restart_at=None, rebalance_at=None):
