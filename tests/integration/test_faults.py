@@ -292,6 +292,9 @@ def test_damaged_state_and_profile_are_quarantined(settings, worker_factory):
 
     send("m0", 0, 300)
     wait_until_applied(settings, worker)
+    # the damage is found where a worker reads the record: at its start (a running worker uses the state it
+    # saved, kept in its state cache while Redis holds the offsets it saved with it)
+    assert worker.kill(signal.SIGTERM) == 0
     r = redis_client(settings.redis)
     keys = AppKeys(settings.app_id, settings.topic_partitions)
     state_key = keys.state("m0", "1")
@@ -302,6 +305,7 @@ def test_damaged_state_and_profile_are_quarantined(settings, worker_factory):
                 part["window"] = part["window"][:12]
     r.set(state_key, orjson.dumps(saved))
     r.set(keys.profile("m1", "1"), b'{"format": "driftline.reference_profile/0", "x": ')
+    worker.start()
     send("m0", 300, 100)
     send("m1", 0, 100)
     wait_until_applied(settings, worker)
