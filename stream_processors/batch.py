@@ -237,12 +237,11 @@ class BatchProcessor:
             self._cache_rebalances = rebalances
         partitions = sorted({(m.topic, m.partition) for m in messages})
         numbers = {p for _t, p in partitions}
-        # the offsets of every topic of the batch's partitions that this worker committed: a state is written
-        # by the batches of both topics of its partition, so a loss shows in either. With the cache, both topics'
-        # always, and those its entries were saved with: any change since this worker's commit drops them.
+        # A state is written by the batches of both topics of its partition, so both topics' offsets are read:
+        # the rollback check compares them with what this worker committed, the cache with what its entries were
+        # saved with, and the commit checks the other topic's too (below).
         state_partitions = {self._state_partition(tp) for tp in partitions}
         cache = self.state_cache
-        # both topics' offsets of each partition: the commit checks the other topic's too (below)
         watched = {(topic, p) for p in numbers for topic in (self._settings.inference_topic,
                                                              self._settings.label_topic)}
         if cache.capacity:
