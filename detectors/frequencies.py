@@ -106,3 +106,19 @@ def category_key(value: object) -> str:
     if len(text) <= LONG_CATEGORY:
         return text
     return f"{text[:100]}…{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
+
+
+def category_keys(values: list) -> list:
+    """``category_key`` of each value, None kept as None; a column of short strings (the common case) is its
+    own keys, found at C speed.
+
+    >>> category_keys(["rent", None, True, 3])
+    ['rent', None, 'true', '3']
+    """
+    types = set(map(type, values))
+    if types <= _STR_OR_NONE and max(map(len, filter(None, values)), default=0) <= LONG_CATEGORY:
+        return values if type(values) is list else list(values)
+    return [None if v is None else category_key(v) for v in values]
+
+
+_STR_OR_NONE = {str, type(None)}

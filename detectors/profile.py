@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from detectors.feature_monitor import NumericDriftMonitor
-from detectors.frequencies import CategoryFrequencies, category_key
+from detectors.frequencies import CategoryFrequencies, category_keys
 from detectors.moments import NumericSummary
 from detectors.online import StateVersionError
 from detectors.performance import ScoreCalibration, class_key, positive_class, same_class
@@ -99,7 +99,7 @@ def build_profile(model: str, model_version: str, columns: dict[str, tuple[str, 
             test = FeatureWindowTest.from_reference("categorical", values, window_size=window_size)
             entry["window_test"] = test.to_dict()
             entry["category_monitors"] = {}
-            keys = np.array([None if v is None else category_key(v) for v in values], dtype=object)
+            keys = np.array(category_keys(values), dtype=object)
             present = keys != None  # noqa: E711  (elementwise)
             for category in test.categories[:category_monitors]:
                 indicator = np.where(present, (keys == category).astype(np.float64), np.nan)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
 from detectors.distances import (binned_ks, binned_wasserstein, binomial_sf, chi_square_homogeneity, chi_square_sf,
                                  jensen_shannon, population_stability_index)
-from detectors.frequencies import category_key
+from detectors.frequencies import category_keys
 from detectors.online import StateVersionError
 from detectors.quantiles import QuantileSketch
 
@@ -116,7 +118,7 @@ class FeatureWindowTest:
             test._edge_range = [float(present.min()), float(present.max())]
             test._range_n = int(present.size)
         else:
-            values = [None if v is None else category_key(v) for v in values]
+            values = category_keys(values)
             counts: dict[str, int] = {}
             for v in values:
                 if v is not None:
@@ -230,8 +232,9 @@ class FeatureWindowTest:
             present = values[~np.isnan(values)]
             return np.searchsorted(np.asarray(self._edges), present, side="right"), present, values.size - present.size
         lookup = {c: i for i, c in enumerate(self._categories)}
-        keys = [category_key(v) for v in values if v is not None]
-        idx = np.fromiter((lookup.get(k, len(self._categories)) for k in keys), dtype=np.int64, count=len(keys))
+        keys = [k for k in category_keys(values) if k is not None]
+        idx = np.fromiter(map(lookup.get, keys, itertools.repeat(len(self._categories))), dtype=np.int64,
+                          count=len(keys))
         return idx, keys, len(values) - len(keys)
 
     def _bin_index(self, values) -> tuple[np.ndarray, int, int]:
@@ -295,10 +298,9 @@ class FeatureWindowTest:
             self._sketch.update(present)
             self._widen_range(present)
         else:
-            for v in values:
-                if v is not None:
-                    k = category_key(v)
-                    self._edge_counts[k] = self._edge_counts.get(k, 0) + 1
+            counts = self._edge_counts
+            for k, n in Counter(k for k in category_keys(values) if k is not None).items():
+                counts[k] = counts.get(k, 0) + n
 
     def _fix_bins(self) -> None:
         if self.kind == NUMERIC:

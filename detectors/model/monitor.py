@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from operator import itemgetter
 
 import numpy as np
 
 from detectors import CategoryFrequencies, NumericSummary, QuantileSketch, StateVersionError
 from detectors.feature_monitor import NumericDriftMonitor
-from detectors.frequencies import category_key
+from detectors.frequencies import category_keys
 from detectors.model import presentation
 from detectors.model.columns import (CATEGORICAL, NUMBER_TYPES, NUMERIC, PREDICTION, SCORE, ValueOutOfRange,
                                      categorical_column, kind_of, numeric_column)
@@ -28,6 +29,7 @@ _FORMAT = "driftline.model_state/7"
 # the event sequence); 5 kept no report series (they start empty), 4 saved no parameters either: the
 # configured ones apply
 _READABLE = (_FORMAT, "driftline.model_state/6", "driftline.model_state/5", "driftline.model_state/4")
+_EVENT_ID, _PREDICTION, _SCORE, _FEATURES = (itemgetter(k) for k in ("event_id", "prediction", "score", "features"))
 _OLD_FORMAT = "driftline.model_state/3"  # loaded and migrated: its last_alert_at become open episodes
 
 
@@ -105,16 +107,15 @@ class ModelMonitor(AlertPolicy):
         if not events:
             return []
         n = len(events)
-        ids = [e["event_id"] for e in events]
-        columns = {PREDICTION: (0, [e["prediction"] for e in events])}
-        scores = [e["score"] for e in events]
+        ids = list(map(_EVENT_ID, events))
+        columns = {PREDICTION: (0, list(map(_PREDICTION, events)))}
+        scores = list(map(_SCORE, events))
         first_score = 0 if SCORE in self.kinds else next(
             (i for i, s in enumerate(scores) if type(s) in NUMBER_TYPES), None)
         if first_score is not None:
             columns[SCORE] = (first_score, [s if type(s) in NUMBER_TYPES else None for s in scores[first_score:]])
-        feature_dicts = [e["features"] for e in events]
-        for name, start in self._feature_starts(feature_dicts).items():
-            columns[name] = (start, [f.get(name) for f in feature_dicts[start:]])
+        feature_dicts = list(map(_FEATURES, events))
+        columns.update(_feature_columns(feature_dicts, self._feature_starts(feature_dicts)))
         online: list[tuple[int, Finding | str]] = []   # (position in this call, finding or held key)
         windowed: list[tuple[str, object]] = []
         for name, (start, column) in columns.items():
@@ -200,6 +201,8 @@ class ModelMonitor(AlertPolicy):
         ones in the order they appear, up to ``max_features``."""
         starts = {k: 0 for k in self.kinds if k not in (PREDICTION, SCORE)}
         starts.update((k, 0) for k in self.early_missing)
+        if set().union(*feature_dicts) <= starts.keys():  # no new feature in this call (the common case)
+            return starts
         for i, features in enumerate(feature_dicts):
             if features.keys() <= starts.keys():
                 continue
@@ -245,7 +248,7 @@ class ModelMonitor(AlertPolicy):
             monitors = self.category_monitors[name] = {
                 c: reference.get(c) or NumericDriftMonitor(**self.params.category_monitor)
                 for c in categories}
-        keys = np.array([None if v is None else category_key(v) for v in values], dtype=object)
+        keys = np.array(category_keys(values), dtype=object)
         present = keys != None  # noqa: E711  (elementwise)
         out = []
         for category, monitor in monitors.items():
@@ -332,6 +335,20 @@ class ModelMonitor(AlertPolicy):
         if "report_series" in state:  # formats before 6 kept none: the series start at the next event
             ms.series = ReportSeries.from_dict(state["report_series"])
         return ms
+
+
+def _feature_columns(feature_dicts: list[dict], starts: dict[str, int]) -> dict[str, tuple[int, list]]:
+    """Each followed feature's values (None where an event lacks it) from its start on. Events that all carry
+    every followed feature (the common case) are cut into columns at C speed."""
+    if not starts or not feature_dicts:
+        return {name: (start, []) for name, start in starts.items()}
+    names = list(starts)
+    try:
+        rows = list(map(itemgetter(*names), feature_dicts))
+    except KeyError:  # some event lacks a feature: column by column
+        return {name: (start, [f.get(name) for f in feature_dicts[start:]]) for name, start in starts.items()}
+    columns = zip(*rows) if len(names) > 1 else (rows,)
+    return {name: (0, list(column)) for name, column in zip(names, columns)}  # every start is 0: all carry all
 
 
 def _migrated_episodes(last_alert_at: dict) -> dict[str, dict]:

@@ -3,10 +3,12 @@ and applies everything else (in-memory store)."""
 
 import time
 
+import numpy as np
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from detectors.model.monitor import ModelMonitor
 from producers.events import BOUND_CODES, REASON_CODES
 from stream_processors.batch import BatchProcessor, IncomingMessage
 from stream_processors.config import Settings
@@ -346,3 +348,25 @@ def test_long_categories_are_kept_short_and_distinct():
     assert outcome.events == 1000
     size = len(outcome.states[("m", "1")])
     assert size < 20 * 1000 * 400, size  # about 2 copies of each short key; 1,024-character keys took 43 MB
+
+
+@pytest.mark.parametrize("value", [1e16, 1e300])
+@pytest.mark.parametrize("missing", [None, "absent"])
+def test_a_number_past_the_bound_is_refused_even_beside_a_missing_value_of_its_feature(missing, value):
+    """The range of a column is checked on the whole column at once; a missing value (NaN there) must not hide a
+    number past ±MAX_ABS_NUMBER, which would make the feature's statistics infinite."""
+    other = _event(2)  # after the feature's kind is known
+    if missing is None:
+        other["features"]["x"] = None
+    else:
+        del other["features"]["x"]
+    events = [_event(0), _event(1), other, _event(3, features={"x": value, "c": "a"}), _event(4)]
+    outcome, store = _process([IncomingMessage("t", 0, 0, _envelope(events), b"m")])
+    assert _codes(outcome) == {"out_of_range": 1}
+    assert outcome.dead_letters[0]["event_id"] == "e3"
+    assert outcome.events == 4
+    processor = BatchProcessor(Settings(), store)
+    summary = ModelMonitor.from_dict(orjson.loads(outcome.states[("m", "1")]), processor.params.monitor).numeric["x"]
+    applied = [e["features"].get("x") for e in events if e["event_id"] != "e3"]
+    assert summary.count == 3
+    assert summary.mean == pytest.approx(np.nanmean(np.array(applied, dtype=float)))
