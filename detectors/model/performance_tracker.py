@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import dataclasses
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 
@@ -38,6 +39,8 @@ def _task_of(label: object) -> str:
 _FORMAT = "driftline.performance/3"
 _READABLE = (_FORMAT, "driftline.performance/2", "driftline.performance/1")  # before 3: no parameters saved
 _KEEP_IMPROVEMENTS = 10
+_SCORE, _PREDICTION = itemgetter("score"), itemgetter("prediction")
+_NUMBERS = {int, float}
 
 
 class PerformanceTracker:
@@ -187,16 +190,16 @@ class PerformanceTracker:
         if self.task == "regression":
             return []
         self.estimates = []
-        scored = [i for i, e in enumerate(events) if type(e["score"]) in (int, float)]
-        if len(scored) < len(events):  # events without a score are left out one by one, wherever they are cut
+        scores = list(map(_SCORE, events))
+        if not set(map(type, scores)) <= _NUMBERS:  # events without a score are left out one by one, wherever cut
+            scored = [i for i, s in enumerate(scores) if type(s) in (int, float)]
             findings = self.on_predictions([events[i] for i in scored]) if scored else []
             self.estimates = [(scored[p], v) for p, v in self.estimates]
             return [dataclasses.replace(f, position=scored[f.position]) for f in findings]
-        scores = [e["score"] for e in events]
         probabilities = self.calibration.apply(np.asarray(scores, dtype=np.float64))
-        predictions = [e["prediction"] for e in events]
+        predictions = list(map(_PREDICTION, events))
         wanted = class_key(self.positive)
-        if all(type(p) in (int, float) for p in predictions) and wanted == "1":
+        if set(map(type, predictions)) <= _NUMBERS and wanted == "1":
             positive = (np.asarray(predictions, dtype=np.float64) == 1.0).tolist()  # class_key, vectorised
         else:
             self._learn_classes(predictions)
@@ -207,7 +210,8 @@ class PerformanceTracker:
         size = self.params.window
         while len(self._estimate_window) >= size:
             window, self._estimate_window = self._estimate_window[:size], self._estimate_window[size:]
-            estimate = expected_accuracy(np.array([w[0] for w in window]), np.array([w[1] for w in window]))
+            window_probabilities, window_positive = zip(*window)
+            estimate = expected_accuracy(np.array(window_probabilities), np.array(window_positive))
             self.estimated = estimate
             self.estimates.append((len(events) - 1 - len(self._estimate_window), estimate))
             if self.estimate_baseline is None:
