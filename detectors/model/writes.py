@@ -8,22 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AwaitLabel", "CountLabels", "ForgetLabel", "JoinWrite", "KeepPrediction"]
+__all__ = ["AwaitLabel", "CountLabels", "ForgetLabel", "JoinWrite", "KeepPredictions"]
 
 
 @dataclass(frozen=True, slots=True)
-class KeepPrediction:
-    """Keep a prediction for labels that come later, in the bucket of hour ``hour`` (one bucket per model and
-    hour, so that a batch writes one record per bucket rather than a key per event)."""
+class KeepPredictions:
+    """Keep one model's predictions for labels that come later, in the bucket of hour ``hour`` (one bucket per
+    model and hour, so that a batch writes one record per bucket rather than a key per event): the prediction of
+    ``event_ids[i]`` is ``predictions[i]``, (version, prediction, score, timestamp). One write for all of a
+    bucket's events of a batch, not one per event: the join, the split by partition and the store's encoding
+    then cost per bucket, with one pass over the events where they cannot."""
 
     model: str
-    event_id: str
-    model_version: str
-    prediction: object
-    score: object
-    timestamp: float
     hour: int
     ttl_s: int
+    event_ids: tuple[str, ...]
+    predictions: tuple[tuple[str, object, object, float], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,4 +56,4 @@ class CountLabels:
     joined: int = 0
 
 
-JoinWrite = KeepPrediction | AwaitLabel | ForgetLabel | CountLabels
+JoinWrite = KeepPredictions | AwaitLabel | ForgetLabel | CountLabels
