@@ -100,8 +100,7 @@ def _ops(keys: PartitionKeys, writes: list[JoinWrite], quarantined: list[Quarant
     out: list[tuple] = []
     for w in writes:
         if isinstance(w, KeepPredictions):
-            if w.event_ids:
-                out.append(("keep", keys.predictions(w.model, w.hour), w.ttl_s, _kept(w)))
+            out.append(("keep", keys.predictions(w.model, w.hour), w.ttl_s, _kept(w)))
         elif isinstance(w, AwaitLabel):
             out.append(("setex", keys.waiting_label(w.model, w.event_id), w.ttl_s, label_record(w)))
             out.append(("zadd", keys.waiting(w.model), repr(w.deadline), w.event_id))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -149,7 +150,7 @@ def _bucket(store, model: str, hour: int) -> dict[bytes, bytes]:
 def test_kept_predictions_are_stored_byte_for_byte_as_one_json_record_per_event(store):
     """Each event id is a field of its hour's hash holding exactly orjson's [version, prediction, score, timestamp]
     (what older workers wrote): tricky strings, numbers of every kind, several buckets, a bucket of more fields
-    than one HSET takes, a bucket written twice, and an event id kept twice (the later wins)."""
+    than one HSET takes, a bucket written twice, an event id kept twice (the later wins), and none at all."""
     store, _ = store
     hour = int(time.time() // 3600)
     tricky = [("1", v, v, 1.5) for v in _VALUES] + [(s, s, 0.5, 2.0) for s in _TRICKY]
@@ -159,7 +160,8 @@ def test_kept_predictions_are_stored_byte_for_byte_as_one_json_record_per_event(
               KeepPredictions("m", hour - 1, 3600, tuple(f"e{i}" for i in range(many)),
                               tuple(("2", i, i / 7, 1e9 + i) for i in range(many))),
               KeepPredictions("m", hour - 5, 3600, ("a", "b", "a"), (("1", 1, None, 1.0), ("1", 2, None, 2.0),
-                                                                     ("1", 3, None, 3.0)))]
+                                                                     ("1", 3, None, 3.0))),
+              KeepPredictions("m", hour - 7, 3600, (), ())]
     assert store.commit(Commit({("inference", P): (-1, 0)}, writes=writes))
     assert store.commit(Commit({("inference", P): (0, 1)}, writes=[
         KeepPredictions("m", hour - 5, 3600, ("c", "b"), (("9", "late", 0.25, 4.0), ("9", "again", 0.5, 5.0)))]))
@@ -172,7 +174,7 @@ def test_kept_predictions_are_stored_byte_for_byte_as_one_json_record_per_event(
     assert _bucket(store, "m", hour)[b"v0"] == b'["1",0.1,0.1,1.5]'
     assert _bucket(store, "m", hour - 5) == {b"a": b'["1",3,null,3.0]', b"b": b'["9","again",0.5,5.0]',
                                               b"c": b'["9","late",0.25,4.0]'}
-    assert len(_bucket(store, "m", hour - 1)) == many
+    assert len(_bucket(store, "m", hour - 1)) == many and store.kept_predictions("m", [hour - 7], ["a"]) == [None]
     hours = [hour, hour - 1, hour - 5]
     ids = [*_TRICKY, "e0", f"e{many - 1}", "b", "nope"]
     assert store.kept_predictions("m", hours, ids) == [
@@ -181,6 +183,51 @@ def test_kept_predictions_are_stored_byte_for_byte_as_one_json_record_per_event(
     if isinstance(store, RedisStateStore):
         for h in hours:
             assert 0 < store.client.ttl(store.keys().predictions("m", h)) <= 3600
+
+
+def _random_text(rng: random.Random) -> str:
+    alphabet = ["a", "Z", "0", " ", '"', "\\", "/", "\x00", "\x1f", "\n", "\x7f", "é", "日", "\u2028", "\ud7ff",
+                "\ue000", "\uffff", "😀", "\U0010ffff", "[", "}", ","]
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40)))
+
+
+def _random_value(rng: random.Random) -> object:
+    kind = rng.randrange(7)
+    if kind == 0:
+        return rng.randint(-2 ** 63, 2 ** 64 - 1)
+    if kind == 1:
+        return rng.uniform(-1, 1) * 10.0 ** rng.randint(-300, 300)
+    if kind == 2:
+        return rng.choice([None, True, False, 0.0, -0.0])
+    if kind == 3:
+        return _random_text(rng)
+    if kind == 4:
+        return [rng.random(), _random_text(rng), {"k": rng.randint(0, 9)}]
+    return rng.random()
+
+
+def test_random_kept_predictions_leave_the_same_bytes_as_on_the_memory_store(store):
+    """The same random writes (random ids and values, ids kept twice, a write longer than one HSET takes) leave
+    each hour bucket as the in-memory store has it."""
+    store, _ = store
+    rng = random.Random(11)
+    memory = MemoryStateStore(partitions=PARTITIONS)
+    hour = int(time.time() // 3600)
+    ids = [_random_text(rng) for _ in range(300)]
+    for offset in range(4):
+        writes = []
+        for h in (hour, hour - 1, hour - 2):
+            n = 4100 if (offset, h) == (1, hour) else rng.randint(0, 200)
+            chosen = tuple(rng.choice(ids) if rng.random() < 0.5 else f"{offset}-{i}-{_random_text(rng)}"
+                           for i in range(n))
+            writes.append(KeepPredictions("m", h, 3600, chosen, tuple(
+                (_random_text(rng), _random_value(rng), _random_value(rng), rng.random() * 2e9) for _ in chosen)))
+        for target in (store, memory):
+            assert target.commit(Commit({("inference", P): (offset - 1, offset)}, writes=writes))
+    for h in (hour, hour - 1, hour - 2):
+        assert _bucket(store, "m", h) == _bucket(memory, "m", h), h
+    assert store.kept_predictions("m", [hour, hour - 1, hour - 2], ids) == \
+        memory.kept_predictions("m", [hour, hour - 1, hour - 2], ids)
 
 
 def test_waiting_labels_fall_due_and_are_forgotten(store):
