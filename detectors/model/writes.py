@@ -15,15 +15,19 @@ __all__ = ["AwaitLabel", "CountLabels", "ForgetLabel", "JoinWrite", "KeepPredict
 class KeepPredictions:
     """Keep one model's predictions for labels that come later, in the bucket of hour ``hour`` (one bucket per
     model and hour, so that a batch writes one record per bucket rather than a key per event): the prediction of
-    ``event_ids[i]`` is ``predictions[i]``, (version, prediction, score, timestamp). One write for all of a
-    bucket's events of a batch, not one per event: the join, the split by partition and the store's encoding
-    then cost per bucket, with one pass over the events where they cannot."""
+    ``event_ids[i]`` is ``predictions[i]``, (version, prediction, score, timestamp); of an id given twice, the
+    later. One write for a bucket's events of a batch rather than one per event, so that the split by
+    partition and the store's commit handle a few writes a batch, not one per event."""
 
     model: str
     hour: int
     ttl_s: int
     event_ids: tuple[str, ...]
     predictions: tuple[tuple[str, object, object, float], ...]
+
+    def __post_init__(self) -> None:
+        if len(self.event_ids) != len(self.predictions):
+            raise ValueError(f"{len(self.event_ids)} event ids for {len(self.predictions)} predictions")
 
 
 @dataclass(frozen=True, slots=True)
