@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from detectors.model.params import JoinParams
-from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWrite, KeepPrediction
+from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWrite, KeepPredictions
 
 __all__ = ["JoinBatch", "Joined", "LabelJoin", "LabelStore"]
 
@@ -96,9 +96,9 @@ class LabelJoin:
         s = self.params
         stored_waiting = waiting = self._store.pending_labels(model)
         if s.keep_predictions and predicted:
-            hour, ttl = int(now // 3600), s.prediction_ttl_s + 3600
-            batch.writes += [KeepPrediction(model, e["event_id"], version, e["prediction"], e["score"],
-                                            e["timestamp"], hour, ttl) for version, e in predicted]
+            batch.writes.append(KeepPredictions(
+                model, int(now // 3600), s.prediction_ttl_s + 3600, tuple([e["event_id"] for _v, e in predicted]),
+                tuple([(v, e["prediction"], e["score"], e["timestamp"]) for v, e in predicted])))
         fresh: dict[str, Joined] = {}  # predictions of this batch, by event id: only needed to meet labels
         if labelled or waiting:
             fresh = {e["event_id"]: Joined(e["event_id"], v, e["prediction"], e["score"], None, e["timestamp"])

@@ -8,22 +8,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AwaitLabel", "CountLabels", "ForgetLabel", "JoinWrite", "KeepPrediction"]
+__all__ = ["AwaitLabel", "CountLabels", "ForgetLabel", "JoinWrite", "KeepPredictions"]
 
 
 @dataclass(frozen=True, slots=True)
-class KeepPrediction:
-    """Keep a prediction for labels that come later, in the bucket of hour ``hour`` (one bucket per model and
-    hour, so that a batch writes one record per bucket rather than a key per event)."""
+class KeepPredictions:
+    """Keep one model's predictions for labels that come later, in the bucket of hour ``hour`` (one bucket per
+    model and hour, so that a batch writes one record per bucket rather than a key per event): the prediction of
+    ``event_ids[i]`` is ``predictions[i]``, (version, prediction, score, timestamp); of an id given twice, the
+    later. One write for a bucket's events of a batch rather than one per event, so that the split by
+    partition and the store's commit handle a few writes a batch, not one per event."""
 
     model: str
-    event_id: str
-    model_version: str
-    prediction: object
-    score: object
-    timestamp: float
     hour: int
     ttl_s: int
+    event_ids: tuple[str, ...]
+    predictions: tuple[tuple[str, object, object, float], ...]
+
+    def __post_init__(self) -> None:
+        if len(self.event_ids) != len(self.predictions):
+            raise ValueError(f"{len(self.event_ids)} event ids for {len(self.predictions)} predictions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,4 +60,4 @@ class CountLabels:
     joined: int = 0
 
 
-JoinWrite = KeepPrediction | AwaitLabel | ForgetLabel | CountLabels
+JoinWrite = KeepPredictions | AwaitLabel | ForgetLabel | CountLabels

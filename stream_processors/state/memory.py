@@ -11,10 +11,10 @@ from typing import Callable
 
 import orjson
 
-from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, KeepPrediction
+from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, KeepPredictions
 from producers.partitioning import partition_for
 from stream_processors.state.store import (PartitionCommit, StateCommit, TopicPartition, by_partition, decoded,
-                                           join_record, label_record, prediction_record, quarantine_record,
+                                           join_record, label_record, prediction_records, quarantine_record,
                                            unguarded)
 
 __all__ = ["MemoryStateStore"]
@@ -59,9 +59,9 @@ class MemoryStateStore:
             return False
         now = self._clock()
         for w in batch.writes:
-            if isinstance(w, KeepPrediction):
+            if isinstance(w, KeepPredictions):
                 fields, _ = self._live_predictions(w.model, w.hour, now) or ({}, 0.0)
-                fields[w.event_id] = prediction_record(w)
+                fields.update(zip(w.event_ids, prediction_records(w)))
                 self._predictions[(w.model, w.hour)] = (fields, now + w.ttl_s)
             elif isinstance(w, AwaitLabel):
                 self._labels[(w.model, w.event_id)] = (label_record(w), now + w.ttl_s)

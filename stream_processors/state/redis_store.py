@@ -20,11 +20,11 @@ import orjson
 import redis
 from redis.exceptions import RedisClusterException
 
-from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWrite, KeepPrediction
+from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWrite, KeepPredictions
 from stream_processors.config import RedisConnection
 from stream_processors.state.keys import AppKeys, PartitionKeys, member, parse_member
 from stream_processors.state.store import (PartitionCommit, Quarantine, StateCommit, TopicPartition, by_partition,
-                                           decoded, join_record, label_record, prediction_record, quarantine_record,
+                                           decoded, join_record, label_record, prediction_records, quarantine_record,
                                            unguarded)
 
 __all__ = ["REDIS_ERRORS", "RedisStateStore", "redis_client"]
@@ -76,14 +76,17 @@ while i <= #ARGV do
   elseif op == 'zrem' then redis.call('ZREM', key, b)
   elseif op == 'hincrby' then redis.call('HINCRBY', key, a, b)
   elseif op == 'expire' then redis.call('EXPIRE', key, a)
-  elseif op == 'hsetex' then  -- ttl, then field, value pairs
-    redis.call('HSET', key, unpack(ARGV, i + 4, i + 2 + n))
+  elseif op == 'keep' then  -- ttl, then one JSON array of field, value, field, value... (``_kept``)
+    local fields = cjson.decode(b)
+    for j = 1, #fields, VALUES_PER_HSET do
+      redis.call('HSET', key, unpack(fields, j, math.min(j + VALUES_PER_HSET - 1, #fields)))
+    end
     redis.call('EXPIRE', key, a)
   end
   i = i + 3 + n
 end
 return 1
-"""
+""".replace("VALUES_PER_HSET", str(2 * _UNPACK_LIMIT))
 
 
 def _field(tp: TopicPartition) -> str:
@@ -95,10 +98,9 @@ def _ops(keys: PartitionKeys, writes: list[JoinWrite], quarantined: list[Quarant
     """The script's operations (op, key, args...) for one partition's label-join writes and quarantined
     records."""
     out: list[tuple] = []
-    kept: dict[tuple[str, int, int], list] = defaultdict(list)  # one HSET per hour bucket (and TTL)
     for w in writes:
-        if isinstance(w, KeepPrediction):
-            kept[(w.model, w.hour, w.ttl_s)] += [w.event_id, prediction_record(w)]
+        if isinstance(w, KeepPredictions):
+            out.append(("keep", keys.predictions(w.model, w.hour), w.ttl_s, _kept(w)))
         elif isinstance(w, AwaitLabel):
             out.append(("setex", keys.waiting_label(w.model, w.event_id), w.ttl_s, label_record(w)))
             out.append(("zadd", keys.waiting(w.model), repr(w.deadline), w.event_id))
@@ -110,14 +112,24 @@ def _ops(keys: PartitionKeys, writes: list[JoinWrite], quarantined: list[Quarant
             for kind, change in (("pending", w.pending), ("unmatched", w.unmatched), ("joined", w.joined)):
                 if change:
                     out.append(("hincrby", keys.label_counts, f"{w.model}:{kind}", str(change)))
-    for (model, hour, ttl), pairs in kept.items():
-        for start in range(0, len(pairs), 2 * _UNPACK_LIMIT):
-            out.append(("hsetex", keys.predictions(model, hour), ttl, *pairs[start:start + 2 * _UNPACK_LIMIT]))
     for q in quarantined:
         digest = hashlib.sha256(q.raw).hexdigest()
         out.append(("set", keys.quarantine(q.kind, digest), q.raw))
         out.append(("hset", keys.quarantined, member(q.model, q.model_version), quarantine_record(q, digest, now)))
     return out
+
+
+def _kept(write: KeepPredictions) -> bytes:
+    """A bucket's fields and values as one script argument: a JSON array of event id, record, event id, record...,
+    which the script decodes with cjson. Each record is a JSON string inside the array, so the script stores its
+    exact bytes (cjson would write the numbers of a nested array its own way); a string comes out of cjson as the
+    bytes it went into orjson, escapes, non-ASCII and NUL included (the contract test holds it). One argument per
+    bucket, not two per event: redis-py encodes, and Redis parses, a few items a batch instead of hundreds of
+    thousands."""
+    pairs: list = [None] * (2 * len(write.event_ids))
+    pairs[0::2] = write.event_ids
+    pairs[1::2] = [record.decode() for record in prediction_records(write)]
+    return orjson.dumps(pairs)
 
 
 def _summary(part: PartitionCommit, key: tuple[str, str], now: float) -> dict:

@@ -196,9 +196,10 @@ def join_record(where: str, raw: bytes | None) -> dict | list | None:
         return None
 
 
-def prediction_record(write) -> bytes:
-    """How a kept prediction is stored: [version, prediction, score, timestamp]."""
-    return orjson.dumps((write.model_version, write.prediction, write.score, write.timestamp))
+def prediction_records(write) -> list[bytes]:
+    """How kept predictions are stored, one field per event id of their hour's hash: [version, prediction, score,
+    timestamp] (what older workers wrote, and the join reads)."""
+    return [orjson.dumps(prediction) for prediction in write.predictions]
 
 
 def label_record(write) -> bytes:

@@ -6,7 +6,7 @@ import uuid
 import confluent_kafka
 import pytest
 
-from detectors.model.writes import AwaitLabel, KeepPrediction
+from detectors.model.writes import AwaitLabel, KeepPredictions
 from producers.events import encode_envelope
 from stream_processors.state import RedisStateStore, redis_client
 from stream_processors.state.keys import AppKeys
@@ -70,7 +70,7 @@ def test_label_join_keys_carry_ttls_and_the_sweep_honours_its_limit(base_setting
     client = redis_client(base_settings.redis)
     hour = int(time.time() // 3600)
     writes = [AwaitLabel("m", f"l{i}", 1, 5.0, deadline=100.0 + i, ttl_s=7200) for i in range(5)]
-    writes.append(KeepPrediction("m", "p", "1", 1, None, 1.0, hour, 90000))
+    writes.append(KeepPredictions("m", hour, 90000, ("p",), (("1", 1, None, 1.0),)))
     assert store.commit(_Commit({("labels", 0): (-1, 0)}, writes))
     prefix = AppKeys(app_id).of(0).tag  # one partition: every key of the app under one tag
     keys = [k.decode() for k in client.scan_iter(match=f"{prefix}:*")]

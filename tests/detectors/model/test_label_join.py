@@ -3,9 +3,11 @@ in tests/stream_processors/state)."""
 
 from __future__ import annotations
 
+import pytest
+
 from detectors.model.label_join import LabelJoin
 from detectors.model.params import JoinParams
-from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, KeepPrediction
+from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, KeepPredictions
 from stream_processors.state import MemoryStateStore
 
 PARAMS = JoinParams(keep_predictions=True, prediction_ttl_s=7200, label_wait_s=30.0)
@@ -32,8 +34,9 @@ def _commit(store: MemoryStateStore, writes: list, n: int) -> None:
 def test_predictions_are_kept_in_the_hour_bucket_for_the_ttl_plus_an_hour():
     batch = LabelJoin(PARAMS, MemoryStateStore(lambda: NOW)).run({"m": [_prediction(1), _prediction(2, "2")]}, {},
                                                                  NOW)
-    assert batch.writes == [KeepPrediction("m", "e1", "1", 1, 0.5, 1.0, 200, 10800),
-                            KeepPrediction("m", "e2", "2", 0, 0.5, 2.0, 200, 10800)]
+    assert batch.writes == [KeepPredictions("m", 200, 10800, ("e1", "e2"), (("1", 1, 0.5, 1.0), ("2", 0, 0.5, 2.0)))]
+    with pytest.raises(ValueError, match="2 event ids for 1 predictions"):
+        KeepPredictions("m", 200, 10800, ("e1", "e2"), (("1", 1, 0.5, 1.0),))
     off = JoinParams(keep_predictions=False, prediction_ttl_s=7200, label_wait_s=30.0)
     assert LabelJoin(off, MemoryStateStore()).run({"m": [_prediction(1)]}, {}, NOW).writes == []
 

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import random
 import time
 import uuid
 from dataclasses import dataclass, field
 
+import orjson
 import pytest
 import redis
 
 from detectors.model.label_join import LabelJoin
 from detectors.model.params import JoinParams
-from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, KeepPrediction
+from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, KeepPredictions
 from producers.events import encode_envelope
 from producers.partitioning import partition_for
 from stream_processors.batch import BatchProcessor, IncomingMessage
@@ -120,14 +122,112 @@ def test_kept_predictions_are_found_in_their_hour_and_expire(store):
     store, advance = store
     now = time.time()
     hour = int(now // 3600)
-    writes = [KeepPrediction("m", f"e{i}", "1", i % 2, 0.5, 10.0 + i, hour, 1) for i in range(3)]
-    writes.append(KeepPrediction("m", "old", "1", "yes", None, 1.0, hour - 1, 60))
+    writes = [KeepPredictions("m", hour, 1, ("e0", "e1", "e2"), tuple(("1", i % 2, 0.5, 10.0 + i) for i in range(3))),
+              KeepPredictions("m", hour - 1, 60, ("old",), (("1", "yes", None, 1.0),))]
     assert store.commit(Commit({("inference", P): (-1, 0)}, writes=writes))
     assert store.kept_predictions("m", [hour, hour - 1], ["e1", "old", "nope"]) == \
         [["1", 1, 0.5, 11.0], ["1", "yes", None, 1.0], None]
     assert store.kept_predictions("other", [hour], ["e1"]) == [None]
     advance(2.2)
     assert store.kept_predictions("m", [hour, hour - 1], ["e1", "old"]) == [None, ["1", "yes", None, 1.0]]
+
+
+# event ids and values that a JSON round trip (orjson in Python, cjson in the commit script) could change
+_TRICKY = ["é", "日本語", "😀 astral 𝄞", 'quote " and \\ backslash', "\x00 nul", "\x01\x1f\x7f controls",
+           "\n\r\t\b\f", "\u2028\u2029", "/slash/", "\ud7ff\ue000\uffff\U0010ffff", "", "null", "1e5", "[{",
+           "\\u0041 not an escape", "x" * 100_000]
+_VALUES = [0.1, -0.0, 1e300, 5e-324, 1.7976931348623157e308, 2 ** 63 - 1, -(2 ** 63), 1732680000.123456, None,
+           True, "é\"\\\x00😀", {"a": [1, 2.5, "x", None], "é": {}}, [], 12345678901234567890]
+
+
+def _bucket(store, model: str, hour: int) -> dict[bytes, bytes]:
+    """The raw fields of a kept predictions' hour bucket, as the store holds them."""
+    if isinstance(store, MemoryStateStore):
+        return {k.encode(): v for k, v in store._predictions[(model, hour)][0].items()}
+    return store.client.hgetall(store.keys().predictions(model, hour))
+
+
+def test_kept_predictions_are_stored_byte_for_byte_as_one_json_record_per_event(store):
+    """Each event id is a field of its hour's hash holding exactly orjson's [version, prediction, score, timestamp]
+    (what older workers wrote): tricky strings, numbers of every kind, several buckets, a bucket of more fields
+    than one HSET takes, a bucket written twice, an event id kept twice (the later wins), and none at all."""
+    store, _ = store
+    hour = int(time.time() // 3600)
+    tricky = [("1", v, v, 1.5) for v in _VALUES] + [(s, s, 0.5, 2.0) for s in _TRICKY]
+    many = 2 * 2000 + 3  # more than redis_store's _UNPACK_LIMIT field/value pairs per HSET
+    writes = [KeepPredictions("m", hour, 3600, tuple(_TRICKY + [f"v{i}" for i in range(len(_VALUES))]),
+                              tuple(tricky[len(_VALUES):] + tricky[:len(_VALUES)])),
+              KeepPredictions("m", hour - 1, 3600, tuple(f"e{i}" for i in range(many)),
+                              tuple(("2", i, i / 7, 1e9 + i) for i in range(many))),
+              KeepPredictions("m", hour - 5, 3600, ("a", "b", "a"), (("1", 1, None, 1.0), ("1", 2, None, 2.0),
+                                                                     ("1", 3, None, 3.0))),
+              KeepPredictions("m", hour - 7, 3600, (), ())]
+    assert store.commit(Commit({("inference", P): (-1, 0)}, writes=writes))
+    assert store.commit(Commit({("inference", P): (0, 1)}, writes=[
+        KeepPredictions("m", hour - 5, 3600, ("c", "b"), (("9", "late", 0.25, 4.0), ("9", "again", 0.5, 5.0)))]))
+    expected = {w.hour: {} for w in writes}
+    for w in [*writes, KeepPredictions("m", hour - 5, 0, ("c", "b"), (("9", "late", 0.25, 4.0),
+                                                                      ("9", "again", 0.5, 5.0)))]:
+        expected[w.hour].update({i.encode(): orjson.dumps(p) for i, p in zip(w.event_ids, w.predictions)})
+    for h, fields in expected.items():
+        assert _bucket(store, "m", h) == fields, h
+    assert _bucket(store, "m", hour)[b"v0"] == b'["1",0.1,0.1,1.5]'
+    assert _bucket(store, "m", hour - 5) == {b"a": b'["1",3,null,3.0]', b"b": b'["9","again",0.5,5.0]',
+                                              b"c": b'["9","late",0.25,4.0]'}
+    assert len(_bucket(store, "m", hour - 1)) == many and store.kept_predictions("m", [hour - 7], ["a"]) == [None]
+    hours = [hour, hour - 1, hour - 5]
+    ids = [*_TRICKY, "e0", f"e{many - 1}", "b", "nope"]
+    assert store.kept_predictions("m", hours, ids) == [
+        *([s, s, 0.5, 2.0] for s in _TRICKY), ["2", 0, 0.0, 1e9], ["2", many - 1, (many - 1) / 7, 1e9 + many - 1],
+        ["9", "again", 0.5, 5.0], None]
+    if isinstance(store, RedisStateStore):
+        for h in hours:
+            assert 0 < store.client.ttl(store.keys().predictions("m", h)) <= 3600
+
+
+def _random_text(rng: random.Random) -> str:
+    alphabet = ["a", "Z", "0", " ", '"', "\\", "/", "\x00", "\x1f", "\n", "\x7f", "é", "日", "\u2028", "\ud7ff",
+                "\ue000", "\uffff", "😀", "\U0010ffff", "[", "}", ","]
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40)))
+
+
+def _random_value(rng: random.Random) -> object:
+    kind = rng.randrange(7)
+    if kind == 0:
+        return rng.randint(-2 ** 63, 2 ** 64 - 1)
+    if kind == 1:
+        return rng.uniform(-1, 1) * 10.0 ** rng.randint(-300, 300)
+    if kind == 2:
+        return rng.choice([None, True, False, 0.0, -0.0])
+    if kind == 3:
+        return _random_text(rng)
+    if kind == 4:
+        return [rng.random(), _random_text(rng), {"k": rng.randint(0, 9)}]
+    return rng.random()
+
+
+def test_random_kept_predictions_leave_the_same_bytes_as_on_the_memory_store(store):
+    """The same random writes (random ids and values, ids kept twice, a write longer than one HSET takes) leave
+    each hour bucket as the in-memory store has it."""
+    store, _ = store
+    rng = random.Random(11)
+    memory = MemoryStateStore(partitions=PARTITIONS)
+    hour = int(time.time() // 3600)
+    ids = [_random_text(rng) for _ in range(300)]
+    for offset in range(4):
+        writes = []
+        for h in (hour, hour - 1, hour - 2):
+            n = 4100 if (offset, h) == (1, hour) else rng.randint(0, 200)
+            chosen = tuple(rng.choice(ids) if rng.random() < 0.5 else f"{offset}-{i}-{_random_text(rng)}"
+                           for i in range(n))
+            writes.append(KeepPredictions("m", h, 3600, chosen, tuple(
+                (_random_text(rng), _random_value(rng), _random_value(rng), rng.random() * 2e9) for _ in chosen)))
+        for target in (store, memory):
+            assert target.commit(Commit({("inference", P): (offset - 1, offset)}, writes=writes))
+    for h in (hour, hour - 1, hour - 2):
+        assert _bucket(store, "m", h) == _bucket(memory, "m", h), h
+    assert store.kept_predictions("m", [hour, hour - 1, hour - 2], ids) == \
+        memory.kept_predictions("m", [hour, hour - 1, hour - 2], ids)
 
 
 def test_waiting_labels_fall_due_and_are_forgotten(store):
