@@ -54,17 +54,24 @@ for i = 0, n - 1 do
   local stored = redis.call('HGET', KEYS[1], ARGV[2 + 3 * i])
   if (stored or '-1') ~= ARGV[3 + 3 * i] then return 0 end
 end
+local base = 2 + 3 * n  -- ARGV after the offsets: the state count, states, members, summaries
+local s = tonumber(ARGV[base])
+-- kept predictions are decoded before anything is written: Redis keeps the writes of a script that fails
+local kept = {}
+local i = base + 3 * s + 1
+while i <= #ARGV do
+  if ARGV[i] == 'keep' then kept[i] = cjson.decode(ARGV[i + 4]) end
+  i = i + 3 + tonumber(ARGV[i + 2])
+end
 for i = 0, n - 1 do  -- an offset only checked (the other topic's, unchanged) is left as it is
   if ARGV[3 + 3 * i] ~= ARGV[4 + 3 * i] then redis.call('HSET', KEYS[1], ARGV[2 + 3 * i], ARGV[4 + 3 * i]) end
 end
-local base = 2 + 3 * n  -- ARGV after the offsets: the state count, states, members, summaries
-local s = tonumber(ARGV[base])
 for j = 1, s do
   redis.call('SET', KEYS[2 + j], ARGV[base + j])
   redis.call('HSET', KEYS[2], ARGV[base + s + j], ARGV[base + 2 * s + j])
 end
 -- then the label join's writes: op, key index, argument count, arguments
-local i = base + 3 * s + 1
+i = base + 3 * s + 1
 while i <= #ARGV do
   local op, key, n = ARGV[i], KEYS[tonumber(ARGV[i + 1])], tonumber(ARGV[i + 2])
   local a, b = ARGV[i + 3], ARGV[i + 4]
@@ -77,7 +84,7 @@ while i <= #ARGV do
   elseif op == 'hincrby' then redis.call('HINCRBY', key, a, b)
   elseif op == 'expire' then redis.call('EXPIRE', key, a)
   elseif op == 'keep' then  -- ttl, then one JSON array of field, value, field, value... (``_kept``)
-    local fields = cjson.decode(b)
+    local fields = kept[i]
     for j = 1, #fields, VALUES_PER_HSET do
       redis.call('HSET', key, unpack(fields, j, math.min(j + VALUES_PER_HSET - 1, #fields)))
     end

@@ -23,7 +23,7 @@ from producers.events import encode_envelope
 from producers.partitioning import partition_for
 from stream_processors.batch import BatchProcessor, IncomingMessage
 from stream_processors.config import RedisConnection, Settings, load_settings
-from stream_processors.errors import StateRolledBack
+from stream_processors.errors import ServiceUnavailable, StateRolledBack
 from stream_processors.state import MemoryStateStore, Quarantine, RedisStateStore, redis_client
 from tests.integration.redis_cluster import redis_cluster  # noqa: F401 - the cluster case's own cluster
 
@@ -522,3 +522,26 @@ def test_after_an_assignment_the_rollback_check_starts_from_what_redis_held(stor
     a.rebalanced()
     a.resumed_from(store.offsets([("inf", P)]))  # what the seek at the assignment does
     assert a.process([_inference(1)]).offsets == {("inf", P): (0, 1)}
+
+
+@pytest.mark.parametrize("store", [pytest.param("redis", marks=pytest.mark.integration),
+                                   pytest.param("cluster", marks=pytest.mark.integration)], indirect=True)
+def test_a_commit_that_fails_in_its_script_writes_nothing(store, monkeypatch):
+    """Redis keeps the writes a script made before it failed: everything the commit script can fail on (decoding
+    the kept predictions) is done before its first write, so a failed commit leaves offsets and states as they
+    were and its retry applies the batch again."""
+    store, _ = store
+    import stream_processors.state.redis_store as redis_store
+
+    tp = ("inference", P)
+    assert store.commit(Commit({tp: (-1, 10)}, {("m", "1"): b'{"v": 1}'}, {("m", "1"): 1}))
+    monkeypatch.setattr(redis_store, "_kept", lambda write: b"[not json")
+    hour = int(time.time() // 3600)
+    kept = KeepPredictions("m", hour, 3600, ("e",), (("1", 1, None, 1.0),))
+    failing = Commit({tp: (10, 20)}, {("m", "1"): b'{"v": 2}'}, {("m", "1"): 2}, writes=[CountLabels("m", joined=1), kept])
+    with pytest.raises(ServiceUnavailable):
+        store.commit(failing)
+    assert store.offsets([tp]) == {tp: 10}
+    assert store.load([("m", "1")])[("m", "1")] == {"v": 1}
+    assert store.label_counts() == {}
+    assert _bucket(store, "m", hour) == {}
