@@ -155,6 +155,9 @@ def decode_message(raw: bytes | None, max_bytes: int, check_feature_range: bool 
     ``max_events``: events of an envelope past this many are not validated; they become one ``too_many_events``
     rejection whose ``count`` says how many they were. ``max_name_length``: longer ``model``, ``model_version``
     or ``event_id`` values are rejected (``name_too_long``).
+
+    The events of an envelope are checked column by column (``_envelope_events``) and, only when one of them is not
+    valid, one by one: the outcome is the same, the common case costs a third.
     """
     if not raw:
         return DecodedMessage(rejections=[Rejection("empty", "empty message (no value)")])
