@@ -46,8 +46,10 @@ their ``count``. The other bounds (``BOUND_CODES``) are the worker's
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import chain, repeat
 
 import orjson
 
@@ -82,6 +84,14 @@ BOUND_CODES = ("model_mismatch", "too_many_versions", "too_many_models", "too_ma
 _EXCERPT = 2048
 _NUMBERS = frozenset({int, float})
 _FEATURE_TYPES = frozenset({int, float, str, bool, type(None)})
+_SCALARS = frozenset({int, float, bool})
+_FLOATS = frozenset({float})
+_TEXT = frozenset({str})
+_OBJECTS = frozenset({dict})
+_NONE = frozenset({type(None)})
+_VERSION_TYPES = frozenset({str, int})
+_COLUMNS_FROM = 8
+"""Envelopes of fewer events are checked event by event: a column check has a fixed cost of a few events."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,9 @@ def decode_message(raw: bytes | None, max_bytes: int, check_feature_range: bool 
     ``max_events``: events of an envelope past this many are not validated; they become one ``too_many_events``
     rejection whose ``count`` says how many they were. ``max_name_length``: longer ``model``, ``model_version``
     or ``event_id`` values are rejected (``name_too_long``).
+
+    The events of an envelope are checked column by column (``_envelope_events``) and, only when one of them is not
+    valid, one by one: the outcome is the same, the common case costs a third.
     """
     if not raw:
         return DecodedMessage(rejections=[Rejection("empty", "empty message (no value)")])
@@ -192,6 +205,11 @@ def decode_message(raw: bytes | None, max_bytes: int, check_feature_range: bool 
                 f"applied (at most {max_events} events per message)", model=_str_or_none(shared.get("model")),
                 event_id=_str_or_none(first.get("event_id")) if isinstance(first, dict) else None,
                 excerpt=_excerpt(orjson.dumps(first)), count=len(excess)))
+        fast = _envelope_events(kind, events, shared, check_feature_range, max_name_length) \
+            if len(events) >= _COLUMNS_FROM else None
+        if fast is not None:
+            out.events = fast
+            return out
         for event in events:
             if not isinstance(event, dict):
                 out.rejections.append(Rejection("not_an_object",
@@ -203,6 +221,110 @@ def decode_message(raw: bytes | None, max_bytes: int, check_feature_range: bool 
     else:
         _collect(validate(doc), out)
     return out
+
+
+def _envelope_events(kind: str, events: list, shared: dict, check_feature_range: bool,
+                     max_name_length: int) -> list[dict] | None:
+    """The decoded events of an envelope when every one of them is valid, else None (the per-event path then names
+    the culprits and keeps the others).
+
+    The same checks as ``_validate_inference`` and ``_validate_label`` on ``{**shared, **event}``, made column by
+    column at a few C-speed passes per field (type sets, min and max) instead of a function call per event: an
+    envelope costs about a third of what its events would one by one.
+    """
+    if frozenset(map(type, events)) != _OBJECTS:
+        return None
+    n = len(events)
+
+    def column(name: str) -> list:
+        return list(map(dict.get, events, repeat(name, n), repeat(shared.get(name), n)))
+
+    models = column("model")
+    if not _names_valid(models, shared.get("model"), max_name_length):
+        return None
+    ids = column("event_id")
+    if frozenset(map(type, ids)) != _TEXT or not all(ids) or max(map(len, ids)) > max_name_length:
+        return None
+    timestamps = _timestamps(column("timestamp"))
+    if timestamps is None:
+        return None
+    if kind == "label":
+        labels = column("label")
+        if not _scalars_valid(labels, "label"):
+            return None
+        return [{"model": model, "event_id": event_id, "label": label, "timestamp": timestamp}
+                for model, event_id, label, timestamp in zip(models, ids, labels, timestamps)]
+    versions = _versions(column("model_version"), shared.get("model_version"), max_name_length)
+    if versions is None:
+        return None
+    features = column("features")
+    if frozenset(map(type, features)) != _OBJECTS or \
+            not _FEATURE_TYPES.issuperset(map(type, chain.from_iterable(map(dict.values, features)))) or \
+            (check_feature_range and not all(map(_within_range, map(dict.values, features)))):
+        return None
+    predictions = column("prediction")
+    if not _scalars_valid(predictions, "prediction"):
+        return None
+    scores = column("score")
+    types = frozenset(map(type, scores))
+    if types <= _NUMBERS:
+        if not -MAX_ABS_NUMBER <= min(scores) or not max(scores) <= MAX_ABS_NUMBER:
+            return None
+    elif not types <= _NONE and any(s is not None and _score_problem(s) for s in scores):
+        return None
+    return [{"model": model, "model_version": version, "event_id": event_id, "timestamp": timestamp,
+             "features": values, "prediction": prediction, "score": score}
+            for model, version, event_id, timestamp, values, prediction, score
+            in zip(models, versions, ids, timestamps, features, predictions, scores)]
+
+
+def _names_valid(names: list, shared: object, max_name_length: int) -> bool:
+    """Are all ``names`` non-empty strings of at most ``max_name_length`` characters? (Mostly the envelope's.)"""
+    if type(shared) is str and names.count(shared) == len(names):
+        distinct: Iterable = (shared,)
+    elif frozenset(map(type, names)) == _TEXT:
+        distinct = frozenset(names)
+    else:
+        return False
+    return all(0 < len(name) <= max_name_length for name in distinct)
+
+
+def _versions(versions: list, shared: object, max_name_length: int) -> list | None:
+    """The column of model versions as ``_validate_inference`` leaves them (integers as text), or None when one is
+    not valid."""
+    if type(shared) is str and versions.count(shared) == len(versions):
+        return versions if 0 < len(shared) <= max_name_length else None
+    types = frozenset(map(type, versions))
+    if types == _TEXT:
+        return versions if _names_valid(versions, None, max_name_length) else None
+    if not types <= _VERSION_TYPES:
+        return None
+    texts = [v if type(v) is str else str(v) for v in versions]
+    if any(type(v) is int and abs(v) > MAX_ABS_NUMBER for v in versions) or \
+            not _names_valid(texts, None, max_name_length):
+        return None
+    return texts
+
+
+def _timestamps(values: list) -> list | None:
+    """The column of timestamps as epoch seconds (``_timestamp``), or None when one is not valid."""
+    types = frozenset(map(type, values))
+    if types <= _NUMBERS:
+        if not 0 <= min(values) or not max(values) <= MAX_ABS_NUMBER:
+            return None
+        return values if types == _FLOATS else list(map(float, values))
+    seconds = list(map(_timestamp, values))
+    return None if Rejection in frozenset(map(type, seconds)) else seconds
+
+
+def _scalars_valid(values: list, name: str) -> bool:
+    """Are all ``values`` (predictions or labels) numbers in range, strings or booleans (``_scalar_problem``)?"""
+    types = frozenset(map(type, values))
+    if types <= _SCALARS:
+        return -MAX_ABS_NUMBER <= min(values) and max(values) <= MAX_ABS_NUMBER
+    if types == _TEXT:
+        return True
+    return type(None) not in types and not any(_scalar_problem(name, value) for value in values)
 
 
 def _json_error(message: str, at: bytes) -> tuple[str, str]:

@@ -363,9 +363,9 @@ class BatchProcessor:
     def _within_bounds(self, m: IncomingMessage, events: list[dict], outcome: BatchOutcome) -> list[dict]:
         """The events of one message within the per-event bounds; the others are dead-lettered."""
         owner = message_owner(m.key, events)
-        problem = self._bounds.problem
-        if not any(problem(e, owner, m.partition) for e in events):
+        if self._bounds.all_within(events, owner, m.partition):
             return events
+        problem = self._bounds.problem
         kept = []
         for event in events:
             found = problem(event, owner, m.partition)

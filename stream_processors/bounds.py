@@ -25,6 +25,8 @@ Each bound has a setting (``Settings``), a reason code (``producers.events.BOUND
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from itertools import chain, repeat
+from operator import itemgetter
 
 from detectors.model.columns import PREDICTION, SCORE
 from detectors.model.performance_tracker import ERROR
@@ -96,6 +98,40 @@ class EventBounds:
                                     f"{self.max_category_length} characters"
         return None
 
+    def all_within(self, events: list[dict], owner: str | None, partition: int | None = None) -> bool:
+        """Is every one of a message's decoded ``events`` within the bounds (``problem`` None for each)?
+
+        Checked per message at a few C-speed passes over its events: the models once each, feature names once
+        per distinct name, text lengths as one max. False only says that ``problem`` must look at each event.
+        """
+        if len(events) == 1:  # a message of one event
+            return self.problem(events[0], owner, partition) is None
+        if len(events) < _COLUMNS_FROM:  # a few events cost less one by one
+            return not any(self.problem(event, owner, partition) for event in events)
+        models = set(map(_MODEL, events))
+        if owner is not None and (len(models) != 1 or owner not in models):
+            return False
+        if partition is not None and self.partition_of is not None and \
+                any(self._partition(model) != partition for model in models):
+            return False
+        features = list(map(dict.get, events, repeat("features", len(events))))
+        kinds = set(map(type, features))
+        if kinds == _LABELS:
+            return _longest_text(map(_LABEL, events)) <= self.max_category_length
+        if kinds != _INFERENCE or max(map(len, features)) > self.max_features:
+            return False
+        names = set().union(*features)
+        if (names and max(map(len, names)) > self.max_name_length) or not RESERVED_FEATURES.isdisjoint(names):
+            return False
+        texts = [chain.from_iterable(map(dict.values, features)), map(_PREDICTION, events)]
+        scores = list(map(_SCORE, events))
+        if not _NUMBERS_OR_NONE.issuperset(map(type, scores)):
+            for score in scores:
+                if isinstance(score, dict):
+                    if len(score) > MAX_SCORE_CLASSES:
+                        return False
+                    texts.append(score)
+        return _longest_text(chain.from_iterable(texts)) <= self.max_category_length
 
     def _partition(self, model: str) -> int:
         found = self._partitions.get(model)
@@ -104,6 +140,18 @@ class EventBounds:
                 self._partitions.clear()
             found = self._partitions[model] = self.partition_of(model)  # type: ignore[misc]
         return found
+
+
+_MODEL, _LABEL, _PREDICTION, _SCORE = map(itemgetter, ("model", "label", "prediction", "score"))
+_LABELS = {type(None)}
+_INFERENCE = {dict}
+_NUMBERS_OR_NONE = frozenset({int, float, type(None)})
+_COLUMNS_FROM = 8
+
+
+def _longest_text(values: Iterable) -> int:
+    """The length of the longest string among ``values`` (0 without one)."""
+    return max(map(len, filter(str.__instancecheck__, values)), default=0)
 
 
 class ModelCatalog:
