@@ -30,7 +30,7 @@ from operator import itemgetter
 
 from detectors.model.columns import PREDICTION, SCORE
 from detectors.model.performance_tracker import ERROR
-from producers.events import Rejection
+from producers.events import COLUMN_CHECKS_FROM, Rejection
 
 MAX_SCORE_CLASSES = 1000
 """Classes of a score object (class probabilities), as many as the categories a feature keeps."""
@@ -106,7 +106,7 @@ class EventBounds:
         """
         if len(events) == 1:  # a message of one event
             return self.problem(events[0], owner, partition) is None
-        if len(events) < _COLUMNS_FROM:  # a few events cost less one by one
+        if len(events) < COLUMN_CHECKS_FROM:  # a few events cost less one by one
             return not any(self.problem(event, owner, partition) for event in events)
         models = set(map(_MODEL, events))
         if owner is not None and (len(models) != 1 or owner not in models):
@@ -146,7 +146,6 @@ _MODEL, _LABEL, _PREDICTION, _SCORE = map(itemgetter, ("model", "label", "predic
 _LABELS = {type(None)}
 _INFERENCE = {dict}
 _NUMBERS_OR_NONE = frozenset({int, float, type(None)})
-_COLUMNS_FROM = 8
 
 
 def _longest_text(values: Iterable) -> int:

@@ -11,7 +11,7 @@ import orjson
 
 from detectors.model.monitor import ModelMonitor, ValueOutOfRange
 from detectors.profile import ReferenceProfile
-from producers.events import MAX_ABS_NUMBER, Rejection, features_within_range
+from producers.events import MAX_ABS_NUMBER, Rejection, dumped, features_within_range
 from stream_processors.alerts import finding_alert, quarantine_alert
 from stream_processors.state import Quarantine
 from stream_processors.state_cache import CachedState
@@ -330,7 +330,4 @@ def _try_apply(state: ModelMonitor, event: dict) -> tuple[list, BaseException | 
 
 
 def _excerpt_of(event: dict) -> str:
-    try:
-        return orjson.dumps(event)[:2048].decode("utf-8", "replace")
-    except TypeError:
-        return repr(event)[:2048]
+    return dumped(event)[:2048].decode("utf-8", "replace")
