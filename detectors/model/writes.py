@@ -28,6 +28,8 @@ class KeepPredictions:
     def __post_init__(self) -> None:
         if len(self.event_ids) != len(self.predictions):
             raise ValueError(f"{len(self.event_ids)} event ids for {len(self.predictions)} predictions")
+        if not set(map(type, self.event_ids)) <= {str}:  # the commit script writes them as they come
+            raise TypeError("event ids must be strings")
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,9 @@ def test_predictions_are_kept_in_the_hour_bucket_for_the_ttl_plus_an_hour():
     assert batch.writes == [KeepPredictions("m", 200, 10800, ("e1", "e2"), (("1", 1, 0.5, 1.0), ("2", 0, 0.5, 2.0)))]
     with pytest.raises(ValueError, match="2 event ids for 1 predictions"):
         KeepPredictions("m", 200, 10800, ("e1", "e2"), (("1", 1, 0.5, 1.0),))
+    for bad in (None, 0.1, ["x"]):  # the commit script would write them as they come, after the offsets
+        with pytest.raises(TypeError, match="event ids must be strings"):
+            KeepPredictions("m", 200, 10800, ("e1", bad), (("1", 1, 0.5, 1.0), ("1", 1, 0.5, 1.0)))
     off = JoinParams(keep_predictions=False, prediction_ttl_s=7200, label_wait_s=30.0)
     assert LabelJoin(off, MemoryStateStore()).run({"m": [_prediction(1)]}, {}, NOW).writes == []
 
