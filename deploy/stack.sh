@@ -422,6 +422,15 @@ redis_cluster_up() {
         # replicas show as masters until CLUSTER REPLICATE has spread through the cluster
         [ -z "$ok" ] || [ "$(redis-cli -h "$host" -p "$port" cluster nodes 2>/dev/null | grep -c ' slave ')" -ge \
             $(( (${#nodes[@]} / (cluster_replicas + 1)) * cluster_replicas )) ] || ok=""
+        # and a replica takes over its master's slots only once it has synced with it
+        if [ -n "$ok" ] && [ "$cluster_replicas" -gt 0 ]; then
+            for node in "${nodes[@]}"; do
+                redis-cli -h "${node%:*}" -p "${node##*:}" info replication 2>/dev/null | tr -d '\r' |
+                    grep -qx 'role:slave' || continue
+                redis-cli -h "${node%:*}" -p "${node##*:}" info replication 2>/dev/null | tr -d '\r' |
+                    grep -qx 'master_link_status:up' || { ok=""; break; }
+            done
+        fi
         [ -n "$ok" ] && break
         sleep 0.5
     done

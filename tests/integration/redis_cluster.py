@@ -97,7 +97,9 @@ class RedisClusterStack:
             if "cluster_state:ok" in state and sum(m.slots for m in masters) == SLOTS:
                 return next(m for m in masters if m.slots == lost.slots and m.address not in self.nodes)
             time.sleep(0.25)
-        raise TimeoutError(f"no replica took over the slots of {address} within {timeout}s")
+        seen = subprocess.run(["redis-cli", "-h", host, "-p", port, "cluster", "nodes"], capture_output=True, text=True,
+                              timeout=10).stdout
+        raise TimeoutError(f"no replica took over the slots of {address} within {timeout}s; {survivor} sees:\n{seen}")
 
 
 def _start_cluster(tmp_path_factory, replicas: int):

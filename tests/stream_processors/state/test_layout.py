@@ -182,11 +182,13 @@ def slow_move(monkeypatch):
 
 @pytest.fixture
 def layout_2_app(connection):
-    """(client, app, keys for 4 partitions) of an app whose keys a layout-2 worker left; removed afterwards."""
+    """(client, app, keys for 4 partitions, the hour of its kept predictions) of an app whose keys a layout-2
+    worker left; removed afterwards."""
     app = f"layout-{uuid.uuid4().hex[:8]}"
     client = redis_client(connection)
-    _layout_2(client, app, int(time.time() // 3600))
-    yield client, app, AppKeys(app, 4)
+    hour = int(time.time() // 3600)  # not read again later: a test may run across the turn of an hour
+    _layout_2(client, app, hour)
+    yield client, app, AppKeys(app, 4), hour
     _cleanup(client, app)
 
 
@@ -212,7 +214,7 @@ def _lock_taken(client, keys: AppKeys) -> bytes:
 
 def test_a_move_longer_than_its_locks_ttl_keeps_the_lock_and_others_wait(connection, layout_2_app, slow_move,
                                                                           caplog):
-    client, app, keys = layout_2_app
+    client, app, keys, hour = layout_2_app
     failures: list = []
     thread = _mover(connection, app, failures)
     token = _lock_taken(client, keys)
@@ -230,7 +232,7 @@ def test_a_move_longer_than_its_locks_ttl_keeps_the_lock_and_others_wait(connect
 
 
 def test_a_mover_whose_lock_was_taken_stops_and_leaves_the_other_movers_lock(connection, layout_2_app, slow_move):
-    client, app, keys = layout_2_app
+    client, app, keys, hour = layout_2_app
     failures: list = []
     thread = _mover(connection, app, failures)
     _lock_taken(client, keys)
@@ -241,7 +243,7 @@ def test_a_mover_whose_lock_was_taken_stops_and_leaves_the_other_movers_lock(con
 
 
 def test_a_killed_movers_lock_expires_within_seconds(connection, layout_2_app):
-    client, app, keys = layout_2_app
+    client, app, keys, hour = layout_2_app
     code = ("import time\n"
             "from stream_processors.config import RedisConnection\n"
             "from stream_processors.state import RedisStateStore, layout\n"
@@ -259,7 +261,7 @@ def test_a_killed_movers_lock_expires_within_seconds(connection, layout_2_app):
         started = time.monotonic()
         assert RedisStateStore(connection, app, 4).prepare() > 0  # the next start waits out the TTL only
         assert time.monotonic() - started < layout.LOCK_TTL_S + 5
-        _everything_is_found(connection, app, 4, int(time.time() // 3600))
+        _everything_is_found(connection, app, 4, hour)
     finally:
         if mover.poll() is None:
             mover.kill()
@@ -272,7 +274,7 @@ def test_status_says_layout_2_keys_await_a_worker_start_until_one_moves_them(con
     from stream_processors.config import Settings
     from stream_processors.errors import UnknownModel
 
-    client, app, keys = layout_2_app
+    client, app, keys, hour = layout_2_app
     client.delete(f"driftline:{app}:models")  # as status on layout 2 reads it: no model under layout 3
     settings = Settings(app_id=app, redis=connection)
     out = StringIO()
