@@ -159,7 +159,7 @@ def decode_message(raw: bytes | None, max_bytes: int, check_feature_range: bool 
     or ``event_id`` values are rejected (``name_too_long``).
 
     The events of an envelope are checked column by column (``_envelope_events``) and, only when one of them is not
-    valid, one by one: the outcome is the same, the common case costs a third.
+    valid, one by one: the outcome is the same, and decoding a valid envelope costs about 0.6 of what it did.
     """
     if not raw:
         return DecodedMessage(rejections=[Rejection("empty", "empty message (no value)")])
@@ -231,8 +231,8 @@ def _envelope_events(kind: str, events: list, shared: dict, check_feature_range:
     the culprits and keeps the others).
 
     The same checks as ``_validate_inference`` and ``_validate_label`` on ``{**shared, **event}``, made column by
-    column at a few C-speed passes per field (type sets, min and max) instead of a function call per event: an
-    envelope costs about a third of what its events would one by one.
+    column at a few C-speed passes per field (type sets, min and max) instead of a function call per event: the
+    checks cost about a third of what they would one by one.
     """
     if frozenset(map(type, events)) != _OBJECTS:
         return None
