@@ -104,9 +104,7 @@ class EventBounds:
         Checked per message at a few C-speed passes over its events: the models once each, feature names once
         per distinct name, text lengths as one max. False only says that ``problem`` must look at each event.
         """
-        if len(events) == 1:  # a message of one event
-            return self.problem(events[0], owner, partition) is None
-        if len(events) < COLUMN_CHECKS_FROM:  # a few events cost less one by one
+        if len(events) < COLUMN_CHECKS_FROM:  # a few events (a single one too) cost less one by one
             return not any(self.problem(event, owner, partition) for event in events)
         models = set(map(_MODEL, events))
         if owner is not None and (len(models) != 1 or owner not in models):
