@@ -103,6 +103,31 @@ class Cusum:
             return True
         return False
 
+    def run(self, xs: list[float]) -> int | None:
+        """``update`` with each of ``xs`` in turn until one signals; returns its index (None: none did).
+
+        The same arithmetic, operation for operation, as ``update`` (``max(0.0, v)`` is ``v`` only when
+        ``v > 0.0``), without a call per value: the state afterwards is the same, bit for bit.
+        """
+        if not xs:
+            return None
+        up, down, k, h = self._up, self._down, self.k, self.h
+        for i, x in enumerate(xs):
+            up = up + x - k
+            if not up > 0.0:
+                up = 0.0
+            down = down - x - k
+            if not down > 0.0:
+                down = 0.0
+            statistic = down if down > up else up
+            if statistic > h:
+                self._statistic, self._direction = statistic, 1 if up >= down else -1
+                self._up = self._down = 0.0
+                return i
+        self._up, self._down = up, down
+        self._statistic, self._direction = statistic, 1 if up >= down else -1
+        return None
+
     def to_dict(self) -> dict:
         return {"format": _FORMAT, "params": {"k": self.k, "h": self.h}, "up": self._up, "down": self._down,
                 "statistic": self._statistic}

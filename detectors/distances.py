@@ -54,18 +54,32 @@ def binned_wasserstein(reference: np.ndarray, window: np.ndarray, edges: np.ndar
     return float(np.sum((gap[:-1] + gap[1:]) / 2 * np.diff(edges)))
 
 
-def chi_square_homogeneity(reference: np.ndarray, window: np.ndarray) -> tuple[float, int]:
-    """Pearson's chi-square statistic of the 2 x bins table, and its degrees of freedom.
+def chi_square_homogeneity(reference, window) -> tuple[float, int]:
+    """Pearson's chi-square statistic of the 2 x bins table of counts, and its degrees of freedom.
 
-    Bins empty in both samples are left out.
+    Bins empty in both samples are left out. Counts are whole numbers, so every sum is exact in any order; the
+    cells are worked out one by one (a window test runs this for every window, on a dozen bins: numpy's cost
+    per call was most of it), and only the final sum is numpy's, over the cells in the table's order, so the
+    statistic is the same, bit for bit, as the table computed whole.
     """
-    table = np.vstack([np.asarray(reference, dtype=np.float64), np.asarray(window, dtype=np.float64)])
-    table = table[:, table.sum(axis=0) > 0]
-    if table.shape[1] < 2 or table[1].sum() == 0 or table[0].sum() == 0:
-        return 0.0, max(table.shape[1] - 1, 1)
-    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
-    statistic = float(np.sum((table - expected) ** 2 / expected))
-    return statistic, table.shape[1] - 1
+    pairs = [(a, b) for a, b in zip(np.asarray(reference, dtype=np.float64).tolist(),
+                                     np.asarray(window, dtype=np.float64).tolist()) if a + b > 0]
+    bins = len(pairs)
+    if bins < 2:
+        return 0.0, 1
+    first = sum(a for a, _ in pairs)
+    second = sum(b for _, b in pairs)
+    if first == 0 or second == 0:
+        return 0.0, bins - 1
+    total = first + second
+    columns = [a + b for a, b in pairs]
+    cells = []
+    for row, total_row in ((0, first), (1, second)):
+        for pair, column in zip(pairs, columns):
+            expected = total_row * column / total
+            gap = pair[row] - expected
+            cells.append(gap * gap / expected)
+    return float(np.add.reduce(np.array(cells))), bins - 1
 
 
 def chi_square_sf(statistic: float, dof: int) -> float:

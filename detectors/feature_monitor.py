@@ -204,20 +204,19 @@ class NumericDriftMonitor:
             clipped = np.concatenate([np.array(self._block_values), clipped])
         whole = clipped.size // b * b
         means = clipped[:whole].reshape(-1, b).mean(axis=1).tolist()  # one row per block: the same sums always
-        for i, mean in enumerate(means):
-            end = (i + 1) * b - 1 - waiting  # the block's last value, in ``values``
-            seen = self._seen + end + 1
-            if self._phase == "baseline":
+        if self._phase == "baseline":
+            for i, mean in enumerate(means):
                 self._blocks.add(mean)
                 if self._blocks.count >= self.baseline_blocks:
                     sd = self._blocks.std
                     # the spread is estimated from these blocks only: take its upper bound (2 standard errors)
                     upper = sd * (1 + 2 / math.sqrt(2 * (self._blocks.count - 1)))
                     self._set_baseline(self._blocks.mean, upper, sd * math.sqrt(b))
-                    return self._consume(end + 1), False
-                continue
-            if self._detect(mean, int(positions[end]), seen, firings):
-                return self._consume(end + 1), True
+                    return self._consume((i + 1) * b - waiting), False
+        else:
+            fired = self._detect(means, range(b - 1 - waiting, whole - waiting, b), positions, firings)
+            if fired is not None:
+                return self._consume((fired + 1) * b - waiting), True
         self._block_values = clipped[whole:].tolist()
         self._seen += values.size
         return values.size, False
@@ -228,28 +227,53 @@ class NumericDriftMonitor:
         self._seen += used
         return used
 
-    def _detect(self, block_mean: float, position: int, seen: int, firings: list[Firing]) -> bool:
-        signal = (block_mean - self._mean) / self._block_sd
-        shift = (block_mean - self._mean) / self._value_sd
-        self._recent += self._recent_weight * (signal - self._recent)
-        recent_shift = self._recent * self._block_sd / self._value_sd
-        if abs(self._recent) > 3 * self._recent_sd and abs(recent_shift) > self.design_shift / 4:
-            self.last_shifted_position, self.last_shifted_direction = position, 1 if self._recent > 0 else -1
-            self.shifted_positions.append(position)
+    def _detect(self, means: list[float], ends: range, positions: np.ndarray, firings: list[Firing]) -> int | None:
+        """The detectors on consecutive block means (``ends``: each block's last value in the update, whose
+        event is at ``positions[end]``), up to and including the first block at which one fires; returns that block's index (None: none fired).
+
+        Each detector runs over the blocks in one loop of its own, which leaves the same state as taking the
+        blocks one at a time: until a block at which one fires the detectors do not meet, and at that block all
+        of them have seen the same blocks, and all start afresh after it.
+        """
+        mean_0, block_sd, value_sd = self._mean, self._block_sd, self._value_sd
+        signals = [(m - mean_0) / block_sd for m in means]
+        first = len(signals)
+        cusum = adwin = page_hinkley = None
+        if "cusum" in self.detectors:
+            cusum = self._cusum.run(signals)
+            first = first if cusum is None else cusum
+        if "adwin" in self.detectors:
+            adwin = self._adwin.run(signals, min(first + 1, len(signals)))
+            first = first if adwin is None else adwin
+        if "page_hinkley" in self.detectors:
+            page_hinkley = next((i for i in range(min(first + 1, len(signals))) if self._ph.update(signals[i])),
+                                None)
+            first = first if page_hinkley is None else page_hinkley
+        recent, weight, limit, quarter = self._recent, self._recent_weight, 3 * self._recent_sd, self.design_shift / 4
+        for i in range(min(first + 1, len(signals))):  # the recent level, up to the block that fired
+            recent += weight * (signals[i] - recent)
+            if abs(recent) > limit and abs(recent * block_sd / value_sd) > quarter:
+                position = int(positions[ends[i]])
+                self.last_shifted_position, self.last_shifted_direction = position, 1 if recent > 0 else -1
+                self.shifted_positions.append(position)
+        self._recent = recent
+        if first == len(signals):
+            return None
+        position, seen = int(positions[ends[first]]), self._seen + ends[first] + 1
+        shift = (means[first] - mean_0) / value_sd
         fired = []
-        if "cusum" in self.detectors and self._cusum.update(signal):
+        if cusum == first:
             fired.append(Firing("cusum", self._cusum.statistic, self._h, position, seen, shift,
                                 self._cusum.direction))
-        if "adwin" in self.detectors and self._adwin.update(signal):
+        if adwin == first:
             fired.append(Firing("adwin", abs(self._adwin.estimation), self.adwin_delta, position, seen, shift,
                                 1 if self._adwin.estimation >= 0 else -1))
-        if "page_hinkley" in self.detectors and self._ph.update(signal):
+        if page_hinkley == first:
             fired.append(Firing("page_hinkley", self._ph.statistic, self.ph_threshold, position, seen, shift,
                                 1 if shift >= 0 else -1))
-        if fired:
-            firings.extend(fired)
-            self._fresh_detectors()
-        return bool(fired)
+        firings.extend(fired)
+        self._fresh_detectors()
+        return first
 
     def to_dict(self) -> dict:
         return {

@@ -114,9 +114,17 @@ class NumericSummary:
     def _merge_blocks(self, blocks: np.ndarray) -> None:
         means = blocks.mean(axis=1)
         m2s = np.square(blocks - means[:, None]).sum(axis=1)
-        for mean, m2, lo, hi in zip(means.tolist(), m2s.tolist(), blocks.min(axis=1).tolist(),
-                                    blocks.max(axis=1).tolist()):
-            self._combine(BLOCK, mean, m2, lo, hi)
+        # ``_combine`` per block, inlined: the same operations in the same order
+        n, mu, acc = self._n, self._mean, self._m2
+        for mean, m2 in zip(means.tolist(), m2s.tolist()):
+            total = n + BLOCK
+            delta = mean - mu
+            mu += delta * BLOCK / total
+            acc += m2 + delta * delta * n * BLOCK / total
+            n = total
+        self._n, self._mean, self._m2 = n, mu, acc
+        self._min = min(self._min, min(blocks.min(axis=1).tolist()))  # the first of equal ones, as block by block
+        self._max = max(self._max, max(blocks.max(axis=1).tolist()))
 
     def _fold(self, present: np.ndarray) -> None:
         if present.size:

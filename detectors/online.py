@@ -162,6 +162,23 @@ class AdwinDetector:
         self._river.update(x)
         return self._river.drift_detected
 
+    def run(self, xs: list[float], stop: int) -> int | None:
+        """``update`` with ``xs[:stop]`` in turn until a cut; returns the index of that value (None: none).
+
+        river's ``update`` resets a detector that found a cut before it adds a value, then keeps whether the
+        value made one; this does the same, with one call into river's window per value.
+        """
+        river = self._river
+        for i in range(stop):
+            if river._drift_detected:  # a cut at the last update: river starts afresh first
+                if self.update(xs[i]):
+                    return i
+                continue
+            if river._helper.update(xs[i]):
+                river._drift_detected = True
+                return i
+        return None
+
     def to_dict(self) -> dict:
         return {
             "format": _ADWIN_FORMAT,

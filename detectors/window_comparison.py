@@ -98,6 +98,7 @@ class FeatureWindowTest:
         self._edges: list[float] = []
         self._categories: list[str] = []
         self.binned_from: int | None = None
+        self.binned_counts: np.ndarray | None = None
         self._baseline: list[list[int]] = []         # per baseline window: counts..., missing, total
         self._reference: dict = {}
         self._window = self._empty_window()
@@ -208,16 +209,6 @@ class FeatureWindowTest:
         """Values still to be seen before the bins are fixed (0 once they are)."""
         return max(self.edge_events - self._seen, 0) if self._phase == "edges" else 0
 
-    def bin_counts(self, values) -> np.ndarray | None:
-        """Counts of the present values on this test's bins (None until the bins are fixed); no state changes."""
-        if self._phase == "edges":
-            return None
-        return self._indices_counts(values)
-
-    def _indices_counts(self, values) -> np.ndarray:
-        idx, _present, _missing = self._indices(values)
-        return np.bincount(idx, minlength=self._n_bins())
-
     # -- counting --------------------------------------------------------------------------------------------
     def _n_bins(self) -> int:
         return len(self._edges) + 1 if self.kind == NUMERIC else len(self._categories) + 1
@@ -255,10 +246,13 @@ class FeatureWindowTest:
     # -- streaming -------------------------------------------------------------------------------------------
     def update(self, values) -> list[WindowFinding]:
         """Values of consecutive events (NaN or None for missing); findings of every window completed.
-        ``binned_from`` is then the first of these values counted on fixed bins (None: none was)."""
+        ``binned_from`` is then the first of these values counted on fixed bins (None: none was), and
+        ``binned_counts`` their counts on those bins (None: none was)."""
         n = len(values)
         start, findings = 0, []
         self.binned_from = 0 if self._phase != "edges" else None
+        self.binned_counts = None
+        binned_phase, binned_at, bins, odd = None, 0, None, None
         while start < n:
             if self._phase == "edges":
                 take = min(self.edge_events - self._seen, n - start)
@@ -269,8 +263,14 @@ class FeatureWindowTest:
                     self._fix_bins()
                     self.binned_from = start if self._phase != "edges" else None
                 continue
+            if binned_phase != self._phase:  # the bins are fixed: every value's bin at once, for the whole rest
+                binned_phase, binned_at = self._phase, start
+                bins, odd = self._binned(values[start:])
             take = min(self.window_size - self._window["total"], n - start)
-            self._add_to_window(values[start:start + take])
+            a, b = start - binned_at, start - binned_at + take
+            counts = self._add_binned(values[start:start + take], bins[a:b], 0 if odd is None else
+                                      int(np.count_nonzero(odd[a:b])))
+            self.binned_counts = counts if self.binned_counts is None else self.binned_counts + counts
             self._seen += take
             start += take
             if self._window["total"] == self.window_size:
@@ -283,7 +283,46 @@ class FeatureWindowTest:
                 else:
                     findings += self._test_window(start - 1)
                 self._window = self._empty_window()
+        if self.binned_from is not None and self.binned_counts is None:  # bins fixed by the last value: none yet
+            self.binned_counts = np.zeros(self._n_bins(), dtype=np.int64)
         return findings
+
+    def _binned(self, values) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each value's bin (missing ones in an extra last bin) and, where the phase counts them, whether it is
+        outside the reference range / an unseen category: what ``_bin_index`` counts, for any slice."""
+        missing_bin = self._n_bins()
+        if self.kind == NUMERIC:
+            values = np.asarray(values, dtype=np.float64)
+            bins = np.searchsorted(np.asarray(self._edges), values, side="right")
+            bins[np.isnan(values)] = missing_bin
+            # in the baseline the range is widened by each slice before it is checked: nothing lies outside
+            odd = None if self._phase == "baseline" else \
+                (values < self._edge_range[0]) | (values > self._edge_range[1])
+            return bins, odd
+        other = len(self._categories)
+        lookup = {c: i for i, c in enumerate(self._categories)}
+        lookup[None] = missing_bin  # no category key is None
+        keys = category_keys(values)
+        bins = np.fromiter(map(lookup.get, keys, itertools.repeat(other)), dtype=np.int64, count=len(keys))
+        if self._phase == "testing":  # unseen: not a bin's category (the counts seen before the bins are gone)
+            return bins, bins == other
+        known = self._edge_counts
+        return bins, np.fromiter((b == other and k not in known for k, b in zip(keys, bins.tolist())), dtype=bool,
+                                 count=len(keys))
+
+    def _add_binned(self, values, bins: np.ndarray, odd: int) -> np.ndarray:
+        """Add values to the open window, their bins known; returns the present values' counts."""
+        if self._phase == "baseline" and self.kind == NUMERIC:
+            values = np.asarray(values, dtype=np.float64)
+            self._widen_range(values[~np.isnan(values)])
+        both = np.bincount(bins, minlength=self._n_bins() + 1)
+        counts, missing = both[:-1], int(both[-1])
+        w = self._window
+        w["counts"] = counts if w["counts"] is None else w["counts"] + counts
+        w["missing"] += missing
+        w["total"] += len(values)
+        w["outside" if self.kind == NUMERIC else "unseen"] += odd
+        return counts
 
     def _widen_range(self, present: np.ndarray) -> None:
         if present.size:
@@ -313,17 +352,6 @@ class FeatureWindowTest:
             counts = self._edge_counts
             self._categories = sorted(counts, key=lambda c: (-counts[c], c))[: self.max_categories]
         self._phase = "baseline"
-
-    def _add_to_window(self, values) -> None:
-        if self._phase == "baseline" and self.kind == NUMERIC:
-            values = np.asarray(values, dtype=np.float64)
-            self._widen_range(values[~np.isnan(values)])
-        counts, missing, odd = self._bin_index(values)
-        w = self._window
-        w["counts"] = counts if w["counts"] is None else w["counts"] + counts
-        w["missing"] += missing
-        w["total"] += len(values)
-        w["outside" if self.kind == NUMERIC else "unseen"] += odd
 
     def _test_window(self, position: int) -> list[WindowFinding]:
         ref, w = self._reference, self._window

@@ -13,9 +13,9 @@ join nor makes one twice.
 from __future__ import annotations
 
 import logging
-
 import time
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Protocol
 
 from detectors.model.params import JoinParams
@@ -24,6 +24,7 @@ from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWri
 __all__ = ["JoinBatch", "Joined", "LabelJoin", "LabelStore"]
 
 _log = logging.getLogger(__name__)
+_EVENT_ID, _PREDICTION, _SCORE, _TIMESTAMP = map(itemgetter, ("event_id", "prediction", "score", "timestamp"))
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,10 @@ class LabelJoin:
         s = self.params
         stored_waiting = waiting = self._store.pending_labels(model)
         if s.keep_predictions and predicted:
+            versions, events = zip(*predicted)
             batch.writes.append(KeepPredictions(
-                model, int(now // 3600), s.prediction_ttl_s + 3600, tuple([e["event_id"] for _v, e in predicted]),
-                tuple([(v, e["prediction"], e["score"], e["timestamp"]) for v, e in predicted])))
+                model, int(now // 3600), s.prediction_ttl_s + 3600, tuple(map(_EVENT_ID, events)),
+                tuple(zip(versions, map(_PREDICTION, events), map(_SCORE, events), map(_TIMESTAMP, events)))))
         fresh: dict[str, Joined] = {}  # predictions of this batch, by event id: only needed to meet labels
         if labelled or waiting:
             fresh = {e["event_id"]: Joined(e["event_id"], v, e["prediction"], e["score"], None, e["timestamp"])

@@ -165,7 +165,7 @@ class ModelMonitor(AlertPolicy):
         test = self.window_tests[name]
         tested = [dataclasses.replace(f, position=f.position + start) for f in test.update(values)]
         if kind == NUMERIC and test.binned_from is not None:  # counted from the event at which bins were fixed
-            self.series.record_counts(name, test.bin_counts(values[test.binned_from:]))
+            self.series.record_counts(name, test.binned_counts)
         for f in tested:
             self.series.record_window(name, self.events + f.position, f.test, f.statistic, f.p_value)
         windowed += [(name, f) for f in tested]

@@ -135,7 +135,7 @@ def _kept(write: KeepPredictions) -> bytes:
     thousands."""
     pairs: list = [None] * (2 * len(write.event_ids))
     pairs[0::2] = write.event_ids
-    pairs[1::2] = [record.decode() for record in prediction_records(write)]
+    pairs[1::2] = list(map(bytes.decode, prediction_records(write)))
     return orjson.dumps(pairs)
 
 

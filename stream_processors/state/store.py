@@ -199,7 +199,7 @@ def join_record(where: str, raw: bytes | None) -> dict | list | None:
 def prediction_records(write) -> list[bytes]:
     """How kept predictions are stored, one field per event id of their hour's hash: [version, prediction, score,
     timestamp] (what older workers wrote, and the join reads)."""
-    return [orjson.dumps(prediction) for prediction in write.predictions]
+    return list(map(orjson.dumps, write.predictions))
 
 
 def label_record(write) -> bytes:
