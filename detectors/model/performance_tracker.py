@@ -73,10 +73,11 @@ class PerformanceTracker:
             else ScoreCalibration()
         monitor = reference.get("error_monitor")
         self.error_monitor = NumericDriftMonitor.from_dict(monitor) if monitor else None
-        self._window: list[tuple] = []          # (label, prediction, score, event_id)
+        # windows of lists, the saved form: saving copies the outer list only (a version is saved every batch)
+        self._window: list[list] = []           # [label, prediction, score, event_id]
         self._early: list[dict] = []            # metrics of the first windows (Scenario II baseline)
         self.history: list[dict] = []           # the last realized windows
-        self._estimate_window: list[tuple] = []  # (probability, predicted positive)
+        self._estimate_window: list[list] = []  # [probability, predicted positive]
         self._estimate_early: list[float] = []
         self.estimated: float | None = None
         self.estimates: list[tuple[int, float]] = []  # (position, estimate) of each window the last call closed
@@ -109,7 +110,7 @@ class PerformanceTracker:
                                             {"stream": "errors"}, hold=True) for d in self.error_monitor.detectors]
         self.labels += len(joined)
         for i, j in enumerate(joined):
-            self._window.append((j.label, j.prediction, j.score, j.event_id))
+            self._window.append([j.label, j.prediction, j.score, j.event_id])
             if len(self._window) >= self.params.window:
                 finding = self._close_window(i)
                 if finding:
@@ -131,7 +132,7 @@ class PerformanceTracker:
                 return math.nan
         return 0.0 if same_class(joined.prediction, joined.label) else 1.0
 
-    def metrics(self, window: list[tuple]) -> dict[str, float]:
+    def metrics(self, window: list[list]) -> dict[str, float]:
         labels = [w[0] for w in window]
         predictions = [w[1] for w in window]
         if self.task == "regression":
@@ -205,7 +206,7 @@ class PerformanceTracker:
             self._learn_classes(predictions)
             wanted = class_key(self.positive)
             positive = [class_key(p) == wanted for p in predictions]
-        self._estimate_window.extend(zip(probabilities.tolist(), positive))
+        self._estimate_window.extend(map(list, zip(probabilities.tolist(), positive)))
         findings = []
         size = self.params.window
         while len(self._estimate_window) >= size:
@@ -281,8 +282,8 @@ class PerformanceTracker:
                 "positive": self.positive, "classes": self.classes,
                 "baseline": self.baseline, "source": self.source, "calibration": self.calibration.to_dict(),
                 "error_monitor": self.error_monitor.to_dict() if self.error_monitor else None,
-                "window": [list(w) for w in self._window], "early": self._early, "history": self.history,
-                "estimate_window": [list(w) for w in self._estimate_window],
+                "window": list(self._window), "early": self._early, "history": self.history,
+                "estimate_window": list(self._estimate_window),
                 "estimate_early": self._estimate_early, "estimated": self.estimated,
                 "estimate_baseline": self.estimate_baseline}
 
@@ -300,9 +301,9 @@ class PerformanceTracker:
         t.error_monitor = NumericDriftMonitor.from_dict(state["error_monitor"]) if state["error_monitor"] else None
         if t.error_monitor is not None:
             t.error_monitor.rebaseline = False  # saved before the baseline was kept: keep it from now on
-        t._window = [tuple(w) for w in state["window"]]
+        t._window = [list(w) for w in state["window"]]
         t._early, t.history = state["early"], state["history"]
-        t._estimate_window = [tuple(w) for w in state["estimate_window"]]
+        t._estimate_window = [list(w) for w in state["estimate_window"]]
         t._estimate_early, t.estimated = state["estimate_early"], state["estimated"]
         t.estimate_baseline = state["estimate_baseline"]
         return t
