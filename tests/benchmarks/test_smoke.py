@@ -56,3 +56,27 @@ def test_scaling_prints_every_figure() -> None:
     assert re.search(rf"100 vs 10 models: events/s x{NUMBER}, status x{NUMBER}, --model-version x{NUMBER}, "
                      rf"list x{NUMBER}, /metrics x{NUMBER}", summary), summary
     assert re.search(r"machine: \d+ cores, .*GiB memory", summary), summary
+
+
+def test_throughput_pairs_report_the_median_ratio() -> None:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "throughput.py"), "--envelopes", "--single", "--pairs", "3",
+                           "--envelope-events", "8k", "--single-events", "1k"], capture_output=True, text=True,
+                          timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    summary = out.split("\nsummary\n", 1)[1]
+    for section, line in (("envelopes", r"worker/json\.loads (\d\.\d+)"), ("single", r"worker/floor (\d\.\d+)")):
+        ratios = [float(x) for x in re.findall(line, out)]
+        assert len(ratios) == 3, out
+        median = sorted(ratios)[1]
+        listed = ", ".join(f"{x:.3f}" for x in ratios)
+        label = "envelopes of 500" if section == "envelopes" else "one event per message"
+        row = next(r for r in summary.splitlines() if r.startswith(label))
+        assert f"(median of 3 pairs: {listed})" in row, row
+        assert float(row.split()[row.split().index(">=") - 1]) == pytest.approx(median, abs=0.0015), row
+
+
+def test_throughput_refuses_pairs_below_one() -> None:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "throughput.py"), "--pairs", "0"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "--pairs must be at least 1" in done.stderr
