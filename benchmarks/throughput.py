@@ -371,7 +371,8 @@ def model_bytes_section(args, results: dict) -> None:
 
 def _of_pairs(r: dict) -> str:
     ratios = r["ratios"]
-    return "" if len(ratios) < 2 else f"  (median of {len(ratios)} pairs: " + ", ".join(f"{x:.3f}" for x in ratios) + ")"
+    listed = ", ".join(f"{x:.3f}" for x in ratios)
+    return "" if len(ratios) < 2 else f"  (median of {len(ratios)} pairs: {listed})"
 
 
 def summary(results: dict) -> None:

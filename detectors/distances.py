@@ -57,13 +57,19 @@ def binned_wasserstein(reference: np.ndarray, window: np.ndarray, edges: np.ndar
 def chi_square_homogeneity(reference, window) -> tuple[float, int]:
     """Pearson's chi-square statistic of the 2 x bins table of counts, and its degrees of freedom.
 
-    Bins empty in both samples are left out. Counts are whole numbers, so every sum is exact in any order; the
-    cells are worked out one by one (a window test runs this for every window, on a dozen bins: numpy's cost
-    per call was most of it), and only the final sum is numpy's, over the cells in the table's order, so the
-    statistic is the same, bit for bit, as the table computed whole.
+    Bins empty in both samples are left out. A window test runs this for every window, mostly on a dozen bins,
+    where numpy's cost per call was most of the time: up to ``_CELLS_IN_PYTHON`` bins the cells are worked out one
+    by one and only their sum is numpy's, over the cells in the table's order. Counts are whole numbers, so every
+    other sum is exact: the statistic is the same, bit for bit, as the table computed whole (which larger tables
+    are).
     """
-    pairs = [(a, b) for a, b in zip(np.asarray(reference, dtype=np.float64).tolist(),
-                                     np.asarray(window, dtype=np.float64).tolist()) if a + b > 0]
+    reference = np.asarray(reference, dtype=np.float64)
+    window = np.asarray(window, dtype=np.float64)
+    if reference.shape != window.shape or reference.ndim != 1:
+        raise ValueError(f"counts over the same bins are needed, got {reference.shape} and {window.shape}")
+    if reference.size > _CELLS_IN_PYTHON:
+        return _chi_square_table(reference, window)
+    pairs = [(a, b) for a, b in zip(reference.tolist(), window.tolist()) if a + b > 0]
     bins = len(pairs)
     if bins < 2:
         return 0.0, 1
@@ -80,6 +86,18 @@ def chi_square_homogeneity(reference, window) -> tuple[float, int]:
             gap = pair[row] - expected
             cells.append(gap * gap / expected)
     return float(np.add.reduce(np.array(cells))), bins - 1
+
+
+_CELLS_IN_PYTHON = 64
+
+
+def _chi_square_table(reference: np.ndarray, window: np.ndarray) -> tuple[float, int]:
+    table = np.vstack([reference, window])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or table[1].sum() == 0 or table[0].sum() == 0:
+        return 0.0, max(table.shape[1] - 1, 1)
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    return float(np.sum((table - expected) ** 2 / expected)), table.shape[1] - 1
 
 
 def chi_square_sf(statistic: float, dof: int) -> float:

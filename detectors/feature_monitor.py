@@ -17,6 +17,7 @@ __all__ = ["DETECTORS", "Firing", "NumericDriftMonitor"]
 _FORMAT = "driftline.numeric_drift_monitor/3"
 _SUMMED_FORMAT = "driftline.numeric_drift_monitor/2"  # kept the open block as a sum: loaded as its mean
 DETECTORS = ("cusum", "adwin", "page_hinkley")
+_STRETCH_BLOCKS, _STRETCH_VALUES = 64, 512  # blocks of an update fed at once: at least 64 blocks, 512 values
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,10 @@ class NumericDriftMonitor:
                     self._limits = (self._pilot.quantile(self.winsor), self._pilot.quantile(1 - self.winsor))
                     self._phase = "baseline"
                 continue
-            done, fired = self._feed_blocks(present[start:], positions[start:], firings)
+            # at most a stretch of blocks at a time: after a firing the rest is fed again, so a stream that fires
+            # often costs per block, not per remaining value (an update's cut does not change the outcome)
+            stretch = start + max(_STRETCH_BLOCKS * self.block_size, _STRETCH_VALUES)
+            done, fired = self._feed_blocks(present[start:stretch], positions[start:stretch], firings)
             start += done
             if fired and self.rebaseline:
                 self._restart()
@@ -229,7 +233,8 @@ class NumericDriftMonitor:
 
     def _detect(self, means: list[float], ends: range, positions: np.ndarray, firings: list[Firing]) -> int | None:
         """The detectors on consecutive block means (``ends``: each block's last value in the update, whose
-        event is at ``positions[end]``), up to and including the first block at which one fires; returns that block's index (None: none fired).
+        event is at ``positions[end]``), up to and including the first block at which one fires; returns that
+        block's index (None: none fired).
 
         Each detector runs over the blocks in one loop of its own, which leaves the same state as taking the
         blocks one at a time: until a block at which one fires the detectors do not meet, and at that block all

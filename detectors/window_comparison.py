@@ -318,7 +318,7 @@ class FeatureWindowTest:
         both = np.bincount(bins, minlength=self._n_bins() + 1)
         counts, missing = both[:-1], int(both[-1])
         w = self._window
-        w["counts"] = counts if w["counts"] is None else w["counts"] + counts
+        w["counts"] = counts.copy() if w["counts"] is None else w["counts"] + counts  # binned_counts is not it
         w["missing"] += missing
         w["total"] += len(values)
         w["outside" if self.kind == NUMERIC else "unseen"] += odd

@@ -147,9 +147,8 @@ _NUMBERS_OR_NONE = frozenset({int, float, type(None)})
 
 
 def _longest_text(values: Iterable) -> int:
-    """The length of the longest string among ``values`` (0 without one); each distinct string is measured once
-    (categories repeat)."""
-    return max(map(len, {v for v in values if type(v) is str}), default=0)
+    """The length of the longest string among ``values`` (0 without one)."""
+    return max(map(len, filter(str.__instancecheck__, values)), default=0)
 
 
 class ModelCatalog:
