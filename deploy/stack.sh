@@ -389,7 +389,7 @@ cluster_info() {  # host port field
 
 redis_cluster_up() {
     command -v redis-server >/dev/null || apt_install redis-server REDIS
-    local nodes=() node host port started=0
+    local nodes=() node host port started=0 replication
     mapfile -t nodes < <(cluster_all_nodes)
     [ "${#nodes[@]}" -ge 3 ] || die "a Redis Cluster needs at least three masters in DRIFTLINE_REDIS_CLUSTER_NODES"
     for node in "${nodes[@]}"; do
@@ -425,10 +425,9 @@ redis_cluster_up() {
         # and a replica takes over its master's slots only once it has synced with it
         if [ -n "$ok" ] && [ "$cluster_replicas" -gt 0 ]; then
             for node in "${nodes[@]}"; do
-                redis-cli -h "${node%:*}" -p "${node##*:}" info replication 2>/dev/null | tr -d '\r' |
-                    grep -qx 'role:slave' || continue
-                redis-cli -h "${node%:*}" -p "${node##*:}" info replication 2>/dev/null | tr -d '\r' |
-                    grep -qx 'master_link_status:up' || { ok=""; break; }
+                replication=$(redis-cli -h "${node%:*}" -p "${node##*:}" info replication 2>/dev/null | tr -d '\r')
+                grep -qx 'role:slave' <<< "$replication" || continue
+                grep -qx 'master_link_status:up' <<< "$replication" || { ok=""; break; }
             done
         fi
         [ -n "$ok" ] && break

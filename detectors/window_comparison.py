@@ -138,7 +138,8 @@ class FeatureWindowTest:
         A bin's count over a window of n has variance n p (1 - p) (1 + 2 sum_k rho(k)); the chi-square
         statistic's mean grows by the (1 - p)-weighted average of those factors. Lags are Bartlett-weighted.
         """
-        idx, _, _ = self._indices(values)
+        idx, _ = self._bins(values)
+        idx = idx[idx != self._n_bins()]  # the present values' bins
         n, bins = idx.size, self._n_bins()
         if n < 4 * max_lag:
             return 1.0
@@ -216,32 +217,25 @@ class FeatureWindowTest:
     def _empty_window(self) -> dict:
         return {"counts": None, "missing": 0, "total": 0, "outside": 0, "unseen": 0}
 
-    def _indices(self, values) -> tuple[np.ndarray, np.ndarray | list[str], int]:
-        """Bin index of each present value, the present values (numeric) or category keys, the missing count."""
+    def _bins(self, values) -> tuple[np.ndarray, np.ndarray | list]:
+        """Each value's bin, missing ones in an extra last bin; and the values as binned (floats or category
+        keys)."""
+        missing_bin = self._n_bins()
         if self.kind == NUMERIC:
             values = np.asarray(values, dtype=np.float64)
-            present = values[~np.isnan(values)]
-            return np.searchsorted(np.asarray(self._edges), present, side="right"), present, values.size - present.size
+            bins = np.searchsorted(np.asarray(self._edges), values, side="right")
+            bins[np.isnan(values)] = missing_bin
+            return bins, values
         lookup = {c: i for i, c in enumerate(self._categories)}
-        keys = [k for k in category_keys(values) if k is not None]
-        idx = np.fromiter(map(lookup.get, keys, itertools.repeat(len(self._categories))), dtype=np.int64,
-                          count=len(keys))
-        return idx, keys, len(values) - len(keys)
-
-    def _bin_index(self, values) -> tuple[np.ndarray, int, int]:
-        """Bin counts of the present values, how many are missing, how many lie outside / are unseen."""
-        idx, present, missing = self._indices(values)
-        if self.kind == NUMERIC:
-            odd = int(np.count_nonzero((present < self._edge_range[0]) | (present > self._edge_range[1])))
-        else:
-            known = self._edge_counts if self._phase != "testing" else None
-            binned = set(self._categories)
-            odd = sum(1 for k in present if k not in binned and (known is None or k not in known))
-        return np.bincount(idx, minlength=self._n_bins()), int(missing), odd
+        lookup[None] = missing_bin  # no category key is None
+        keys = category_keys(values)
+        return np.fromiter(map(lookup.get, keys, itertools.repeat(len(self._categories))), dtype=np.int64,
+                           count=len(keys)), keys
 
     def _count(self, values) -> list[int]:
-        counts, missing, _ = self._bin_index(values)
-        return counts.tolist() + [missing, len(values)]
+        """Counts per bin, the missing count and the number of values."""
+        both = np.bincount(self._bins(values)[0], minlength=self._n_bins() + 1)
+        return both[:-1].tolist() + [int(both[-1]), len(values)]
 
     # -- streaming -------------------------------------------------------------------------------------------
     def update(self, values) -> list[WindowFinding]:
@@ -288,27 +282,19 @@ class FeatureWindowTest:
         return findings
 
     def _binned(self, values) -> tuple[np.ndarray, np.ndarray | None]:
-        """Each value's bin (missing ones in an extra last bin) and, where the phase counts them, whether it is
-        outside the reference range / an unseen category: what ``_bin_index`` counts, for any slice."""
-        missing_bin = self._n_bins()
+        """Each value's bin (``_bins``) and, where the phase counts them, whether it is outside the reference range
+        / an unseen category."""
+        bins, values = self._bins(values)
         if self.kind == NUMERIC:
-            values = np.asarray(values, dtype=np.float64)
-            bins = np.searchsorted(np.asarray(self._edges), values, side="right")
-            bins[np.isnan(values)] = missing_bin
             # in the baseline the range is widened by each slice before it is checked: nothing lies outside
-            odd = None if self._phase == "baseline" else \
+            return bins, None if self._phase == "baseline" else \
                 (values < self._edge_range[0]) | (values > self._edge_range[1])
-            return bins, odd
         other = len(self._categories)
-        lookup = {c: i for i, c in enumerate(self._categories)}
-        lookup[None] = missing_bin  # no category key is None
-        keys = category_keys(values)
-        bins = np.fromiter(map(lookup.get, keys, itertools.repeat(other)), dtype=np.int64, count=len(keys))
         if self._phase == "testing":  # unseen: not a bin's category (the counts seen before the bins are gone)
             return bins, bins == other
         known = self._edge_counts
-        return bins, np.fromiter((b == other and k not in known for k, b in zip(keys, bins.tolist())), dtype=bool,
-                                 count=len(keys))
+        return bins, np.fromiter((b == other and k not in known for k, b in zip(values, bins.tolist())), dtype=bool,
+                                 count=len(values))
 
     def _add_binned(self, values, bins: np.ndarray, odd: int) -> np.ndarray:
         """Add values to the open window, their bins known; returns the present values' counts."""

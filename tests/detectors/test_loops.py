@@ -7,6 +7,7 @@ saved float) fails the test. The chi-square statistic is also checked against sc
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -17,6 +18,7 @@ from scipy import stats
 from detectors.cusum import Cusum
 from detectors.distances import chi_square_homogeneity
 from detectors.feature_monitor import Firing, NumericDriftMonitor
+from detectors.frequencies import category_keys
 from detectors.moments import BLOCK, NumericSummary
 from detectors.online import AdwinDetector
 from detectors.window_comparison import FeatureWindowTest
@@ -259,6 +261,27 @@ class _SliceBySlice(FeatureWindowTest):
         self.binned_counts = None if self.binned_from is None else \
             np.bincount(self._indices(values[self.binned_from:])[0], minlength=self._n_bins())
         return findings
+
+    def _indices(self, values):
+        if self.kind == "numeric":
+            values = np.asarray(values, dtype=np.float64)
+            present = values[~np.isnan(values)]
+            return np.searchsorted(np.asarray(self._edges), present, side="right"), present, values.size - present.size
+        lookup = {c: i for i, c in enumerate(self._categories)}
+        keys = [k for k in category_keys(values) if k is not None]
+        idx = np.fromiter(map(lookup.get, keys, itertools.repeat(len(self._categories))), dtype=np.int64,
+                          count=len(keys))
+        return idx, keys, len(values) - len(keys)
+
+    def _bin_index(self, values):
+        idx, present, missing = self._indices(values)
+        if self.kind == "numeric":
+            odd = int(np.count_nonzero((present < self._edge_range[0]) | (present > self._edge_range[1])))
+        else:
+            known = self._edge_counts if self._phase != "testing" else None
+            binned = set(self._categories)
+            odd = sum(1 for k in present if k not in binned and (known is None or k not in known))
+        return np.bincount(idx, minlength=self._n_bins()), int(missing), odd
 
     def _add_to_window(self, values) -> None:
         if self._phase == "baseline" and self.kind == "numeric":
