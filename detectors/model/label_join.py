@@ -64,8 +64,8 @@ class LabelStore(Protocol):
     def due_labels(self, model: str, now: float, limit: int) -> list[str]:
         """Event ids of the first ``limit`` waiting labels (by deadline) whose deadline is at or before ``now``."""
 
-    def pending_labels(self, model: str) -> int:
-        """How many of the model's labels wait for their prediction."""
+    def pending_labels_of(self, models: list[str]) -> dict[str, int]:
+        """How many of each model's labels wait for their prediction (one read for a batch's models)."""
 
 
 class LabelJoin:
@@ -80,8 +80,10 @@ class LabelJoin:
         wait is over are settled too. Returns the writes to commit and the joins made."""
         now = time.time() if now is None else now
         batch = JoinBatch()
-        for model in set(predictions) | set(labels) | set(idle):
-            self._model(model, predictions.get(model, []), labels.get(model, []), now, batch)
+        models = list(set(predictions) | set(labels) | set(idle))
+        pending = self._store.pending_labels_of(models) if models else {}
+        for model in models:
+            self._model(model, predictions.get(model, []), labels.get(model, []), pending[model], now, batch)
         return batch
 
     def _hours(self, now: float) -> list[int]:
@@ -92,10 +94,10 @@ class LabelJoin:
     def _lookup(self, model: str, event_ids: list[str], now: float) -> list[list | None]:
         return self._store.kept_predictions(model, self._hours(now), event_ids)
 
-    def _model(self, model: str, predicted: list[tuple[str, dict]], labelled: list[dict], now: float,
-               batch: JoinBatch) -> None:
+    def _model(self, model: str, predicted: list[tuple[str, dict]], labelled: list[dict], stored_waiting: int,
+               now: float, batch: JoinBatch) -> None:
         s = self.params
-        stored_waiting = waiting = self._store.pending_labels(model)
+        waiting = stored_waiting
         if s.keep_predictions and predicted:
             versions, events = zip(*predicted)
             batch.writes.append(KeepPredictions(

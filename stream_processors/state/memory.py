@@ -158,6 +158,9 @@ class MemoryStateStore:
     def pending_labels(self, model: str) -> int:
         return self._counts.get(f"{model}:pending", 0)
 
+    def pending_labels_of(self, models: list[str]) -> dict[str, int]:
+        return {m: self.pending_labels(m) for m in models}
+
     def label_counts(self) -> dict[str, int]:
         return dict(self._counts)
 

@@ -337,8 +337,14 @@ class RedisStateStore:
         return [m.decode() for m in raw]
 
     def pending_labels(self, model: str) -> int:
-        value = self._call(self._redis.hget, self.keys().for_model(model).label_counts, f"{model}:pending")
-        return 0 if value is None else int(value)
+        return self.pending_labels_of([model])[model]
+
+    def pending_labels_of(self, models: list[str]) -> dict[str, int]:
+        if not models:
+            return {}
+        keys = self.keys()
+        raw = self._pipelined([("hget", (keys.for_model(m).label_counts, f"{m}:pending")) for m in models])
+        return {m: 0 if value is None else int(value) for m, value in zip(models, raw)}
 
     def label_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -248,6 +248,21 @@ def test_waiting_labels_fall_due_and_are_forgotten(store):
     assert store.label_counts() == {"m:pending": 1, "m:unmatched": 1}
 
 
+def test_pending_labels_of_many_models_are_read_at_once(store):
+    store, _ = store
+    models = [f"model-{i}" for i in range(40)]
+    by_partition: dict[int, list] = {}
+    for i, model in enumerate(models[:8]):
+        by_partition.setdefault(store.partition_of(model), []).append(CountLabels(model, pending=i + 1))
+    assert len(by_partition) > 1  # models of several partitions (slots, on a cluster)
+    for partition, writes in by_partition.items():
+        assert store.commit(Commit({("labels", partition): (-1, 0)}, writes=writes))
+    read = store.pending_labels_of(["unknown", *models])
+    assert read == {"unknown": 0, **{m: i + 1 for i, m in enumerate(models[:8])}, **{m: 0 for m in models[8:]}}
+    assert read["model-3"] == store.pending_labels("model-3") == 4
+    assert store.pending_labels_of([]) == {}
+
+
 def test_the_label_join_runs_alike_on_both_stores(store):
     store, _ = store
     join = LabelJoin(JoinParams(keep_predictions=True, prediction_ttl_s=86400, label_wait_s=60.0), store)
