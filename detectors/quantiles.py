@@ -68,6 +68,11 @@ class QuantileSketch:
 
     def update(self, values: np.ndarray) -> None:
         values = np.asarray(values, dtype=np.float64)
+        if values.size and values.min() >= self.min_value and values.max() < math.inf:
+            # the common case: every value finite, positive and not counted as zero (a NaN fails both tests);
+            # the same buckets as below, with a third of its array operations
+            self._add(self._positive, values)
+            return
         values = values[np.isfinite(values)]
         if values.size == 0:
             return
@@ -77,10 +82,14 @@ class QuantileSketch:
         for buckets, part in ((self._positive, magnitude[(values > 0) & ~small]),
                               (self._negative, magnitude[(values < 0) & ~small])):
             if part.size:
-                keys = np.ceil(np.log(part) / self._log_gamma).astype(np.int64)
-                lo = int(keys.min())
-                buckets.add(lo, np.bincount(keys - lo))
-                buckets.collapse(self.max_buckets)
+                self._add(buckets, part)
+
+    def _add(self, buckets: _Buckets, magnitudes: np.ndarray) -> None:
+        """Count magnitudes (finite, at least ``min_value``) in the buckets of their sign."""
+        keys = np.ceil(np.log(magnitudes) / self._log_gamma).astype(np.int64)
+        lo = int(keys.min())
+        buckets.add(lo, np.bincount(keys - lo))
+        buckets.collapse(self.max_buckets)
 
     def _value(self, key: int) -> float:
         gamma = math.exp(self._log_gamma)

@@ -21,6 +21,7 @@ from detectors.feature_monitor import Firing, NumericDriftMonitor
 from detectors.frequencies import category_keys
 from detectors.moments import BLOCK, NumericSummary
 from detectors.online import AdwinDetector
+from detectors.quantiles import QuantileSketch
 from detectors.window_comparison import FeatureWindowTest
 
 
@@ -171,6 +172,44 @@ def _update_block_by_block(s: NumericSummary, values) -> None:
                                     blocks.max(axis=1).tolist()):
             s._combine(BLOCK, mean, m2, lo, hi)
     s._open = present[whole:].tolist()
+
+
+# -- QuantileSketch: positive values counted without splitting by sign, against the split -----------------------------
+@pytest.mark.parametrize("seed", range(20))
+def test_sketch_of_positive_values_counts_as_the_split_by_sign(seed):
+    rng = np.random.default_rng(seed)
+    scale = 10.0 ** rng.uniform(-12, 12)
+    x = rng.lognormal(0, rng.uniform(0.1, 8), 6000) * scale
+    for odd, share in ((np.nan, 0.01), (np.inf, 0.002), (-np.inf, 0.002), (0.0, 0.01), (-0.0, 0.01),
+                       (5e-10, 0.01), (-3.0, 0.01), (1e-9, 0.01)):  # 1e-9 is min_value: not zero
+        x[rng.random(x.size) < share * rng.integers(0, 2)] = odd
+    fast = QuantileSketch(max_buckets=int(rng.choice([8, 64, 2048])))
+    oracle = QuantileSketch(max_buckets=fast.max_buckets)
+    i = 0
+    while i < x.size:
+        k = int(rng.choice([1, 2, 9, 100, 1000]))
+        fast.update(x[i:i + k])
+        _sketch_update_split_by_sign(oracle, x[i:i + k])
+        i += k
+        assert _bits(fast.to_dict()) == _bits(oracle.to_dict())
+    assert fast.count == oracle.count > 0
+
+
+def _sketch_update_split_by_sign(sketch: QuantileSketch, values) -> None:
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return
+    magnitude = np.abs(values)
+    small = magnitude < sketch.min_value
+    sketch._zero += int(small.sum())
+    for buckets, part in ((sketch._positive, magnitude[(values > 0) & ~small]),
+                          (sketch._negative, magnitude[(values < 0) & ~small])):
+        if part.size:
+            keys = np.ceil(np.log(part) / sketch._log_gamma).astype(np.int64)
+            lo = int(keys.min())
+            buckets.add(lo, np.bincount(keys - lo))
+            buckets.collapse(sketch.max_buckets)
 
 
 # -- chi-square: cell by cell, against the whole table ----------------------------------------------------------------
