@@ -67,7 +67,9 @@ class QuantileSketch:
         return self._zero + self._positive.total + self._negative.total
 
     def update(self, values: np.ndarray) -> None:
-        values = np.asarray(values, dtype=np.float64)
+        # flat and, for a view against the grain, a contiguous copy: numpy's vectorised log and its scalar one
+        # (which a reversed view gets) can differ in the last bit, and so move a value across a bucket edge
+        values = np.asarray(values, dtype=np.float64).ravel()
         if values.size and values.min() >= self.min_value and values.max() < math.inf:
             # the common case: every value finite, positive and not counted as zero (a NaN fails both tests);
             # the same buckets as below, with a third of its array operations

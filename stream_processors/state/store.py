@@ -162,6 +162,7 @@ class StateStore(Protocol):
 
     def pending_labels_of(self, models: list[str]) -> dict[str, int]:
         """``pending_labels`` of each of ``models``, in one round trip."""
+        ...
 
     def label_counts(self) -> dict[str, int]:
         """``{model}:pending``, ``{model}:unmatched`` and ``{model}:joined`` counts."""
