@@ -12,6 +12,7 @@ with the store's timeouts.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from collections import defaultdict
@@ -28,6 +29,8 @@ from stream_processors.state.store import (PartitionCommit, Quarantine, StateCom
                                            unguarded)
 
 __all__ = ["REDIS_ERRORS", "RedisStateStore", "redis_client"]
+
+_log = logging.getLogger(__name__)
 
 _UNPACK_LIMIT = 2000  # field/value pairs per HSET: Lua's unpack() takes a few thousand values
 REDIS_ERRORS = (redis.RedisError, RedisClusterException)
@@ -94,6 +97,15 @@ while i <= #ARGV do
 end
 return 1
 """.replace("VALUES_PER_HSET", str(2 * _UNPACK_LIMIT))
+
+
+def _redis_integer(value: bytes) -> int | None:
+    """``value`` as an integer, if it is one as Redis's HINCRBY reads it (canonical, 64 bits), else None."""
+    try:
+        number = int(value)
+    except ValueError:
+        return None
+    return number if str(number).encode() == value and -2**63 <= number < 2**63 else None
 
 
 def _field(tp: TopicPartition) -> str:
@@ -344,7 +356,21 @@ class RedisStateStore:
             return {}
         keys = self.keys()
         raw = self._pipelined([("hget", (keys.for_model(m).label_counts, f"{m}:pending")) for m in models])
-        return {m: 0 if value is None else int(value) for m, value in zip(models, raw)}
+        out = {}
+        for model, value in zip(models, raw):
+            count = 0 if value is None else _redis_integer(value)
+            out[model] = self._recount_pending(keys.for_model(model), model, value) if count is None else count
+        return out
+
+    def _recount_pending(self, keys: PartitionKeys, model: str, damaged: bytes) -> int:
+        """A pending-label count that is not an integer (damaged from outside: Driftline only adds to it) would
+        fail the join's every batch, and the commit script's HINCRBY after the offsets were written: it is set
+        again, now, from the labels that wait (the count is derived from them)."""
+        count = int(self._call(self._redis.zcard, keys.waiting(model)))
+        self._call(self._redis.hset, keys.label_counts, f"{model}:pending", str(count))
+        _log.error("the count of labels waiting for model %s was not an integer (%d bytes); set again to the %d "
+                   "labels that wait", model[:256], len(damaged), count)
+        return count
 
     def label_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}

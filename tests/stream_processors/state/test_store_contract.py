@@ -560,3 +560,40 @@ def test_a_commit_that_fails_in_its_script_writes_nothing(store, monkeypatch):
     assert store.load([("m", "1")])[("m", "1")] == {"v": 1}
     assert store.label_counts() == {}
     assert _bucket(store, "m", hour) == {}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("store", ["redis", "cluster"], indirect=True)
+def test_a_damaged_pending_label_count_is_set_again_from_the_labels_that_wait(store, caplog):
+    """Driftline only adds to a model's count of waiting labels; a value damaged from outside used to fail the
+    join at every batch (its labels dead-lettered, then the worker stopped), and HINCRBY would fail the commit
+    script after the offsets were written. The count is set again from the waiting labels themselves."""
+    store, _ = store
+    worker = BatchProcessor(Settings(topic_partitions=PARTITIONS, label_wait_s=3600.0), store)
+    offsets = {"inf": 0, "lab": 0}
+
+    def commit(messages):
+        outcome = worker.process(messages)
+        assert store.commit(outcome)
+        worker.committed(outcome.offsets)
+        return outcome
+
+    def label(event_id: str) -> IncomingMessage:
+        offsets["lab"] += 1
+        return _label_message("m", offsets["lab"], event_id)
+
+    commit([label("early-a"), label("early-b")])  # no prediction yet: both wait
+    key, field = store.keys().for_model("m").label_counts, "m:pending"
+    assert store.pending_labels("m") == 2
+    for i, damage in enumerate([b"2.0", b"banana", b" 2", b"99999999999999999999", b"", b"-0"]):
+        store.client.hset(key, field, damage)
+        offsets["inf"] += 1
+        with caplog.at_level("ERROR"):
+            outcome = commit([_inference(offsets["inf"]), label(f"e{offsets['inf']}-0"), label(f"late-{i}")])
+        assert outcome.dead_letters == [] and outcome.labels == 2, (damage, outcome.dead_letters)
+        assert store.model_label_counts("m")["joined"] == i + 1  # each batch's label of its own prediction
+        waiting = store.client.zcard(store.keys().for_model("m").waiting("m"))
+        assert waiting == 3 + i  # the two early labels and each batch's late one
+        assert store.client.hget(key, field) == str(waiting).encode() and store.pending_labels("m") == waiting
+        assert f"count of labels waiting for model m was not an integer ({len(damage)} bytes)" in caplog.text
+        caplog.clear()
