@@ -50,7 +50,16 @@ def as_redis_connection(connection: str | RedisConnection) -> RedisConnection:
     return connection if isinstance(connection, RedisConnection) else RedisConnection(connection)
 
 
-_COMMIT = """
+_COUNT_OK = """
+-- a label count HINCRBY can add a batch's change to: a canonical integer of at most 18 digits (Driftline only adds
+-- to these; anything else was damaged from outside)
+local function count_ok(v)
+  local digits = #v - ((string.sub(v, 1, 1) == '-') and 1 or 0)
+  return (v == '0' or string.match(v, '^%-?[1-9]%d*$') ~= nil) and digits <= 18
+end
+"""
+
+_COMMIT = _COUNT_OK + """
 local n = tonumber(ARGV[1])
 if n == 0 and #ARGV > 2 then return 0 end  -- something to write but no offset guarding it: refused
 for i = 0, n - 1 do
@@ -61,9 +70,20 @@ local base = 2 + 3 * n  -- ARGV after the offsets: the state count, states, memb
 local s = tonumber(ARGV[base])
 -- kept predictions are decoded before anything is written: Redis keeps the writes of a script that fails
 local kept = {}
+-- and so are the label counts: a damaged one is set to this batch's change (HINCRBY would fail halfway), and named
+local reset, checked, repaired = {}, {}, {}
 local i = base + 3 * s + 1
 while i <= #ARGV do
-  if ARGV[i] == 'keep' then kept[i] = cjson.decode(ARGV[i + 4]) end
+  if ARGV[i] == 'keep' then kept[i] = cjson.decode(ARGV[i + 4])
+  elseif ARGV[i] == 'hincrby' then
+    local key, field = KEYS[tonumber(ARGV[i + 1])], ARGV[i + 3]
+    local seen = key .. '\0' .. field
+    if not checked[seen] then
+      checked[seen] = true
+      local v = redis.call('HGET', key, field)
+      if v and not count_ok(v) then reset[i] = true; repaired[#repaired + 1] = field end
+    end
+  end
   i = i + 3 + tonumber(ARGV[i + 2])
 end
 for i = 0, n - 1 do  -- an offset only checked (the other topic's, unchanged) is left as it is
@@ -84,7 +104,8 @@ while i <= #ARGV do
   elseif op == 'del' then redis.call('DEL', key)
   elseif op == 'zadd' then redis.call('ZADD', key, a, b)
   elseif op == 'zrem' then redis.call('ZREM', key, b)
-  elseif op == 'hincrby' then redis.call('HINCRBY', key, a, b)
+  elseif op == 'hincrby' then
+    if reset[i] then redis.call('HSET', key, a, b) else redis.call('HINCRBY', key, a, b) end
   elseif op == 'expire' then redis.call('EXPIRE', key, a)
   elseif op == 'keep' then  -- ttl, then one JSON array of field, value, field, value... (``_kept``)
     local fields = kept[i]
@@ -95,17 +116,30 @@ while i <= #ARGV do
   end
   i = i + 3 + n
 end
+if #repaired > 0 then return repaired end
 return 1
 """.replace("VALUES_PER_HSET", str(2 * _UNPACK_LIMIT))
 
+_RECOUNT_PENDING = _COUNT_OK + """
+-- KEYS: a partition's label counts, the model's waiting labels; ARGV: the model's pending field. A damaged count
+-- is set to the labels that wait, only if it is still damaged (a stale worker's repair does nothing)
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return {0, '0'} end
+if count_ok(v) then return {0, v} end
+local n = redis.call('ZCARD', KEYS[2])
+redis.call('HSET', KEYS[1], ARGV[1], n)
+return {1, tostring(n), #v}
+"""
 
-def _redis_integer(value: bytes) -> int | None:
-    """``value`` as an integer, if it is one as Redis's HINCRBY reads it (canonical, 64 bits), else None."""
+
+def _count(value: bytes) -> int | None:
+    """A label count as the commit script's ``count_ok`` takes it (canonical, at most 18 digits, so that adding a
+    batch's change cannot overflow HINCRBY), else None: damaged."""
     try:
         number = int(value)
     except ValueError:
         return None
-    return number if str(number).encode() == value and -2**63 <= number < 2**63 else None
+    return number if str(number).encode() == value and abs(number) < 10**18 else None
 
 
 def _field(tp: TopicPartition) -> str:
@@ -190,6 +224,7 @@ class RedisStateStore:
         self.partitions = partitions
         self._keys = AppKeys(app_id, partitions) if partitions else None
         self._commit = self._redis.register_script(_COMMIT)
+        self._recount = self._redis.register_script(_RECOUNT_PENDING)
 
     @property
     def client(self):
@@ -290,8 +325,12 @@ class RedisStateStore:
             if unguarded(part):
                 return False
             script_keys, argv = script_call(keys.of(partition), part, now)
-            if not self._call(self._commit, script_keys, argv):
+            saved = self._call(self._commit, script_keys, argv)
+            if not saved:
                 return False
+            if isinstance(saved, list):  # label counts found damaged, each set to this batch's change
+                _log.error("label counts %s were damaged (not counts) and were set to this batch's change",
+                           ", ".join(repr(f.decode(errors="replace")[:300]) for f in saved[:20]))
             self._drop_quarantined_profiles(keys, part.quarantined)
         return True
 
@@ -358,24 +397,25 @@ class RedisStateStore:
         raw = self._pipelined([("hget", (keys.for_model(m).label_counts, f"{m}:pending")) for m in models])
         out = {}
         for model, value in zip(models, raw):
-            count = 0 if value is None else _redis_integer(value)
-            out[model] = self._recount_pending(keys.for_model(model), model, value) if count is None else count
+            count = 0 if value is None else _count(value)
+            out[model] = self._recount_pending(keys.for_model(model), model) if count is None else count
         return out
 
-    def _recount_pending(self, keys: PartitionKeys, model: str, damaged: bytes) -> int:
-        """A pending-label count that is not an integer (damaged from outside: Driftline only adds to it) would
-        fail the join's every batch, and the commit script's HINCRBY after the offsets were written: it is set
-        again, now, from the labels that wait (the count is derived from them)."""
-        count = int(self._call(self._redis.zcard, keys.waiting(model)))
-        self._call(self._redis.hset, keys.label_counts, f"{model}:pending", str(count))
-        _log.error("the count of labels waiting for model %s was not an integer (%d bytes); set again to the %d "
-                   "labels that wait", model[:256], len(damaged), count)
-        return count
+    def _recount_pending(self, keys: PartitionKeys, model: str) -> int:
+        """A pending-label count that is not one (damaged from outside: Driftline only adds to it) would fail the
+        join at every batch: it is set again, now, from the labels that wait (the count is derived from them), in
+        one script that leaves a count repaired meanwhile as it is."""
+        repaired, count, *length = self._call(self._recount, [keys.label_counts, keys.waiting(model)],
+                                              [f"{model}:pending"])
+        if repaired:
+            _log.error("the count of labels waiting for model %r was damaged (%d bytes, not a count); set again to "
+                       "the %s labels that wait", model[:256], length[0], count.decode())
+        return int(count)
 
     def label_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for raw in self._every_partition("label_counts"):
-            out.update({k.decode(): int(v) for k, v in raw.items()})
+            out.update({k.decode(): _count(v) for k, v in raw.items()})  # None: damaged
         return out
 
     # -- profiles and summaries -----------------------------------------------------------------------------
@@ -444,7 +484,7 @@ class RedisStateStore:
         kinds = ("joined", "pending", "unmatched")
         raw = self._call(self._redis.hmget, self.keys().for_model(model).label_counts,
                          [f"{model}:{k}" for k in kinds])
-        return {k: 0 if v is None else int(v) for k, v in zip(kinds, raw)}
+        return {k: 0 if v is None else _count(v) for k, v in zip(kinds, raw)}  # None: damaged
 
     def quarantine_of(self, model: str, version: str) -> dict | None:
         """One HGET on the model's partition's quarantined hash."""
