@@ -70,7 +70,9 @@ local base = 2 + 3 * n  -- ARGV after the offsets: the state count, states, memb
 local s = tonumber(ARGV[base])
 -- kept predictions are decoded before anything is written: Redis keeps the writes of a script that fails
 local kept = {}
--- and so are the label counts: a damaged one is set to this batch's change (HINCRBY would fail halfway), and named
+-- and so are the label counts: a damaged one is set to this batch's change (HINCRBY would fail halfway), and named;
+-- a damaged waiting count is left for the next read to set from the waiting labels (this batch's change on its
+-- own would be taken for the count, and kept)
 local reset, checked, repaired = {}, {}, {}
 local i = base + 3 * s + 1
 while i <= #ARGV do
@@ -81,7 +83,10 @@ while i <= #ARGV do
     if not checked[seen] then
       checked[seen] = true
       local v = redis.call('HGET', key, field)
-      if v and not count_ok(v) then reset[i] = true; repaired[#repaired + 1] = field end
+      if v and not count_ok(v) then
+        reset[i] = (string.sub(field, -8) == ':pending') and 'leave' or 'set'
+        repaired[#repaired + 1] = field
+      end
     end
   end
   i = i + 3 + tonumber(ARGV[i + 2])
@@ -105,7 +110,8 @@ while i <= #ARGV do
   elseif op == 'zadd' then redis.call('ZADD', key, a, b)
   elseif op == 'zrem' then redis.call('ZREM', key, b)
   elseif op == 'hincrby' then
-    if reset[i] then redis.call('HSET', key, a, b) else redis.call('HINCRBY', key, a, b) end
+    if reset[i] == 'set' then redis.call('HSET', key, a, b)
+    elseif not reset[i] then redis.call('HINCRBY', key, a, b) end
   elseif op == 'expire' then redis.call('EXPIRE', key, a)
   elseif op == 'keep' then  -- ttl, then one JSON array of field, value, field, value... (``_kept``)
     local fields = kept[i]
@@ -135,6 +141,8 @@ return {1, tostring(n), #v}
 def _count(value: bytes) -> int | None:
     """A label count as the commit script's ``count_ok`` takes it (canonical, at most 18 digits, so that adding a
     batch's change cannot overflow HINCRBY), else None: damaged."""
+    if len(value) > 19:  # more than a sign and 18 digits (and int() of a long run of digits is slow)
+        return None
     try:
         number = int(value)
     except ValueError:
@@ -328,9 +336,11 @@ class RedisStateStore:
             saved = self._call(self._commit, script_keys, argv)
             if not saved:
                 return False
-            if isinstance(saved, list):  # label counts found damaged, each set to this batch's change
-                _log.error("label counts %s were damaged (not counts) and were set to this batch's change",
-                           ", ".join(repr(f.decode(errors="replace")[:300]) for f in saved[:20]))
+            if isinstance(saved, list):  # label counts found damaged
+                more = f" and {len(saved) - 20} more" if len(saved) > 20 else ""
+                _log.error("label counts %s%s were damaged (not counts): a waiting count is set again from the "
+                           "labels that wait at its model's next batch, the others were set to this batch's change",
+                           ", ".join(repr(f.decode(errors="replace")[:300]) for f in saved[:20]), more)
             self._drop_quarantined_profiles(keys, part.quarantined)
         return True
 
