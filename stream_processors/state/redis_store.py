@@ -80,14 +80,17 @@ while i <= #ARGV do
   elseif ARGV[i] == 'hincrby' then
     local key, field = KEYS[tonumber(ARGV[i + 1])], ARGV[i + 3]
     local seen = key .. '\0' .. field
-    if not checked[seen] then
-      checked[seen] = true
+    local state = checked[seen]
+    if state == nil then  -- the first change to this count: 'set' it, 'leave' it, or false (add to it)
       local v = redis.call('HGET', key, field)
+      state = false
       if v and not count_ok(v) then
-        reset[i] = (string.sub(field, -8) == ':pending') and 'leave' or 'set'
+        state = (string.sub(field, -8) == ':pending') and 'leave' or 'set'
         repaired[#repaired + 1] = field
       end
-    end
+      checked[seen] = state
+      if state then reset[i] = state end
+    elseif state == 'leave' then reset[i] = state end  -- a set count takes the later changes as added
   end
   i = i + 3 + tonumber(ARGV[i + 2])
 end

@@ -628,7 +628,9 @@ def test_damaged_joined_and_unmatched_counts_are_set_by_the_commit_before_its_fi
         AwaitLabel("m", "w1", 1, 5.0, deadline=1e12, ttl_s=3600), AwaitLabel("m", "w2", 1, 5.0, deadline=1e12,
                                                                               ttl_s=3600), CountLabels("m", pending=2)]))
     store.client.hset(key, "m:pending", b"junk")
-    assert store.commit(Commit({("lab", P): (2, 3)}, writes=[ForgetLabel("m", "w1"), CountLabels("m", pending=-1)]))
+    assert store.commit(Commit({("lab", P): (2, 3)}, writes=[ForgetLabel("m", "w1"), CountLabels("m", pending=-1),
+                                                             CountLabels("m", pending=0, joined=1),
+                                                             CountLabels("m", pending=1)]))  # each left alone
     assert store.client.hget(key, "m:pending") == b"junk" and "'m:pending' were damaged" in caplog.text
     assert store.pending_labels("m") == 1 == store.client.zcard(store.keys().for_model("m").waiting("m"))
     store.client.hset(key, "m:unmatched", b"x")
