@@ -81,7 +81,7 @@ class LabelJoin:
         now = time.time() if now is None else now
         batch = JoinBatch()
         models = list(set(predictions) | set(labels) | set(idle))
-        pending = self._store.pending_labels_of(models) if models else {}
+        pending = self._store.pending_labels_of(models)
         for model in models:
             self._model(model, predictions.get(model, []), labels.get(model, []), pending[model], now, batch)
         return batch

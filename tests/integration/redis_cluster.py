@@ -81,7 +81,6 @@ class RedisClusterStack:
         if done.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster rebalance failed:\n{done.stdout[-2000:]}{done.stderr}")
 
-
     def _takeover_seen_by(self, node: str, lost: str, slots: int) -> Master | None:
         """The replica that took over ``lost``'s slots, as ``node`` sees the cluster (None: not yet, for it)."""
         host, port = node.rsplit(":", 1)
