@@ -171,6 +171,12 @@ def decision_lines(decision: dict) -> list[str]:
     return lines
 
 
+def _count(labels: dict, kind: str) -> str:
+    """A label count as printed: ``?`` for one damaged in Redis (``model_label_counts`` reads it as None)."""
+    value = labels.get(kind, 0)
+    return "?" if value is None else str(value)
+
+
 def print_status(status: dict, out=sys.stdout) -> None:
     if status.get("decision"):
         for line in decision_lines(status["decision"]):
@@ -187,9 +193,17 @@ def print_status(status: dict, out=sys.stdout) -> None:
                   f"({printable(quarantined['error'])}): it was quarantined (sha256 {quarantined['sha256'][:12]}…) "
                   "and the statistics restarted then\n")
     perf, labels = status.get("performance") or {}, status.get("labels") or {}
-    if labels.get("joined") or labels.get("pending") or perf.get("estimated_accuracy") is not None:
-        out.write(f"  labels: {labels.get('joined', 0)} joined (all versions), {labels.get('pending', 0)} waiting "
-                  f"for their prediction, {labels.get('unmatched', 0)} never matched\n")
+    damaged = [kind for kind in ("joined", "pending", "unmatched") if kind in labels and labels[kind] is None]
+    if labels.get("joined") or labels.get("pending") or damaged or perf.get("estimated_accuracy") is not None:
+        joined, pending, unmatched = (_count(labels, kind) for kind in ("joined", "pending", "unmatched"))
+        out.write(f"  labels: {joined} joined (all versions), {pending} waiting for their prediction, "
+                  f"{unmatched} never matched\n")
+        if damaged:
+            repair = {"pending": "the waiting count is recounted at the model's next batch",
+                      "joined": "the joined count restarts from its next change",
+                      "unmatched": "the unmatched count restarts from its next change"}
+            out.write(f"  the {', '.join(damaged)} label count(s) are damaged in Redis (not a whole number): "
+                      f"{'; '.join(repair[kind] for kind in damaged)}\n")
         if perf.get("windows"):
             last = perf["windows"][-1]
             figures = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "labels")

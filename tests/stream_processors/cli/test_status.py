@@ -94,3 +94,30 @@ def test_the_model_list_shows_names_with_terminal_escapes_as_escaped_text():
     lines = out.getvalue().splitlines()
     assert len(lines) == 3 and all(line.isprintable() for line in lines)
     assert lines[2] == f"  {SHOWN} \\x9b2J     CONTINUE           3    10s ago  {SHOWN}"
+
+
+def test_a_damaged_label_count_is_shown_as_unknown_and_named():
+    """``model_label_counts`` reads a count damaged in Redis as None: status says so rather than printing None,
+    and shows the labels line even when every count is damaged."""
+    from detectors.model.monitor import ModelMonitor
+    from stream_processors.batch import logic_params
+    from stream_processors.cli.status import print_status
+    from stream_processors.config import Settings
+
+    monitor = ModelMonitor("credit", "1", logic_params(Settings()).monitor)
+    monitor.apply([{"event_id": f"e{i}", "timestamp": 1.0 + i, "features": {"x": 1.0}, "prediction": 1,
+                    "score": None} for i in range(3)])
+    for labels, shown, named in (({"joined": 5, "pending": None, "unmatched": 2}, "5 joined", "pending"),
+                                 ({"joined": None, "pending": None, "unmatched": None}, "? joined",
+                                  "joined, pending, unmatched")):
+        out = io.StringIO()
+        print_status({**monitor.describe(), "versions": ["1"], "labels": labels}, out)
+        text = out.getvalue()
+        assert "None" not in text
+        line = next(line for line in text.splitlines() if line.startswith("  labels: "))
+        assert line.startswith(f"  labels: {shown}") and "? waiting" in line
+        assert f"the {named} label count(s) are damaged in Redis" in text
+    out = io.StringIO()
+    print_status({**monitor.describe(), "versions": ["1"], "labels": {"joined": 0, "pending": 0, "unmatched": 0}},
+                 out)
+    assert "labels:" not in out.getvalue() and "damaged" not in out.getvalue()
