@@ -23,6 +23,7 @@ from redis.exceptions import RedisClusterException
 
 from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWrite, KeepPredictions
 from stream_processors.config import RedisConnection
+from stream_processors.errors import ServiceUnavailable
 from stream_processors.state.keys import AppKeys, PartitionKeys, member, parse_member
 from stream_processors.state.store import (PartitionCommit, Quarantine, StateCommit, TopicPartition, by_partition,
                                            decoded, join_record, label_record, prediction_records, quarantine_record,
@@ -60,15 +61,36 @@ end
 """
 
 _COMMIT = _COUNT_OK + """
+-- every key a command of one type writes is checked before anything is written: on a key of another type (set
+-- from outside) the command would fail, and Redis keeps the writes of a script that fails (the offsets would
+-- move without the rest of the batch). SET and SETEX replace any value: theirs are not checked
+local wrong, checked_type = {}, {}
+local function fits(key, want)
+  if checked_type[key] == nil then
+    local t = redis.call('TYPE', key).ok
+    checked_type[key] = (t == 'none' or t == want)
+    if not checked_type[key] then
+      local shown = string.gsub(string.sub(key, 1, 200), '[%c\\128-\\255]',
+                                function(c) return string.format('\\\\x%02x', string.byte(c)) end)
+      wrong[#wrong + 1] = shown .. ' holds a ' .. t .. ', not a ' .. want
+    end
+  end
+  return checked_type[key]
+end
+local function refuse()
+  return redis.error_reply('DRIFTLINE_WRONGTYPE nothing of the batch was written: ' .. table.concat(wrong, '; '))
+end
 local n = tonumber(ARGV[1])
 if n == 0 and #ARGV > 2 then return 0 end  -- something to write but no offset guarding it: refused
+if not fits(KEYS[1], 'hash') or not fits(KEYS[2], 'hash') then return refuse() end
 for i = 0, n - 1 do
   local stored = redis.call('HGET', KEYS[1], ARGV[2 + 3 * i])
   if (stored or '-1') ~= ARGV[3 + 3 * i] then return 0 end
 end
 local base = 2 + 3 * n  -- ARGV after the offsets: the state count, states, members, summaries
 local s = tonumber(ARGV[base])
--- kept predictions are decoded before anything is written: Redis keeps the writes of a script that fails
+local kinds = {keep = 'hash', hset = 'hash', hincrby = 'hash', zadd = 'zset', zrem = 'zset'}
+-- kept predictions are decoded before anything is written, for the same reason
 local kept = {}
 -- and so are the label counts: a damaged one is set to this batch's change (HINCRBY would fail halfway), and named;
 -- a damaged waiting count is left for the next read to set from the waiting labels (this batch's change on its
@@ -76,9 +98,11 @@ local kept = {}
 local reset, checked, repaired = {}, {}, {}
 local i = base + 3 * s + 1
 while i <= #ARGV do
-  if ARGV[i] == 'keep' then kept[i] = cjson.decode(ARGV[i + 4])
-  elseif ARGV[i] == 'hincrby' then
-    local key, field = KEYS[tonumber(ARGV[i + 1])], ARGV[i + 3]
+  local op, key = ARGV[i], KEYS[tonumber(ARGV[i + 1])]
+  if kinds[op] and not fits(key, kinds[op]) then  -- named below; its count is not read (HGET would fail)
+  elseif op == 'keep' then kept[i] = cjson.decode(ARGV[i + 4])
+  elseif op == 'hincrby' then
+    local field = ARGV[i + 3]
     local seen = key .. '\0' .. field
     local state = checked[seen]
     if state == nil then  -- the first change to this count: 'set' it, 'leave' it, or false (add to it)
@@ -94,6 +118,7 @@ while i <= #ARGV do
   end
   i = i + 3 + tonumber(ARGV[i + 2])
 end
+if #wrong > 0 then return refuse() end
 for i = 0, n - 1 do  -- an offset only checked (the other topic's, unchanged) is left as it is
   if ARGV[3 + 3 * i] ~= ARGV[4 + 3 * i] then redis.call('HSET', KEYS[1], ARGV[2 + 3 * i], ARGV[4 + 3 * i]) end
 end
@@ -151,6 +176,18 @@ def _count(value: bytes) -> int | None:
     except ValueError:
         return None
     return number if str(number).encode() == value and abs(number) < 10**18 else None
+
+
+def _wrong_type(exc: BaseException, partition: int) -> ServiceUnavailable | None:
+    """The commit script's refusal of keys of another type (``DRIFTLINE_WRONGTYPE``), as an error saying what to
+    do; None for any other failure. The worker retries the batch as it does while Redis is unavailable."""
+    text = str(exc)
+    if "DRIFTLINE_WRONGTYPE " not in text:
+        return None
+    detail = text.split("DRIFTLINE_WRONGTYPE ", 1)[1][:2000]
+    return ServiceUnavailable(f"Redis refused the commit of partition {partition}'s batch: {detail}. Keys of the "
+                              "worker's state were given another type from outside; rename (RENAME) or delete each "
+                              "one named: until then the worker retries the batch, and none of it is lost")
 
 
 def _field(tp: TopicPartition) -> str:
@@ -336,7 +373,10 @@ class RedisStateStore:
             if unguarded(part):
                 return False
             script_keys, argv = script_call(keys.of(partition), part, now)
-            saved = self._call(self._commit, script_keys, argv)
+            try:
+                saved = self._commit(script_keys, argv)
+            except REDIS_ERRORS as exc:
+                raise _wrong_type(exc, partition) or self._connection.error(exc) from exc
             if not saved:
                 return False
             if isinstance(saved, list):  # label counts found damaged

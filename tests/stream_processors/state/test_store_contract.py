@@ -635,3 +635,47 @@ def test_damaged_joined_and_unmatched_counts_are_set_by_the_commit_before_its_fi
     assert store.pending_labels("m") == 1 == store.client.zcard(store.keys().for_model("m").waiting("m"))
     store.client.hset(key, "m:unmatched", b"x")
     assert store.model_label_counts("m")["unmatched"] is None  # `driftline status` shows it, not a traceback
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("store", ["redis", "cluster"], indirect=True)
+def test_a_key_given_another_type_from_outside_refuses_the_whole_commit_before_its_first_write(store):
+    """A command on a key of another type fails the script, and Redis keeps what a failed script wrote before:
+    the offsets and states moved while the batch's kept predictions were lost, and the worker's retry then took
+    the moved offsets for another worker's commit. The script checks every key's type before its first write and
+    refuses the commit, naming the keys; once they are moved aside, the same commit saves all of it."""
+    store, _ = store
+    model = "m\x1b[2J"  # a name the error must not print raw
+    keys = store.keys().for_model("m")
+    hour = int(time.time() // 3600)
+
+    def batch(offset: int) -> Commit:
+        return Commit({("lab", P): (offset - 1, offset)}, {("m", "1"): b'{"v": %d}' % offset}, {("m", "1"): offset},
+                      writes=[KeepPredictions("m", hour, 3600, (f"e{offset}",), (("1", 1, 0.5, 10.0),)),
+                              KeepPredictions(model, hour, 3600, ("x",), (("1", 1, 0.5, 10.0),)),
+                              AwaitLabel("m", f"w{offset}", 1, 5.0, deadline=1e12, ttl_s=3600),
+                              CountLabels("m", pending=1)])
+
+    assert store.commit(batch(0))
+    victims = {keys.predictions("m", hour): "hash", keys.waiting("m"): "zset", keys.label_counts: "hash",
+               keys.models: "hash", keys.predictions(model, hour): "hash", keys.offsets: "hash"}
+    for offset, (victim, kind) in enumerate(victims.items(), start=1):
+        before = {k: (store.client.type(k), store.client.dump(k)) for k in store.client.scan_iter(
+            match=f"{{driftline:{store._app_id}:p{P}}}*")}
+        store.client.rename(victim, victim + ":aside")
+        store.client.set(victim, b"someone's string")
+        with pytest.raises(ServiceUnavailable) as refused:
+            store.commit(batch(offset))
+        text = str(refused.value)
+        assert f"{victim.replace(chr(27), chr(92) + 'x1b')} holds a string, not a {kind}" in text
+        assert "nothing of the batch was written" in text and "\x1b" not in text
+        store.client.delete(victim)
+        store.client.rename(victim + ":aside", victim)
+        after = {k: (store.client.type(k), store.client.dump(k)) for k in store.client.scan_iter(
+            match=f"{{driftline:{store._app_id}:p{P}}}*")}
+        assert after == before, victim  # not a byte written
+        assert store.commit(batch(offset))  # the retry, the key moved aside: all of it saved
+        assert store.offsets([("lab", P)]) == {("lab", P): offset}
+        assert store.load([("m", "1")])[("m", "1")] == {"v": offset}
+        assert f"e{offset}".encode() in _bucket(store, "m", hour)
+        assert store.pending_labels("m") == offset + 1
