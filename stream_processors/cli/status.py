@@ -200,9 +200,10 @@ def print_status(status: dict, out=sys.stdout) -> None:
                   f"{unmatched} never matched\n")
         if damaged:
             repair = {"pending": "the waiting count is recounted at the model's next batch",
-                      "joined": "the joined count restarts from its next change",
-                      "unmatched": "the unmatched count restarts from its next change"}
-            out.write(f"  the {', '.join(damaged)} label count(s) are damaged in Redis (not a whole number): "
+                      "joined": "the joined count restarts from its next change (the earlier total is lost)",
+                      "unmatched": "the unmatched count restarts from its next change (the earlier total is lost)"}
+            out.write(f"  damaged in Redis (not a whole number of at most 18 digits, as Driftline writes them): "
+                      f"the {', '.join(damaged)} label count{'s' if len(damaged) > 1 else ''}; "
                       f"{'; '.join(repair[kind] for kind in damaged)}\n")
         if perf.get("windows"):
             last = perf["windows"][-1]

@@ -23,6 +23,7 @@ from redis.exceptions import RedisClusterException
 
 from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWrite, KeepPredictions
 from stream_processors.config import RedisConnection
+from stream_processors.display import printable, shorten
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.state.keys import AppKeys, PartitionKeys, member, parse_member
 from stream_processors.state.store import (PartitionCommit, Quarantine, StateCommit, TopicPartition, by_partition,
@@ -70,8 +71,10 @@ local function fits(key, want)
     local t = redis.call('TYPE', key).ok
     checked_type[key] = (t == 'none' or t == want)
     if not checked_type[key] then
-      local shown = string.gsub(string.sub(key, 1, 200), '[%c\\128-\\255]',
+      -- control bytes, the backslash and bytes of non-ASCII names as \\xNN: a name cannot write to a terminal
+      local shown = string.gsub(string.sub(key, 1, 200), '[%c\\92\\128-\\255]',
                                 function(c) return string.format('\\\\x%02x', string.byte(c)) end)
+      if #key > 200 then shown = shown .. '...(' .. (#key - 200) .. ' more bytes)' end
       wrong[#wrong + 1] = shown .. ' holds a ' .. t .. ', not a ' .. want
     end
   end
@@ -82,8 +85,9 @@ local function refuse()
 end
 local n = tonumber(ARGV[1])
 if n == 0 and #ARGV > 2 then return 0 end  -- something to write but no offset guarding it: refused
-if not fits(KEYS[1], 'hash') or not fits(KEYS[2], 'hash') then return refuse() end
-for i = 0, n - 1 do
+local offsets_fit = fits(KEYS[1], 'hash')
+fits(KEYS[2], 'hash')
+for i = 0, offsets_fit and n - 1 or -1 do  -- HGET would fail on offsets of another type: named below
   local stored = redis.call('HGET', KEYS[1], ARGV[2 + 3 * i])
   if (stored or '-1') ~= ARGV[3 + 3 * i] then return 0 end
 end
@@ -103,7 +107,7 @@ while i <= #ARGV do
   elseif op == 'keep' then kept[i] = cjson.decode(ARGV[i + 4])
   elseif op == 'hincrby' then
     local field = ARGV[i + 3]
-    local seen = key .. '\0' .. field
+    local seen = key .. '\\0' .. field
     local state = checked[seen]
     if state == nil then  -- the first change to this count: 'set' it, 'leave' it, or false (add to it)
       local v = redis.call('HGET', key, field)
@@ -184,10 +188,25 @@ def _wrong_type(exc: BaseException, partition: int) -> ServiceUnavailable | None
     text = str(exc)
     if "DRIFTLINE_WRONGTYPE " not in text:
         return None
-    detail = text.split("DRIFTLINE_WRONGTYPE ", 1)[1][:2000]
-    return ServiceUnavailable(f"Redis refused the commit of partition {partition}'s batch: {detail}. Keys of the "
+    detail = text.split("DRIFTLINE_WRONGTYPE ", 1)[1]
+    detail = detail if len(detail) <= 4000 else detail[:4000] + f"...({len(detail) - 4000} more characters)"
+    return ServiceUnavailable(f"the commit script refused partition {partition}'s batch: {detail}. Keys of the "
                               "worker's state were given another type from outside; rename (RENAME) or delete each "
                               "one named: until then the worker retries the batch, and none of it is lost")
+
+
+def _read_wrong_type(exc: BaseException, key: str | bytes | list | None) -> ServiceUnavailable | None:
+    """A command refused on ``key`` (or one of a script's keys) holding another type than Driftline keeps there,
+    as an error naming it; None for any other failure, or when the key is not known."""
+    text = str(exc)
+    if "WRONGTYPE" not in text or "DRIFTLINE_WRONGTYPE" in text or key is None:
+        return None
+    names = [k.decode(errors="backslashreplace") if isinstance(k, bytes) else str(k)
+             for k in (key if isinstance(key, list) else [key])]
+    shown = " or ".join(shorten(printable(name), 300) for name in names)
+    return ServiceUnavailable(f"Redis key {shown} holds another type than Driftline keeps there (it was written "
+                              "from outside): rename (RENAME) or delete it; a worker retries its batch until then, "
+                              "and loses none of it")
 
 
 def _field(tp: TopicPartition) -> str:
@@ -304,7 +323,9 @@ class RedisStateStore:
         try:
             return fn(*args)
         except REDIS_ERRORS as exc:
-            raise self._connection.error(exc) from exc
+            # a read's first argument is its key (a script's: its KEYS)
+            key = args[0] if args and isinstance(args[0], (str, bytes, list)) else None
+            raise _read_wrong_type(exc, key) or self._connection.error(exc) from exc
 
     def _pipelined(self, calls: list[tuple[str, tuple]]) -> list:
         """One pipeline (per node, on a cluster) running ``calls``: (method name, args)."""
@@ -314,7 +335,12 @@ class RedisStateStore:
                 pipe.execute_command("MGET", *args[0])
             else:
                 getattr(pipe, name)(*args)
-        return self._call(pipe.execute)
+        try:
+            return pipe.execute()
+        except REDIS_ERRORS as exc:
+            number = re.search(r"Command # (\d+) ", str(exc))  # redis-py names the command that failed
+            key = calls[int(number[1]) - 1][1][0] if number and 0 < int(number[1]) <= len(calls) else None
+            raise _read_wrong_type(exc, key) or self._connection.error(exc) from exc
 
     def ping(self) -> None:
         self._call(self._redis.ping)

@@ -116,7 +116,8 @@ def test_a_damaged_label_count_is_shown_as_unknown_and_named():
         assert "None" not in text
         line = next(line for line in text.splitlines() if line.startswith("  labels: "))
         assert line.startswith(f"  labels: {shown}") and "? waiting" in line
-        assert f"the {named} label count(s) are damaged in Redis" in text
+        assert f"damaged in Redis (not a whole number of at most 18 digits, as Driftline writes them): the {named} " \
+               "label count" in text
     out = io.StringIO()
     print_status({**monitor.describe(), "versions": ["1"], "labels": {"joined": 0, "pending": 0, "unmatched": 0}},
                  out)

@@ -645,7 +645,8 @@ def test_a_key_given_another_type_from_outside_refuses_the_whole_commit_before_i
     the moved offsets for another worker's commit. The script checks every key's type before its first write and
     refuses the commit, naming the keys; once they are moved aside, the same commit saves all of it."""
     store, _ = store
-    model = "m\x1b[2J"  # a name the error must not print raw
+    # bytes >= 0x80 and a backslash, shown as \xNN; in m's partition, whose offsets guard the batch
+    model = next(name for name in (f"é\\模型{i}" for i in range(100)) if partition_for(name, PARTITIONS) == P)
     keys = store.keys().for_model("m")
     hour = int(time.time() // 3600)
 
@@ -667,8 +668,8 @@ def test_a_key_given_another_type_from_outside_refuses_the_whole_commit_before_i
         with pytest.raises(ServiceUnavailable) as refused:
             store.commit(batch(offset))
         text = str(refused.value)
-        assert f"{victim.replace(chr(27), chr(92) + 'x1b')} holds a string, not a {kind}" in text
-        assert "nothing of the batch was written" in text and "\x1b" not in text
+        assert f"{_escaped(victim)} holds a string, not a {kind}" in text, text
+        assert "nothing of the batch was written" in text and text.isascii()
         store.client.delete(victim)
         store.client.rename(victim + ":aside", victim)
         after = {k: (store.client.type(k), store.client.dump(k)) for k in store.client.scan_iter(
@@ -679,3 +680,57 @@ def test_a_key_given_another_type_from_outside_refuses_the_whole_commit_before_i
         assert store.load([("m", "1")])[("m", "1")] == {"v": offset}
         assert f"e{offset}".encode() in _bucket(store, "m", hour)
         assert store.pending_labels("m") == offset + 1
+
+
+def _escaped(key: str) -> str:
+    """A key as the commit script names it: printable ASCII as it is, other bytes and the backslash as \\xNN."""
+    return "".join(chr(b) if 32 <= b < 127 and b != 92 else f"\\x{b:02x}" for b in key.encode())
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("store", ["redis", "cluster"], indirect=True)
+def test_every_key_of_another_type_is_named_at_once_and_a_long_name_says_it_was_cut(store):
+    """The offsets of another type do not hide the rest: one refusal names every such key; a name cut to 200 bytes
+    says how much is left out, so that no one renames a key that does not exist."""
+    store, _ = store
+    long_model = "x" * 300
+    hour = int(time.time() // 3600)
+    keys = store.keys().for_model(long_model)
+    offsets_partition = store.partition_of(long_model)
+    victims = [keys.offsets, keys.models, keys.predictions(long_model, hour)]
+    for victim in victims:
+        store.client.set(victim, b"junk")
+    with pytest.raises(ServiceUnavailable) as refused:
+        store.commit(Commit({("lab", offsets_partition): (-1, 0)}, {(long_model, "1"): b"{}"},
+                            {(long_model, "1"): 1},
+                            writes=[KeepPredictions(long_model, hour, 3600, ("e",), (("1", 1, None, 1.0),))]))
+    text = str(refused.value)
+    assert text.count("holds a string") == 3, text
+    for victim in victims[:2]:
+        assert f"{victim} holds a string, not a hash" in text
+    cut = victims[2].encode()
+    assert f"{cut[:200].decode()}...({len(cut) - 200} more bytes) holds a string, not a hash" in text
+    for victim in victims:
+        assert store.client.get(victim) == b"junk"
+        store.client.delete(victim)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("store", ["redis", "cluster"], indirect=True)
+def test_a_read_of_a_key_of_another_type_names_the_key(store):
+    """The label join reads the label counts, the waiting labels and the kept predictions before the commit: a
+    key of another type fails that read first, and its error names the key as the commit's does."""
+    store, _ = store
+    keys = store.keys().for_model("m")
+    hour = int(time.time() // 3600)
+    reads = [(keys.label_counts, lambda: store.pending_labels_of(["m"])),
+             (keys.waiting("m"), lambda: store.due_labels("m", time.time(), 10)),
+             (keys.predictions("m", hour), lambda: store.kept_predictions("m", [hour], ["e1"])),
+             (keys.label_counts, lambda: store.model_label_counts("m"))]
+    for victim, read in reads:
+        store.client.set(victim, b"junk")
+        with pytest.raises(ServiceUnavailable) as refused:
+            read()
+        assert f"Redis key {victim} holds another type than Driftline keeps there" in str(refused.value)
+        store.client.delete(victim)
+        read()  # the key gone: read as empty
