@@ -78,7 +78,7 @@ REASON_CODES = ("empty", "oversized", "malformed_json", "invalid_utf8", "too_dee
                 "not_an_object", "schema_version", "unknown_kind", "bad_envelope", "missing_field", "wrong_type",
                 "timestamp", "apply_failed", "model_mismatch", "too_many_versions", "too_many_models",
                 "too_many_features", "name_too_long", "too_many_events", "wrong_partition", "too_many_classes",
-                "reserved_name")
+                "reserved_name", "duplicate_label")
 BOUND_CODES = ("model_mismatch", "too_many_versions", "too_many_models", "too_many_features", "name_too_long",
                "too_many_events", "wrong_partition", "too_many_classes", "reserved_name")
 """The reason codes of bounds on what a producer can create (``driftline_bounds_hit_total{bound}``)."""

@@ -282,8 +282,12 @@ class BatchProcessor:
             decoded.events = self._within_bounds(m, decoded.events, outcome)
             if decoded.kind == "label":
                 for event in decoded.events:
+                    source = (event["model"], event["event_id"])
+                    if source in label_sources:  # an event has one label: the first of the batch
+                        outcome.dead_letters.append(self._dead_letter(m, _duplicate_label(event)))
+                        continue
                     labels[event["model"]].append(event)
-                    label_sources[(event["model"], event["event_id"])] = m
+                    label_sources[source] = m
                 continue
             groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
             for event in decoded.events:
@@ -321,13 +325,16 @@ class BatchProcessor:
             join = self._join.run(predictions, {}, now)
             labels = {}
         outcome.writes = join.writes
+        for model, event in join.duplicates:
+            outcome.dead_letters.append(self._dead_letter(label_sources[(model, event["event_id"])],
+                                                          _duplicate_label(event)))
         waiting_models = self._waiting_models
         for model in join.settled:
             waiting_models.pop(model, None)
         for write in join.writes:
             if isinstance(write, AwaitLabel):
                 waiting_models[write.model] = None
-        outcome.labels = sum(len(v) for v in labels.values())
+        outcome.labels = sum(len(v) for v in labels.values()) - len(join.duplicates)
         outcome.unmatched_labels = sum(join.unmatched.values())
         models.load([k for k in join.joined if k not in models.states])
         for key, joined in join.joined.items():
@@ -456,6 +463,12 @@ def _since_last_rewind(messages: list[IncomingMessage]) -> list[IncomingMessage]
     if not start:
         return messages
     return [m for i, m in enumerate(messages) if i >= start.get((m.topic, m.partition), 0)]
+
+
+def _duplicate_label(event: dict) -> Rejection:
+    return Rejection("duplicate_label", "the event has a label already (joined, waiting for its prediction, or "
+                     "earlier in the batch): a second one is not counted", event["model"], event["event_id"],
+                     _excerpt_of(event))
 
 
 def _dead_letter_id(source: dict | None, rejection: Rejection) -> str:

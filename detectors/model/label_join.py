@@ -8,6 +8,12 @@ that came first waits up to ``label_wait_s`` for it and joins when it comes;
 one still alone after that is counted as unmatched. All of it is written in
 the batch's atomic commit, with the offsets, so a restart neither loses a
 join nor makes one twice.
+
+An event has one label: a kept prediction that a label joined is kept again
+marked ``JOINED``, so that a second label of the event (a producer's retry)
+is a duplicate, as is a label of an event whose label waits already; the
+worker dead-letters duplicates (``duplicate_label``) rather than count the
+event twice in the model's performance and its label counts.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from typing import Protocol
 from detectors.model.params import JoinParams
 from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWrite, KeepPredictions
 
-__all__ = ["JoinBatch", "Joined", "LabelJoin", "LabelStore"]
+__all__ = ["JOINED", "JoinBatch", "Joined", "LabelJoin", "LabelStore"]
 
 _log = logging.getLogger(__name__)
 _EVENT_ID, _PREDICTION, _SCORE, _TIMESTAMP = map(itemgetter, ("event_id", "prediction", "score", "timestamp"))
+JOINED = "joined"
+"""The fifth item of a kept prediction that a label joined."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,8 @@ class JoinBatch:
     unmatched: dict[str, int] = field(default_factory=dict)
     settled: list[str] = field(default_factory=list)
     """Models that have no label waiting any more after this batch."""
+    duplicates: list[tuple[str, dict]] = field(default_factory=list)
+    """(model, label event) of labels of events that have one already (joined or waiting): not applied."""
 
     def add(self, model: str, item: Joined) -> None:
         self.joined.setdefault((model, item.model_version), []).append(item)
@@ -108,29 +118,45 @@ class LabelJoin:
             fresh = {e["event_id"]: Joined(e["event_id"], v, e["prediction"], e["score"], None, e["timestamp"])
                      for v, e in predicted}
         handled: set[str] = set()  # waiting labels settled in this batch (Redis still lists them until commit)
+        joined: list[Joined] = []  # kept again, marked JOINED
         # predictions that labels were waiting for
         if waiting and fresh:
             ids = list(fresh)
             for event_id, label in zip(ids, self._store.waiting_labels(model, ids)):
                 if label is not None:
+                    joined.append(fresh[event_id])
                     batch.add(model, _with_label(fresh[event_id], label["l"]))
                     waiting -= 1
                     handled.add(event_id)
                     self._forget_waiting(batch, model, event_id)
-        # labels: join now, or wait
+        # labels: join now, or wait (the worker passes a batch's labels of distinct events)
         if labelled:
             unknown = [e for e in labelled if e["event_id"] not in fresh]
             stored = dict(zip([e["event_id"] for e in unknown],
                               self._lookup(model, [e["event_id"] for e in unknown], now)))
+            alone = []
             for label in labelled:
                 event_id = label["event_id"]
-                prediction = fresh.get(event_id) or _from_record(event_id, stored.get(event_id))
+                record = stored.get(event_id)
+                if event_id in handled or _was_joined(record):
+                    batch.duplicates.append((model, label))
+                    continue
+                prediction = fresh.get(event_id) or _from_record(event_id, record)
                 if prediction is not None:
+                    joined.append(prediction)
                     batch.add(model, _with_label(prediction, label["label"]))
                     continue
+                alone.append(label)
+            # a label of an event whose label waits already: the wait count gates the read
+            already = self._store.waiting_labels(model, [e["event_id"] for e in alone]) if waiting > 0 and alone \
+                else [None] * len(alone)
+            for label, waiting_label in zip(alone, already):
+                if waiting_label is not None:
+                    batch.duplicates.append((model, label))
+                    continue
                 deadline = now + s.label_wait_s
-                batch.writes.append(AwaitLabel(model, event_id, label["label"], label["timestamp"], deadline,
-                                               int(s.label_wait_s) + 3600))
+                batch.writes.append(AwaitLabel(model, label["event_id"], label["label"], label["timestamp"],
+                                               deadline, int(s.label_wait_s) + 3600))
                 waiting += 1
         # labels whose wait is over: a last look for their prediction, else unmatched
         if waiting:
@@ -141,11 +167,21 @@ class LabelJoin:
                 for event_id, record, label in zip(due, predictions_now, labels_now):
                     self._forget_waiting(batch, model, event_id)
                     waiting -= 1
+                    if _was_joined(record):  # another label of the event joined it: this one is not counted
+                        _log.warning("a waiting label of event %s of model %s was dropped at the end of its wait: "
+                                     "another label of the event joined its prediction", event_id[:256],
+                                     model[:256])
+                        continue
                     prediction = _from_record(event_id, record)
                     if prediction is not None and label is not None:
+                        joined.append(prediction)
                         batch.add(model, _with_label(prediction, label["l"]))
                     else:
                         batch.unmatched[model] = batch.unmatched.get(model, 0) + 1
+        if s.keep_predictions and joined:  # after this batch's own kept predictions: the later record stays
+            batch.writes.append(KeepPredictions(
+                model, int(now // 3600), s.prediction_ttl_s + 3600, tuple(p.event_id for p in joined),
+                tuple((p.model_version, p.prediction, p.score, p.timestamp, JOINED) for p in joined)))
         counts = CountLabels(model, waiting - stored_waiting, batch.unmatched.get(model, 0),
                              sum(len(v) for (m, _v), v in batch.joined.items() if m == model))
         if counts.pending or counts.unmatched or counts.joined:
@@ -158,12 +194,17 @@ class LabelJoin:
         batch.writes.append(ForgetLabel(model, event_id))
 
 
+def _was_joined(record: list | None) -> bool:
+    """Is this kept prediction one a label joined already (marked ``JOINED``)?"""
+    return isinstance(record, list) and len(record) == 5 and record[4] == JOINED
+
+
 def _from_record(event_id: str, record: list | None) -> Joined | None:
-    """A kept prediction: [version, prediction, score, timestamp]."""
+    """A kept prediction: [version, prediction, score, timestamp], with ``JOINED`` fifth once a label joined it."""
     if record is None:
         return None
     try:
-        version, prediction, score, timestamp = record
+        version, prediction, score, timestamp = record[:4] if _was_joined(record) else record
     except (TypeError, ValueError):
         _log.error("kept prediction of event %s has an unexpected form; it is ignored", event_id[:256])
         return None

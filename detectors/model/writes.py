@@ -15,7 +15,8 @@ __all__ = ["AwaitLabel", "CountLabels", "ForgetLabel", "JoinWrite", "KeepPredict
 class KeepPredictions:
     """Keep one model's predictions for labels that come later, in the bucket of hour ``hour`` (one bucket per
     model and hour, so that a batch writes one record per bucket rather than a key per event): the prediction of
-    ``event_ids[i]`` is ``predictions[i]``, (version, prediction, score, timestamp); of an id given twice, the
+    ``event_ids[i]`` is ``predictions[i]``, (version, prediction, score, timestamp), or that with a fifth item,
+    ``JOINED``, once a label joined it (a later label of the event is a duplicate); of an id given twice, the
     later. One write for a bucket's events of a batch rather than one per event, so that the split by
     partition and the store's commit handle a few writes a batch, not one per event."""
 
@@ -23,7 +24,7 @@ class KeepPredictions:
     hour: int
     ttl_s: int
     event_ids: tuple[str, ...]
-    predictions: tuple[tuple[str, object, object, float], ...]
+    predictions: tuple[tuple, ...]
 
     def __post_init__(self) -> None:
         if len(self.event_ids) != len(self.predictions):

@@ -278,9 +278,9 @@ def test_a_rebalance_forgets_which_models_have_waiting_labels():
     assert store.label_counts() == {"quiet:pending": 1}
 
 
-def _label_message(model, *labels, offset=0):
+def _label_message(model, *labels, offset=0, first=0):
     value = orjson.dumps({"schema_version": 1, "kind": "label", "model": model, "events": [
-        {"event_id": f"e{i}", "label": label, "timestamp": 2.0} for i, label in enumerate(labels)]})
+        {"event_id": f"e{i}", "label": label, "timestamp": 2.0} for i, label in enumerate(labels, start=first)]})
     return IncomingMessage("l", 0, offset, value, key=model.encode())
 
 
@@ -310,7 +310,7 @@ def test_labels_of_models_kept_from_state_by_the_cap_are_dead_lettered_not_kept_
     processor = BatchProcessor(settings, store)
     assert store.commit(processor.process([IncomingMessage("t", 0, 0, _envelope([_event(0)]), key=b"m")]))
     outcome = processor.process([_label_message("m", 1, offset=1), _label_message("new", 1, 0, 1, offset=2),
-                                 _label_message("new", 0, offset=3)])
+                                 _label_message("new", 0, offset=3, first=3)])
     assert _codes(outcome) == {"too_many_models": 4} and len(outcome.dead_letters) == 2  # one per message
     assert outcome.labels == 1 and "labels of a model without state" in outcome.dead_letters[0]["reason"]
     assert store.commit(outcome)

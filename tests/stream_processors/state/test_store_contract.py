@@ -734,3 +734,55 @@ def test_a_read_of_a_key_of_another_type_names_the_key(store):
         assert f"Redis key {victim} holds another type than Driftline keeps there" in str(refused.value)
         store.client.delete(victim)
         read()  # the key gone: read as empty
+
+
+def test_an_event_has_one_label_a_second_one_is_dead_lettered_not_counted_again(store):
+    """A label producer's retry sends a label twice. Before, each copy joined the kept prediction again (the
+    event counted twice in the performance windows and the joined count), and a copy of a waiting label added
+    to the waiting count without adding to the waiting set, which then never came back to zero. Now the first
+    label of an event counts, in every order and across restarts: later ones are dead letters."""
+    store, _ = store
+    settings = Settings(topic_partitions=PARTITIONS, label_wait_s=3600.0)
+    offsets = {"inf": 0, "lab": 0}
+
+    def label(*event_ids: str) -> IncomingMessage:
+        offsets["lab"] += 1
+        value = encode_envelope("m", [{"event_id": i, "label": 1, "timestamp": time.time()} for i in event_ids],
+                                kind="label")
+        return IncomingMessage("lab", P, offsets["lab"], value, b"m")
+
+    def inference(*event_ids: str) -> IncomingMessage:
+        offsets["inf"] += 1
+        events = [{"event_id": i, "features": {"x": 1.0}, "prediction": 1, "score": 0.5, "timestamp": 1.0}
+                  for i in event_ids]
+        return IncomingMessage("inf", P, offsets["inf"], encode_envelope("m", events, "1"), b"m")
+
+    worker = BatchProcessor(settings, store)
+
+    def batch(*messages: IncomingMessage) -> tuple[int, list[str]]:
+        outcome = worker.process(list(messages))
+        assert store.commit(outcome)
+        worker.committed(outcome.offsets)
+        waiting = store.pending_labels("m")
+        if not isinstance(store, MemoryStateStore):  # the count is the set's size
+            assert waiting == store.client.zcard(store.keys().for_model("m").waiting("m"))
+        dead = [d["event_id"] for d in outcome.dead_letters]
+        assert {d["reason_code"] for d in outcome.dead_letters} <= {"duplicate_label"}
+        return outcome.labels, sorted(dead)
+
+    assert batch(label("a")) == (1, [])                          # waits for its prediction
+    assert batch(label("a")) == (0, ["a"])                       # a copy of a waiting label
+    assert store.pending_labels("m") == 1
+    assert batch(inference("a", "b", "c")) == (0, [])            # "a" joins its waiting label
+    assert batch(label("b", "b")) == (1, ["b"])                  # twice in one batch
+    assert batch(label("b")) == (0, ["b"])                       # joined before
+    assert batch(label("a")) == (0, ["a"])                       # joined when its prediction came
+    assert batch(inference("d"), label("d", "c"), label("d")) == (2, ["d"])  # prediction and labels together
+    worker = BatchProcessor(settings, store)                     # a restarted worker: what Redis holds
+    assert batch(label("c"), label("d"), label("e")) == (1, ["c", "d"])
+    counts = store.model_label_counts("m") if not isinstance(store, MemoryStateStore) else None
+    assert store.pending_labels("m") == 1                        # "e" waits
+    if counts is not None:
+        assert counts == {"joined": 4, "pending": 1, "unmatched": 0}  # a, b, c, d: once each
+    state = store.load([("m", "1")])[("m", "1")]
+    assert state["performance"]["labels"] == 4
