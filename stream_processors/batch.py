@@ -272,6 +272,7 @@ class BatchProcessor:
         units: list[tuple[tuple[str, str], IncomingMessage, list[dict]]] = []
         labels: dict[str, list[dict]] = defaultdict(list)
         label_sources: dict[tuple[str, str], IncomingMessage] = {}
+        duplicates: dict[int, tuple[IncomingMessage, list[dict]]] = {}  # labels of events that have one: per message
         for m in fresh:
             # feature ranges are checked on whole columns as they are applied (ModelMonitor)
             decoded = decode_message(m.value, self._settings.max_message_bytes, check_feature_range=False,
@@ -284,7 +285,7 @@ class BatchProcessor:
                 for event in decoded.events:
                     source = (event["model"], event["event_id"])
                     if source in label_sources:  # an event has one label: the first of the batch
-                        outcome.dead_letters.append(self._dead_letter(m, _duplicate_label(event)))
+                        duplicates.setdefault(id(m), (m, []))[1].append(event)
                         continue
                     labels[event["model"]].append(event)
                     label_sources[source] = m
@@ -326,8 +327,10 @@ class BatchProcessor:
             labels = {}
         outcome.writes = join.writes
         for model, event in join.duplicates:
-            outcome.dead_letters.append(self._dead_letter(label_sources[(model, event["event_id"])],
-                                                          _duplicate_label(event)))
+            m = label_sources[(model, event["event_id"])]
+            duplicates.setdefault(id(m), (m, []))[1].append(event)
+        for m, events in sorted(duplicates.values(), key=lambda d: (d[0].topic, d[0].partition, d[0].offset)):
+            outcome.dead_letters.append(self._dead_letter(m, _duplicate_labels(events)))
         waiting_models = self._waiting_models
         for model in join.settled:
             waiting_models.pop(model, None)
@@ -465,10 +468,14 @@ def _since_last_rewind(messages: list[IncomingMessage]) -> list[IncomingMessage]
     return [m for i, m in enumerate(messages) if i >= start.get((m.topic, m.partition), 0)]
 
 
-def _duplicate_label(event: dict) -> Rejection:
-    return Rejection("duplicate_label", "the event has a label already (joined, waiting for its prediction, or "
-                     "earlier in the batch): a second one is not counted", event["model"], event["event_id"],
-                     _excerpt_of(event))
+def _duplicate_labels(events: list[dict]) -> Rejection:
+    """One dead letter for a message's labels of events that have one already, its ``count`` saying how many (a
+    producer that sends a message again sends all of its labels again)."""
+    first = events[0]
+    return Rejection("duplicate_label", f"{len(events)} label(s) of the message are of events that have a label "
+                     "already (joined, waiting for its prediction, or earlier in the batch): the first label of an "
+                     "event counts, these are not counted", first["model"], first["event_id"], _excerpt_of(first),
+                     count=len(events))
 
 
 def _dead_letter_id(source: dict | None, rejection: Rejection) -> str:

@@ -9,11 +9,12 @@ one still alone after that is counted as unmatched. All of it is written in
 the batch's atomic commit, with the offsets, so a restart neither loses a
 join nor makes one twice.
 
-An event has one label: a kept prediction that a label joined is kept again
-marked ``JOINED``, so that a second label of the event (a producer's retry)
-is a duplicate, as is a label of an event whose label waits already; the
-worker dead-letters duplicates (``duplicate_label``) rather than count the
-event twice in the model's performance and its label counts.
+An event has one label: the event ids whose labels joined are kept (per
+model and hour, as long as predictions are), so that a second label of the
+event (a producer's retry) is a duplicate, as is a label of an event whose
+label waits already; the worker dead-letters duplicates (``duplicate_label``)
+rather than count the event twice in the model's performance and its label
+counts.
 """
 
 from __future__ import annotations
@@ -25,14 +26,12 @@ from operator import itemgetter
 from typing import Protocol
 
 from detectors.model.params import JoinParams
-from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWrite, KeepPredictions
+from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWrite, KeepPredictions, MarkJoined
 
-__all__ = ["JOINED", "JoinBatch", "Joined", "LabelJoin", "LabelStore"]
+__all__ = ["JoinBatch", "Joined", "LabelJoin", "LabelStore"]
 
 _log = logging.getLogger(__name__)
 _EVENT_ID, _PREDICTION, _SCORE, _TIMESTAMP = map(itemgetter, ("event_id", "prediction", "score", "timestamp"))
-JOINED = "joined"
-"""The fifth item of a kept prediction that a label joined."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +76,12 @@ class LabelStore(Protocol):
     def pending_labels_of(self, models: list[str]) -> dict[str, int]:
         """How many of each model's labels wait for their prediction (one read for a batch's models)."""
 
+    def joined_labels(self, model: str, hours: list[int], event_ids: list[str]) -> list[bool]:
+        """Per event id, whether a label of it joined (``MarkJoined``) in one of ``hours``."""
+
+    def labels_waiting(self, model: str, event_ids: list[str]) -> list[bool]:
+        """Per event id, whether a label of it waits (is in the model's set of waiting labels)."""
+
 
 class LabelJoin:
     def __init__(self, params: JoinParams, store) -> None:
@@ -101,6 +106,11 @@ class LabelJoin:
         hour = int(now // 3600)
         return list(range(hour, hour - self.params.prediction_ttl_s // 3600 - 2, -1))
 
+    def _joined_hours(self, now: float) -> list[int]:
+        """The hours a label can have joined in: those of kept predictions, and the next one (another worker's
+        clock may be ahead)."""
+        return [int(now // 3600) + 1, *self._hours(now)]
+
     def _lookup(self, model: str, event_ids: list[str], now: float) -> list[list | None]:
         return self._store.kept_predictions(model, self._hours(now), event_ids)
 
@@ -118,70 +128,67 @@ class LabelJoin:
             fresh = {e["event_id"]: Joined(e["event_id"], v, e["prediction"], e["score"], None, e["timestamp"])
                      for v, e in predicted}
         handled: set[str] = set()  # waiting labels settled in this batch (Redis still lists them until commit)
-        joined: list[Joined] = []  # kept again, marked JOINED
+        joined: list[str] = []  # event ids whose labels joined in this batch
         # predictions that labels were waiting for
         if waiting and fresh:
             ids = list(fresh)
             for event_id, label in zip(ids, self._store.waiting_labels(model, ids)):
                 if label is not None:
-                    joined.append(fresh[event_id])
+                    joined.append(event_id)
                     batch.add(model, _with_label(fresh[event_id], label["l"]))
                     waiting -= 1
                     handled.add(event_id)
                     self._forget_waiting(batch, model, event_id)
         # labels: join now, or wait (the worker passes a batch's labels of distinct events)
+        awaited: set[str] = set()
         if labelled:
+            ids = [e["event_id"] for e in labelled]
+            marked = self._store.joined_labels(model, self._joined_hours(now), ids) if s.keep_predictions else \
+                [False] * len(ids)
             unknown = [e for e in labelled if e["event_id"] not in fresh]
             stored = dict(zip([e["event_id"] for e in unknown],
                               self._lookup(model, [e["event_id"] for e in unknown], now)))
             alone = []
-            for label in labelled:
+            for label, was_joined in zip(labelled, marked):
                 event_id = label["event_id"]
-                record = stored.get(event_id)
-                if event_id in handled or _was_joined(record):
+                if was_joined or event_id in handled:
                     batch.duplicates.append((model, label))
                     continue
-                prediction = fresh.get(event_id) or _from_record(event_id, record)
+                prediction = fresh.get(event_id) or _from_record(event_id, stored.get(event_id))
                 if prediction is not None:
-                    joined.append(prediction)
+                    joined.append(event_id)
                     batch.add(model, _with_label(prediction, label["label"]))
                     continue
                 alone.append(label)
-            # a label of an event whose label waits already: the wait count gates the read
-            already = self._store.waiting_labels(model, [e["event_id"] for e in alone]) if waiting > 0 and alone \
-                else [None] * len(alone)
-            for label, waiting_label in zip(alone, already):
-                if waiting_label is not None:
+            # a label of an event whose label waits already (in the waiting set, whatever its count says)
+            already = self._store.labels_waiting(model, [e["event_id"] for e in alone]) if alone else []
+            for label, waits in zip(alone, already):
+                if waits:
                     batch.duplicates.append((model, label))
                     continue
                 deadline = now + s.label_wait_s
                 batch.writes.append(AwaitLabel(model, label["event_id"], label["label"], label["timestamp"],
                                                deadline, int(s.label_wait_s) + 3600))
+                awaited.add(label["event_id"])
                 waiting += 1
         # labels whose wait is over: a last look for their prediction, else unmatched
         if waiting:
-            due = [i for i in self._store.due_labels(model, now, s.sweep_limit) if i not in handled]
+            settled_here = handled | awaited  # a label that waits from this batch on is not due yet
+            due = [i for i in self._store.due_labels(model, now, s.sweep_limit) if i not in settled_here]
             if due:
                 predictions_now = self._lookup(model, due, now)
                 labels_now = self._store.waiting_labels(model, due)
                 for event_id, record, label in zip(due, predictions_now, labels_now):
                     self._forget_waiting(batch, model, event_id)
                     waiting -= 1
-                    if _was_joined(record):  # another label of the event joined it: this one is not counted
-                        _log.warning("a waiting label of event %s of model %s was dropped at the end of its wait: "
-                                     "another label of the event joined its prediction", event_id[:256],
-                                     model[:256])
-                        continue
                     prediction = _from_record(event_id, record)
                     if prediction is not None and label is not None:
-                        joined.append(prediction)
+                        joined.append(event_id)
                         batch.add(model, _with_label(prediction, label["l"]))
                     else:
                         batch.unmatched[model] = batch.unmatched.get(model, 0) + 1
-        if s.keep_predictions and joined:  # after this batch's own kept predictions: the later record stays
-            batch.writes.append(KeepPredictions(
-                model, int(now // 3600), s.prediction_ttl_s + 3600, tuple(p.event_id for p in joined),
-                tuple((p.model_version, p.prediction, p.score, p.timestamp, JOINED) for p in joined)))
+        if s.keep_predictions and joined:
+            batch.writes.append(MarkJoined(model, int(now // 3600), s.prediction_ttl_s + 3600, tuple(joined)))
         counts = CountLabels(model, waiting - stored_waiting, batch.unmatched.get(model, 0),
                              sum(len(v) for (m, _v), v in batch.joined.items() if m == model))
         if counts.pending or counts.unmatched or counts.joined:
@@ -194,17 +201,12 @@ class LabelJoin:
         batch.writes.append(ForgetLabel(model, event_id))
 
 
-def _was_joined(record: list | None) -> bool:
-    """Is this kept prediction one a label joined already (marked ``JOINED``)?"""
-    return isinstance(record, list) and len(record) == 5 and record[4] == JOINED
-
-
 def _from_record(event_id: str, record: list | None) -> Joined | None:
-    """A kept prediction: [version, prediction, score, timestamp], with ``JOINED`` fifth once a label joined it."""
+    """A kept prediction: [version, prediction, score, timestamp]."""
     if record is None:
         return None
     try:
-        version, prediction, score, timestamp = record[:4] if _was_joined(record) else record
+        version, prediction, score, timestamp = record
     except (TypeError, ValueError):
         _log.error("kept prediction of event %s has an unexpected form; it is ignored", event_id[:256])
         return None

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AwaitLabel", "CountLabels", "ForgetLabel", "JoinWrite", "KeepPredictions"]
+__all__ = ["AwaitLabel", "CountLabels", "ForgetLabel", "JoinWrite", "KeepPredictions", "MarkJoined"]
 
 
 @dataclass(frozen=True, slots=True)
 class KeepPredictions:
     """Keep one model's predictions for labels that come later, in the bucket of hour ``hour`` (one bucket per
     model and hour, so that a batch writes one record per bucket rather than a key per event): the prediction of
-    ``event_ids[i]`` is ``predictions[i]``, (version, prediction, score, timestamp), or that with a fifth item,
-    ``JOINED``, once a label joined it (a later label of the event is a duplicate); of an id given twice, the
+    ``event_ids[i]`` is ``predictions[i]``, (version, prediction, score, timestamp); of an id given twice, the
     later. One write for a bucket's events of a batch rather than one per event, so that the split by
     partition and the store's commit handle a few writes a batch, not one per event."""
 
@@ -24,7 +23,7 @@ class KeepPredictions:
     hour: int
     ttl_s: int
     event_ids: tuple[str, ...]
-    predictions: tuple[tuple, ...]
+    predictions: tuple[tuple[str, object, object, float], ...]
 
     def __post_init__(self) -> None:
         if len(self.event_ids) != len(self.predictions):
@@ -63,4 +62,20 @@ class CountLabels:
     joined: int = 0
 
 
-JoinWrite = KeepPredictions | AwaitLabel | ForgetLabel | CountLabels
+@dataclass(frozen=True, slots=True)
+class MarkJoined:
+    """Remember, in the set of hour ``hour`` (one per model and hour, kept as long as predictions are), that
+    labels of ``event_ids`` joined: a later label of one of them is a duplicate. Apart from the kept
+    predictions, so that a prediction sent again cannot make its event's label count twice."""
+
+    model: str
+    hour: int
+    ttl_s: int
+    event_ids: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not set(map(type, self.event_ids)) <= {str}:
+            raise TypeError("event ids must be strings")
+
+
+JoinWrite = KeepPredictions | AwaitLabel | ForgetLabel | CountLabels | MarkJoined

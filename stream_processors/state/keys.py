@@ -101,6 +101,9 @@ class PartitionKeys:
     def predictions(self, model: str, hour: int) -> str:
         return f"{self.tag}:pred:{part(model)}:{hour}"
 
+    def joined(self, model: str, hour: int) -> str:
+        return f"{self.tag}:joined:{part(model)}:{hour}"
+
     def waiting_label(self, model: str, event_id: str) -> str:
         return f"{self.tag}:label:{part(model)}:{part(event_id)}"
 
@@ -163,6 +166,9 @@ class AppKeys:
 
     def predictions(self, model: str, hour: int) -> str:
         return self.for_model(model).predictions(model, hour)
+
+    def joined(self, model: str, hour: int) -> str:
+        return self.for_model(model).joined(model, hour)
 
     def waiting_label(self, model: str, event_id: str) -> str:
         return self.for_model(model).waiting_label(model, event_id)

@@ -21,8 +21,8 @@ cannot place (say, a quarantined record no model refers to) stays where it was. 
 keys on every master: done once per change of layout, never on the path of a batch or of ``status``.
 
 What moves when P changes: each model whose ``partition_for(model, P)`` changed takes its state, summary,
-kept predictions, waiting labels, label counts and quarantine records to its new partition's tag. Offsets do
-not move (partition n's offsets stay with partition n). Profiles are untagged and never move.
+kept predictions, joined event ids, waiting labels, label counts and quarantine records to its new partition's
+tag. Offsets do not move (partition n's offsets stay with partition n). Profiles are untagged and never move.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class _Lock:
     def release(self) -> None:
         self._release([self._key], [self.token])
 _HASHES = ("offsets", "models", "quarantined", "labels")
-_PER_MODEL = ("state", "pred", "label", "waiting")
+_PER_MODEL = ("state", "pred", "label", "waiting", "joined")
 
 
 def recorded_partitions(client, keys: AppKeys) -> int | None:

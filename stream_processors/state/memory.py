@@ -11,7 +11,7 @@ from typing import Callable
 
 import orjson
 
-from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, KeepPredictions
+from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, KeepPredictions, MarkJoined
 from producers.partitioning import partition_for
 from stream_processors.state.store import (PartitionCommit, StateCommit, TopicPartition, by_partition, decoded,
                                            join_record, label_record, prediction_records, quarantine_record,
@@ -33,6 +33,7 @@ class MemoryStateStore:
         self._predictions: dict[tuple[str, int], tuple[dict[str, bytes], float]] = {}  # (fields, expires at)
         self._labels: dict[tuple[str, str], tuple[bytes, float]] = {}                  # (record, expires at)
         self._waiting: dict[str, dict[str, float]] = {}
+        self._joined: dict[tuple[str, int], tuple[set[str], float]] = {}              # (event ids, expires at)
         self._counts: dict[str, int] = {}
         self._quarantine: dict[tuple[str, str], bytes] = {}
         self._quarantined: dict[tuple[str, str], bytes] = {}
@@ -63,6 +64,10 @@ class MemoryStateStore:
                 fields, _ = self._live_predictions(w.model, w.hour, now) or ({}, 0.0)
                 fields.update(zip(w.event_ids, prediction_records(w)))
                 self._predictions[(w.model, w.hour)] = (fields, now + w.ttl_s)
+            elif isinstance(w, MarkJoined):
+                ids, expires = self._joined.get((w.model, w.hour), (set(), 0.0))
+                self._joined[(w.model, w.hour)] = ((ids if expires > now else set()) | set(w.event_ids),
+                                                   now + w.ttl_s)
             elif isinstance(w, AwaitLabel):
                 self._labels[(w.model, w.event_id)] = (label_record(w), now + w.ttl_s)
                 self._waiting.setdefault(w.model, {})[w.event_id] = w.deadline
@@ -150,6 +155,15 @@ class MemoryStateStore:
             record = self._labels.get((model, event_id))
             out.append(join_record(f"label:{model}:{event_id}", record[0] if record and record[1] > now else None))
         return out
+
+    def joined_labels(self, model: str, hours: list[int], event_ids: list[str]) -> list[bool]:
+        now = self._clock()
+        sets = [ids for ids, expires in (self._joined.get((model, h), (set(), 0.0)) for h in hours) if expires > now]
+        return [any(i in ids for ids in sets) for i in event_ids]
+
+    def labels_waiting(self, model: str, event_ids: list[str]) -> list[bool]:
+        waiting = self._waiting.get(model, {})
+        return [i in waiting for i in event_ids]
 
     def due_labels(self, model: str, now: float, limit: int) -> list[str]:
         waiting = self._waiting.get(model, {})

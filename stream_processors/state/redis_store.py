@@ -21,7 +21,7 @@ import orjson
 import redis
 from redis.exceptions import RedisClusterException
 
-from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWrite, KeepPredictions
+from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWrite, KeepPredictions, MarkJoined
 from stream_processors.config import RedisConnection
 from stream_processors.display import printable, shorten
 from stream_processors.errors import ServiceUnavailable
@@ -93,7 +93,7 @@ for i = 0, offsets_fit and n - 1 or -1 do  -- HGET would fail on offsets of anot
 end
 local base = 2 + 3 * n  -- ARGV after the offsets: the state count, states, members, summaries
 local s = tonumber(ARGV[base])
-local kinds = {keep = 'hash', hset = 'hash', hincrby = 'hash', zadd = 'zset', zrem = 'zset'}
+local kinds = {keep = 'hash', hset = 'hash', hincrby = 'hash', zadd = 'zset', zrem = 'zset', sadd = 'set'}
 -- kept predictions are decoded before anything is written, for the same reason
 local kept = {}
 -- and so are the label counts: a damaged one is set to this batch's change (HINCRBY would fail halfway), and named;
@@ -145,6 +145,11 @@ while i <= #ARGV do
     if reset[i] == 'set' then redis.call('HSET', key, a, b)
     elseif not reset[i] then redis.call('HINCRBY', key, a, b) end
   elseif op == 'expire' then redis.call('EXPIRE', key, a)
+  elseif op == 'sadd' then  -- ttl, then the members
+    for j = i + 4, i + 2 + n, VALUES_PER_HSET do
+      redis.call('SADD', key, unpack(ARGV, j, math.min(j + VALUES_PER_HSET - 1, i + 2 + n)))
+    end
+    redis.call('EXPIRE', key, a)
   elseif op == 'keep' then  -- ttl, then one JSON array of field, value, field, value... (``_kept``)
     local fields = kept[i]
     for j = 1, #fields, VALUES_PER_HSET do
@@ -228,6 +233,8 @@ def _ops(keys: PartitionKeys, writes: list[JoinWrite], quarantined: list[Quarant
         elif isinstance(w, ForgetLabel):
             out.append(("del", keys.waiting_label(w.model, w.event_id)))
             out.append(("zrem", keys.waiting(w.model), "", w.event_id))
+        elif isinstance(w, MarkJoined):
+            out.append(("sadd", keys.joined(w.model, w.hour), w.ttl_s, *w.event_ids))
         elif isinstance(w, CountLabels):
             for kind, change in (("pending", w.pending), ("unmatched", w.unmatched), ("joined", w.joined)):
                 if change:
@@ -461,6 +468,20 @@ class RedisStateStore:
         keys = [partition.waiting_label(model, i) for i in event_ids]
         raw = self._call(self._redis.mget, keys)
         return [join_record(k, v) for k, v in zip(keys, raw)]
+
+    def joined_labels(self, model: str, hours: list[int], event_ids: list[str]) -> list[bool]:
+        """One pipeline of SMISMEMBER, one per hour's set."""
+        if not event_ids or not hours:
+            return [False] * len(event_ids)
+        keys = self.keys()
+        rows = self._pipelined([("smismember", (keys.joined(model, hour), event_ids)) for hour in hours])
+        return [any(row[i] for row in rows) for i in range(len(event_ids))]
+
+    def labels_waiting(self, model: str, event_ids: list[str]) -> list[bool]:
+        if not event_ids:
+            return []
+        scores = self._call(self._redis.zmscore, self.keys().waiting(model), event_ids)
+        return [score is not None for score in scores]
 
     def due_labels(self, model: str, now: float, limit: int) -> list[str]:
         raw = self._call(self._redis.zrangebyscore, self.keys().waiting(model), "-inf", now, 0, limit)
