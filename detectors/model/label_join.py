@@ -10,7 +10,7 @@ the batch's atomic commit, with the offsets, so a restart neither loses a
 join nor makes one twice.
 
 An event has one label: the event ids whose labels joined are kept (per
-model and hour, as long as predictions are), so that a second label of the
+model, as long as predictions are), so that a second label of the
 event (a producer's retry) is a duplicate, as is a label of an event whose
 label waits already; the worker dead-letters duplicates (``duplicate_label``)
 rather than count the event twice in the model's performance and its label
@@ -76,8 +76,9 @@ class LabelStore(Protocol):
     def pending_labels_of(self, models: list[str]) -> dict[str, int]:
         """How many of each model's labels wait for their prediction (one read for a batch's models)."""
 
-    def joined_labels(self, model: str, hours: list[int], event_ids: list[str]) -> list[bool]:
-        """Per event id, whether a label of it joined (``MarkJoined``) in one of ``hours``."""
+    def joined_labels_of(self, event_ids: dict[str, list[str]], since: float) -> dict[str, list[bool]]:
+        """Per model, per event id of it, whether a label of it joined (``MarkJoined``) at ``since`` or later (one
+        read for a batch's models)."""
 
     def labels_waiting(self, model: str, event_ids: list[str]) -> list[bool]:
         """Per event id, whether a label of it waits (is in the model's set of waiting labels)."""
@@ -97,8 +98,12 @@ class LabelJoin:
         batch = JoinBatch()
         models = list(set(predictions) | set(labels) | set(idle))
         pending = self._store.pending_labels_of(models)
+        marked = self._store.joined_labels_of({m: [e["event_id"] for e in labels[m]] for m in labels if labels[m]},
+                                              self._joined_since(now)) if self.params.keep_predictions and labels \
+            else {}
         for model in models:
-            self._model(model, predictions.get(model, []), labels.get(model, []), pending[model], now, batch)
+            self._model(model, predictions.get(model, []), labels.get(model, []), pending[model],
+                        marked.get(model), now, batch)
         return batch
 
     def _hours(self, now: float) -> list[int]:
@@ -106,16 +111,16 @@ class LabelJoin:
         hour = int(now // 3600)
         return list(range(hour, hour - self.params.prediction_ttl_s // 3600 - 2, -1))
 
-    def _joined_hours(self, now: float) -> list[int]:
-        """The hours a label can have joined in: those of kept predictions, and the next one (another worker's
-        clock may be ahead)."""
-        return [int(now // 3600) + 1, *self._hours(now)]
+    def _joined_since(self, now: float) -> float:
+        """Joins remembered as long as predictions are kept (an hour more: their buckets are hours)."""
+        return now - self.params.prediction_ttl_s - 3600
 
     def _lookup(self, model: str, event_ids: list[str], now: float) -> list[list | None]:
         return self._store.kept_predictions(model, self._hours(now), event_ids)
 
     def _model(self, model: str, predicted: list[tuple[str, dict]], labelled: list[dict], stored_waiting: int,
-               now: float, batch: JoinBatch) -> None:
+               marked: list[bool] | None, now: float, batch: JoinBatch) -> None:
+        """``marked``: per label, whether its event's label joined before (None: none did)."""
         s = self.params
         waiting = stored_waiting
         if s.keep_predictions and predicted:
@@ -142,9 +147,7 @@ class LabelJoin:
         # labels: join now, or wait (the worker passes a batch's labels of distinct events)
         awaited: set[str] = set()
         if labelled:
-            ids = [e["event_id"] for e in labelled]
-            marked = self._store.joined_labels(model, self._joined_hours(now), ids) if s.keep_predictions else \
-                [False] * len(ids)
+            marked = marked or [False] * len(labelled)
             unknown = [e for e in labelled if e["event_id"] not in fresh]
             stored = dict(zip([e["event_id"] for e in unknown],
                               self._lookup(model, [e["event_id"] for e in unknown], now)))
@@ -188,7 +191,8 @@ class LabelJoin:
                     else:
                         batch.unmatched[model] = batch.unmatched.get(model, 0) + 1
         if s.keep_predictions and joined:
-            batch.writes.append(MarkJoined(model, int(now // 3600), s.prediction_ttl_s + 3600, tuple(joined)))
+            batch.writes.append(MarkJoined(model, now, self._joined_since(now), s.prediction_ttl_s + 3600,
+                                           tuple(joined)))
         counts = CountLabels(model, waiting - stored_waiting, batch.unmatched.get(model, 0),
                              sum(len(v) for (m, _v), v in batch.joined.items() if m == model))
         if counts.pending or counts.unmatched or counts.joined:

@@ -64,12 +64,14 @@ class CountLabels:
 
 @dataclass(frozen=True, slots=True)
 class MarkJoined:
-    """Remember, in the set of hour ``hour`` (one per model and hour, kept as long as predictions are), that
-    labels of ``event_ids`` joined: a later label of one of them is a duplicate. Apart from the kept
-    predictions, so that a prediction sent again cannot make its event's label count twice."""
+    """Remember that labels of ``event_ids`` joined at time ``at``, in the model's set of joined event ids, which
+    forgets those that joined before ``forget_before`` and goes when no label joined for ``ttl_s``: a later label
+    of one of them is a duplicate. Apart from the kept predictions, so that a prediction sent again cannot make
+    its event's label count twice."""
 
     model: str
-    hour: int
+    at: float
+    forget_before: float
     ttl_s: int
     event_ids: tuple[str, ...]
 

@@ -101,8 +101,8 @@ class PartitionKeys:
     def predictions(self, model: str, hour: int) -> str:
         return f"{self.tag}:pred:{part(model)}:{hour}"
 
-    def joined(self, model: str, hour: int) -> str:
-        return f"{self.tag}:joined:{part(model)}:{hour}"
+    def joined(self, model: str) -> str:
+        return f"{self.tag}:joined:{part(model)}"
 
     def waiting_label(self, model: str, event_id: str) -> str:
         return f"{self.tag}:label:{part(model)}:{part(event_id)}"
@@ -167,8 +167,8 @@ class AppKeys:
     def predictions(self, model: str, hour: int) -> str:
         return self.for_model(model).predictions(model, hour)
 
-    def joined(self, model: str, hour: int) -> str:
-        return self.for_model(model).joined(model, hour)
+    def joined(self, model: str) -> str:
+        return self.for_model(model).joined(model)
 
     def waiting_label(self, model: str, event_id: str) -> str:
         return self.for_model(model).waiting_label(model, event_id)

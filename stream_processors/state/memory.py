@@ -6,6 +6,7 @@ partition by partition as on Redis (``store.by_partition``)."""
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from typing import Callable
 
@@ -33,7 +34,7 @@ class MemoryStateStore:
         self._predictions: dict[tuple[str, int], tuple[dict[str, bytes], float]] = {}  # (fields, expires at)
         self._labels: dict[tuple[str, str], tuple[bytes, float]] = {}                  # (record, expires at)
         self._waiting: dict[str, dict[str, float]] = {}
-        self._joined: dict[tuple[str, int], tuple[set[str], float]] = {}              # (event ids, expires at)
+        self._joined: dict[str, tuple[dict[str, float], float]] = {}                # ({event id: at}, expires at)
         self._counts: dict[str, int] = {}
         self._quarantine: dict[tuple[str, str], bytes] = {}
         self._quarantined: dict[tuple[str, str], bytes] = {}
@@ -65,9 +66,10 @@ class MemoryStateStore:
                 fields.update(zip(w.event_ids, prediction_records(w)))
                 self._predictions[(w.model, w.hour)] = (fields, now + w.ttl_s)
             elif isinstance(w, MarkJoined):
-                ids, expires = self._joined.get((w.model, w.hour), (set(), 0.0))
-                self._joined[(w.model, w.hour)] = ((ids if expires > now else set()) | set(w.event_ids),
-                                                   now + w.ttl_s)
+                ids, expires = self._joined.get(w.model, ({}, 0.0))
+                ids = {i: at for i, at in (ids.items() if expires > now else ()) if at >= w.forget_before}
+                ids.update(dict.fromkeys(w.event_ids, w.at))
+                self._joined[w.model] = (ids, now + w.ttl_s)
             elif isinstance(w, AwaitLabel):
                 self._labels[(w.model, w.event_id)] = (label_record(w), now + w.ttl_s)
                 self._waiting.setdefault(w.model, {})[w.event_id] = w.deadline
@@ -156,10 +158,12 @@ class MemoryStateStore:
             out.append(join_record(f"label:{model}:{event_id}", record[0] if record and record[1] > now else None))
         return out
 
-    def joined_labels(self, model: str, hours: list[int], event_ids: list[str]) -> list[bool]:
-        now = self._clock()
-        sets = [ids for ids, expires in (self._joined.get((model, h), (set(), 0.0)) for h in hours) if expires > now]
-        return [any(i in ids for ids in sets) for i in event_ids]
+    def joined_labels_of(self, event_ids: dict[str, list[str]], since: float) -> dict[str, list[bool]]:
+        out = {}
+        for model, asked in event_ids.items():
+            ids, expires = self._joined.get(model, ({}, 0.0))
+            out[model] = [expires > self._clock() and ids.get(i, -math.inf) >= since for i in asked]
+        return out
 
     def labels_waiting(self, model: str, event_ids: list[str]) -> list[bool]:
         waiting = self._waiting.get(model, {})

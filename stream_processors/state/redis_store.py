@@ -93,7 +93,7 @@ for i = 0, offsets_fit and n - 1 or -1 do  -- HGET would fail on offsets of anot
 end
 local base = 2 + 3 * n  -- ARGV after the offsets: the state count, states, members, summaries
 local s = tonumber(ARGV[base])
-local kinds = {keep = 'hash', hset = 'hash', hincrby = 'hash', zadd = 'zset', zrem = 'zset', sadd = 'set'}
+local kinds = {keep = 'hash', hset = 'hash', hincrby = 'hash', zadd = 'zset', zrem = 'zset', joined = 'zset'}
 -- kept predictions are decoded before anything is written, for the same reason
 local kept = {}
 -- and so are the label counts: a damaged one is set to this batch's change (HINCRBY would fail halfway), and named;
@@ -145,10 +145,17 @@ while i <= #ARGV do
     if reset[i] == 'set' then redis.call('HSET', key, a, b)
     elseif not reset[i] then redis.call('HINCRBY', key, a, b) end
   elseif op == 'expire' then redis.call('EXPIRE', key, a)
-  elseif op == 'sadd' then  -- ttl, then the members
-    for j = i + 4, i + 2 + n, VALUES_PER_HSET do
-      redis.call('SADD', key, unpack(ARGV, j, math.min(j + VALUES_PER_HSET - 1, i + 2 + n)))
+  elseif op == 'joined' then  -- ttl, the time they joined, forget those before, then the event ids
+    local pairs_ = {}
+    for j = i + 6, i + 2 + n do
+      pairs_[#pairs_ + 1] = b
+      pairs_[#pairs_ + 1] = ARGV[j]
+      if #pairs_ >= VALUES_PER_HSET or j == i + 2 + n then
+        redis.call('ZADD', key, unpack(pairs_))
+        pairs_ = {}
+      end
     end
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. ARGV[i + 5])
     redis.call('EXPIRE', key, a)
   elseif op == 'keep' then  -- ttl, then one JSON array of field, value, field, value... (``_kept``)
     local fields = kept[i]
@@ -234,7 +241,7 @@ def _ops(keys: PartitionKeys, writes: list[JoinWrite], quarantined: list[Quarant
             out.append(("del", keys.waiting_label(w.model, w.event_id)))
             out.append(("zrem", keys.waiting(w.model), "", w.event_id))
         elif isinstance(w, MarkJoined):
-            out.append(("sadd", keys.joined(w.model, w.hour), w.ttl_s, *w.event_ids))
+            out.append(("joined", keys.joined(w.model), w.ttl_s, repr(w.at), repr(w.forget_before), *w.event_ids))
         elif isinstance(w, CountLabels):
             for kind, change in (("pending", w.pending), ("unmatched", w.unmatched), ("joined", w.joined)):
                 if change:
@@ -469,13 +476,18 @@ class RedisStateStore:
         raw = self._call(self._redis.mget, keys)
         return [join_record(k, v) for k, v in zip(keys, raw)]
 
-    def joined_labels(self, model: str, hours: list[int], event_ids: list[str]) -> list[bool]:
-        """One pipeline of SMISMEMBER, one per hour's set."""
-        if not event_ids or not hours:
-            return [False] * len(event_ids)
+    def joined_labels_of(self, event_ids: dict[str, list[str]], since: float) -> dict[str, list[bool]]:
+        """One ZMSCORE per model, in one pipeline (a set is trimmed when labels join, so it may hold older ones
+        until then)."""
+        asked = [(model, ids) for model, ids in event_ids.items() if ids]
+        if not asked:
+            return {model: [] for model in event_ids}
         keys = self.keys()
-        rows = self._pipelined([("smismember", (keys.joined(model, hour), event_ids)) for hour in hours])
-        return [any(row[i] for row in rows) for i in range(len(event_ids))]
+        rows = self._pipelined([("zmscore", (keys.joined(model), ids)) for model, ids in asked])
+        out = {model: [] for model in event_ids}
+        out.update({model: [score is not None and score >= since for score in scores]
+                    for (model, _ids), scores in zip(asked, rows)})
+        return out
 
     def labels_waiting(self, model: str, event_ids: list[str]) -> list[bool]:
         if not event_ids:

@@ -94,16 +94,18 @@ def test_layout_2_state_is_moved_on_start_and_again_when_partitions_are_raised(c
         assert first.prepare() > 0
         _everything_is_found(connection, app, 4, hour)
         for model in MODELS:  # joined event ids: a key kind layout 2 did not have
-            client.sadd(first.keys().joined(model, hour), "e1")
-            client.expire(first.keys().joined(model, hour), 3600)
+            client.zadd(first.keys().joined(model), {"e1": 2.0})
+            client.expire(first.keys().joined(model), 3600)
         assert first.prepare() == 0  # recorded: one GET
         assert RedisStateStore(connection, app).keys().partitions == 4  # readers learn the count from Redis
         assert RedisStateStore(connection, app, 7).prepare() > 0  # the topics now have 7 partitions
         _everything_is_found(connection, app, 7, hour)
         raised = RedisStateStore(connection, app, 7)
+        found = raised.joined_labels_of({model: ["e1", "e2"] for model in MODELS}, 1.0)
+        assert found == {model: [True, False] for model in MODELS}
+        assert raised.joined_labels_of({MODELS[0]: ["e1"]}, 3.0) == {MODELS[0]: [False]}  # joined before that
         for model in MODELS:
-            assert raised.joined_labels(model, [hour + 1, hour], ["e1", "e2"]) == [True, False]
-            assert 0 < client.ttl(raised.keys().joined(model, hour)) <= 3600
+            assert 0 < client.ttl(raised.keys().joined(model)) <= 3600
         assert orjson.loads(client.get(f"driftline:{app}:layout")) == {"layout": 3, "partitions": 7}
     finally:
         for pattern in (f"driftline:{app}:*", f"{{driftline:{app}:p*"):

@@ -18,7 +18,7 @@ import redis
 
 from detectors.model.label_join import LabelJoin
 from detectors.model.params import JoinParams
-from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, KeepPredictions
+from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, KeepPredictions, MarkJoined
 from producers.events import encode_envelope
 from producers.partitioning import partition_for
 from stream_processors.batch import BatchProcessor, IncomingMessage
@@ -813,3 +813,17 @@ def test_a_copy_of_a_waiting_label_that_outlived_its_own_key_is_a_duplicate_and_
     advance(1.5)
     assert batch(3, "f") == (1, [])                              # the sweep: "e" unmatched, "f" waits
     assert store.model_label_counts("m") == {"joined": 0, "pending": 1, "unmatched": 1}
+
+
+def test_joined_event_ids_are_remembered_until_they_are_older_than_the_kept_predictions(store):
+    """Thousands of ids in one write; each write forgets those that joined before its ``forget_before``; a read
+    ignores those joined before ``since`` that no write forgot yet."""
+    store, _ = store
+    many = tuple(f"e{i}" for i in range(10_000))
+    assert store.commit(Commit({("lab", P): (-1, 0)}, writes=[MarkJoined("m", 100.0, 0.0, 3600, many)]))
+    assert store.joined_labels_of({"m": ["e0", "e9999", "x"]}, 50.0) == {"m": [True, True, False]}
+    assert store.joined_labels_of({"m": ["e0"]}, 150.0) == {"m": [False]}  # joined before since
+    assert store.commit(Commit({("lab", P): (0, 1)}, writes=[MarkJoined("m", 200.0, 150.0, 3600, ("late",))]))
+    assert store.joined_labels_of({"m": ["e0", "late"], "other": ["e0"]}, 0.0) == \
+        {"m": [False, True], "other": [False]}  # the write forgot the ids before 150
+    assert store.joined_labels_of({}, 0.0) == {}
