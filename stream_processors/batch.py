@@ -473,9 +473,9 @@ def _duplicate_labels(events: list[dict]) -> Rejection:
     producer that sends a message again sends all of its labels again)."""
     first = events[0]
     return Rejection("duplicate_label", f"{len(events)} label(s) of the message are of events that have a label "
-                     "already (joined, waiting for its prediction, or earlier in the batch): the first label of an "
-                     "event counts, these are not counted", first["model"], first["event_id"], _excerpt_of(first),
-                     count=len(events))
+                     "already (joined before, waiting for its prediction, or earlier in this batch, where it is "
+                     "applied or dead-lettered on its own): only an event's first label is used", first["model"],
+                     first["event_id"], _excerpt_of(first), count=len(events))
 
 
 def _dead_letter_id(source: dict | None, rejection: Rejection) -> str:

@@ -28,7 +28,7 @@ from typing import Protocol
 from detectors.model.params import JoinParams
 from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWrite, KeepPredictions, MarkJoined
 
-__all__ = ["JoinBatch", "Joined", "LabelJoin", "LabelStore"]
+__all__ = ["JoinBatch", "Joined", "LabelJoin", "LabelMarks", "LabelStore"]
 
 _log = logging.getLogger(__name__)
 _EVENT_ID, _PREDICTION, _SCORE, _TIMESTAMP = map(itemgetter, ("event_id", "prediction", "score", "timestamp"))
@@ -60,6 +60,14 @@ class JoinBatch:
         self.joined.setdefault((model, item.model_version), []).append(item)
 
 
+@dataclass(frozen=True)
+class LabelMarks:
+    """Per label of a batch, in order: did a label of its event join before, does one wait."""
+
+    joined: list[bool]
+    waiting: list[bool]
+
+
 class LabelStore(Protocol):
     """What the join reads (a ``stream_processors.state`` store)."""
 
@@ -76,12 +84,9 @@ class LabelStore(Protocol):
     def pending_labels_of(self, models: list[str]) -> dict[str, int]:
         """How many of each model's labels wait for their prediction (one read for a batch's models)."""
 
-    def joined_labels_of(self, event_ids: dict[str, list[str]], since: float) -> dict[str, list[bool]]:
-        """Per model, per event id of it, whether a label of it joined (``MarkJoined``) at ``since`` or later (one
-        read for a batch's models)."""
-
-    def labels_waiting(self, model: str, event_ids: list[str]) -> list[bool]:
-        """Per event id, whether a label of it waits (is in the model's set of waiting labels)."""
+    def label_marks_of(self, event_ids: dict[str, list[str]], since: float) -> dict[str, LabelMarks]:
+        """Per model, per event id of it, whether a label of it joined (``MarkJoined``) at ``since`` or later, and
+        whether one waits (is in the model's set of waiting labels): one read for a batch's models."""
 
 
 class LabelJoin:
@@ -98,12 +103,11 @@ class LabelJoin:
         batch = JoinBatch()
         models = list(set(predictions) | set(labels) | set(idle))
         pending = self._store.pending_labels_of(models)
-        marked = self._store.joined_labels_of({m: [e["event_id"] for e in labels[m]] for m in labels if labels[m]},
-                                              self._joined_since(now)) if self.params.keep_predictions and labels \
-            else {}
+        marks = self._store.label_marks_of({m: [e["event_id"] for e in labels[m]] for m in labels if labels[m]},
+                                           self._joined_since(now)) if labels else {}
         for model in models:
             self._model(model, predictions.get(model, []), labels.get(model, []), pending[model],
-                        marked.get(model), now, batch)
+                        marks.get(model), now, batch)
         return batch
 
     def _hours(self, now: float) -> list[int]:
@@ -119,8 +123,8 @@ class LabelJoin:
         return self._store.kept_predictions(model, self._hours(now), event_ids)
 
     def _model(self, model: str, predicted: list[tuple[str, dict]], labelled: list[dict], stored_waiting: int,
-               marked: list[bool] | None, now: float, batch: JoinBatch) -> None:
-        """``marked``: per label, whether its event's label joined before (None: none did)."""
+               marks: LabelMarks | None, now: float, batch: JoinBatch) -> None:
+        """``marks``: per label, whether its event's label joined before, and whether one waits."""
         s = self.params
         waiting = stored_waiting
         if s.keep_predictions and predicted:
@@ -145,16 +149,16 @@ class LabelJoin:
                     handled.add(event_id)
                     self._forget_waiting(batch, model, event_id)
         # labels: join now, or wait (the worker passes a batch's labels of distinct events)
-        awaited: set[str] = set()
         if labelled:
-            marked = marked or [False] * len(labelled)
+            marks = marks or LabelMarks([False] * len(labelled), [False] * len(labelled))
             unknown = [e for e in labelled if e["event_id"] not in fresh]
             stored = dict(zip([e["event_id"] for e in unknown],
                               self._lookup(model, [e["event_id"] for e in unknown], now)))
-            alone = []
-            for label, was_joined in zip(labelled, marked):
+            for label, was_joined, waits in zip(labelled, marks.joined, marks.waiting):
                 event_id = label["event_id"]
-                if was_joined or event_id in handled:
+                # a copy: of a label that joined, or of one that waits (in the waiting set, whatever the count
+                # says), which joins when its prediction comes or at the end of its wait, not this one
+                if was_joined or event_id in handled or waits:
                     batch.duplicates.append((model, label))
                     continue
                 prediction = fresh.get(event_id) or _from_record(event_id, stored.get(event_id))
@@ -162,35 +166,32 @@ class LabelJoin:
                     joined.append(event_id)
                     batch.add(model, _with_label(prediction, label["label"]))
                     continue
-                alone.append(label)
-            # a label of an event whose label waits already (in the waiting set, whatever its count says)
-            already = self._store.labels_waiting(model, [e["event_id"] for e in alone]) if alone else []
-            for label, waits in zip(alone, already):
-                if waits:
-                    batch.duplicates.append((model, label))
-                    continue
                 deadline = now + s.label_wait_s
-                batch.writes.append(AwaitLabel(model, label["event_id"], label["label"], label["timestamp"],
-                                               deadline, int(s.label_wait_s) + 3600))
-                awaited.add(label["event_id"])
+                batch.writes.append(AwaitLabel(model, event_id, label["label"], label["timestamp"], deadline,
+                                               int(s.label_wait_s) + 3600))
                 waiting += 1
         # labels whose wait is over: a last look for their prediction, else unmatched
         if waiting:
-            settled_here = handled | awaited  # a label that waits from this batch on is not due yet
-            due = [i for i in self._store.due_labels(model, now, s.sweep_limit) if i not in settled_here]
+            due = [i for i in self._store.due_labels(model, now, s.sweep_limit) if i not in handled]
             if due:
                 predictions_now = self._lookup(model, due, now)
                 labels_now = self._store.waiting_labels(model, due)
-                for event_id, record, label in zip(due, predictions_now, labels_now):
+                before = self._store.label_marks_of({model: due}, self._joined_since(now))[model].joined
+                joined_here = set(joined)
+                for event_id, record, label, was_joined in zip(due, predictions_now, labels_now, before):
                     self._forget_waiting(batch, model, event_id)
                     waiting -= 1
+                    if was_joined or event_id in joined_here:  # another label of the event joined: not this one too
+                        _log.warning("a waiting label of event %s of model %s was dropped at the end of its wait: "
+                                     "another label of the event joined", event_id[:256], model[:256])
+                        continue
                     prediction = _from_record(event_id, record)
                     if prediction is not None and label is not None:
                         joined.append(event_id)
                         batch.add(model, _with_label(prediction, label["l"]))
                     else:
                         batch.unmatched[model] = batch.unmatched.get(model, 0) + 1
-        if s.keep_predictions and joined:
+        if joined:  # whether predictions are kept or not: a prediction sent again meets only the first label
             batch.writes.append(MarkJoined(model, now, self._joined_since(now), s.prediction_ttl_s + 3600,
                                            tuple(joined)))
         counts = CountLabels(model, waiting - stored_waiting, batch.unmatched.get(model, 0),

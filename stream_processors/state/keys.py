@@ -22,6 +22,7 @@ Per partition N (``T`` = ``{driftline:{app}:p{N}}``)::
                                    (expires)
     T:label:{model}:{id}     JSON  {"l": label, "t": timestamp}: a label waiting for its prediction (expires)
     T:waiting:{model}        zset  waiting labels by deadline
+    T:joined:{model}         zset  event ids whose labels joined, by when (a later label is a duplicate)
     T:labels                 hash  "{model}:pending" / "{model}:unmatched" / "{model}:joined" counts
     T:quarantine:{record}:{sha256}  a saved state or profile that could not be loaded, as it was
     T:quarantined            hash  "{model}\\t{version}" -> {"record", "error", "sha256", "at"} (JSON)

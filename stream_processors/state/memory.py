@@ -12,6 +12,7 @@ from typing import Callable
 
 import orjson
 
+from detectors.model.label_join import LabelMarks
 from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, KeepPredictions, MarkJoined
 from producers.partitioning import partition_for
 from stream_processors.state.store import (PartitionCommit, StateCommit, TopicPartition, by_partition, decoded,
@@ -34,6 +35,7 @@ class MemoryStateStore:
         self._predictions: dict[tuple[str, int], tuple[dict[str, bytes], float]] = {}  # (fields, expires at)
         self._labels: dict[tuple[str, str], tuple[bytes, float]] = {}                  # (record, expires at)
         self._waiting: dict[str, dict[str, float]] = {}
+        self._waiting_expires: dict[str, float] = {}  # as Redis expires a model's waiting set after its last label
         self._joined: dict[str, tuple[dict[str, float], float]] = {}                # ({event id: at}, expires at)
         self._counts: dict[str, int] = {}
         self._quarantine: dict[tuple[str, str], bytes] = {}
@@ -72,7 +74,9 @@ class MemoryStateStore:
                 self._joined[w.model] = (ids, now + w.ttl_s)
             elif isinstance(w, AwaitLabel):
                 self._labels[(w.model, w.event_id)] = (label_record(w), now + w.ttl_s)
+                self._live_waiting(w.model)
                 self._waiting.setdefault(w.model, {})[w.event_id] = w.deadline
+                self._waiting_expires[w.model] = now + w.ttl_s
             elif isinstance(w, ForgetLabel):
                 self._labels.pop((w.model, w.event_id), None)
                 self._waiting.get(w.model, {}).pop(w.event_id, None)
@@ -158,26 +162,34 @@ class MemoryStateStore:
             out.append(join_record(f"label:{model}:{event_id}", record[0] if record and record[1] > now else None))
         return out
 
-    def joined_labels_of(self, event_ids: dict[str, list[str]], since: float) -> dict[str, list[bool]]:
+    def label_marks_of(self, event_ids: dict[str, list[str]], since: float) -> dict[str, LabelMarks]:
         out = {}
         for model, asked in event_ids.items():
             ids, expires = self._joined.get(model, ({}, 0.0))
-            out[model] = [expires > self._clock() and ids.get(i, -math.inf) >= since for i in asked]
+            waiting = self._live_waiting(model)
+            out[model] = LabelMarks([expires > self._clock() and ids.get(i, -math.inf) >= since for i in asked],
+                                    [i in waiting for i in asked])
         return out
 
-    def labels_waiting(self, model: str, event_ids: list[str]) -> list[bool]:
-        waiting = self._waiting.get(model, {})
-        return [i in waiting for i in event_ids]
-
     def due_labels(self, model: str, now: float, limit: int) -> list[str]:
-        waiting = self._waiting.get(model, {})
+        waiting = self._live_waiting(model)
         return sorted((i for i, deadline in waiting.items() if deadline <= now), key=lambda i: (waiting[i], i))[:limit]
 
     def pending_labels(self, model: str) -> int:
         return self._counts.get(f"{model}:pending", 0)
 
     def pending_labels_of(self, models: list[str]) -> dict[str, int]:
+        """As the Redis store: a count that is not the size of the waiting set is set to it."""
+        for model in models:
+            if self.pending_labels(model) != len(self._live_waiting(model)):
+                self._counts[f"{model}:pending"] = len(self._live_waiting(model))
         return {m: self.pending_labels(m) for m in models}
+
+    def _live_waiting(self, model: str) -> dict[str, float]:
+        if self._waiting_expires.get(model, math.inf) <= self._clock():
+            self._waiting.pop(model, None)
+            self._waiting_expires.pop(model, None)
+        return self._waiting.get(model, {})
 
     def label_counts(self) -> dict[str, int]:
         return dict(self._counts)

@@ -21,6 +21,7 @@ import orjson
 import redis
 from redis.exceptions import RedisClusterException
 
+from detectors.model.label_join import LabelMarks
 from detectors.model.writes import AwaitLabel, CountLabels, ForgetLabel, JoinWrite, KeepPredictions, MarkJoined
 from stream_processors.config import RedisConnection
 from stream_processors.display import printable, shorten
@@ -171,14 +172,20 @@ return 1
 """.replace("VALUES_PER_HSET", str(2 * _UNPACK_LIMIT))
 
 _RECOUNT_PENDING = _COUNT_OK + """
--- KEYS: a partition's label counts, the model's waiting labels; ARGV: the model's pending field. A damaged count
--- is set to the labels that wait, only if it is still damaged (a stale worker's repair does nothing)
-local v = redis.call('HGET', KEYS[1], ARGV[1])
-if not v then return {0, '0'} end
-if count_ok(v) then return {0, v} end
+-- KEYS: a partition's label counts, the model's waiting labels; ARGV: the model's pending field, the count the
+-- worker read ('' if damaged). The count is set to the labels that wait if it is damaged (1) or still what the
+-- worker read (2), never otherwise (0): a commit in between changed it, or another worker set it already
+local v = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
 local n = redis.call('ZCARD', KEYS[2])
-redis.call('HSET', KEYS[1], ARGV[1], n)
-return {1, tostring(n), #v}
+if not count_ok(v) then
+  redis.call('HSET', KEYS[1], ARGV[1], n)
+  return {1, tostring(n), #v}
+end
+if v == ARGV[2] and tonumber(v) ~= n then
+  redis.call('HSET', KEYS[1], ARGV[1], n)
+  return {2, tostring(n), v}
+end
+return {0, v}
 """
 
 
@@ -476,24 +483,20 @@ class RedisStateStore:
         raw = self._call(self._redis.mget, keys)
         return [join_record(k, v) for k, v in zip(keys, raw)]
 
-    def joined_labels_of(self, event_ids: dict[str, list[str]], since: float) -> dict[str, list[bool]]:
-        """One ZMSCORE per model, in one pipeline (a set is trimmed when labels join, so it may hold older ones
-        until then)."""
+    def label_marks_of(self, event_ids: dict[str, list[str]], since: float) -> dict[str, LabelMarks]:
+        """Two ZMSCORE per model (its joined and its waiting event ids), all in one pipeline; a joined set is
+        trimmed when labels join, so it may hold older ones until then."""
         asked = [(model, ids) for model, ids in event_ids.items() if ids]
+        out = {model: LabelMarks([], []) for model in event_ids}
         if not asked:
-            return {model: [] for model in event_ids}
+            return out
         keys = self.keys()
-        rows = self._pipelined([("zmscore", (keys.joined(model), ids)) for model, ids in asked])
-        out = {model: [] for model in event_ids}
-        out.update({model: [score is not None and score >= since for score in scores]
-                    for (model, _ids), scores in zip(asked, rows)})
+        rows = self._pipelined([("zmscore", (key, ids)) for model, ids in asked
+                                for key in (keys.joined(model), keys.waiting(model))])
+        for n, (model, _ids) in enumerate(asked):
+            joined, waiting = rows[2 * n], rows[2 * n + 1]
+            out[model] = LabelMarks([s is not None and s >= since for s in joined], [s is not None for s in waiting])
         return out
-
-    def labels_waiting(self, model: str, event_ids: list[str]) -> list[bool]:
-        if not event_ids:
-            return []
-        scores = self._call(self._redis.zmscore, self.keys().waiting(model), event_ids)
-        return [score is not None for score in scores]
 
     def due_labels(self, model: str, now: float, limit: int) -> list[str]:
         raw = self._call(self._redis.zrangebyscore, self.keys().waiting(model), "-inf", now, 0, limit)
@@ -506,22 +509,29 @@ class RedisStateStore:
         if not models:
             return {}
         keys = self.keys()
-        raw = self._pipelined([("hget", (keys.for_model(m).label_counts, f"{m}:pending")) for m in models])
+        raw = self._pipelined([call for m in models for call in (
+            ("hget", (keys.for_model(m).label_counts, f"{m}:pending")), ("zcard", (keys.waiting(m),)))])
         out = {}
-        for model, value in zip(models, raw):
+        for n, model in enumerate(models):
+            value, size = raw[2 * n], raw[2 * n + 1]
             count = 0 if value is None else _count(value)
-            out[model] = self._recount_pending(keys.for_model(model), model) if count is None else count
+            out[model] = count if count == size else self._recount_pending(keys.for_model(model), model, count)
         return out
 
-    def _recount_pending(self, keys: PartitionKeys, model: str) -> int:
-        """A pending-label count that is not one (damaged from outside: Driftline only adds to it) would fail the
-        join at every batch: it is set again, now, from the labels that wait (the count is derived from them), in
-        one script that leaves a count repaired meanwhile as it is."""
-        repaired, count, *length = self._call(self._recount, [keys.label_counts, keys.waiting(model)],
-                                              [f"{model}:pending"])
-        if repaired:
+    def _recount_pending(self, keys: PartitionKeys, model: str, seen: int | None = None) -> int:
+        """The count of a model's waiting labels set to the size of its waiting set, which it counts, when it is
+        not a count (damaged from outside: Driftline only adds to it; it would fail the join at every batch) or
+        differs from it (``seen``: the set expired while no batch of the model came, or an older worker counted
+        copies of labels); in one script that leaves a count changed meanwhile as it is."""
+        code, count, *was = self._call(self._recount, [keys.label_counts, keys.waiting(model)],
+                                       [f"{model}:pending", "" if seen is None else str(seen)])
+        if code == 1:
             _log.error("the count of labels waiting for model %r was damaged (%d bytes, not a count); set again to "
-                       "the %s labels that wait", model[:256], length[0], count.decode())
+                       "the %s labels that wait", model[:256], was[0], count.decode())
+        elif code == 2:
+            _log.warning("the count of labels waiting for model %r was %s while %s labels wait (the waiting labels "
+                         "expired before a batch of the model came, or an older worker counted copies of labels); "
+                         "set to %s", model[:256], was[0].decode(), count.decode(), count.decode())
         return int(count)
 
     def label_counts(self) -> dict[str, int]:

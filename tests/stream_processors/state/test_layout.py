@@ -101,9 +101,9 @@ def test_layout_2_state_is_moved_on_start_and_again_when_partitions_are_raised(c
         assert RedisStateStore(connection, app, 7).prepare() > 0  # the topics now have 7 partitions
         _everything_is_found(connection, app, 7, hour)
         raised = RedisStateStore(connection, app, 7)
-        found = raised.joined_labels_of({model: ["e1", "e2"] for model in MODELS}, 1.0)
-        assert found == {model: [True, False] for model in MODELS}
-        assert raised.joined_labels_of({MODELS[0]: ["e1"]}, 3.0) == {MODELS[0]: [False]}  # joined before that
+        found = raised.label_marks_of({model: ["e1", "e2"] for model in MODELS}, 1.0)
+        assert {model: marks.joined for model, marks in found.items()} == {model: [True, False] for model in MODELS}
+        assert raised.label_marks_of({MODELS[0]: ["e1"]}, 3.0)[MODELS[0]].joined == [False]  # joined before that
         for model in MODELS:
             assert 0 < client.ttl(raised.keys().joined(model)) <= 3600
         assert orjson.loads(client.get(f"driftline:{app}:layout")) == {"layout": 3, "partitions": 7}

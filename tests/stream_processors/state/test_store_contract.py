@@ -252,8 +252,10 @@ def test_pending_labels_of_many_models_are_read_at_once(store):
     store, _ = store
     models = [f"model-{i}" for i in range(40)]
     by_partition: dict[int, list] = {}
-    for i, model in enumerate(models[:8]):
-        by_partition.setdefault(store.partition_of(model), []).append(CountLabels(model, pending=i + 1))
+    for i, model in enumerate(models[:8]):  # i + 1 labels wait: the count is the size of the waiting set
+        by_partition.setdefault(store.partition_of(model), []).extend(
+            [AwaitLabel(model, f"e{j}", 1, 5.0, deadline=1e12, ttl_s=3600) for j in range(i + 1)]
+            + [CountLabels(model, pending=i + 1)])
     assert len(by_partition) > 1  # models of several partitions (slots, on a cluster)
     for partition, writes in by_partition.items():
         assert store.commit(Commit({("labels", partition): (-1, 0)}, writes=writes))
@@ -821,9 +823,74 @@ def test_joined_event_ids_are_remembered_until_they_are_older_than_the_kept_pred
     store, _ = store
     many = tuple(f"e{i}" for i in range(10_000))
     assert store.commit(Commit({("lab", P): (-1, 0)}, writes=[MarkJoined("m", 100.0, 0.0, 3600, many)]))
-    assert store.joined_labels_of({"m": ["e0", "e9999", "x"]}, 50.0) == {"m": [True, True, False]}
-    assert store.joined_labels_of({"m": ["e0"]}, 150.0) == {"m": [False]}  # joined before since
-    assert store.commit(Commit({("lab", P): (0, 1)}, writes=[MarkJoined("m", 200.0, 150.0, 3600, ("late",))]))
-    assert store.joined_labels_of({"m": ["e0", "late"], "other": ["e0"]}, 0.0) == \
-        {"m": [False, True], "other": [False]}  # the write forgot the ids before 150
-    assert store.joined_labels_of({}, 0.0) == {}
+    assert store.commit(Commit({("lab", P): (0, 1)}, writes=[
+        AwaitLabel("m", "w", 1, 5.0, deadline=1e12, ttl_s=3600), CountLabels("m", pending=1)]))
+
+    def marks(asked: dict, since: float) -> dict:
+        return {m: (found.joined, found.waiting) for m, found in store.label_marks_of(asked, since).items()}
+
+    assert marks({"m": ["e0", "e9999", "w", "x"]}, 50.0) == {"m": ([True, True, False, False],
+                                                                   [False, False, True, False])}
+    assert marks({"m": ["e0"]}, 150.0) == {"m": ([False], [False])}  # joined before since
+    assert store.commit(Commit({("lab", P): (1, 2)}, writes=[MarkJoined("m", 200.0, 150.0, 3600, ("late",))]))
+    assert marks({"m": ["e0", "late"], "other": ["e0"]}, 0.0) == \
+        {"m": ([False, True], [False, False]), "other": ([False], [False])}  # the write forgot those before 150
+    assert marks({"m": []}, 0.0) == {"m": ([], [])} and marks({}, 0.0) == {}
+
+
+def test_with_predictions_not_kept_a_prediction_sent_again_meets_only_the_first_label(store):
+    """``keep_predictions=False`` keeps no prediction, but the joined event ids all the same: a label joins a
+    prediction of its own batch only, and a copy of it that comes with the prediction sent again is a duplicate."""
+    store, _ = store
+    worker = BatchProcessor(Settings(topic_partitions=PARTITIONS, keep_predictions=False), store)
+    events = [{"event_id": "e", "features": {"x": 1.0}, "prediction": 1, "score": 0.5, "timestamp": 1.0}]
+    for offset in range(2):
+        prediction = IncomingMessage("inf", P, offset, encode_envelope("m", events, "1"), b"m")
+        outcome = worker.process([prediction, _label_message("m", offset, "e")])
+        assert store.commit(outcome)
+        worker.committed(outcome.offsets)
+        assert (outcome.labels, [d["reason_code"] for d in outcome.dead_letters]) == \
+            ((1, []) if offset == 0 else (0, ["duplicate_label"]))
+    assert store.load([("m", "1")])[("m", "1")]["performance"]["labels"] == 1
+
+
+def test_a_waiting_label_whose_event_joined_meanwhile_is_dropped_at_the_end_of_its_wait(store, caplog):
+    """A label that waits while another label of its event joined (written so by a worker of another version, or
+    around a race) does not join too when its wait ends: it is dropped, with a warning."""
+    store, _ = store
+    now = time.time()
+    assert store.commit(Commit({("lab", P): (-1, 0)}, writes=[
+        KeepPredictions("m", int(now // 3600), 3600, ("e",), (("1", 1, 0.5, 1.0),)),
+        AwaitLabel("m", "e", 1, 5.0, deadline=now - 1, ttl_s=3600), CountLabels("m", pending=1),
+        MarkJoined("m", now, 0.0, 3600, ("e",))]))
+    worker = BatchProcessor(Settings(topic_partitions=PARTITIONS), store)
+    with caplog.at_level("WARNING"):
+        outcome = worker.process([_label_message("m", 1, "other")])  # the model's batch sweeps its due labels
+    assert store.commit(outcome)
+    assert "a waiting label of event e of model m was dropped at the end of its wait" in caplog.text
+    assert outcome.unmatched_labels == 0 and not outcome.dead_letters and store.load([("m", "1")])[("m", "1")] is None
+    assert store.pending_labels("m") == 1  # "other" waits; "e" is gone
+
+
+def test_a_count_of_waiting_labels_left_behind_by_an_expired_set_is_set_to_the_set(store, caplog):
+    """A quiet model's waiting labels expire (the set, a day after its last label) before any batch of the model
+    sweeps them: the count stayed at what it was for ever. The next read sets it to what the set holds."""
+    store, advance = store
+    worker = BatchProcessor(Settings(topic_partitions=PARTITIONS, label_wait_s=1.0), store)
+    outcome = worker.process([_label_message("m", 1, "a"), _label_message("m", 2, "b")])
+    assert store.commit(outcome)
+    worker.committed(outcome.offsets)
+    assert store.pending_labels("m") == 2
+    if isinstance(store, MemoryStateStore):
+        advance(3602)  # the set's TTL: the wait and an hour
+    else:  # as if the set and its labels expired
+        keys = store.keys().for_model("m")
+        store.client.delete(keys.waiting("m"), keys.waiting_label("m", "a"), keys.waiting_label("m", "b"))
+    with caplog.at_level("WARNING"):
+        outcome = worker.process([_label_message("m", 3, "a")])  # not a copy: the first one is gone
+    assert store.commit(outcome)
+    assert outcome.labels == 1 and not outcome.dead_letters
+    assert store.pending_labels("m") == 1
+    if not isinstance(store, MemoryStateStore):
+        assert store.client.zcard(store.keys().for_model("m").waiting("m")) == 1
+        assert "the count of labels waiting for model 'm' was 2 while 0 labels wait" in caplog.text
