@@ -62,10 +62,12 @@ class JoinBatch:
 
 @dataclass(frozen=True)
 class LabelMarks:
-    """Per label of a batch, in order: did a label of its event join before, does one wait."""
+    """Per label of a batch, in order: did a label of its event join before, does one wait; and is the one that
+    waits only an entry of the waiting set whose label expired (``stale``: nothing can join it)."""
 
     joined: list[bool]
     waiting: list[bool]
+    stale: list[bool]
 
 
 class LabelStore(Protocol):
@@ -149,13 +151,20 @@ class LabelJoin:
                     handled.add(event_id)
                     self._forget_waiting(batch, model, event_id)
         # labels: join now, or wait (the worker passes a batch's labels of distinct events)
+        renewed: set[str] = set()  # entries of the waiting set whose label had expired: forgotten, not due
         if labelled:
-            marks = marks or LabelMarks([False] * len(labelled), [False] * len(labelled))
+            marks = marks or LabelMarks(*([False] * len(labelled),) * 3)
             unknown = [e for e in labelled if e["event_id"] not in fresh]
             stored = dict(zip([e["event_id"] for e in unknown],
                               self._lookup(model, [e["event_id"] for e in unknown], now)))
-            for label, was_joined, waits in zip(labelled, marks.joined, marks.waiting):
+            for label, was_joined, waits, stale in zip(labelled, marks.joined, marks.waiting, marks.stale,
+                                                       strict=True):
                 event_id = label["event_id"]
+                if stale and not was_joined and event_id not in handled:  # its label expired: this one is the first
+                    self._forget_waiting(batch, model, event_id)
+                    waiting -= 1
+                    waits = False
+                    renewed.add(event_id)
                 # a copy: of a label that joined, or of one that waits (in the waiting set, whatever the count
                 # says), which joins when its prediction comes or at the end of its wait, not this one
                 if was_joined or event_id in handled or waits:
@@ -172,7 +181,8 @@ class LabelJoin:
                 waiting += 1
         # labels whose wait is over: a last look for their prediction, else unmatched
         if waiting:
-            due = [i for i in self._store.due_labels(model, now, s.sweep_limit) if i not in handled]
+            settled_here = handled | renewed
+            due = [i for i in self._store.due_labels(model, now, s.sweep_limit) if i not in settled_here]
             if due:
                 predictions_now = self._lookup(model, due, now)
                 labels_now = self._store.waiting_labels(model, due)

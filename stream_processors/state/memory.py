@@ -76,7 +76,7 @@ class MemoryStateStore:
                 self._labels[(w.model, w.event_id)] = (label_record(w), now + w.ttl_s)
                 self._live_waiting(w.model)
                 self._waiting.setdefault(w.model, {})[w.event_id] = w.deadline
-                self._waiting_expires[w.model] = now + w.ttl_s
+                self._waiting_expires[w.model] = max(self._waiting_expires.get(w.model, 0.0), now + w.ttl_s)
             elif isinstance(w, ForgetLabel):
                 self._labels.pop((w.model, w.event_id), None)
                 self._waiting.get(w.model, {}).pop(w.event_id, None)
@@ -167,8 +167,10 @@ class MemoryStateStore:
         for model, asked in event_ids.items():
             ids, expires = self._joined.get(model, ({}, 0.0))
             waiting = self._live_waiting(model)
+            labels = self.waiting_labels(model, asked)
             out[model] = LabelMarks([expires > self._clock() and ids.get(i, -math.inf) >= since for i in asked],
-                                    [i in waiting for i in asked])
+                                    [i in waiting for i in asked],
+                                    [i in waiting and label is None for i, label in zip(asked, labels)])
         return out
 
     def due_labels(self, model: str, now: float, limit: int) -> list[str]:

@@ -145,7 +145,9 @@ while i <= #ARGV do
   elseif op == 'hincrby' then
     if reset[i] == 'set' then redis.call('HSET', key, a, b)
     elseif not reset[i] then redis.call('HINCRBY', key, a, b) end
-  elseif op == 'expire' then redis.call('EXPIRE', key, a)
+  elseif op == 'expire' then  -- set if none, else only lengthened: a shorter wait must not cut older labels
+    redis.call('EXPIRE', key, a, 'NX')
+    redis.call('EXPIRE', key, a, 'GT')
   elseif op == 'joined' then  -- ttl, the time they joined, forget those before, then the event ids
     local pairs_ = {}
     for j = i + 6, i + 2 + n do
@@ -484,18 +486,20 @@ class RedisStateStore:
         return [join_record(k, v) for k, v in zip(keys, raw)]
 
     def label_marks_of(self, event_ids: dict[str, list[str]], since: float) -> dict[str, LabelMarks]:
-        """Two ZMSCORE per model (its joined and its waiting event ids), all in one pipeline; a joined set is
-        trimmed when labels join, so it may hold older ones until then."""
+        """Per model, a ZMSCORE of its joined and of its waiting event ids and an MGET of their waiting labels, all
+        in one pipeline; a joined set is trimmed when labels join, so it may hold older ones until then."""
         asked = [(model, ids) for model, ids in event_ids.items() if ids]
-        out = {model: LabelMarks([], []) for model in event_ids}
+        out = {model: LabelMarks([], [], []) for model in event_ids}
         if not asked:
             return out
         keys = self.keys()
-        rows = self._pipelined([("zmscore", (key, ids)) for model, ids in asked
-                                for key in (keys.joined(model), keys.waiting(model))])
+        rows = self._pipelined([call for model, ids in asked for call in (
+            ("zmscore", (keys.joined(model), ids)), ("zmscore", (keys.waiting(model), ids)),
+            ("mget", ([keys.waiting_label(model, i) for i in ids],)))])
         for n, (model, _ids) in enumerate(asked):
-            joined, waiting = rows[2 * n], rows[2 * n + 1]
-            out[model] = LabelMarks([s is not None and s >= since for s in joined], [s is not None for s in waiting])
+            joined, waiting, records = rows[3 * n:3 * n + 3]
+            out[model] = LabelMarks([s is not None and s >= since for s in joined], [s is not None for s in waiting],
+                                    [s is not None and r is None for s, r in zip(waiting, records)])
         return out
 
     def due_labels(self, model: str, now: float, limit: int) -> list[str]:
@@ -530,8 +534,9 @@ class RedisStateStore:
                        "the %s labels that wait", model[:256], was[0], count.decode())
         elif code == 2:
             _log.warning("the count of labels waiting for model %r was %s while %s labels wait (the waiting labels "
-                         "expired before a batch of the model came, or an older worker counted copies of labels); "
-                         "set to %s", model[:256], was[0].decode(), count.decode(), count.decode())
+                         "expired before a batch of the model came, or an older worker counted copies of labels, or "
+                         "the count was changed from outside); set to %s", model[:256], was[0].decode(),
+                         count.decode(), count.decode())
         return int(count)
 
     def label_counts(self) -> dict[str, int]:

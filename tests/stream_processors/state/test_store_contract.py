@@ -795,9 +795,10 @@ def test_an_event_has_one_label_a_second_one_is_dead_lettered_not_counted_again(
 
 @pytest.mark.integration
 @pytest.mark.parametrize("store", ["redis", "cluster"], indirect=True)
-def test_a_copy_of_a_waiting_label_that_outlived_its_own_key_is_a_duplicate_and_the_count_follows_the_set(store):
-    """A quiet model's waiting labels can outlive their keys (a restarted worker sweeps only models it sees):
-    the copy is a duplicate by the waiting set, not by the key, and the wait ends as unmatched."""
+def test_a_label_whose_earlier_one_outlived_its_own_key_waits_in_its_place_and_the_count_follows_the_set(store):
+    """A quiet model's waiting-set entries can outlive their label records (the set's expiry is refreshed by every
+    label): such an entry can join nothing, so a new label of its event takes its place rather than being a copy
+    of it, and its wait ends as one unmatched label, not two."""
     store, advance = store
     worker = BatchProcessor(Settings(topic_partitions=PARTITIONS, label_wait_s=1.0), store)
     waiting_set = store.keys().for_model("m").waiting("m")
@@ -811,9 +812,10 @@ def test_a_copy_of_a_waiting_label_that_outlived_its_own_key_is_a_duplicate_and_
 
     assert batch(1, "e") == (1, [])
     store.client.delete(store.keys().for_model("m").waiting_label("m", "e"))
-    assert batch(2, "e") == (0, ["duplicate_label"])
+    assert batch(2, "e") == (1, [])                              # waits in the place of the expired one
+    assert store.waiting_labels("m", ["e"])[0] is not None and store.pending_labels("m") == 1
     advance(1.5)
-    assert batch(3, "f") == (1, [])                              # the sweep: "e" unmatched, "f" waits
+    assert batch(3, "f") == (1, [])                              # the sweep: "e" unmatched once, "f" waits
     assert store.model_label_counts("m") == {"joined": 0, "pending": 1, "unmatched": 1}
 
 
@@ -873,8 +875,9 @@ def test_a_waiting_label_whose_event_joined_meanwhile_is_dropped_at_the_end_of_i
 
 
 def test_a_count_of_waiting_labels_left_behind_by_an_expired_set_is_set_to_the_set(store, caplog):
-    """A quiet model's waiting labels expire (the set, a day after its last label) before any batch of the model
-    sweeps them: the count stayed at what it was for ever. The next read sets it to what the set holds."""
+    """A quiet model's waiting labels expire (the set, the wait and an hour after its last label) before any batch
+    of the model sweeps them: the count stayed at what it was for ever. The next read sets it to what the set
+    holds."""
     store, advance = store
     worker = BatchProcessor(Settings(topic_partitions=PARTITIONS, label_wait_s=1.0), store)
     outcome = worker.process([_label_message("m", 1, "a"), _label_message("m", 2, "b")])
@@ -894,3 +897,45 @@ def test_a_count_of_waiting_labels_left_behind_by_an_expired_set_is_set_to_the_s
     if not isinstance(store, MemoryStateStore):
         assert store.client.zcard(store.keys().for_model("m").waiting("m")) == 1
         assert "the count of labels waiting for model 'm' was 2 while 0 labels wait" in caplog.text
+
+
+def test_a_label_whose_earlier_copy_expired_in_the_waiting_set_is_the_first_and_joins(store):
+    """An entry of the waiting set whose label record expired (a backlog past the sweep limit keeps the set alive
+    longer than its labels) can join nothing: a new label of that event is not a copy of it. The entry is
+    forgotten and the new label joins its prediction, counted once and never unmatched."""
+    store, advance = store
+    worker = BatchProcessor(Settings(topic_partitions=PARTITIONS, label_wait_s=600.0), store)
+
+    def batch(*messages: IncomingMessage):
+        outcome = worker.process(list(messages))
+        assert store.commit(outcome)
+        worker.committed(outcome.offsets)
+        return outcome
+
+    batch(_label_message("m", 1, "e"))
+    if isinstance(store, MemoryStateStore):
+        store._labels.pop(("m", "e"))  # as if its record expired
+    else:
+        store.client.delete(store.keys().for_model("m").waiting_label("m", "e"))
+    events = [{"event_id": "e", "features": {"x": 1.0}, "prediction": 1, "score": 0.5, "timestamp": 1.0}]
+    outcome = batch(IncomingMessage("inf", P, 1, encode_envelope("m", events, "1"), b"m"), _label_message("m", 2, "e"))
+    assert (outcome.labels, outcome.dead_letters, outcome.unmatched_labels) == (1, [], 0)
+    assert store.pending_labels("m") == 0 and store.due_labels("m", 1e12, 10) == []
+    assert store.load([("m", "1")])[("m", "1")]["performance"]["labels"] == 1
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("store", ["redis", "cluster"], indirect=True)
+def test_a_label_with_a_shorter_wait_does_not_shorten_the_life_of_the_labels_waiting_before_it(store):
+    """Every waiting label refreshes the expiry of its model's waiting set: one written after the wait was lowered
+    (say from a day to a minute) cut the set's life below the older labels' records, which then were lost."""
+    store, _ = store
+    waiting_set = store.keys().for_model("m").waiting("m")
+    assert store.commit(Commit({("lab", P): (-1, 0)}, writes=[
+        AwaitLabel("m", "old", 1, 5.0, deadline=1e12, ttl_s=90_000), CountLabels("m", pending=1)]))
+    assert store.commit(Commit({("lab", P): (0, 1)}, writes=[
+        AwaitLabel("m", "new", 1, 5.0, deadline=1e12, ttl_s=120), CountLabels("m", pending=1)]))
+    assert store.client.ttl(waiting_set) > 89_000
+    assert store.commit(Commit({("lab", P): (1, 2)}, writes=[
+        AwaitLabel("m", "newer", 1, 5.0, deadline=1e12, ttl_s=100_000), CountLabels("m", pending=1)]))
+    assert store.client.ttl(waiting_set) > 99_000  # a longer one lengthens it
