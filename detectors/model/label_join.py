@@ -87,8 +87,9 @@ class LabelStore(Protocol):
         """How many of each model's labels wait for their prediction (one read for a batch's models)."""
 
     def label_marks_of(self, event_ids: dict[str, list[str]], since: float) -> dict[str, LabelMarks]:
-        """Per model, per event id of it, whether a label of it joined (``MarkJoined``) at ``since`` or later, and
-        whether one waits (is in the model's set of waiting labels): one read for a batch's models."""
+        """Per model, per event id of it, whether a label of it joined (``MarkJoined``) at ``since`` or later,
+        whether one waits (is in the model's set of waiting labels), and whether that one is stale (its label
+        record expired or is damaged: it can join nothing): one read for a batch's models."""
 
 
 class LabelJoin:
@@ -126,7 +127,8 @@ class LabelJoin:
 
     def _model(self, model: str, predicted: list[tuple[str, dict]], labelled: list[dict], stored_waiting: int,
                marks: LabelMarks | None, now: float, batch: JoinBatch) -> None:
-        """``marks``: per label, whether its event's label joined before, and whether one waits."""
+        """``marks``: per label, whether its event's label joined before, whether one waits, and whether that one
+        is stale (it is then forgotten, and this label is the first)."""
         s = self.params
         waiting = stored_waiting
         if s.keep_predictions and predicted:
@@ -161,6 +163,8 @@ class LabelJoin:
                                                        strict=True):
                 event_id = label["event_id"]
                 if stale and not was_joined and event_id not in handled:  # its label expired: this one is the first
+                    _log.info("a waiting label of event %s of model %s whose record expired is replaced by a new "
+                              "label of the event", event_id[:256], model[:256])
                     self._forget_waiting(batch, model, event_id)
                     waiting -= 1
                     waits = False

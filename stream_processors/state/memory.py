@@ -80,6 +80,9 @@ class MemoryStateStore:
             elif isinstance(w, ForgetLabel):
                 self._labels.pop((w.model, w.event_id), None)
                 self._waiting.get(w.model, {}).pop(w.event_id, None)
+                if not self._waiting.get(w.model):  # as Redis deletes an emptied set, and its expiry with it
+                    self._waiting.pop(w.model, None)
+                    self._waiting_expires.pop(w.model, None)
             elif isinstance(w, CountLabels):
                 for kind, change in (("pending", w.pending), ("unmatched", w.unmatched), ("joined", w.joined)):
                     if change:

@@ -145,9 +145,8 @@ while i <= #ARGV do
   elseif op == 'hincrby' then
     if reset[i] == 'set' then redis.call('HSET', key, a, b)
     elseif not reset[i] then redis.call('HINCRBY', key, a, b) end
-  elseif op == 'expire' then  -- set if none, else only lengthened: a shorter wait must not cut older labels
-    redis.call('EXPIRE', key, a, 'NX')
-    redis.call('EXPIRE', key, a, 'GT')
+  elseif op == 'expire' then  -- set if none (TTL -1), else only lengthened: a shorter wait must not cut older labels
+    if redis.call('TTL', key) < tonumber(a) then redis.call('EXPIRE', key, a) end
   elseif op == 'joined' then  -- ttl, the time they joined, forget those before, then the event ids
     local pairs_ = {}
     for j = i + 6, i + 2 + n do
@@ -496,10 +495,12 @@ class RedisStateStore:
         rows = self._pipelined([call for model, ids in asked for call in (
             ("zmscore", (keys.joined(model), ids)), ("zmscore", (keys.waiting(model), ids)),
             ("mget", ([keys.waiting_label(model, i) for i in ids],)))])
-        for n, (model, _ids) in enumerate(asked):
+        for n, (model, ids) in enumerate(asked):
             joined, waiting, records = rows[3 * n:3 * n + 3]
+            labels = [join_record(keys.waiting_label(model, i), r) if r is not None else None
+                      for i, r in zip(ids, records)]  # a damaged record can join nothing either: stale
             out[model] = LabelMarks([s is not None and s >= since for s in joined], [s is not None for s in waiting],
-                                    [s is not None and r is None for s, r in zip(waiting, records)])
+                                    [s is not None and label is None for s, label in zip(waiting, labels)])
         return out
 
     def due_labels(self, model: str, now: float, limit: int) -> list[str]:

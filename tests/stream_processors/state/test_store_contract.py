@@ -899,10 +899,11 @@ def test_a_count_of_waiting_labels_left_behind_by_an_expired_set_is_set_to_the_s
         assert "the count of labels waiting for model 'm' was 2 while 0 labels wait" in caplog.text
 
 
-def test_a_label_whose_earlier_copy_expired_in_the_waiting_set_is_the_first_and_joins(store):
+@pytest.mark.parametrize("record", ["expired", "damaged"])
+def test_a_label_whose_earlier_copy_expired_in_the_waiting_set_is_the_first_and_joins(store, record):
     """An entry of the waiting set whose label record expired (a backlog past the sweep limit keeps the set alive
-    longer than its labels) can join nothing: a new label of that event is not a copy of it. The entry is
-    forgotten and the new label joins its prediction, counted once and never unmatched."""
+    longer than its labels) or is damaged can join nothing: a new label of that event is not a copy of it. The
+    entry is forgotten and the new label joins its prediction, counted once and never unmatched."""
     store, advance = store
     worker = BatchProcessor(Settings(topic_partitions=PARTITIONS, label_wait_s=600.0), store)
 
@@ -914,9 +915,14 @@ def test_a_label_whose_earlier_copy_expired_in_the_waiting_set_is_the_first_and_
 
     batch(_label_message("m", 1, "e"))
     if isinstance(store, MemoryStateStore):
-        store._labels.pop(("m", "e"))  # as if its record expired
-    else:
+        if record == "expired":
+            store._labels.pop(("m", "e"))
+        else:
+            store._labels[("m", "e")] = (b"\xff{damaged", store._labels[("m", "e")][1])
+    elif record == "expired":
         store.client.delete(store.keys().for_model("m").waiting_label("m", "e"))
+    else:
+        store.client.set(store.keys().for_model("m").waiting_label("m", "e"), b"\xff{damaged")
     events = [{"event_id": "e", "features": {"x": 1.0}, "prediction": 1, "score": 0.5, "timestamp": 1.0}]
     outcome = batch(IncomingMessage("inf", P, 1, encode_envelope("m", events, "1"), b"m"), _label_message("m", 2, "e"))
     assert (outcome.labels, outcome.dead_letters, outcome.unmatched_labels) == (1, [], 0)
@@ -939,3 +945,17 @@ def test_a_label_with_a_shorter_wait_does_not_shorten_the_life_of_the_labels_wai
     assert store.commit(Commit({("lab", P): (1, 2)}, writes=[
         AwaitLabel("m", "newer", 1, 5.0, deadline=1e12, ttl_s=100_000), CountLabels("m", pending=1)]))
     assert store.client.ttl(waiting_set) > 99_000  # a longer one lengthens it
+
+
+def test_an_emptied_waiting_set_takes_the_expiry_of_its_next_label(store):
+    """Redis deletes a set when its last member goes, and its expiry with it: the next label's shorter wait sets a
+    new one. The memory store kept the old expiry."""
+    store, advance = store
+    assert store.commit(Commit({("lab", P): (-1, 0)}, writes=[
+        AwaitLabel("m", "old", 1, 5.0, deadline=1e12, ttl_s=90_000), CountLabels("m", pending=1)]))
+    assert store.commit(Commit({("lab", P): (0, 1)}, writes=[ForgetLabel("m", "old"), CountLabels("m", pending=-1)]))
+    assert store.commit(Commit({("lab", P): (1, 2)}, writes=[
+        AwaitLabel("m", "new", 1, 5.0, deadline=1e12, ttl_s=2), CountLabels("m", pending=1)]))
+    assert store.label_marks_of({"m": ["new"]}, 0.0)["m"].waiting == [True]
+    advance(3)
+    assert store.label_marks_of({"m": ["new"]}, 0.0)["m"].waiting == [False]
