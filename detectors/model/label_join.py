@@ -63,7 +63,8 @@ class JoinBatch:
 @dataclass(frozen=True)
 class LabelMarks:
     """Per label of a batch, in order: did a label of its event join before, does one wait; and is the one that
-    waits only an entry of the waiting set whose label expired (``stale``: nothing can join it)."""
+    waits only an entry of the waiting set whose label record expired or is damaged (``stale``: nothing can join
+    it)."""
 
     joined: list[bool]
     waiting: list[bool]
@@ -153,7 +154,7 @@ class LabelJoin:
                     handled.add(event_id)
                     self._forget_waiting(batch, model, event_id)
         # labels: join now, or wait (the worker passes a batch's labels of distinct events)
-        renewed: set[str] = set()  # entries of the waiting set whose label had expired: forgotten, not due
+        renewed: set[str] = set()  # entries of the waiting set whose label was gone: forgotten, not due
         if labelled:
             marks = marks or LabelMarks(*([False] * len(labelled),) * 3)
             unknown = [e for e in labelled if e["event_id"] not in fresh]
@@ -162,9 +163,9 @@ class LabelJoin:
             for label, was_joined, waits, stale in zip(labelled, marks.joined, marks.waiting, marks.stale,
                                                        strict=True):
                 event_id = label["event_id"]
-                if stale and not was_joined and event_id not in handled:  # its label expired: this one is the first
-                    _log.info("a waiting label of event %s of model %s whose record expired is replaced by a new "
-                              "label of the event", event_id[:256], model[:256])
+                if stale and not was_joined and event_id not in handled:  # its label is gone: this one is the first
+                    _log.info("a waiting label of event %s of model %s whose record expired or is damaged is "
+                              "replaced by a new label of the event", event_id[:256], model[:256])
                     self._forget_waiting(batch, model, event_id)
                     waiting -= 1
                     waits = False
