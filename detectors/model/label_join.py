@@ -129,7 +129,7 @@ class LabelJoin:
     def _model(self, model: str, predicted: list[tuple[str, dict]], labelled: list[dict], stored_waiting: int,
                marks: LabelMarks | None, now: float, batch: JoinBatch) -> None:
         """``marks``: per label, whether its event's label joined before, whether one waits, and whether that one
-        is stale (it is then forgotten, and this label is the first)."""
+        is stale (it is then forgotten, and this label is the first); None only when ``labelled`` is empty."""
         s = self.params
         waiting = stored_waiting
         if s.keep_predictions and predicted:
@@ -156,7 +156,6 @@ class LabelJoin:
         # labels: join now, or wait (the worker passes a batch's labels of distinct events)
         renewed: set[str] = set()  # entries of the waiting set whose label was gone: forgotten, not due
         if labelled:
-            marks = marks or LabelMarks(*([False] * len(labelled),) * 3)
             unknown = [e for e in labelled if e["event_id"] not in fresh]
             stored = dict(zip([e["event_id"] for e in unknown],
                               self._lookup(model, [e["event_id"] for e in unknown], now)))
