@@ -55,7 +55,8 @@ from stream_processors.config import Settings
 from stream_processors.state import RedisStateStore
 from stream_processors.state.store import by_partition
 
-__all__ = ["AGENT_FAILED_EXIT", "build_app", "chunks", "commit_in_parts", "model_partitions", "saved_part"]
+__all__ = ["AGENT_FAILED_EXIT", "build_app", "chunks", "commit_in_parts", "model_partitions", "saved_part",
+           "seek_on_the_consumer_thread"]
 
 _log = logging.getLogger("driftline.worker")
 _RETRY_S = (0.5, 1.0, 2.0, 5.0)
@@ -372,6 +373,22 @@ def _seek_to_saved_offsets(app: faust.App, settings: Settings, store: RedisState
         return committed
 
     consumer.seek_to_committed = seek_to_saved
+    seek_on_the_consumer_thread(consumer)
+
+
+def seek_on_the_consumer_thread(consumer) -> None:
+    """Make the consumer's ``seek`` run on faust's consumer thread, which owns aiokafka's consumer.
+
+    faust's aiokafka consumer lives on a thread of its own, yet its ``seek`` calls aiokafka from the caller's
+    thread. A seek from the event loop (``seek_to_saved``, after an assignment) then drops a partition's
+    buffered records while the consumer thread is handing them out, and the fetch fails with a ``KeyError``
+    for that partition, which ends the worker. Run on the consumer thread, the two never overlap."""
+    thread = consumer._thread
+
+    async def _seek(partition, offset: int) -> None:
+        await thread.call_thread(thread.seek, partition, offset)
+
+    consumer._seek = _seek
 
 
 def _exit_after_grace() -> None:
