@@ -206,15 +206,25 @@ class PerformanceTracker:
             self._learn_classes(predictions)
             wanted = class_key(self.positive)
             positive = [class_key(p) == wanted for p in predictions]
-        self._estimate_window.extend(map(list, zip(probabilities.tolist(), positive)))
-        findings = []
         size = self.params.window
-        while len(self._estimate_window) >= size:
-            window, self._estimate_window = self._estimate_window[:size], self._estimate_window[size:]
-            window_probabilities, window_positive = zip(*window)
-            estimate = expected_accuracy(np.array(window_probabilities), np.array(window_positive))
+        held = self._estimate_window  # fewer than ``size``: what the last window left
+        if len(held) + len(events) < size:  # no window closes
+            held.extend(map(list, zip(probabilities.tolist(), positive)))
+            return []
+        # the held values and these, cut into whole windows as arrays (one Python pair per event held, not per event)
+        held_probabilities, held_positive = zip(*held) if held else ((), ())
+        probabilities = np.concatenate([np.array(held_probabilities, dtype=np.float64), probabilities])
+        positive = np.concatenate([np.array(held_positive, dtype=bool), np.array(positive, dtype=bool)])
+        closed = len(probabilities) // size
+        self._estimate_window = list(map(list, zip(probabilities[closed * size:].tolist(),
+                                                   positive[closed * size:].tolist())))
+        findings = []
+        for k in range(closed):
+            window = slice(k * size, (k + 1) * size)
+            estimate = expected_accuracy(probabilities[window], positive[window])
             self.estimated = estimate
-            self.estimates.append((len(events) - 1 - len(self._estimate_window), estimate))
+            position = len(events) - 1 - (len(probabilities) - (k + 1) * size)  # the event that closed the window
+            self.estimates.append((position, estimate))
             if self.estimate_baseline is None:
                 self._estimate_early.append(estimate)
                 if len(self._estimate_early) >= self.params.baseline_windows:
@@ -224,7 +234,7 @@ class PerformanceTracker:
             bound = self._accuracy_bound(base, size)
             method = "cbpe" if self.calibration.fitted else "confidence"
             better = self._accuracy_bound(base, size, better=True)
-            position = max(len(events) - 1 - len(self._estimate_window), 0)
+            position = max(position, 0)
             if estimate > better:
                 self._improved(f"{method}_accuracy", estimate, better, events[position]["event_id"],
                                {"baseline": base})
