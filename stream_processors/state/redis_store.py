@@ -16,6 +16,7 @@ import logging
 import re
 import time
 from collections import defaultdict
+from itertools import repeat
 
 import orjson
 import redis
@@ -29,7 +30,7 @@ from stream_processors.errors import ServiceUnavailable
 from stream_processors.state.keys import AppKeys, PartitionKeys, member, parse_member
 from stream_processors.state.store import (PartitionCommit, Quarantine, StateCommit, TopicPartition, by_partition,
                                            decoded, join_record, label_record, prediction_records, quarantine_record,
-                                           unguarded)
+                                           split_array, unguarded)
 
 __all__ = ["REDIS_ERRORS", "RedisStateStore", "redis_client"]
 
@@ -268,10 +269,19 @@ def _kept(write: KeepPredictions) -> bytes:
     bytes it went into orjson, escapes, non-ASCII and NUL included (the contract test holds it). One argument per
     bucket, not two per event: redis-py encodes, and Redis parses, a few items a batch instead of hundreds of
     thousands."""
-    pairs: list = [None] * (2 * len(write.event_ids))
-    pairs[0::2] = write.event_ids
-    pairs[1::2] = list(map(bytes.decode, prediction_records(write)))
-    return orjson.dumps(pairs)
+    n = len(write.event_ids)
+    ids = split_array(orjson.dumps(write.event_ids), n, b'","')
+    # each record is a string in the array: its quotes and backslashes escaped (a record's dump holds no other
+    # character that a JSON string escapes), which leaves its brackets and commas as they are
+    escaped = orjson.dumps(write.predictions).replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    records = split_array(escaped, n, b"],[")
+    if ids is None or records is None:
+        pairs: list = [None] * (2 * n)
+        pairs[0::2] = write.event_ids
+        pairs[1::2] = list(map(bytes.decode, prediction_records(write)))
+        return orjson.dumps(pairs)
+    # what orjson.dumps(pairs) writes: ["id","[record]","id","[record]"...]
+    return b'["' + b']","'.join(map(bytes.__add__, map(bytes.__add__, ids, repeat(b'","[', n)), records)) + b']"]'
 
 
 def _summary(part: PartitionCommit, key: tuple[str, str], now: float) -> dict:
