@@ -93,3 +93,38 @@ def test_the_saved_window_wins_and_the_configured_minimum_drop_applies():
     assert (restored.params.window, restored.params.baseline_windows, restored.params.min_drop) == (200, 2, 0.1)
     old = {k: v for k, v in saved.items() if k != "params"} | {"format": "driftline.performance/2"}
     assert PerformanceTracker.from_dict(old, configured).params == configured  # saved before params: configured
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_estimated_accuracy_windows_are_numpy_s_whatever_the_cut(seed):
+    """Each window of ``window`` scored events estimates mean(p if predicted positive else 1 - p) (numpy, on the
+    whole stream), at the event that closes it, however the events are cut into calls and saved between them;
+    events without a score are left out; the saved form is the one of a single call."""
+    rng = np.random.default_rng(seed)
+    n, window = 2500, int(rng.choice([1, 7, 200]))
+    params = PerformanceParams(window=window, baseline_windows=3, min_drop=0.02, error_monitor=ERROR_MONITOR)
+    scores = np.r_[rng.beta(2, 5, n // 2), rng.beta(5, 5, n - n // 2)]
+    predictions = (scores > 0.3).astype(int).tolist()
+    kept = rng.random(n) > 0.05
+    events = [{"event_id": f"e{i}", "prediction": predictions[i], "score": float(scores[i]) if kept[i] else None}
+              for i in range(n)]
+    scored = np.flatnonzero(kept)
+    p = scores[scored]
+    right = np.where(np.asarray(predictions)[scored] == 1, p, 1 - p)
+    closed = len(scored) // window
+    expected = [(int(scored[(k + 1) * window - 1]), float(right[k * window:(k + 1) * window].mean()))
+                for k in range(closed)]
+    whole = PerformanceTracker(params)
+    whole.on_predictions(events)
+    tracker, got, start = PerformanceTracker(params), [], 0
+    while start < n:
+        size = int(rng.choice([1, 5, 199, 600]))
+        tracker.on_predictions(events[start:start + size])
+        got += [(start + position, estimate) for position, estimate in tracker.estimates]
+        start += size
+        if rng.random() < 0.3:
+            tracker = PerformanceTracker.from_dict(orjson.loads(orjson.dumps(tracker.to_dict())), params)
+    assert [g[0] for g in got] == [e[0] for e in expected]
+    np.testing.assert_allclose([g[1] for g in got], [e[1] for e in expected], rtol=1e-12)
+    assert orjson.dumps(tracker.to_dict()) == orjson.dumps(whole.to_dict())
+    assert whole.estimated == pytest.approx(expected[-1][1], rel=1e-12)
