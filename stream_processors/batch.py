@@ -307,7 +307,7 @@ class BatchProcessor:
             applied = models.apply_run(key, run, now)
             outcome.events += len(applied)
             outcome.events_by_model[key] = outcome.events_by_model.get(key, 0) + len(applied)
-            predictions[key[0]].extend((key[1], e) for e in applied)
+            predictions[key[0]].extend(zip(itertools.repeat(key[1]), applied))
         # Labels after the batch's predictions, so a label and its prediction in one batch meet.
         try:
             # only partitions with fresh messages: their offsets guard the commit (a partition whose messages

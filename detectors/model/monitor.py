@@ -29,7 +29,8 @@ _FORMAT = "driftline.model_state/7"
 # the event sequence); 5 kept no report series (they start empty), 4 saved no parameters either: the
 # configured ones apply
 _READABLE = (_FORMAT, "driftline.model_state/6", "driftline.model_state/5", "driftline.model_state/4")
-_EVENT_ID, _PREDICTION, _SCORE, _FEATURES = (itemgetter(k) for k in ("event_id", "prediction", "score", "features"))
+_EVENT_ID, _PREDICTION, _SCORE, _FEATURES, _TIMESTAMP = (
+    itemgetter(k) for k in ("event_id", "prediction", "score", "features", "timestamp"))
 _OLD_FORMAT = "driftline.model_state/3"  # loaded and migrated: its last_alert_at become open episodes
 
 
@@ -139,7 +140,7 @@ class ModelMonitor(AlertPolicy):
         before = self.events
         self.events += n
         self.last_event_id = ids[-1]
-        latest = max(e["timestamp"] for e in events)
+        latest = max(map(_TIMESTAMP, events))
         self.last_event_time = latest if self.last_event_time is None else max(self.last_event_time, latest)
         if findings:
             where = {event_id: before + i + 1 for i, event_id in enumerate(ids)}
@@ -338,17 +339,18 @@ class ModelMonitor(AlertPolicy):
 
 
 def _feature_columns(feature_dicts: list[dict], starts: dict[str, int]) -> dict[str, tuple[int, list]]:
-    """Each followed feature's values (None where an event lacks it) from its start on. Events that all carry
-    every followed feature (the common case) are cut into columns at C speed."""
-    if not starts or not feature_dicts:
-        return {name: (start, []) for name, start in starts.items()}
-    names = list(starts)
-    try:
-        rows = list(map(itemgetter(*names), feature_dicts))
-    except KeyError:  # some event lacks a feature: column by column
-        return {name: (start, [f.get(name) for f in feature_dicts[start:]]) for name, start in starts.items()}
-    columns = zip(*rows) if len(names) > 1 else (rows,)
-    return {name: (0, list(column)) for name, column in zip(names, columns)}  # every start is 0: all carry all
+    """Each followed feature's values (None where an event lacks it) from its start on. A feature that every
+    event carries (the common case) is cut at C speed."""
+    columns = {}
+    for name, start in starts.items():
+        if start == 0:
+            try:
+                columns[name] = (0, list(map(itemgetter(name), feature_dicts)))
+                continue
+            except KeyError:  # some event lacks it
+                pass
+        columns[name] = (start, [f.get(name) for f in feature_dicts[start:]])
+    return columns
 
 
 def _migrated_episodes(last_alert_at: dict) -> dict[str, dict]:
