@@ -293,8 +293,11 @@ class FeatureWindowTest:
         if self._phase == "testing":  # unseen: not a bin's category (the counts seen before the bins are gone)
             return bins, bins == other
         known = self._edge_counts
-        return bins, np.fromiter((b == other and k not in known for k, b in zip(values, bins.tolist())), dtype=bool,
-                                 count=len(values))
+        odd = bins == other
+        if odd.any():  # in the other bin: unseen unless it was counted while the bins were being fixed
+            where = np.flatnonzero(odd)
+            odd[where] = [values[i] not in known for i in where.tolist()]
+        return bins, odd
 
     def _add_binned(self, values, bins: np.ndarray, odd: int) -> np.ndarray:
         """Add values to the open window, their bins known; returns the present values' counts."""
