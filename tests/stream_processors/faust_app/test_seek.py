@@ -22,6 +22,9 @@ class _ConsumerThread:
     async def call_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
+    def close(self) -> None:
+        self._pool.shutdown()
+
     def seek(self, partition: TP, offset: int) -> None:
         self.seeks.append((partition, offset, threading.current_thread().name))
 
@@ -39,3 +42,4 @@ def test_the_worker_s_seek_reaches_aiokafka_on_the_consumer_thread():
     [(partition, offset, thread)] = stand_in.seeks
     assert (partition, offset) == (tp, 42) and thread.startswith("consumer-thread")
     assert consumer._read_offset[tp] == 42  # faust's own bookkeeping of the seek still happens
+    stand_in.close()
