@@ -62,13 +62,17 @@ class JoinBatch:
 
 @dataclass(frozen=True)
 class LabelMarks:
-    """Per label of a batch, in order: did a label of its event join before, does one wait; and is the one that
-    waits only an entry of the waiting set whose label record expired or is damaged (``stale``: nothing can join
-    it)."""
+    """Per label of a batch, in order: did a label of its event join before, does one wait (is in the waiting
+    set), and that label's record (None where there is none, or it expired or is damaged)."""
 
     joined: list[bool]
     waiting: list[bool]
-    stale: list[bool]
+    labels: list[dict | None]
+
+    @property
+    def stale(self) -> list[bool]:
+        """An entry of the waiting set whose label record expired or is damaged: nothing can join it."""
+        return [waits and label is None for waits, label in zip(self.waiting, self.labels)]
 
 
 class LabelStore(Protocol):
@@ -89,8 +93,8 @@ class LabelStore(Protocol):
 
     def label_marks_of(self, event_ids: dict[str, list[str]], since: float) -> dict[str, LabelMarks]:
         """Per model, per event id of it, whether a label of it joined (``MarkJoined``) at ``since`` or later,
-        whether one waits (is in the model's set of waiting labels), and whether that one is stale (its label
-        record expired or is damaged: it can join nothing): one read for a batch's models."""
+        whether one waits (is in the model's set of waiting labels), and that label (``waiting_labels``): one
+        read for a batch's models."""
 
 
 class LabelJoin:
@@ -189,10 +193,10 @@ class LabelJoin:
             due = [i for i in self._store.due_labels(model, now, s.sweep_limit) if i not in settled_here]
             if due:
                 predictions_now = self._lookup(model, due, now)
-                labels_now = self._store.waiting_labels(model, due)
-                before = self._store.label_marks_of({model: due}, self._joined_since(now))[model].joined
+                marks_now = self._store.label_marks_of({model: due}, self._joined_since(now))[model]
                 joined_here = set(joined)
-                for event_id, record, label, was_joined in zip(due, predictions_now, labels_now, before):
+                for event_id, record, label, was_joined in zip(due, predictions_now, marks_now.labels,
+                                                               marks_now.joined):
                     self._forget_waiting(batch, model, event_id)
                     waiting -= 1
                     if was_joined or event_id in joined_here:  # another label of the event joined: not this one too

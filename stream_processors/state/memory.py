@@ -170,10 +170,8 @@ class MemoryStateStore:
         for model, asked in event_ids.items():
             ids, expires = self._joined.get(model, ({}, 0.0))
             waiting = self._live_waiting(model)
-            labels = self.waiting_labels(model, asked)
             out[model] = LabelMarks([expires > self._clock() and ids.get(i, -math.inf) >= since for i in asked],
-                                    [i in waiting for i in asked],
-                                    [i in waiting and label is None for i, label in zip(asked, labels)])
+                                    [i in waiting for i in asked], self.waiting_labels(model, asked))
         return out
 
     def due_labels(self, model: str, now: float, limit: int) -> list[str]:

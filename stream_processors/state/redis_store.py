@@ -508,9 +508,9 @@ class RedisStateStore:
         for n, (model, ids) in enumerate(asked):
             joined, waiting, records = rows[3 * n:3 * n + 3]
             labels = [join_record(keys.waiting_label(model, i), r) if r is not None else None
-                      for i, r in zip(ids, records)]  # a damaged record can join nothing either: stale
+                      for i, r in zip(ids, records)]  # a damaged record is None: it can join nothing
             out[model] = LabelMarks([s is not None and s >= since for s in joined], [s is not None for s in waiting],
-                                    [s is not None and label is None for s, label in zip(waiting, labels)])
+                                    labels)
         return out
 
     def due_labels(self, model: str, now: float, limit: int) -> list[str]:
