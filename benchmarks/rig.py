@@ -146,9 +146,15 @@ class WorkerProcess:
         return self.proc.poll() is None
 
     def rss_bytes(self) -> int:
+        return self._status_kb("VmRSS:") * 1024
+
+    def peak_rss_bytes(self) -> int:
+        """The most memory the worker has held resident so far (VmHWM)."""
+        return self._status_kb("VmHWM:") * 1024
+
+    def _status_kb(self, field: str) -> int:
         with open(f"/proc/{self.proc.pid}/status") as f:
-            kb = next(line.split()[1] for line in f if line.startswith("VmRSS:"))
-        return int(kb) * 1024
+            return int(next(line.split()[1] for line in f if line.startswith(field)))
 
     def scrape(self) -> tuple[float, int]:
         """(seconds, bytes) of one GET of the worker's /metrics."""

@@ -12,7 +12,8 @@ Sections (each starts its own `driftline worker` on topics, app id and Redis key
 --envelopes   16 car-loan-like models (7 features, prediction, score) in batch envelopes of 500 events, on
               a topic filled beforehand: the worker's events/s from its first saved batch to its last,
               beside `json.loads` of the same messages (the floor; target ratio >= 0.4) and `orjson.loads`
-              (what the worker decodes with).
+              (what the worker decodes with); and the most memory the worker held (VmHWM), since the whole
+              topic is a backlog when it starts.
 --single      the same models, one event per Kafka message: the worker's events/s beside a faust agent
               that only counts the same messages (benchmarks/counting_agent.py: take_events(1000),
               concurrency 1, the worker's broker settings and long-poll cap); target ratio >= 0.6.
@@ -91,11 +92,16 @@ def decode_floors(messages: list[tuple[bytes, bytes]], events: int) -> tuple[flo
 
 
 def worker_drain(messages: list[tuple[bytes, bytes]], events: int, name: str, timeout: float,
-                 **settings: object) -> float:
+                 peak: dict | None = None, **settings: object) -> float:
+    """Events/s of one worker draining ``messages``, filled beforehand; ``peak["rss"]``: the most memory it held
+    (the whole topic is a backlog when it starts)."""
     with BenchRun(name) as run:
         run.fill(messages)
-        run.start_worker(**settings)
-        return run.drain_rate(len(messages), events / len(messages), timeout)
+        worker = run.start_worker(**settings)
+        rate = run.drain_rate(len(messages), events / len(messages), timeout)
+        if peak is not None:
+            peak["rss"] = worker.peak_rss_bytes()
+        return rate
 
 
 def _median_pair(pairs: list[dict]) -> dict:
@@ -108,15 +114,18 @@ def _median_pair(pairs: list[dict]) -> dict:
 def envelope_section(args, results: dict) -> None:
     events = args.envelope_events // MODELS * MODELS
     messages = envelopes(loan_workload(events), ENVELOPE)
+    backlog = sum(len(value) for _, value in messages)
     pairs = []
     for _ in range(args.pairs):
         floor_json, floor_orjson = decode_floors(messages, events)
-        rate = worker_drain(messages, events, "envelopes", args.timeout)
+        peak: dict = {}
+        rate = worker_drain(messages, events, "envelopes", args.timeout, peak)
         pairs.append({"events": events, "worker": rate, "json": floor_json, "orjson": floor_orjson,
-                      "ratio": rate / floor_json})
+                      "ratio": rate / floor_json, "peak_rss": peak["rss"], "backlog": backlog})
         print(f"envelopes of {ENVELOPE}: {events:,} events, {MODELS} models: worker {rate:,.0f} events/s; floor "
               f"json.loads {floor_json:,.0f}/s (orjson.loads {floor_orjson:,.0f}/s); worker/json.loads "
-              f"{rate / floor_json:.3f} (target >= 0.4)", flush=True)
+              f"{rate / floor_json:.3f} (target >= 0.4); the worker's peak RSS {peak['rss'] / 2**20:,.0f} MiB "
+              f"behind a backlog of {backlog / 2**20:,.0f} MiB", flush=True)
     results["envelopes"] = _median_pair(pairs)
 
 
@@ -382,6 +391,8 @@ def summary(results: dict) -> None:
         r = results["envelopes"]
         print(f"{'envelopes of 500, events/s (floor: json.loads)':<52}{r['worker']:>14,.0f}{r['json']:>14,.0f}"
               f"{r['worker'] / r['json']:>8.3f}  >= 0.4{_of_pairs(r)}")
+        print(f"{'  peak worker RSS, MiB, behind a backlog of (MiB)':<52}{r['peak_rss'] / 2**20:>14,.0f}"
+              f"{r['backlog'] / 2**20:>14,.0f}")
     if "single" in results:
         r = results["single"]
         print(f"{'one event per message, events/s (floor: counting)':<52}{r['worker']:>14,.0f}{r['floor']:>14,.0f}"

@@ -31,6 +31,7 @@ def test_throughput_prints_every_figure() -> None:
     summary = out.split("\nsummary\n", 1)[1]
     for pattern in (
         rf"envelopes of 500, events/s \(floor: json\.loads\)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+>= 0\.4",
+        rf"peak worker RSS, MiB, behind a backlog of \(MiB\)\s+{NUMBER}\s+{NUMBER}",
         rf"one event per message, events/s \(floor: counting\)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+>= 0\.6",
         rf"latency at {NUMBER} ev/s, p50/p95/p99 s\s+{NUMBER}/{NUMBER}/{NUMBER}\s+p99 <= 1",
         rf"the same from Kafka \(SDK buffering left out\)\s+{NUMBER}/{NUMBER}/{NUMBER}",
