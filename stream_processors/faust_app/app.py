@@ -179,16 +179,23 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
 
     _seek_to_saved_offsets(app, settings, store, metrics, processor)
 
+    async def consume(events) -> None:
+        """One take of faust's: its chunks processed and saved, in order."""
+        messages = [IncomingMessage(e.message.topic, e.message.partition, e.message.offset, e.value,
+                                    e.message.key) for e in events]
+        for chunk in chunks(messages, settings.batch_max_messages, settings.batch_max_bytes,
+                            settings.batch_max_models):
+            await handle(chunk)
+        _record_lag(app, metrics, events)
+
     @app.agent(source, concurrency=1)
     async def inference(stream):
         try:
             async for events in stream.take_events(settings.batch_max_messages, within=settings.batch_within_s):
-                messages = [IncomingMessage(e.message.topic, e.message.partition, e.message.offset, e.value,
-                                            e.message.key) for e in events]
-                for chunk in chunks(messages, settings.batch_max_messages, settings.batch_max_bytes,
-                                    settings.batch_max_models):
-                    await handle(chunk)
-                _record_lag(app, metrics, events)
+                await consume(events)
+                # nothing of a saved take stays referenced while faust fills the next one (faust holds up to
+                # batch_max_messages more ahead of it: options.faust_options)
+                del events
         except BaseException as exc:
             if is_fatal(exc):
                 raise

@@ -36,9 +36,9 @@ def faust_options(settings: Settings) -> dict:
         producer_max_request_size=settings.max_message_bytes + 262_144,
         consumer_max_fetch_size=max(4 * 1024 * 1024, settings.max_message_bytes * 2),
         # Messages faust holds ahead of the agent, which takes up to batch_max_messages more: a worker behind a
-        # backlog holds about twice batch_max_messages messages, whatever their size (4096 ahead, as before,
-        # took a worker to 859 MB behind a backlog of 5,000 envelopes of 500 events; single-event messages
-        # went no faster with it)
+        # backlog holds about twice batch_max_messages messages, plus the consumer's fetches (README, "Limits").
+        # 4096 ahead, as before, took a worker to 839 MiB behind a backlog of 5,000 envelopes of 500 events
+        # (498 MiB with 1000); single-event messages went no faster with it
         stream_buffer_maxsize=settings.batch_max_messages,
         # A rebalance does not wait for a batch in flight (it may be waiting for Redis): the compare-and-set
         # on the offsets keeps a late commit from overwriting the new owner's state.
