@@ -157,7 +157,7 @@ def main() -> None:
     for label, per in (("envelopes of 100", 100), ("one event per message", 1)):
         n = args.worker_events if per > 1 else max(1000, args.worker_events // 10)
         messages = envelopes({"bench": wide_events("bench", n, 10, np.random.default_rng(0))}, per)
-        rate = worker_drain(messages, n, "ingest-worker", args.timeout)
+        rate, _peak_rss = worker_drain(messages, n, "ingest-worker", args.timeout)
         print(f"  {label:<24}{rate:>10,.0f} events/s", flush=True)
 
 

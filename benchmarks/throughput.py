@@ -92,16 +92,14 @@ def decode_floors(messages: list[tuple[bytes, bytes]], events: int) -> tuple[flo
 
 
 def worker_drain(messages: list[tuple[bytes, bytes]], events: int, name: str, timeout: float,
-                 peak: dict | None = None, **settings: object) -> float:
-    """Events/s of one worker draining ``messages``, filled beforehand; ``peak["rss"]``: the most memory it held
-    (the whole topic is a backlog when it starts)."""
+                 **settings: object) -> tuple[float, int]:
+    """(events/s, peak RSS bytes) of one worker draining ``messages``, filled beforehand: the whole topic is a
+    backlog when it starts."""
     with BenchRun(name) as run:
         run.fill(messages)
         worker = run.start_worker(**settings)
         rate = run.drain_rate(len(messages), events / len(messages), timeout)
-        if peak is not None:
-            peak["rss"] = worker.peak_rss_bytes()
-        return rate
+        return rate, worker.peak_rss_bytes()
 
 
 def _median_pair(pairs: list[dict]) -> dict:
@@ -118,13 +116,12 @@ def envelope_section(args, results: dict) -> None:
     pairs = []
     for _ in range(args.pairs):
         floor_json, floor_orjson = decode_floors(messages, events)
-        peak: dict = {}
-        rate = worker_drain(messages, events, "envelopes", args.timeout, peak)
+        rate, peak_rss = worker_drain(messages, events, "envelopes", args.timeout)
         pairs.append({"events": events, "worker": rate, "json": floor_json, "orjson": floor_orjson,
-                      "ratio": rate / floor_json, "peak_rss": peak["rss"], "backlog": backlog})
+                      "ratio": rate / floor_json, "peak_rss": peak_rss, "backlog": backlog})
         print(f"envelopes of {ENVELOPE}: {events:,} events, {MODELS} models: worker {rate:,.0f} events/s; floor "
               f"json.loads {floor_json:,.0f}/s (orjson.loads {floor_orjson:,.0f}/s); worker/json.loads "
-              f"{rate / floor_json:.3f} (target >= 0.4); the worker's peak RSS {peak['rss'] / 2**20:,.0f} MiB "
+              f"{rate / floor_json:.3f} (target >= 0.4); the worker's peak RSS {peak_rss / 2**20:,.0f} MiB "
               f"behind a backlog of {backlog / 2**20:,.0f} MiB", flush=True)
     results["envelopes"] = _median_pair(pairs)
 
