@@ -220,9 +220,10 @@ class Settings:
     profile_topic: str = "driftline.profiles"
     topic_partitions: int = 4
     max_message_bytes: int = 1_048_576
-    batch_max_messages: int = 1000
+    batch_max_messages: int = 10_000
+    """A take (the messages the worker processes and saves as one chunk) holds at most this many messages..."""
     batch_max_bytes: int = 4_194_304
-    """A batch is processed and saved in chunks of at most this many message bytes (and batch_max_messages)."""
+    """...and at most this many message bytes (a larger message is a take of its own)."""
     batch_max_models: int = 20
     """...and of at most this many distinct message keys (models): each may bring max_versions_per_model new
     versions, so this bounds the versions a chunk can create (20 x 50) however small its messages are."""

@@ -9,8 +9,10 @@ What keeps a worker honest under faults:
 - Processing and every Redis call of a batch run on one worker thread (one, so
   batches stay in order); the event loop only moves messages, so heartbeats
   and fetches go on while a batch is slow or Redis hangs.
-- A batch is cut into chunks bounded by bytes (``batch_max_bytes``) as well as
-  by messages, so one batch of large envelopes cannot hold the thread for long.
+- A take is bounded by bytes (``batch_max_bytes``) as well as by messages, so
+  one take of large envelopes cannot hold the thread for long; the next take
+  fills while the thread works on this one (``takes``), so under load a take
+  holds what came meanwhile and a model's state is saved once for all of it.
 - Redis is the truth about offsets. Whenever faust seeks a partition to its
   committed offset (after every assignment), the worker seeks it instead to
   the offset after the one saved in Redis; a partition Kafka says was consumed
@@ -49,6 +51,7 @@ from producers.kafka import co_partitioned_count
 from stream_processors.alerts import control_record, state_lost_alert
 from stream_processors.errors import ServiceUnavailable
 from stream_processors.faust_app.options import faust_options
+from stream_processors.faust_app.takes import takes
 from stream_processors.metrics import WorkerMetrics
 from stream_processors.batch import BatchOutcome, BatchProcessor, IncomingMessage, is_fatal
 from stream_processors.config import Settings
@@ -180,7 +183,8 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
     _seek_to_saved_offsets(app, settings, store, metrics, processor)
 
     async def consume(events) -> None:
-        """One take of faust's: its chunks processed and saved, in order."""
+        """One take: its chunks processed and saved, in order (a take is within the chunks' messages and bytes;
+        it is cut where it holds more than batch_max_models models)."""
         messages = [IncomingMessage(e.message.topic, e.message.partition, e.message.offset, e.value,
                                     e.message.key) for e in events]
         for chunk in chunks(messages, settings.batch_max_messages, settings.batch_max_bytes,
@@ -191,10 +195,11 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
     @app.agent(source, concurrency=1)
     async def inference(stream):
         try:
-            async for events in stream.take_events(settings.batch_max_messages, within=settings.batch_within_s):
+            async for events in takes(stream, settings.batch_max_messages, settings.batch_max_bytes,
+                                      settings.batch_within_s):
                 await consume(events)
-                # nothing of a saved take stays referenced while faust fills the next one (faust holds up to
-                # batch_max_messages more ahead of it: options.faust_options)
+                # a saved take is let go before the next one is handed over (that one filled meanwhile, and faust
+                # buffers up to 1000 messages more ahead of it: options.faust_options)
                 del events
         except BaseException as exc:
             if is_fatal(exc):

@@ -35,11 +35,12 @@ def faust_options(settings: Settings) -> dict:
         topic_partitions=settings.topic_partitions,
         producer_max_request_size=settings.max_message_bytes + 262_144,
         consumer_max_fetch_size=max(4 * 1024 * 1024, settings.max_message_bytes * 2),
-        # Messages faust holds ahead of the agent, which takes up to batch_max_messages more: a worker behind a
-        # backlog holds about twice batch_max_messages messages, plus the consumer's fetches (README, "Limits").
-        # 4096 ahead, as before, took a worker to 839 MiB behind a backlog of 5,000 envelopes of 500 events
-        # (498 MiB with 1000); single-event messages went no faster with it
-        stream_buffer_maxsize=settings.batch_max_messages,
+        # Messages faust holds ahead of the take being filled (README, "Limits"): a count, whatever their size.
+        # Takes are bounded by bytes as well (takes.py), so a take of 10,000 single-event messages does not mean
+        # 10,000 large ones; faust's buffer is not, so it stays at 1000 (or batch_max_messages, when lower).
+        # 4096 ahead took a worker to 839 MiB behind a backlog of 5,000 envelopes of 500 events (498 MiB with
+        # 1000); single-event messages went no faster with it
+        stream_buffer_maxsize=min(settings.batch_max_messages, 1000),
         # A rebalance does not wait for a batch in flight (it may be waiting for Redis): the compare-and-set
         # on the offsets keeps a late commit from overwriting the new owner's state.
         stream_wait_empty=False,

@@ -21,12 +21,12 @@ def test_the_options_reach_faust_from_the_settings():
 
 
 def test_a_backlog_is_held_in_memory_only_as_far_as_the_batches_go():
-    # faust buffers messages ahead of the agent, which takes up to batch_max_messages at a time: the buffer is
-    # that size too, so a worker behind a backlog holds about twice batch_max_messages messages (4096 ahead, as
-    # before, took a worker to 839 MiB behind 5,000 envelopes of 500 events)
-    for batch in (50, 1000, 6000):
+    # faust buffers a count of messages ahead of the take being filled, whatever their size: at most 1000 (or
+    # batch_max_messages, when lower), though takes of small messages go to 10,000 (4096 ahead took a worker to
+    # 839 MiB behind 5,000 envelopes of 500 events)
+    for batch, ahead in ((50, 50), (1000, 1000), (10_000, 1000), (60_000, 1000)):
         settings = Settings().replace(batch_max_messages=batch)
-        assert faust.App(f"buffer-{batch}", **faust_options(settings)).conf.stream_buffer_maxsize == batch
+        assert faust.App(f"buffer-{batch}", **faust_options(settings)).conf.stream_buffer_maxsize == ahead
 
 
 def _app_calls(path: Path) -> list[ast.Call]:
