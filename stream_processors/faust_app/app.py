@@ -12,7 +12,9 @@ What keeps a worker honest under faults:
 - A take is bounded by bytes (``batch_max_bytes``) as well as by messages, so
   one take of large envelopes cannot hold the thread for long; the next take
   fills while the thread works on this one (``takes``), so under load a take
-  holds what came meanwhile and a model's state is saved once for all of it.
+  holds what came meanwhile, and a model version touched is applied and saved
+  once per chunk of it (a take is cut into chunks of at most
+  ``batch_max_models`` models).
 - Redis is the truth about offsets. Whenever faust seeks a partition to its
   committed offset (after every assignment), the worker seeks it instead to
   the offset after the one saved in Redis; a partition Kafka says was consumed
@@ -202,7 +204,9 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
                 # buffers up to 1000 messages more ahead of it: options.faust_options)
                 del events
         except BaseException as exc:
-            if is_fatal(exc):
+            # a MemoryError too exits (faust would log it and leave the worker on its partitions, idle); the rest
+            # of is_fatal's are shutdown's
+            if is_fatal(exc) and not isinstance(exc, MemoryError):
                 raise
             _exit_agent_failed(exc)
 

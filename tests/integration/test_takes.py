@@ -54,10 +54,10 @@ def _each_once_in_order(taken: list[dict], placed: list[tuple[int, int]]) -> Non
 def test_a_backlog_comes_in_full_takes_filled_while_the_agent_works(settings, tmp_path):
     topic = f"{settings.app_id}.takes"
     placed = _produce(settings, topic, [100] * 3000, 2)
-    # the agent is busy a second with each take and comes back for the next after 10 ms: faust's take_events
+    # the agent is busy 1.5 s with each take and comes back for the next after 10 ms: faust's take_events
     # would hand it what it moves in those 10 ms; these takes filled while it worked
     taken = _run(settings, topic, tmp_path / "takes.jsonl", 3000, "--max-messages", "500", "--within", "0.01",
-                 "--work", "1.0")
+                 "--work", "1.5")
     _each_once_in_order(taken, placed)
     counts = [len(t["offsets"]) for t in taken]
     assert max(counts) == 500
@@ -70,7 +70,9 @@ def test_takes_keep_within_their_bytes_and_a_larger_message_comes_alone(settings
     sizes = [rng.randint(1, 30_000) for _ in range(400)]
     sizes[150] = sizes[151] = 250_000  # each above the bound: a take of its own
     placed = _produce(settings, topic, sizes, 1)
-    taken = _run(settings, topic, tmp_path / "takes.jsonl", len(sizes), "--max-bytes", "100000", "--work", "0.2")
+    # a take waits up to 2 s to fill once the agent is back: cut by its bound, never by the clock
+    taken = _run(settings, topic, tmp_path / "takes.jsonl", len(sizes), "--max-bytes", "100000", "--work", "0.2",
+                 "--within", "2")
     _each_once_in_order(taken, placed)
     assert [t["sizes"] for t in taken if sum(t["sizes"]) > 100_000] == [[250_000], [250_000]]
     by_offset = dict(zip([o for _p, o in placed], sizes))

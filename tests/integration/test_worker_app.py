@@ -15,3 +15,67 @@ def test_the_worker_s_consumer_seeks_on_its_own_thread(settings):
     consumer = build_app(settings, WorkerMetrics(CollectorRegistry())).consumer
     assert consumer._seek.__qualname__ == "seek_on_the_consumer_thread.<locals>._seek"
     assert consumer.seek_to_committed.__qualname__.endswith("seek_to_saved")
+
+
+_OUT_OF_MEMORY_ONCE = '''
+import os
+import stream_processors.batch as batch
+
+_process = batch.BatchProcessor.process
+_flag = os.environ["DRIFTLINE_TEST_MEMORY_FLAG"]
+
+
+def process(self, messages):
+    if not os.path.exists(_flag):  # the first batch of the first worker only
+        open(_flag, "w").close()
+        raise MemoryError("out of memory (raised by the test)")
+    return _process(self, messages)
+
+
+batch.BatchProcessor.process = process
+'''
+
+
+def test_a_worker_out_of_memory_exits_to_be_restarted_and_its_restart_applies_everything(settings, tmp_path):
+    """faust logs an agent's MemoryError and leaves the worker on its partitions, idle: the worker exits with
+    status 70 instead, and a restart resumes from the offsets in Redis."""
+    import subprocess
+    import sys
+
+    from producers import kafka
+    from producers.events import encode_envelope
+    from stream_processors.faust_app.app import AGENT_FAILED_EXIT
+    from stream_processors.state import RedisStateStore
+
+    from .conftest import wait_until_applied
+
+    producer = kafka.producer(settings.kafka)
+    for i in range(20):
+        events = [{"event_id": f"e{i}-{j}", "timestamp": 1_700_000_000 + i, "features": {"x": float(j)},
+                   "prediction": 1} for j in range(50)]
+        producer.produce(settings.inference_topic, key=b"m", value=encode_envelope("m", events, "1"))
+    producer.flush(30)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_OUT_OF_MEMORY_ONCE)
+    env = {**settings.to_env(), "PYTHONPATH": str(hook), "DRIFTLINE_TEST_MEMORY_FLAG": str(tmp_path / "raised")}
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        first = subprocess.Popen([sys.executable, "-m", "stream_processors.cli", "worker"], env=env, stdout=out,
+                                 stderr=subprocess.STDOUT)
+        try:
+            assert first.wait(timeout=90) == AGENT_FAILED_EXIT, log.read_text()[-3000:]
+        finally:
+            if first.poll() is None:
+                first.kill()
+    assert (tmp_path / "raised").exists() and "MemoryError" in log.read_text()
+    with open(log, "ab") as out:
+        second = subprocess.Popen([sys.executable, "-m", "stream_processors.cli", "worker"], env=env, stdout=out,
+                                  stderr=subprocess.STDOUT)
+        try:
+            wait_until_applied(settings, timeout=90)
+        finally:
+            second.terminate()
+            second.wait(timeout=60)
+    state = RedisStateStore(settings.redis, settings.app_id).load([("m", "1")])[("m", "1")]
+    assert state["events"] == 1000

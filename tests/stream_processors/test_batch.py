@@ -401,7 +401,7 @@ def test_retrain_decisions_are_the_same_however_batches_group_the_messages():
                                    trigger_cooldown_events=800, cooldown_events=300)
     messages, n = _episodic_drift_messages()
     runs = {}
-    for per_batch in (1, 13, 97):
+    for per_batch in (1, 13, 97, 2000):  # 2000: all ~1,760 messages in one batch, halved around each finding
         store = MemoryStateStore()
         alerts = _run(store, messages, per_batch, settings)
         runs[per_batch] = (store.load([("credit", "1")])[("credit", "1")], [a["id"] for a in alerts], alerts)
@@ -409,6 +409,6 @@ def test_retrain_decisions_are_the_same_however_batches_group_the_messages():
     assert state["events"] == n
     assert any(a["type"] == "retrain" for a in alerts), "the stream must exercise the retrain policy"
     assert state["policy"]["verdict"]["verdict"] == "continue" and "no longer holds" in str(state["policy"]["verdict"])
-    for per_batch in (13, 97):
+    for per_batch in (13, 97, 2000):
         assert runs[per_batch][0] == state, per_batch
         assert runs[per_batch][1] == ids, per_batch
