@@ -417,7 +417,9 @@ def main() -> None:
     for section in ("envelopes", "single", "latency", "memory", "model-bytes"):
         parser.add_argument(f"--{section}", action="store_true", help=f"run the {section} section (default: all)")
     parser.add_argument("--envelope-events", type=parse_count, help="default 400k (quick: 40k)")
-    parser.add_argument("--single-events", type=parse_count, help="default 20k (quick: 5k)")
+    parser.add_argument("--single-events", type=parse_count, help="default 100k (quick: 5k): the worker's takes "
+                                                           "hold up to 10,000, and its rate is timed from the end of "
+                                                           "its first, so it needs several")
     parser.add_argument("--latency-events", type=parse_count, help="default 320k (quick: 36k)")
     parser.add_argument("--latency-models", type=int, help="models logging, half of them drifting; default 16 "
                                                            "(quick: 4)")
@@ -436,7 +438,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.pairs < 1:
         parser.error("--pairs must be at least 1")
-    defaults = {"envelope_events": (400_000, 40_000), "single_events": (20_000, 5_000),
+    defaults = {"envelope_events": (400_000, 40_000), "single_events": (100_000, 5_000),
                 "latency_events": (320_000, 36_000), "latency_models": (16, 4), "memory_events": ("1M,5M,10M", "50k,100k,200k"),
                 "model_bytes_events": (40_000, 16_000)}
     for name, (full, quick) in defaults.items():

@@ -346,7 +346,7 @@ class BatchProcessor:
                 outcome.dead_letters.append(self._dead_letter(source, Rejection(
                     "apply_failed", "the label could not be applied to the model's performance", key[0],
                     item.event_id, _excerpt_of({"event_id": item.event_id, "label": item.label}))))
-        for key, state in models.states.items():
+        for key, state in list(models.states.items()):  # unsavable() takes a version out
             try:
                 outcome.states[key] = orjson.dumps(state.to_dict())
             except BaseException as exc:  # noqa: BLE001 - a state that cannot be saved must not stop the worker

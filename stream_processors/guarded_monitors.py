@@ -23,6 +23,7 @@ __all__ = ["GuardedMonitors", "is_fatal"]
 
 _log = logging.getLogger(__name__)
 _QUIET, _LOUD, _FAILED = "quiet", "loud", "failed"  # how a run applied as one call went (``_try_run``)
+_ONE_BY_ONE_UP_TO = 16  # messages: a smaller loud half is applied one call per message, not halved further
 
 
 def is_fatal(exc: BaseException) -> bool:
@@ -216,14 +217,16 @@ class GuardedMonitors:
     def _apply_halves(self, key: tuple[str, str], run: list[tuple[IncomingMessage, list[dict]]],
                       now: float) -> list[dict]:
         """A run that was not quiet as one call, from the state before it: each half as one call when quiet,
-        else halved again (a copy of the state before each try, to go back to)."""
+        else halved again (a copy of the state before each try, to go back to); a half of at most
+        ``_ONE_BY_ONE_UP_TO`` messages one call per message, so that dense findings cost about what one call
+        per message does, not more."""
         applied: list[dict] = []
         middle = len(run) // 2
         for part in (run[:middle], run[middle:]):
-            if len(part) == 1:
-                applied += self.apply(key, part[0][0], part[0][1], now)
+            before = self._copy(key) if len(part) > _ONE_BY_ONE_UP_TO else None
+            if before is None:
+                applied += [e for m, message_events in part for e in self.apply(key, m, message_events, now)]
                 continue
-            before = orjson.dumps(self.states[key].to_dict())
             events, outcome = self._try_run(key, part, now)
             if outcome == _QUIET:
                 applied += events
@@ -235,12 +238,25 @@ class GuardedMonitors:
                 applied += [e for m, message_events in part for e in self.apply(key, m, message_events, now)]
         return applied
 
+    def _copy(self, key: tuple[str, str]) -> bytes | None:
+        """The version's state as its saved form, to go back to (None when it cannot be had: then no try)."""
+        try:
+            return orjson.dumps(self.states[key].to_dict())
+        except BaseException as exc:  # noqa: BLE001 - the batch's save names such a state (``unsavable``)
+            if is_fatal(exc):
+                raise
+            return None
+
     def _go_back(self, key: tuple[str, str], saved: bytes) -> None:
-        """The version as ``saved`` (its ``to_dict``, moments ago), as ``_rebuild`` makes a state of bytes."""
-        state = ModelMonitor.from_dict(orjson.loads(saved), self._p.params.monitor)
-        if self._profiles[key] is not None:
-            state.adopt_profile(self._profiles[key])
-        self.states[key] = state
+        """The version as ``saved`` (its ``to_dict``, moments ago), with the profile it had: not adopted
+        afresh, which would replace detectors that ran since the start of the batch. Rebuilt if that fails."""
+        try:
+            self.states[key] = ModelMonitor.from_dict(orjson.loads(saved), self._p.params.monitor,
+                                                      self.states[key]._profile)
+        except BaseException as exc:  # noqa: BLE001
+            if is_fatal(exc):
+                raise
+            self._rebuild(key)
 
     def apply(self, key: tuple[str, str], m: IncomingMessage, events: list[dict], now: float,
               split_out_of_range: bool = True) -> list[dict]:
