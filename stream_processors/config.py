@@ -221,7 +221,8 @@ class Settings:
     topic_partitions: int = 4
     max_message_bytes: int = 1_048_576
     batch_max_messages: int = 10_000
-    """A take (the messages the worker processes and saves as one chunk) holds at most this many messages..."""
+    """A take (the messages the worker processes and saves together, in chunks of batch_max_models models)
+    holds at most this many messages..."""
     batch_max_bytes: int = 4_194_304
     """...and at most this many message bytes (a larger message is a take of its own)."""
     batch_max_models: int = 20

@@ -179,24 +179,25 @@ class GuardedMonitors:
         The retrain policy does not yet: it decides with the state at the end of a call. So a run is kept as
         one call only when it is quiet — no finding, and the policy's verdict unchanged — where the policy's
         end-of-call view equals the last message's. Otherwise the version is rebuilt and the run is halved,
-        each half tried as one call in turn and kept when quiet, down to single messages (``apply``, with its
-        per-event fallback); when the call fails, the messages are applied one by one. Either way: the state
+        each half tried as one call in turn and kept when quiet, down to halves of ``_ONE_BY_ONE_UP_TO``
+        messages applied one call per message (``apply``, with its per-event fallback); when the call fails, the
+        messages are applied one by one. Either way: the state
         and alerts a replay of these messages reaches, however a restart regroups them into batches. Halving
         keeps the cost of a finding in a run of n messages near log n calls, not n: a take holds up to 10,000
         single-event messages, and one call per message cost 1.4 ms each."""
         if len(run) == 1:
             return self.apply(key, run[0][0], run[0][1], now)
-        events, outcome = self._try_run(key, run, now)
+        events, outcome = self._try_run(key, run)
         if outcome == _QUIET:
             return events
         self._rebuild(key)
         if outcome == _FAILED:
-            return [e for m, message_events in run for e in self.apply(key, m, message_events, now)]
+            return self._one_by_one(key, run, now)
         return self._apply_halves(key, run, now)
 
-    def _try_run(self, key: tuple[str, str], run: list[tuple[IncomingMessage, list[dict]]],
-                 now: float) -> tuple[list[dict], str]:
-        """Apply a run as one call; kept (and its alerts) only when quiet. Otherwise the state holds the call's
+    def _try_run(self, key: tuple[str, str],
+                 run: list[tuple[IncomingMessage, list[dict]]]) -> tuple[list[dict], str]:
+        """Apply a run as one call; kept only when quiet (then it has no alerts). Otherwise the state holds the call's
         effects: the caller rebuilds or restores it."""
         events = [e for _, message_events in run for e in message_events]
         state = self.states[key]
@@ -225,9 +226,9 @@ class GuardedMonitors:
         for part in (run[:middle], run[middle:]):
             before = self._copy(key) if len(part) > _ONE_BY_ONE_UP_TO else None
             if before is None:
-                applied += [e for m, message_events in part for e in self.apply(key, m, message_events, now)]
+                applied += self._one_by_one(key, part, now)
                 continue
-            events, outcome = self._try_run(key, part, now)
+            events, outcome = self._try_run(key, part)
             if outcome == _QUIET:
                 applied += events
                 continue
@@ -235,8 +236,12 @@ class GuardedMonitors:
             if outcome == _LOUD:
                 applied += self._apply_halves(key, part, now)
             else:
-                applied += [e for m, message_events in part for e in self.apply(key, m, message_events, now)]
+                applied += self._one_by_one(key, part, now)
         return applied
+
+    def _one_by_one(self, key: tuple[str, str], run: list[tuple[IncomingMessage, list[dict]]],
+                    now: float) -> list[dict]:
+        return [e for m, message_events in run for e in self.apply(key, m, message_events, now)]
 
     def _copy(self, key: tuple[str, str]) -> bytes | None:
         """The version's state as its saved form, to go back to (None when it cannot be had: then no try)."""

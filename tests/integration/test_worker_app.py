@@ -1,10 +1,18 @@
 """The worker's faust app, built as `driftline worker` builds it, on the real Kafka and Redis."""
 
+import subprocess
+import sys
+
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream_processors.faust_app.app import build_app
+from producers import kafka
+from producers.events import encode_envelope
+from stream_processors.faust_app.app import AGENT_FAILED_EXIT, build_app
 from stream_processors.metrics import WorkerMetrics
+from stream_processors.state import RedisStateStore
+
+from .conftest import wait_until_applied
 
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("redis_backend", ["single"], indirect=True)]
 
@@ -39,16 +47,6 @@ batch.BatchProcessor.process = process
 def test_a_worker_out_of_memory_exits_to_be_restarted_and_its_restart_applies_everything(settings, tmp_path):
     """faust logs an agent's MemoryError and leaves the worker on its partitions, idle: the worker exits with
     status 70 instead, and a restart resumes from the offsets in Redis."""
-    import subprocess
-    import sys
-
-    from producers import kafka
-    from producers.events import encode_envelope
-    from stream_processors.faust_app.app import AGENT_FAILED_EXIT
-    from stream_processors.state import RedisStateStore
-
-    from .conftest import wait_until_applied
-
     producer = kafka.producer(settings.kafka)
     for i in range(20):
         events = [{"event_id": f"e{i}-{j}", "timestamp": 1_700_000_000 + i, "features": {"x": float(j)},
