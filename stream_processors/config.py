@@ -226,7 +226,8 @@ class Settings:
     batch_max_bytes: int = 8_388_608
     """...and at most this many message bytes (a larger message is a take of its own). 8 MiB: behind a backlog
     each chunk pays a fixed cost per model version it touches, and 8 MiB drained envelopes about a quarter
-    faster than 4 MiB, with p99 latency at half load alike (README, Performance, "Chunk size")."""
+    faster than 4 MiB, with p99 at its (higher) half load within the machine's scatter (README, Performance,
+    "Chunk size")."""
     batch_max_models: int = 20
     """...and of at most this many distinct message keys (models): each may bring max_versions_per_model new
     versions, so this bounds the versions a chunk can create (20 x 50) however small its messages are."""
