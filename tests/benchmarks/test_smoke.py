@@ -75,6 +75,16 @@ def test_throughput_pairs_report_the_median_ratio() -> None:
         row = next(r for r in summary.splitlines() if r.startswith(label))
         assert f"(median of 3 pairs: {listed})" in row, row
         assert float(row.split()[row.split().index(">=") - 1]) == pytest.approx(median, abs=0.0015), row
+    # each envelope pair's floor is timed on both sides of its worker: the printed floor is the rate of the mean
+    # time per event of the two passes, and the pair's ratio is the worker's rate over it
+    pairs = re.findall(r"worker ([\d,]+) events/s; floor json\.loads ([\d,]+)/s \(([\d,]+) before the worker, "
+                       r"([\d,]+) after; .*?worker/json\.loads (\d\.\d+)", out)
+    assert len(pairs) == 3, out
+    for worker, floor, before, after in ([float(x.replace(",", "")) for x in p[:4]] for p in pairs):
+        assert floor == pytest.approx(2 / (1 / before + 1 / after), abs=1.0)
+        assert min(before, after) - 1 <= floor <= max(before, after) + 1
+    for p in pairs:
+        assert float(p[4]) == pytest.approx(float(p[0].replace(",", "")) / float(p[1].replace(",", "")), abs=0.0015)
 
 
 def test_throughput_refuses_pairs_below_one() -> None:
