@@ -12,16 +12,18 @@ Sections (each starts its own `driftline worker` on topics, app id and Redis key
 --envelopes   16 car-loan-like models (7 features, prediction, score) in batch envelopes of 500 events, on
               a topic filled beforehand: the worker's events/s from its first saved batch to its last,
               beside `json.loads` of the same messages (the floor; target ratio >= 0.4) and `orjson.loads`
-              (what the worker decodes with), each timed just before the worker and just after it (the
-              floor is the harmonic mean of the two rates); and the most memory the worker held (VmHWM),
+              (what the worker decodes with), each timed once the topic is filled, just before the worker
+              starts, and again as soon as it has drained it (the floor is the rate of the two passes
+              together: the harmonic mean of their rates); and the most memory the worker held (VmHWM),
               since the whole topic is a backlog when it starts.
 --single      the same models, one event per Kafka message: the worker's events/s beside a faust agent
               that only counts the same messages (benchmarks/counting_agent.py: take_events(1000),
               concurrency 1, the worker's broker settings and long-poll cap); target ratio >= 0.6.
 --latency     events logged through the SDK (InferenceLogger, one per model, --linger) at half the
-              envelope rate measured in this run (or --latency-rate), with half the models drifting at
-              known events; p50/p95/p99 seconds from each alert's evidence.last_event_id being logged to the
-              alert being read from the control topic (firings and retrain triggers); target p99 <= 1 s.
+              envelope rate measured in this run (with --pairs, half the median of the drains; or
+              --latency-rate), with half the models drifting at known events; p50/p95/p99 seconds from
+              each alert's evidence.last_event_id being logged to the alert being read from the control
+              topic (firings and retrain triggers); target p99 <= 1 s.
               Beside it, the same from the Kafka timestamp of the envelope that carried the event, which
               leaves out the time the event waited in the SDK's buffer (up to --linger).
               And where the rest goes: the worker's batches in that time (from its /metrics), their mean
@@ -81,22 +83,23 @@ def loan_workload(events: int, seed: int = 1) -> dict[str, list[dict]]:
     return {m: loan_events(m, events // MODELS, rng) for m in loan_models()}
 
 
-def decode_floors(messages: list[tuple[bytes, bytes]], events: int) -> tuple[float, float]:
-    """(json.loads, orjson.loads) events/s over the same message values: decoding alone."""
-    rates = []
-    for loads in (json.loads, orjson.loads):
+def decode_floors(messages: list[tuple[bytes, bytes]], events: int, json_last: bool = False) -> tuple[float, float]:
+    """(json.loads, orjson.loads) events/s over the same message values: decoding alone. ``json_last`` times
+    ``orjson.loads`` first (for a pass just before the worker: ``json.loads``, the floor, next to it)."""
+    rates = {}
+    for loads in ((orjson.loads, json.loads) if json_last else (json.loads, orjson.loads)):
         started = time.perf_counter()
         decoded = sum(len(loads(value).get("events", (None,))) for _, value in messages)
-        rates.append(events / (time.perf_counter() - started))
+        rates[loads] = events / (time.perf_counter() - started)
         assert decoded == events
-    return rates[0], rates[1]
+    return rates[json.loads], rates[orjson.loads]
 
 
 def bracketed(before: float, after: float) -> float:
-    """The floor of a pair: the rate that takes the mean of the two passes' times per event, one pass just before
-    the worker ran and one just after. The machine's speed drifts within minutes (one pass of ``json.loads`` here
-    ranges over a factor of two in an hour); a floor on both sides of the worker shares more of its conditions
-    than one taken only before it.
+    """The floor of a pair: the rate of the two passes together (the same events each, so their total events
+    over their total time), one pass just before the worker started and one just after it drained the topic. The
+    machine's speed drifts within minutes (one pass of ``json.loads`` here ranges over a factor of two in an
+    hour); a floor on both sides of the worker shares more of its conditions than one taken only before it.
 
     >>> round(bracketed(200_000, 400_000))
     266667
@@ -105,21 +108,30 @@ def bracketed(before: float, after: float) -> float:
 
 
 def worker_drain(messages: list[tuple[bytes, bytes]], events: int, name: str, timeout: float,
-                 **settings: object) -> tuple[float, int]:
+                 around=None, **settings: object) -> tuple[float, int]:
     """(events/s, peak RSS bytes) of one worker draining ``messages``, filled beforehand: the whole topic is a
-    backlog when it starts."""
+    backlog when it starts. ``around(before: bool)``, if given, is called once the topic is filled, just before
+    the worker starts, and again as soon as it has drained the topic (before it is stopped and the run's topics
+    and keys removed)."""
     with BenchRun(name) as run:
         run.fill(messages)
+        if around is not None:
+            around(True)
         worker = run.start_worker(**settings)
         rate = run.drain_rate(len(messages), events / len(messages), timeout)
+        if around is not None:
+            around(False)
         return rate, worker.peak_rss_bytes()
 
 
 def _median_pair(pairs: list[dict]) -> dict:
     """The pair (worker rate beside its floor, measured one after the other) whose ratio is the median, with the
-    ratios of all pairs: on a shared machine the floor moves between runs, the ratio of a pair less so."""
+    ratios of all pairs: on a shared machine the floor moves between runs, the ratio of a pair less so. And the
+    median of the workers' own rates (``median_worker``): the pair with the median ratio may hold the fastest
+    drain of all, which is no measure of what the worker sustains (the latency section logs at half of it)."""
     ordered = sorted(pairs, key=lambda p: p["ratio"])
-    return {**ordered[(len(ordered) - 1) // 2], "ratios": [p["ratio"] for p in pairs]}
+    return {**ordered[(len(ordered) - 1) // 2], "ratios": [p["ratio"] for p in pairs],
+            "median_worker": float(np.median([p["worker"] for p in pairs]))}
 
 
 def envelope_section(args, results: dict) -> None:
@@ -128,9 +140,13 @@ def envelope_section(args, results: dict) -> None:
     backlog = sum(len(value) for _, value in messages)
     pairs = []
     for _ in range(args.pairs):
-        before = decode_floors(messages, events)
-        rate, peak_rss = worker_drain(messages, events, "envelopes", args.timeout)
-        after = decode_floors(messages, events)
+        passes: dict[bool, tuple[float, float]] = {}
+
+        def floor_pass(before: bool) -> None:
+            passes[before] = decode_floors(messages, events, json_last=before)
+
+        rate, peak_rss = worker_drain(messages, events, "envelopes", args.timeout, around=floor_pass)
+        before, after = passes[True], passes[False]
         floor_json, floor_orjson = bracketed(before[0], after[0]), bracketed(before[1], after[1])
         pairs.append({"events": events, "worker": rate, "json": floor_json, "orjson": floor_orjson,
                       "ratio": rate / floor_json, "peak_rss": peak_rss, "backlog": backlog})
@@ -210,7 +226,7 @@ def latency_section(args, results: dict) -> None:
     else:
         if "envelopes" not in results:
             envelope_section(args, results)
-        rate = results["envelopes"]["worker"] / 2
+        rate = results["envelopes"]["median_worker"] / 2
     n_models = args.latency_models
     per_model = args.latency_events // n_models
     models = loan_models(n_models)
@@ -432,15 +448,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test (about a minute)")
     for section in ("envelopes", "single", "latency", "memory", "model-bytes"):
         parser.add_argument(f"--{section}", action="store_true", help=f"run the {section} section (default: all)")
-    parser.add_argument("--envelope-events", type=parse_count, help="default 1M (quick: 40k): about 12 s of "
-                        "draining on 2 cores, long enough for the rate to settle")
+    parser.add_argument("--envelope-events", type=parse_count, help="default 400k (quick: 40k)")
     parser.add_argument("--single-events", type=parse_count, help="default 100k (quick: 5k): the worker's takes "
                                                            "hold up to 10,000, and its rate is timed from the end of "
                                                            "its first, so it needs several")
     parser.add_argument("--latency-events", type=parse_count, help="default 320k (quick: 36k)")
     parser.add_argument("--latency-models", type=int, help="models logging, half of them drifting; default 16 "
                                                            "(quick: 4)")
-    parser.add_argument("--latency-rate", type=float, help="events/s to log at (default: half the envelope rate)")
+    parser.add_argument("--latency-rate", type=float, help="events/s to log at (default: half the envelope rate; with --pairs, of the median drain)")
     parser.add_argument("--linger", type=float, default=0.5,
                         help="the SDK's linger_s in the latency section (default 0.5, the SDK's own)")
     parser.add_argument("--memory-events", help="checkpoints, default 1M,5M,10M (about 5 minutes at 35k events/s; "
@@ -455,7 +470,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.pairs < 1:
         parser.error("--pairs must be at least 1")
-    defaults = {"envelope_events": (1_000_000, 40_000), "single_events": (100_000, 5_000),
+    defaults = {"envelope_events": (400_000, 40_000), "single_events": (100_000, 5_000),
                 "latency_events": (320_000, 36_000), "latency_models": (16, 4), "memory_events": ("1M,5M,10M", "50k,100k,200k"),
                 "model_bytes_events": (40_000, 16_000)}
     for name, (full, quick) in defaults.items():

@@ -80,9 +80,12 @@ def test_throughput_pairs_report_the_median_ratio() -> None:
     pairs = re.findall(r"worker ([\d,]+) events/s; floor json\.loads ([\d,]+)/s \(([\d,]+) before the worker, "
                        r"([\d,]+) after; .*?worker/json\.loads (\d\.\d+)", out)
     assert len(pairs) == 3, out
-    for worker, floor, before, after in ([float(x.replace(",", "")) for x in p[:4]] for p in pairs):
-        assert floor == pytest.approx(2 / (1 / before + 1 / after), abs=1.0)
+    passes = [[float(x.replace(",", "")) for x in p[:4]] for p in pairs]
+    for worker, floor, before, after in passes:
+        # each figure is printed rounded to a whole number: the floor from the unrounded passes
+        assert floor == pytest.approx(2 / (1 / before + 1 / after), abs=2.0)
         assert min(before, after) - 1 <= floor <= max(before, after) + 1
+    assert any(before != after for _w, _f, before, after in passes), "the two passes of every pair were the same"
     for p in pairs:
         assert float(p[4]) == pytest.approx(float(p[0].replace(",", "")) / float(p[1].replace(",", "")), abs=0.0015)
 
@@ -91,3 +94,21 @@ def test_throughput_refuses_pairs_below_one() -> None:
     done = subprocess.run([sys.executable, str(BENCHMARKS / "throughput.py"), "--pairs", "0"], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2 and "--pairs must be at least 1" in done.stderr
+
+
+def test_stages_prints_each_stage_and_they_add_up() -> None:
+    out = run_quick("stages.py", timeout=300)
+    rows = dict(re.findall(rf"^(.+?)\s+({NUMBER})(?:\s+\d+%)?\s*$", out, re.M))
+    stages = ["decoding and checking (decode_message)", "the per-event bounds (EventBounds)",
+              "applying the events (GuardedMonitors.apply_run)", "the label join (LabelJoin.run)",
+              "loading states, saving them (orjson.dumps)", "the rest of process (grouping, dead letters, figures)",
+              "the commit (one script per partition, on Redis)"]
+    for stage in stages:
+        assert stage in rows, out
+    floor = float(rows["json.loads of the same messages (the floor)"])
+    total = re.search(rf"^all\s+({NUMBER})\s+ratio to json\.loads ({NUMBER})$", out, re.M)
+    assert total, out
+    # the stages are the whole (each printed to 0.01 us), and the ratio is the floor's time over it
+    assert sum(float(rows[s]) for s in stages) == pytest.approx(float(total[1]), abs=0.01 * len(stages))
+    assert float(total[2]) == pytest.approx(floor / float(total[1]), abs=0.005)
+    assert all(float(rows[s]) > 0 for s in stages if "join" not in s)
