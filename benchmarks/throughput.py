@@ -460,7 +460,8 @@ def main() -> None:
     parser.add_argument("--latency-events", type=parse_count, help="default 320k (quick: 36k)")
     parser.add_argument("--latency-models", type=int, help="models logging, half of them drifting; default 16 "
                                                            "(quick: 4)")
-    parser.add_argument("--latency-rate", type=float, help="events/s to log at (default: half the envelope rate; with --pairs, of the median drain)")
+    parser.add_argument("--latency-rate", type=float,
+                        help="events/s to log at (default: half the envelope rate; with --pairs, of the median drain)")
     parser.add_argument("--linger", type=float, default=0.5,
                         help="the SDK's linger_s in the latency section (default 0.5, the SDK's own)")
     parser.add_argument("--memory-events", help="checkpoints, default 1M,5M,10M (about 5 minutes at 35k events/s; "
