@@ -43,7 +43,7 @@ SETTINGS = load_settings()
 CLI = [sys.executable, "-m", "stream_processors.cli"]
 
 __all__ = ["CLI", "SETTINGS", "BenchRun", "PrivateRedis", "WorkerProcess", "balanced_models", "bulk_producer",
-           "end_offsets", "free_port", "machine", "produce_all", "redis_memory_of"]
+           "end_offsets", "free_port", "machine", "produce_all", "redis_memory_of", "remove_keys"]
 
 
 def free_port() -> int:
@@ -118,6 +118,13 @@ def produce_all(connection: kafka.KafkaConnection, topic: str, messages: list[tu
                 producer.poll(0.05)
     if producer.flush(120) != 0:
         raise RuntimeError(f"could not write every message to {topic}")
+
+
+def remove_keys(client, app_id: str) -> None:
+    """Every Redis key naming ``app_id``: what a run left."""
+    keys = list(client.scan_iter(match=f"*{app_id}*", count=1000))
+    for i in range(0, len(keys), 1000):
+        client.unlink(*keys[i:i + 1000])
 
 
 def redis_memory_of(url: str, match: str) -> tuple[int, int]:
@@ -254,11 +261,8 @@ class BenchRun:
                 future.result()
         except (confluent_kafka.KafkaException, ValueError):
             pass  # a group that never committed does not exist
-        client = redis_client(self.redis_url)
         try:
-            keys = list(client.scan_iter(match=f"*{self.app_id}*", count=1000))
-            for i in range(0, len(keys), 1000):
-                client.unlink(*keys[i:i + 1000])
+            remove_keys(redis_client(self.redis_url), self.app_id)
         except redis.ConnectionError:
             pass  # a private Redis already stopped
         shutil.rmtree(self.logs, ignore_errors=True)

@@ -33,7 +33,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rig import SETTINGS, machine  # noqa: E402
+from rig import SETTINGS, machine, remove_keys  # noqa: E402
 from throughput import ENVELOPE, MODELS, loan_workload, parse_count  # noqa: E402
 from workload import envelopes  # noqa: E402
 
@@ -153,10 +153,7 @@ def main() -> None:
         timed.seconds.clear()
         run(incoming[warm_up:])
     finally:
-        client = redis_client(settings.redis)
-        keys = list(client.scan_iter(match=f"*{app_id}*", count=1000))
-        for i in range(0, len(keys), 1000):
-            client.unlink(*keys[i:i + 1000])
+        remove_keys(redis_client(settings.redis), app_id)
 
     s = timed.seconds
     counted = (len(incoming) - warm_up) * ENVELOPE
