@@ -83,9 +83,15 @@ def private_stack(tmp_path):
 
 
 class Traffic:
-    """Events for a few models, sent in a thread at a steady pace; remembers every x it sent."""
+    """Events for a few models, sent in a thread at a steady pace; remembers every x it sent.
 
-    def __init__(self, settings, n_per_model: int, rate: float, envelopes: bool = False) -> None:
+    With `hold_at`, the thread stops once that fraction is sent and waits for `release()`: a test that
+    breaks a service in between knows events still come after the fault, however long the worker took
+    to start.
+    """
+
+    def __init__(self, settings, n_per_model: int, rate: float, envelopes: bool = False,
+                 hold_at: float | None = None) -> None:
         self.settings = settings
         self.n = n_per_model
         self.rate = rate
@@ -93,6 +99,8 @@ class Traffic:
         self.sent: dict[str, list[float]] = {m: [] for m in MODELS}
         self.thread = threading.Thread(target=self._send, daemon=True)
         self.progress = 0
+        self.hold_at = None if hold_at is None else int(hold_at * n_per_model)
+        self._released = threading.Event()
 
     def _send(self) -> None:
         producer = confluent_kafka.Producer({"bootstrap.servers": self.settings.kafka.bootstrap,
@@ -116,8 +124,15 @@ class Traffic:
                     except BufferError:
                         producer.poll(0.1)
                 self.sent[model].extend(float(x) for x in xs)
-            self.progress = i + step
             producer.poll(0)
+            if self.hold_at is not None and i + step >= self.hold_at:
+                self.hold_at = None
+                assert producer.flush(120) == 0  # what came before the hold is in Kafka when wait_for returns
+                self.progress = i + step
+                held = time.monotonic()
+                assert self._released.wait(300), "the test never released the traffic"
+                started += time.monotonic() - held  # the pace goes on from where it stopped
+            self.progress = i + step
             behind = (i + step) / self.rate - (time.monotonic() - started)
             if behind > 0:
                 time.sleep(behind)
@@ -131,6 +146,10 @@ class Traffic:
         while self.progress < fraction * self.n:
             assert self.thread.is_alive()
             time.sleep(0.05)
+
+    def release(self) -> None:
+        """Ends the hold: the rest of the events follow at the same pace."""
+        self._released.set()
 
     def finish(self) -> None:
         self.thread.join(timeout=300)
@@ -187,9 +206,10 @@ def _worker_on_own(service: str, private_stack, settings, worker_factory, **traf
 
 def test_redis_restart_mid_stream(settings, private_stack, worker_factory):
     stack, s, worker, traffic = _worker_on_own("redis", private_stack, settings, worker_factory,
-                                                n_per_model=1500, rate=300)
+                                                n_per_model=1500, rate=300, hold_at=0.3)
     traffic.wait_for(0.3)
     stack.run("down", "redis")  # SIGTERM: a clean shutdown, the AOF kept
+    traffic.release()
     _wait_for_log(worker, "retrying in")
     time.sleep(2)
     stack.run("up", "redis")
@@ -202,8 +222,9 @@ def test_redis_restart_mid_stream(settings, private_stack, worker_factory):
 def test_redis_that_hangs_longer_than_the_session_timeout(settings, private_stack, worker_factory):
     # session timeout 3 s (conftest)
     stack, s, worker, traffic = _worker_on_own("redis", private_stack, settings, worker_factory,
-                                                n_per_model=1500, rate=300)
+                                                n_per_model=1500, rate=300, hold_at=0.3)
     traffic.wait_for(0.3)
+    traffic.release()  # events arrive while Redis sleeps
     started = time.monotonic()
     # Redis answers nobody meanwhile
     redis_client(stack.redis_url, socket_timeout=60).execute_command("DEBUG", "SLEEP", 12)
@@ -218,9 +239,10 @@ def test_redis_that_hangs_longer_than_the_session_timeout(settings, private_stac
 
 def test_kafka_broker_restart_mid_stream(settings, private_stack, worker_factory):
     stack, s, worker, traffic = _worker_on_own("kafka", private_stack, settings, worker_factory,
-                                                n_per_model=1200, rate=200, envelopes=False)
+                                                n_per_model=1200, rate=200, envelopes=False, hold_at=0.3)
     traffic.wait_for(0.3)
     stack.run("down", "kafka")
+    traffic.release()  # the producer buffers what it sends meanwhile
     time.sleep(3)
     stack.run("up", "kafka")
     traffic.finish()
@@ -264,9 +286,10 @@ def test_joining_worker_frozen_owner_and_sigkill(settings, worker_factory):
 
 def test_sigterm_while_a_batch_waits_to_retry(settings, private_stack, worker_factory):
     stack, s, worker, traffic = _worker_on_own("redis", private_stack, settings, worker_factory,
-                                                n_per_model=800, rate=400)
+                                                n_per_model=800, rate=400, hold_at=0.3)
     traffic.wait_for(0.3)
     stack.run("down", "redis")
+    traffic.release()  # the next batch finds Redis gone
     _wait_for_log(worker, "retrying in")
     started = time.monotonic()
     worker.kill(signal.SIGTERM)
