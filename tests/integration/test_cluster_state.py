@@ -147,8 +147,20 @@ def test_redis_losing_saved_writes_restarts_the_worker_which_then_loses_nothing(
     def app_keys() -> set:
         return {*client.scan_iter(match=f"{prefix}:*"), *client.scan_iter(match=f"{{{prefix}:p*")}
 
+    def snapshot_of_the_app() -> dict:
+        """Every key of the app as of one moment: a commit between two DUMPs would pair one batch's state with
+        another's offsets. The dumps run in one MULTI; a key the worker adds meanwhile makes it start over."""
+        while True:
+            keys = sorted(app_keys())
+            with client.pipeline(transaction=True) as pipe:
+                for key in keys:
+                    pipe.dump(key)
+                dumped = pipe.execute()
+            if set(keys) == app_keys():
+                return dict(zip(keys, dumped))
+
     def lose_the_last_writes():
-        snapshot = {key: client.dump(key) for key in app_keys()}
+        snapshot = snapshot_of_the_app()
         saved = store.offsets(tps)
         deadline = time.monotonic() + 60
         while sum(store.offsets(tps).values()) < sum(saved.values()) + 20:  # a few batches more

@@ -32,15 +32,38 @@ def _wait_for_progress(settings, worker, beyond: int, timeout: float = 60.0) -> 
         time.sleep(0.1)
 
 
-def _send(settings, events: list[dict], plan: list[tuple[int, int]]) -> None:
-    """Runs of ``(events, events per message)``, one after the other, at about 500 events/s in envelopes and
-    200 messages/s one by one (so that the kills land while messages are still coming)."""
-    start = 0
+KILLS = 5
+
+
+def _pieces(plan: list[tuple[int, int]], parts: int) -> list[list[tuple[int, int, int]]]:
+    """The plan's messages in `parts` pieces of about as many messages, each as runs of
+    ``(first event, events, events per message)``."""
+    messages, start = [], 0
     for n, size in plan:
-        replay(bootstrap=settings.kafka.bootstrap, model="credit", model_version="1", events=events[start:start + n],
-               labels=[], inference_topic=settings.inference_topic, label_topic=settings.label_topic,
-               batch_size=size, rate=500 if size > 1 else 200)
+        messages += [(start + j * size, size) for j in range(n // size)]
         start += n
+    pieces = []
+    for k in range(parts):
+        runs: list[tuple[int, int, int]] = []
+        for first, size in messages[k * len(messages) // parts:(k + 1) * len(messages) // parts]:
+            if runs and runs[-1][2] == size:
+                runs[-1] = (runs[-1][0], runs[-1][1] + size, size)
+            else:
+                runs.append((first, size, size))
+        pieces.append(runs)
+    return pieces
+
+
+def _send(settings, events: list[dict], plan: list[tuple[int, int]], go: threading.Semaphore) -> None:
+    """The plan's runs at about 500 events/s in envelopes and 200 messages/s one by one, in KILLS + 1 pieces:
+    each piece after the first waits for a kill, so that every kill lands while messages are still coming."""
+    for k, piece in enumerate(_pieces(plan, KILLS + 1)):
+        if k and not go.acquire(timeout=300):
+            return  # the test failed meanwhile; its own assertion says why
+        for first, n, size in piece:
+            replay(bootstrap=settings.kafka.bootstrap, model="credit", model_version="1",
+                   events=events[first:first + n], labels=[], inference_topic=settings.inference_topic,
+                   label_topic=settings.label_topic, batch_size=size, rate=500 if size > 1 else 200)
 
 
 PLANS = {"envelopes": [(30000, 50)], "single_events": [(8000, 1)],
@@ -56,25 +79,27 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(settings, wor
     total_events = sum(n for n, _ in plan)
     frame = drifting_credit_data(n=total_events, seed=5)
     events, _ = rows_to_events(frame, plan_columns(frame), "credit")
-    sender = threading.Thread(target=_send, args=(settings, events, plan))
+    go = threading.Semaphore(0)
+    sender = threading.Thread(target=_send, args=(settings, events, plan, go))
     uninterrupted = worker_factory(steady, "steady").start()
     crashing = worker_factory(settings, "crashing").start()
     sender.start()
     rng = random.Random(7)
     progress_at_kills = [0]
     total_messages = sum(n // size for n, size in plan)
-    while (sender.is_alive() or _applied(settings) < total_messages) and len(progress_at_kills) <= 5:
+    for _ in range(KILLS):
         _wait_for_progress(settings, crashing, beyond=progress_at_kills[-1])
         time.sleep(rng.uniform(0.0, 1.5))  # then kill at a random moment of its work
         assert crashing.kill(signal.SIGKILL) == -signal.SIGKILL
         progress_at_kills.append(_applied(settings))
         crashing.start()
+        go.release()  # the next piece of the stream
     sender.join()
     wait_until_applied(steady, uninterrupted, timeout=180)
     wait_until_applied(settings, crashing, timeout=180)
 
     mid_stream = [p for p in progress_at_kills[1:] if 0 < p < total_messages]
-    assert len(set(mid_stream)) >= 4, f"kills should land while work is under way: {progress_at_kills}"
+    assert len(set(mid_stream)) == KILLS, f"kills should land while work is under way: {progress_at_kills}"
 
     survived = model_state(settings, "credit", "1")
     reference = model_state(steady, "credit", "1")

@@ -85,13 +85,13 @@ def private_stack(tmp_path):
 class Traffic:
     """Events for a few models, sent in a thread at a steady pace; remembers every x it sent.
 
-    With `hold_at`, the thread stops once that fraction is sent and waits for `release()`: a test that
-    breaks a service in between knows events still come after the fault, however long the worker took
-    to start.
+    With `hold_at` (a fraction, or several), the thread stops once that fraction is sent and waits for
+    `release()`: a test that breaks a service in between knows events still come after the fault, however
+    long the worker took to start.
     """
 
     def __init__(self, settings, n_per_model: int, rate: float, envelopes: bool = False,
-                 hold_at: float | None = None) -> None:
+                 hold_at: float | tuple[float, ...] = ()) -> None:
         self.settings = settings
         self.n = n_per_model
         self.rate = rate
@@ -99,8 +99,8 @@ class Traffic:
         self.sent: dict[str, list[float]] = {m: [] for m in MODELS}
         self.thread = threading.Thread(target=self._send, daemon=True)
         self.progress = 0
-        self.hold_at = None if hold_at is None else int(hold_at * n_per_model)
-        self._released = threading.Event()
+        self.holds = sorted(int(f * n_per_model) for f in (hold_at if isinstance(hold_at, tuple) else [hold_at]))
+        self._releases = threading.Semaphore(0)
 
     def _send(self) -> None:
         producer = confluent_kafka.Producer({"bootstrap.servers": self.settings.kafka.bootstrap,
@@ -125,12 +125,12 @@ class Traffic:
                         producer.poll(0.1)
                 self.sent[model].extend(float(x) for x in xs)
             producer.poll(0)
-            if self.hold_at is not None and i + step >= self.hold_at:
-                self.hold_at = None
+            if self.holds and i + step >= self.holds[0]:
+                self.holds.pop(0)
                 assert producer.flush(120) == 0  # what came before the hold is in Kafka when wait_for returns
                 self.progress = i + step
                 held = time.monotonic()
-                assert self._released.wait(300), "the test never released the traffic"
+                assert self._releases.acquire(timeout=300), "the test never released the traffic"
                 started += time.monotonic() - held  # the pace goes on from where it stopped
             self.progress = i + step
             behind = (i + step) / self.rate - (time.monotonic() - started)
@@ -148,8 +148,8 @@ class Traffic:
             time.sleep(0.05)
 
     def release(self) -> None:
-        """Ends the hold: the rest of the events follow at the same pace."""
-        self._released.set()
+        """Ends the current (or next) hold: the events follow at the same pace."""
+        self._releases.release()
 
     def finish(self) -> None:
         self.thread.join(timeout=300)
@@ -268,16 +268,23 @@ def test_sigterm_while_kafka_is_down(settings, private_stack, worker_factory):
 
 def test_joining_worker_frozen_owner_and_sigkill(settings, worker_factory):
     a = worker_factory(settings, "a").start()
-    traffic = Traffic(settings, n_per_model=3000, rate=400).start()
+    # each step below waits at a hold until the workers are where it needs them, so each has traffic to act on
+    traffic = Traffic(settings, n_per_model=3000, rate=400, hold_at=(0.2, 0.4, 0.7)).start()
     _wait_until_working(settings, a)
     traffic.wait_for(0.2)
     b = worker_factory(settings, "b").start()  # a second worker joins: the partitions are shared
+    _wait_for_log(a, "partitions revoked")
+    traffic.release()
+    _wait_for_log(b, "applied")  # b owns partitions and works on them
     traffic.wait_for(0.4)
+    traffic.release()
+    time.sleep(0.5)
     a.proc.send_signal(signal.SIGSTOP)  # frozen with whatever batch it holds, past the session timeout
     time.sleep(3 * settings.session_timeout_s + 4)
     a.proc.send_signal(signal.SIGCONT)  # the stale owner wakes: its late commit must not overwrite b's state
     traffic.wait_for(0.7)
     assert b.kill(signal.SIGKILL) == -signal.SIGKILL  # and a takes everything over again
+    traffic.release()
     traffic.finish()
     wait_until_applied(settings, a, timeout=240)
     traffic.check(settings)
@@ -369,6 +376,10 @@ def test_state_lost_in_redis_is_detected(settings, worker_factory, rebuild):
         wait_until_applied(s, worker)
         traffic.check(s)  # rebuilt from the earliest retained offset, exactly
     else:
-        time.sleep(3)
-        assert not store.models()  # nothing re-read: the operator decides
+        assert not store.models()
+        # nothing re-read (the operator decides): it goes on from Kafka's committed offsets, with new events only
+        more = Traffic(s, n_per_model=20, rate=2000).start()
+        more.finish()
+        wait_until_applied(s, worker)
+        more.check(s)
     assert worker.alive()

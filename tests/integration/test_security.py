@@ -124,9 +124,15 @@ def test_the_whole_flow_over_sasl_ssl_and_a_redis_acl_user_prints_no_secret(secu
         assert orjson.loads(printed["replay stdout"])["events"] == 6000
         _produce(settings, settings.inference_topic, b"credit", b"{not json")  # one dead letter
         wait_until_applied(settings, worker)
-        with urllib.request.urlopen(f"http://127.0.0.1:{env['DRIFTLINE_METRICS_PORT']}/metrics", timeout=10) as r:
-            printed["/metrics"] = r.read()
-        assert b'driftline_events_processed_total{model="credit",model_version="1"} 6000.0' in printed["/metrics"]
+        counted = b'driftline_events_processed_total{model="credit",model_version="1"} 6000.0'
+        deadline = time.monotonic() + 20  # the metrics follow the commit that wait_until_applied sees
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{env['DRIFTLINE_METRICS_PORT']}/metrics", timeout=10) as r:
+                printed["/metrics"] = r.read()
+            if counted in printed["/metrics"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert counted in printed["/metrics"]
     finally:
         worker.kill(15)
     printed["worker log"] = worker.log()

@@ -17,25 +17,39 @@ pytestmark = [pytest.mark.integration, pytest.mark.parametrize("redis_backend", 
 MODELS = [f"model-{i}" for i in range(6)]
 
 
+def _wait_for_logs(text: str, *workers, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(text in w.log() for w in workers):
+        assert all(w.alive() for w in workers) and time.monotonic() < deadline, \
+            f"{text!r} not in every log:\n" + "\n".join(w.log()[-2000:] for w in workers)
+        time.sleep(0.1)
+
+
 def test_two_workers_then_one(settings, worker_factory):
     frames = {m: drifting_credit_data(n=6000, seed=i) for i, m in enumerate(MODELS)}
+    events = {m: rows_to_events(frame, plan_columns(frame), m)[0] for m, frame in frames.items()}
     a = worker_factory(settings, "a").start()
+    _wait_for_logs("Worker ready", a)  # a owns every partition
     b = worker_factory(settings, "b").start()
+    _wait_for_logs("partitions revoked", a)  # b joined: the partitions are shared (the models are on all four)
+
+    def send(first: int, last: int) -> None:
+        for model, evs in events.items():
+            replay(settings.kafka.bootstrap, model, "1", evs[first:last], [], settings.inference_topic,
+                   settings.label_topic, batch_size=100, rate=3000)
+
+    rest = threading.Event()
 
     def send_all():
-        for model, frame in frames.items():
-            events, _ = rows_to_events(frame, plan_columns(frame), model)
-            replay(settings.kafka.bootstrap, model, "1", events, [], settings.inference_topic,
-                   settings.label_topic, batch_size=100, rate=3000)
+        send(0, 2000)
+        if rest.wait(120):  # the rest only once b is gone, so a takes over b's partitions mid-stream
+            send(2000, 6000)
 
     sender = threading.Thread(target=send_all)
     sender.start()
-    deadline = time.monotonic() + 60
-    while not ("applied" in a.log() and "applied" in b.log()):  # both own partitions and work
-        assert time.monotonic() < deadline, a.log()[-2000:] + b.log()[-2000:]
-        time.sleep(0.1)
-    assert sender.is_alive()
-    assert b.kill(signal.SIGKILL) == -signal.SIGKILL  # a takes over b's partitions mid-stream
+    _wait_for_logs("applied", a, b)  # both own partitions and work
+    assert b.kill(signal.SIGKILL) == -signal.SIGKILL
+    rest.set()
     sender.join()
     wait_until_applied(settings, a, timeout=120)
 
