@@ -174,6 +174,15 @@ def end_offsets(s: Settings, topic: str) -> dict[int, int]:
         consumer.close()
 
 
+def wait_for_log(text: str, *workers: WorkerProcess, timeout: float = 60.0) -> None:
+    """Wait until every worker's log holds ``text``; a worker that exits meanwhile fails the wait at once."""
+    deadline = time.monotonic() + timeout
+    while not all(text in w.log() for w in workers):
+        assert all(w.alive() for w in workers) and time.monotonic() < deadline, \
+            f"{text!r} not in every log after {timeout}s:\n" + "\n".join(w.log()[-3000:] for w in workers)
+        time.sleep(0.1)
+
+
 def wait_until_applied(s: Settings, worker: WorkerProcess | None = None, timeout: float = 120) -> None:
     """Wait until the worker app's saved offsets reach the end of the inference and label topics."""
     store = RedisStateStore(s.redis, s.app_id)

@@ -26,7 +26,7 @@ from stream_processors.state import redis_client
 from stream_processors.state import RedisStateStore
 from stream_processors.state.keys import AppKeys
 
-from .conftest import describe, read_topic, run_cli, wait_until_applied
+from .conftest import describe, read_topic, run_cli, wait_for_log, wait_until_applied
 
 pytestmark = pytest.mark.integration
 
@@ -143,7 +143,7 @@ class Traffic:
         return self
 
     def wait_for(self, fraction: float) -> None:
-        while self.progress < fraction * self.n:
+        while self.progress < int(fraction * self.n):  # as the holds round
             assert self.thread.is_alive()
             time.sleep(0.05)
 
@@ -181,14 +181,6 @@ def _wait_until_working(s, worker, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def _wait_for_log(worker, text: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in worker.log():
-        assert worker.alive(), worker.log()[-3000:]
-        assert time.monotonic() < deadline, f"{text!r} not in the log after {timeout}s:\n{worker.log()[-3000:]}"
-        time.sleep(0.1)
-
-
 def _worker_on_own(service: str, private_stack, settings, worker_factory, **traffic):
     """A worker on a Kafka or Redis of this test's own, with traffic flowing and state being saved."""
     stack = private_stack()
@@ -210,7 +202,7 @@ def test_redis_restart_mid_stream(settings, private_stack, worker_factory):
     traffic.wait_for(0.3)
     stack.run("down", "redis")  # SIGTERM: a clean shutdown, the AOF kept
     traffic.release()
-    _wait_for_log(worker, "retrying in")
+    wait_for_log("retrying in", worker)
     time.sleep(2)
     stack.run("up", "redis")
     traffic.finish()
@@ -273,9 +265,9 @@ def test_joining_worker_frozen_owner_and_sigkill(settings, worker_factory):
     _wait_until_working(settings, a)
     traffic.wait_for(0.2)
     b = worker_factory(settings, "b").start()  # a second worker joins: the partitions are shared
-    _wait_for_log(a, "partitions revoked")
+    wait_for_log("partitions revoked", a)
     traffic.release()
-    _wait_for_log(b, "applied")  # b owns partitions and works on them
+    wait_for_log("applied", b)  # b owns partitions and works on them
     traffic.wait_for(0.4)
     traffic.release()
     time.sleep(0.5)
@@ -297,7 +289,7 @@ def test_sigterm_while_a_batch_waits_to_retry(settings, private_stack, worker_fa
     traffic.wait_for(0.3)
     stack.run("down", "redis")
     traffic.release()  # the next batch finds Redis gone
-    _wait_for_log(worker, "retrying in")
+    wait_for_log("retrying in", worker)
     started = time.monotonic()
     worker.kill(signal.SIGTERM)
     assert time.monotonic() - started < 30  # it does not wait for Redis to come back

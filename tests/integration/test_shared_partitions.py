@@ -10,28 +10,20 @@ import pytest
 from producers.example_data import drifting_credit_data
 from producers.replay import plan_columns, replay, rows_to_events
 
-from .conftest import BACKENDS, describe, wait_until_applied
+from .conftest import BACKENDS, describe, wait_for_log, wait_until_applied
 
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("redis_backend", BACKENDS, indirect=True)]
 
 MODELS = [f"model-{i}" for i in range(6)]
 
 
-def _wait_for_logs(text: str, *workers, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not all(text in w.log() for w in workers):
-        assert all(w.alive() for w in workers) and time.monotonic() < deadline, \
-            f"{text!r} not in every log:\n" + "\n".join(w.log()[-2000:] for w in workers)
-        time.sleep(0.1)
-
-
 def test_two_workers_then_one(settings, worker_factory):
     frames = {m: drifting_credit_data(n=6000, seed=i) for i, m in enumerate(MODELS)}
     events = {m: rows_to_events(frame, plan_columns(frame), m)[0] for m, frame in frames.items()}
     a = worker_factory(settings, "a").start()
-    _wait_for_logs("Worker ready", a)  # a owns every partition
+    wait_for_log("Worker ready", a)  # a owns every partition
     b = worker_factory(settings, "b").start()
-    _wait_for_logs("partitions revoked", a)  # b joined: the partitions are shared (the models are on all four)
+    wait_for_log("partitions revoked", a)  # b joined: the partitions are shared (the models are on all four)
 
     def send(first: int, last: int) -> None:
         for model, evs in events.items():
@@ -47,7 +39,7 @@ def test_two_workers_then_one(settings, worker_factory):
 
     sender = threading.Thread(target=send_all)
     sender.start()
-    _wait_for_logs("applied", a, b)  # both own partitions and work
+    wait_for_log("applied", a, b)  # both own partitions and work
     assert b.kill(signal.SIGKILL) == -signal.SIGKILL
     rest.set()
     sender.join()
