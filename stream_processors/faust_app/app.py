@@ -16,8 +16,11 @@ What keeps a worker honest under faults:
   once per chunk of it (a take is cut into chunks of at most
   ``batch_max_models`` models).
 - Redis is the truth about offsets. Whenever faust seeks a partition to its
-  committed offset (after every assignment), the worker seeks it instead to
-  the offset after the one saved in Redis; a partition Kafka says was consumed
+  committed offset (after every assignment, and to take back records it
+  fetched but dropped because a rebalance had stopped the flow), the worker
+  seeks it instead to the offset after the one saved in Redis, or to the
+  earliest retained offset when neither Redis nor Kafka holds one (never
+  leaving a partition where its fetch got to); a partition Kafka says was consumed
   but Redis does not know is a lost state: alerted, counted, and rebuilt from
   the earliest retained offset when ``rebuild_on_state_loss`` is on.
 - A commit that loses its compare-and-set (another worker advanced the
@@ -379,9 +382,11 @@ def _seek_to_saved_offsets(app: faust.App, settings: Settings, store: RedisState
                               "continuing without it (DRIFTLINE_REBUILD_ON_STATE_LOSS=true rebuilds)")
                 lost_alerts.append(state_lost_alert(tp.topic, tp.partition, kafka_next, first, rebuild, time.time()))
             else:
-                continue
-            if target != kafka_next:
-                await consumer.seek(tp, target)
+                # nothing applied, nothing committed: from the earliest retained offset. A seek, not a no-op:
+                # faust calls this to rewind records it fetched and dropped (a fetch that returned while a
+                # rebalance stopped the flow), and a partition left where its position is would skip those
+                target = first
+            await consumer.seek(tp, target)
             committed[tp] = target
         for alert in lost_alerts:
             await app.producer.send(settings.control_topic, b"", control_record(alert, settings.signer()), None, None,
