@@ -362,7 +362,7 @@ def _seek_to_saved_offsets(app: faust.App, settings: Settings, store: RedisState
         lost_alerts = []
         for tp, kafka_next in committed.items():
             redis_last = saved[(tp.topic, tp.partition)]
-            first = earliest.get(tp) or 0
+            first = max(earliest.get(tp) or 0, 0)  # -1 (unknown) from an old ListOffsets reads as 0
             if redis_last >= 0:
                 target = max(redis_last + 1, first)
                 if kafka_next is not None and kafka_next > target:
