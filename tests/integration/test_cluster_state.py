@@ -150,7 +150,9 @@ def test_redis_losing_saved_writes_restarts_the_worker_which_then_loses_nothing(
     def snapshot_of_the_app() -> dict:
         """Every key of the app as of one moment: a commit between two DUMPs would pair one batch's state with
         another's offsets. The dumps run in one MULTI; a key the worker adds meanwhile makes it start over."""
+        deadline = time.monotonic() + 30
         while True:
+            assert time.monotonic() < deadline, "the app's keys kept changing for 30s: no moment to snapshot"
             keys = sorted(app_keys())
             with client.pipeline(transaction=True) as pipe:
                 for key in keys:

@@ -68,6 +68,16 @@ class PrivateStack:
         subprocess.run(["bash", str(STACK), "down"], env=self.env, capture_output=True, timeout=180)
 
 
+_TRAFFIC: list[Traffic] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_traffic():
+    yield
+    while _TRAFFIC:
+        _TRAFFIC.pop().stop()
+
+
 @pytest.fixture
 def private_stack(tmp_path):
     stacks: list[PrivateStack] = []
@@ -101,6 +111,8 @@ class Traffic:
         self.progress = 0
         self.holds = sorted(int(f * n_per_model) for f in (hold_at if isinstance(hold_at, tuple) else [hold_at]))
         self._releases = threading.Semaphore(0)
+        self._stopped = threading.Event()
+        _TRAFFIC.append(self)
 
     def _send(self) -> None:
         producer = confluent_kafka.Producer({"bootstrap.servers": self.settings.kafka.bootstrap,
@@ -131,6 +143,8 @@ class Traffic:
                 self.progress = i + step
                 held = time.monotonic()
                 assert self._releases.acquire(timeout=300), "the test never released the traffic"
+                if self._stopped.is_set():
+                    return
                 started += time.monotonic() - held  # the pace goes on from where it stopped
             self.progress = i + step
             behind = (i + step) / self.rate - (time.monotonic() - started)
@@ -149,6 +163,11 @@ class Traffic:
 
     def release(self) -> None:
         """Ends the current (or next) hold: the events follow at the same pace."""
+        self._releases.release()
+
+    def stop(self) -> None:
+        """Ends a held thread at once (after a test, failed or not), so that it waits for nothing."""
+        self._stopped.set()
         self._releases.release()
 
     def finish(self) -> None:
@@ -261,7 +280,7 @@ def test_sigterm_while_kafka_is_down(settings, private_stack, worker_factory):
 def test_joining_worker_frozen_owner_and_sigkill(settings, worker_factory):
     a = worker_factory(settings, "a").start()
     # each step below waits at a hold until the workers are where it needs them, so each has traffic to act on
-    traffic = Traffic(settings, n_per_model=3000, rate=400, hold_at=(0.2, 0.4, 0.7)).start()
+    traffic = Traffic(settings, n_per_model=3000, rate=400, hold_at=(0.2, 0.4, 0.55, 0.7)).start()
     _wait_until_working(settings, a)
     traffic.wait_for(0.2)
     b = worker_factory(settings, "b").start()  # a second worker joins: the partitions are shared
@@ -272,7 +291,8 @@ def test_joining_worker_frozen_owner_and_sigkill(settings, worker_factory):
     traffic.release()
     time.sleep(0.5)
     a.proc.send_signal(signal.SIGSTOP)  # frozen with whatever batch it holds, past the session timeout
-    time.sleep(3 * settings.session_timeout_s + 4)
+    time.sleep(3 * settings.session_timeout_s + 4)  # b takes a's partitions over and applies up to the 55% hold
+    traffic.release()  # b is busy on them when
     a.proc.send_signal(signal.SIGCONT)  # the stale owner wakes: its late commit must not overwrite b's state
     traffic.wait_for(0.7)
     assert b.kill(signal.SIGKILL) == -signal.SIGKILL  # and a takes everything over again

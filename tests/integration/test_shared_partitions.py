@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from producers.example_data import drifting_credit_data
+from producers.partitioning import partition_for
 from producers.replay import plan_columns, replay, rows_to_events
 
 from .conftest import BACKENDS, describe, wait_for_log, wait_until_applied
@@ -18,6 +19,8 @@ MODELS = [f"model-{i}" for i in range(6)]
 
 
 def test_two_workers_then_one(settings, worker_factory):
+    # whichever partitions b is given, models live on them
+    assert {partition_for(m, settings.topic_partitions) for m in MODELS} == set(range(settings.topic_partitions))
     frames = {m: drifting_credit_data(n=6000, seed=i) for i, m in enumerate(MODELS)}
     events = {m: rows_to_events(frame, plan_columns(frame), m)[0] for m, frame in frames.items()}
     a = worker_factory(settings, "a").start()
@@ -30,19 +33,24 @@ def test_two_workers_then_one(settings, worker_factory):
             replay(settings.kafka.bootstrap, model, "1", evs[first:last], [], settings.inference_topic,
                    settings.label_topic, batch_size=100, rate=3000)
 
-    rest = threading.Event()
+    rest, abort = threading.Event(), threading.Event()
 
     def send_all():
         send(0, 2000)
-        if rest.wait(120):  # the rest only once b is gone, so a takes over b's partitions mid-stream
+        rest.wait(120)  # the rest only once b is gone, so a takes over b's partitions mid-stream
+        if not abort.is_set():
             send(2000, 6000)
 
-    sender = threading.Thread(target=send_all)
+    sender = threading.Thread(target=send_all, daemon=True)
     sender.start()
-    wait_for_log("applied", a, b)  # both own partitions and work
-    assert b.kill(signal.SIGKILL) == -signal.SIGKILL
-    rest.set()
-    sender.join()
+    try:
+        wait_for_log("applied", a, b)  # both own partitions and work
+        assert b.kill(signal.SIGKILL) == -signal.SIGKILL
+        rest.set()
+        sender.join()
+    finally:  # a failed step does not leave the sender waiting
+        abort.set()
+        rest.set()
     wait_until_applied(settings, a, timeout=120)
 
     for model, frame in frames.items():
