@@ -224,6 +224,13 @@ def build_app(settings: Settings, metrics: WorkerMetrics) -> faust.App:
     @app.on_partitions_revoked.connect
     async def _revoked(app, revoked, **kwargs) -> None:
         processor.rebalanced()  # other workers may save some models' versions, or own their labels, from now on
+        if app.consumer.flow_active:
+            # faust stops the flow for a rebalance only on a worker that owned partitions. One that owned none
+            # (more workers than partitions) would take in records from Kafka's committed offsets of what it is
+            # assigned before the seek to Redis's: where Kafka is ahead (Redis lost its last writes), those would
+            # be applied first and the messages the seek goes back for skipped. Recovery resumes both.
+            app.consumer.stop_flow()
+            app.flow_control.suspend()
         if revoked:
             _log.info("partitions revoked: %s", sorted(f"{tp.topic}:{tp.partition}" for tp in revoked))
 

@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import confluent_kafka
@@ -29,6 +29,7 @@ from stream_processors.batch import logic_params
 from detectors.model.monitor import ModelMonitor
 from stream_processors.config import RedisConnection, Settings, load_settings
 from stream_processors.state import RedisStateStore
+from stream_processors.state.keys import AppKeys
 
 from .redis_cluster import redis_cluster, redis_cluster_with_replicas  # noqa: F401 - for redis_backend
 
@@ -112,11 +113,12 @@ class WorkerProcess:
     settings: Settings
     log_path: Path
     proc: subprocess.Popen | None = None
+    env: dict[str, str] = field(default_factory=dict)  # beside the settings' (a test's hook, say)
 
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "stream_processors.cli", "worker"],
-                                     env=self.settings.to_env(), stdout=log, stderr=subprocess.STDOUT)
+                                     env={**self.settings.to_env(), **self.env}, stdout=log, stderr=subprocess.STDOUT)
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> int:
@@ -135,8 +137,8 @@ class WorkerProcess:
 def worker_factory(tmp_path):
     started: list[WorkerProcess] = []
 
-    def make(s: Settings, name: str = "worker") -> WorkerProcess:
-        w = WorkerProcess(s, tmp_path / f"{name}.log")
+    def make(s: Settings, name: str = "worker", env: dict[str, str] | None = None) -> WorkerProcess:
+        w = WorkerProcess(s, tmp_path / f"{name}.log", env=env or {})
         started.append(w)
         return w
 
@@ -198,6 +200,58 @@ def wait_until_applied(s: Settings, worker: WorkerProcess | None = None, timeout
         time.sleep(0.25)
     raise AssertionError(f"worker did not catch up in {timeout}s: {store.offsets(list(want))} != {want}\n"
                          + (worker.log()[-3000:] if worker else ""))
+
+
+def _app_keys(client, s: Settings) -> set:
+    prefix = AppKeys(s.app_id).prefix
+    return {*client.scan_iter(match=f"{prefix}:*"), *client.scan_iter(match=f"{{{prefix}:p*")}
+
+
+def snapshot_of_the_app(s: Settings) -> dict:
+    """Every Redis key of the app as of one moment (single Redis): a commit between two DUMPs would pair one
+    batch's state with another's offsets. The dumps run in one MULTI; a key a worker adds meanwhile makes it
+    start over."""
+    client = redis_client(s.redis)
+    deadline = time.monotonic() + 30
+    while True:
+        assert time.monotonic() < deadline, "the app's keys kept changing for 30s: no moment to snapshot"
+        keys = sorted(_app_keys(client, s))
+        with client.pipeline(transaction=True) as pipe:
+            for key in keys:
+                pipe.dump(key)
+            dumped = pipe.execute()
+        if set(keys) == _app_keys(client, s):
+            return dict(zip(keys, dumped))
+
+
+def restore_the_app(s: Settings, snapshot: dict) -> None:
+    """The app's keys back to ``snapshot``, in one MULTI: what a failover to a replica without the last writes
+    does."""
+    client = redis_client(s.redis)
+    with client.pipeline(transaction=True) as pipe:
+        for key in _app_keys(client, s) - set(snapshot):
+            pipe.delete(key)
+        for key, dumped in snapshot.items():
+            pipe.restore(key, 0, dumped, replace=True)
+        pipe.execute()
+
+
+def kafka_committed(s: Settings, messages: int, timeout: float = 30) -> None:
+    """Wait until the worker app's group has committed ``messages`` offsets on the inference topic, in all."""
+    consumer = confluent_kafka.Consumer({**s.kafka.client_config(), "group.id": s.app_id})
+    try:
+        parts = consumer.list_topics(s.inference_topic, timeout=10).topics[s.inference_topic].partitions
+        deadline = time.monotonic() + timeout
+        while True:
+            committed = consumer.committed([confluent_kafka.TopicPartition(s.inference_topic, p) for p in parts],
+                                           timeout=10)
+            total = sum(max(tp.offset, 0) for tp in committed)
+            if total >= messages:
+                return
+            assert time.monotonic() < deadline, f"the group committed {total} of {messages} messages"
+            time.sleep(0.2)
+    finally:
+        consumer.close()
 
 
 def read_topic(s: Settings, topic: str, timeout: float = 20, raw: bool = False) -> list:

@@ -26,7 +26,8 @@ from stream_processors.faust_app.app import AGENT_FAILED_EXIT
 from stream_processors.state import RedisStateStore, redis_client
 from stream_processors.state.keys import AppKeys
 
-from .conftest import BACKENDS, WorkerProcess, describe, read_topic, run_cli, wait_until_applied
+from .conftest import (BACKENDS, WorkerProcess, describe, read_topic, restore_the_app, run_cli, snapshot_of_the_app,
+                       wait_until_applied)
 
 pytestmark = pytest.mark.integration
 MODELS = [f"model-{i}" for i in range(4)]
@@ -138,42 +139,18 @@ def test_redis_losing_saved_writes_restarts_the_worker_which_then_loses_nothing(
     """What a failover to a replica without the last writes does, made certain: while the stream runs, every key of
     the app goes back to a snapshot taken a few batches earlier. The worker, whose consumer is past those writes,
     exits (status 70) instead of skipping their messages; restarted, it reads them again: exact counts."""
-    client = redis_client(settings.redis)
-    prefix = AppKeys(settings.app_id).prefix
     store = RedisStateStore(settings.redis, settings.app_id)
     tps = [(t, p) for t in (settings.inference_topic, settings.label_topic) for p in range(settings.topic_partitions)]
     first = worker_factory(settings).start()
 
-    def app_keys() -> set:
-        return {*client.scan_iter(match=f"{prefix}:*"), *client.scan_iter(match=f"{{{prefix}:p*")}
-
-    def snapshot_of_the_app() -> dict:
-        """Every key of the app as of one moment: a commit between two DUMPs would pair one batch's state with
-        another's offsets. The dumps run in one MULTI; a key the worker adds meanwhile makes it start over."""
-        deadline = time.monotonic() + 30
-        while True:
-            assert time.monotonic() < deadline, "the app's keys kept changing for 30s: no moment to snapshot"
-            keys = sorted(app_keys())
-            with client.pipeline(transaction=True) as pipe:
-                for key in keys:
-                    pipe.dump(key)
-                dumped = pipe.execute()
-            if set(keys) == app_keys():
-                return dict(zip(keys, dumped))
-
     def lose_the_last_writes():
-        snapshot = snapshot_of_the_app()
+        snapshot = snapshot_of_the_app(settings)
         saved = store.offsets(tps)
         deadline = time.monotonic() + 60
         while sum(store.offsets(tps).values()) < sum(saved.values()) + 20:  # a few batches more
             assert time.monotonic() < deadline and first.alive(), first.log()[-3000:]
             time.sleep(0.02)
-        with client.pipeline(transaction=True) as pipe:
-            for key in app_keys() - set(snapshot):
-                pipe.delete(key)
-            for key, dumped in snapshot.items():
-                pipe.restore(key, 0, dumped, replace=True)
-            pipe.execute()
+        restore_the_app(settings, snapshot)
         assert first.proc.wait(timeout=60) == AGENT_FAILED_EXIT, first.log()[-3000:]
         assert _exited_on_rollback(first)
         return worker_factory(settings, "restarted").start()

@@ -1,5 +1,6 @@
 """The worker's faust app, built as `driftline worker` builds it, on the real Kafka and Redis."""
 
+import signal
 import subprocess
 import sys
 
@@ -8,11 +9,12 @@ from prometheus_client import CollectorRegistry
 
 from producers import kafka
 from producers.events import encode_envelope
+from producers.topics import ensure_topics
 from stream_processors.faust_app.app import AGENT_FAILED_EXIT, build_app
 from stream_processors.metrics import WorkerMetrics
 from stream_processors.state import RedisStateStore
 
-from .conftest import wait_until_applied
+from .conftest import kafka_committed, restore_the_app, snapshot_of_the_app, wait_for_log, wait_until_applied
 
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("redis_backend", ["single"], indirect=True)]
 
@@ -44,10 +46,10 @@ batch.BatchProcessor.process = process
 '''
 
 
-def _send_1000_events(settings) -> None:
-    """20 envelopes of 50 events of model m, version 1."""
+def _send_envelopes(settings, first: int = 0, n: int = 20) -> None:
+    """Envelopes ``first`` to ``first + n - 1``, each of 50 events of model m, version 1."""
     producer = kafka.producer(settings.kafka)
-    for i in range(20):
+    for i in range(first, first + n):
         events = [{"event_id": f"e{i}-{j}", "timestamp": 1_700_000_000 + i, "features": {"x": float(j)},
                    "prediction": 1} for j in range(50)]
         producer.produce(settings.inference_topic, key=b"m", value=encode_envelope("m", events, "1"))
@@ -70,7 +72,7 @@ def _start_worker(env: dict[str, str], out) -> subprocess.Popen:
 def test_a_worker_out_of_memory_exits_to_be_restarted_and_its_restart_applies_everything(settings, tmp_path):
     """faust logs an agent's MemoryError and leaves the worker on its partitions, idle: the worker exits with
     status 70 instead, and a restart resumes from the offsets in Redis."""
-    _send_1000_events(settings)
+    _send_envelopes(settings)
     env = _hooked_worker_env(settings, tmp_path, _OUT_OF_MEMORY_ONCE,
                              DRIFTLINE_TEST_MEMORY_FLAG=str(tmp_path / "raised"))
     log = tmp_path / "worker.log"
@@ -123,7 +125,7 @@ def test_records_faust_drops_and_seeks_back_for_are_applied_on_a_partition_nothi
     to its committed offset. A partition nothing was applied or committed for must go back to its earliest
     offset: left where the fetch got to, its first records would never be applied (a takeover mid-stream lost
     a model's first 2000 events this way)."""
-    _send_1000_events(settings)
+    _send_envelopes(settings)
     env = _hooked_worker_env(settings, tmp_path, _STOP_THE_FLOW_AT_THE_FIRST_FETCH,
                              DRIFTLINE_TEST_DROP_FLAG=str(tmp_path / "dropped"))
     log = tmp_path / "worker.log"
@@ -137,3 +139,50 @@ def test_records_faust_drops_and_seeks_back_for_are_applied_on_a_partition_nothi
     assert (tmp_path / "dropped").exists(), log.read_text()[-3000:]
     state = RedisStateStore(settings.redis, settings.app_id).load([("m", "1")])[("m", "1")]
     assert state["events"] == 1000
+
+
+_SLOW_OFFSETS_AT_A_SEEK = '''
+import threading
+import time
+
+from stream_processors.state.redis_store import RedisStateStore
+
+_offsets = RedisStateStore.offsets
+
+
+def _slow(self, partitions):
+    if not threading.current_thread().name.startswith("driftline-batch"):
+        time.sleep(3.0)  # the offsets read for the seek after an assignment, not a batch's
+    return _offsets(self, partitions)
+
+
+RedisStateStore.offsets = _slow
+'''
+
+
+def test_a_worker_that_owned_nothing_applies_nothing_before_its_seek(settings, worker_factory, tmp_path):
+    """A worker that owns no partition (more workers than partitions) is left with faust's flow running through
+    a rebalance. Given partitions, it would take in records from Kafka's committed offsets before its seek to
+    the offsets in Redis; where Kafka is ahead (Redis lost its last writes), it would apply those first and then
+    skip the messages the seek goes back for. Its seek is made slow here, so that the records come meanwhile."""
+    one = settings.replace(inference_topic=settings.app_id + "-one.inference",
+                           label_topic=settings.app_id + "-one.labels", topic_partitions=1)
+    ensure_topics(one.kafka, [one.inference_topic, one.label_topic], 1)
+    a = worker_factory(one, "a").start()
+    wait_for_log("Worker ready", a)
+    b = worker_factory(one, "b", env=_hooked_worker_env(one, tmp_path, _SLOW_OFFSETS_AT_A_SEEK)).start()
+    wait_for_log("Resuming streams with empty assignment", b)  # a keeps the one partition; b owns nothing
+    _send_envelopes(one, 0, 20)
+    wait_until_applied(one, a)
+    snapshot = snapshot_of_the_app(one)
+    _send_envelopes(one, 20, 20)
+    wait_until_applied(one, a)
+    kafka_committed(one, 40)  # Kafka has what a applied: the 40 messages
+    a.proc.send_signal(signal.SIGSTOP)
+    restore_the_app(one, snapshot)  # Redis lost the last 20 messages' writes
+    _send_envelopes(one, 40, 20)
+    assert a.kill(signal.SIGKILL) == -signal.SIGKILL  # b takes the partition over: Kafka says 40, Redis 20
+    wait_until_applied(one, b, timeout=90)
+    state = RedisStateStore(one.redis, one.app_id).load([("m", "1")])[("m", "1")]
+    assert state["events"] == 60 * 50  # the 20 messages Redis lost were applied again, and the 20 after them
+    assert "Kafka's committed offset 40 is ahead of the 20 saved in Redis" in b.log()
