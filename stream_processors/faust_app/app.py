@@ -359,6 +359,8 @@ def _seek_to_saved_offsets(app: faust.App, settings: Settings, store: RedisState
             return await _seek_to_saved()
 
     async def _seek_to_saved():
+        if not consumer.assignment():  # a worker that owns nothing (aiokafka refuses the seek: a warning each time)
+            return {}
         committed = dict(await seek_to_committed())
         if not committed:
             return committed

@@ -211,6 +211,7 @@ def snapshot_of_the_app(s: Settings) -> dict:
     """Every Redis key of the app as of one moment (single Redis): a commit between two DUMPs would pair one
     batch's state with another's offsets. The dumps run in one MULTI; a key a worker adds meanwhile makes it
     start over."""
+    assert not s.redis.cluster_nodes, "one MULTI spans the app's keys only on a single Redis"
     client = redis_client(s.redis)
     deadline = time.monotonic() + 30
     while True:

@@ -142,6 +142,7 @@ def test_records_faust_drops_and_seeks_back_for_are_applied_on_a_partition_nothi
 
 
 _SLOW_OFFSETS_AT_A_SEEK = '''
+import os
 import threading
 import time
 
@@ -152,6 +153,7 @@ _offsets = RedisStateStore.offsets
 
 def _slow(self, partitions):
     if not threading.current_thread().name.startswith("driftline-batch"):
+        open(os.environ["DRIFTLINE_TEST_SLOW_FLAG"], "w").close()
         time.sleep(3.0)  # the offsets read for the seek after an assignment, not a batch's
     return _offsets(self, partitions)
 
@@ -170,7 +172,9 @@ def test_a_worker_that_owned_nothing_applies_nothing_before_its_seek(settings, w
     ensure_topics(one.kafka, [one.inference_topic, one.label_topic], 1)
     a = worker_factory(one, "a").start()
     wait_for_log("Worker ready", a)
-    b = worker_factory(one, "b", env=_hooked_worker_env(one, tmp_path, _SLOW_OFFSETS_AT_A_SEEK)).start()
+    slowed = tmp_path / "slowed"
+    b = worker_factory(one, "b", env=_hooked_worker_env(one, tmp_path, _SLOW_OFFSETS_AT_A_SEEK,
+                                                        DRIFTLINE_TEST_SLOW_FLAG=str(slowed))).start()
     wait_for_log("Resuming streams with empty assignment", b)  # a keeps the one partition; b owns nothing
     _send_envelopes(one, 0, 20)
     wait_until_applied(one, a)
@@ -183,6 +187,7 @@ def test_a_worker_that_owned_nothing_applies_nothing_before_its_seek(settings, w
     _send_envelopes(one, 40, 20)
     assert a.kill(signal.SIGKILL) == -signal.SIGKILL  # b takes the partition over: Kafka says 40, Redis 20
     wait_until_applied(one, b, timeout=90)
+    assert slowed.exists(), b.log()[-3000:]  # the hook ran: b's seek was slow
     state = RedisStateStore(one.redis, one.app_id).load([("m", "1")])[("m", "1")]
     assert state["events"] == 60 * 50  # the 20 messages Redis lost were applied again, and the 20 after them
     assert "Kafka's committed offset 40 is ahead of the 20 saved in Redis" in b.log()
