@@ -1,8 +1,6 @@
 """The worker's faust app, built as `driftline worker` builds it, on the real Kafka and Redis."""
 
 import signal
-import subprocess
-import sys
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -56,41 +54,26 @@ def _send_envelopes(settings, first: int = 0, n: int = 20) -> None:
     assert producer.flush(30) == 0
 
 
-def _hooked_worker_env(settings, tmp_path, hook_source: str, **extra: str) -> dict[str, str]:
-    """The environment of a worker that runs ``hook_source`` at its start (as its ``sitecustomize``)."""
+def _hook(tmp_path, hook_source: str, **extra: str) -> dict[str, str]:
+    """The environment, beside the settings', of a worker that runs ``hook_source`` at its start (as its
+    ``sitecustomize``)."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(hook_source)
-    return {**settings.to_env(), "PYTHONPATH": str(hook), **extra}
+    return {"PYTHONPATH": str(hook), **extra}
 
 
-def _start_worker(env: dict[str, str], out) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "stream_processors.cli", "worker"], env=env, stdout=out,
-                            stderr=subprocess.STDOUT)
-
-
-def test_a_worker_out_of_memory_exits_to_be_restarted_and_its_restart_applies_everything(settings, tmp_path):
+def test_a_worker_out_of_memory_exits_to_be_restarted_and_its_restart_applies_everything(settings, worker_factory,
+                                                                                         tmp_path):
     """faust logs an agent's MemoryError and leaves the worker on its partitions, idle: the worker exits with
     status 70 instead, and a restart resumes from the offsets in Redis."""
     _send_envelopes(settings)
-    env = _hooked_worker_env(settings, tmp_path, _OUT_OF_MEMORY_ONCE,
-                             DRIFTLINE_TEST_MEMORY_FLAG=str(tmp_path / "raised"))
-    log = tmp_path / "worker.log"
-    with open(log, "wb") as out:
-        first = _start_worker(env, out)
-        try:
-            assert first.wait(timeout=90) == AGENT_FAILED_EXIT, log.read_text()[-3000:]
-        finally:
-            if first.poll() is None:
-                first.kill()
-    assert (tmp_path / "raised").exists() and "MemoryError" in log.read_text()
-    with open(log, "ab") as out:
-        second = _start_worker(env, out)
-        try:
-            wait_until_applied(settings, timeout=90)
-        finally:
-            second.terminate()
-            second.wait(timeout=60)
+    env = _hook(tmp_path, _OUT_OF_MEMORY_ONCE, DRIFTLINE_TEST_MEMORY_FLAG=str(tmp_path / "raised"))
+    first = worker_factory(settings, "first", env).start()
+    assert first.proc.wait(timeout=90) == AGENT_FAILED_EXIT, first.log()[-3000:]
+    assert (tmp_path / "raised").exists() and "MemoryError" in first.log()
+    second = worker_factory(settings, "second", env).start()
+    wait_until_applied(settings, second, timeout=90)
     state = RedisStateStore(settings.redis, settings.app_id).load([("m", "1")])[("m", "1")]
     assert state["events"] == 1000
 
@@ -120,23 +103,17 @@ Consumer._wait_next_records = _stopping
 '''
 
 
-def test_records_faust_drops_and_seeks_back_for_are_applied_on_a_partition_nothing_was_saved_for(settings, tmp_path):
+def test_records_faust_drops_and_seeks_back_for_are_applied_on_a_partition_nothing_was_saved_for(
+        settings, worker_factory, tmp_path):
     """faust drops records a fetch returned while a rebalance had stopped the flow, and seeks every partition back
     to its committed offset. A partition nothing was applied or committed for must go back to its earliest
     offset: left where the fetch got to, its first records would never be applied (a takeover mid-stream lost
     a model's first 2000 events this way)."""
     _send_envelopes(settings)
-    env = _hooked_worker_env(settings, tmp_path, _STOP_THE_FLOW_AT_THE_FIRST_FETCH,
-                             DRIFTLINE_TEST_DROP_FLAG=str(tmp_path / "dropped"))
-    log = tmp_path / "worker.log"
-    with open(log, "wb") as out:
-        worker = _start_worker(env, out)
-        try:
-            wait_until_applied(settings, timeout=90)
-        finally:
-            worker.terminate()
-            worker.wait(timeout=60)
-    assert (tmp_path / "dropped").exists(), log.read_text()[-3000:]
+    worker = worker_factory(settings, "worker", _hook(tmp_path, _STOP_THE_FLOW_AT_THE_FIRST_FETCH,
+                                                      DRIFTLINE_TEST_DROP_FLAG=str(tmp_path / "dropped"))).start()
+    wait_until_applied(settings, worker, timeout=90)
+    assert (tmp_path / "dropped").exists(), worker.log()[-3000:]
     state = RedisStateStore(settings.redis, settings.app_id).load([("m", "1")])[("m", "1")]
     assert state["events"] == 1000
 
@@ -173,8 +150,7 @@ def test_a_worker_that_owned_nothing_applies_nothing_before_its_seek(settings, w
     a = worker_factory(one, "a").start()
     wait_for_log("Worker ready", a)
     slowed = tmp_path / "slowed"
-    b = worker_factory(one, "b", env=_hooked_worker_env(one, tmp_path, _SLOW_OFFSETS_AT_A_SEEK,
-                                                        DRIFTLINE_TEST_SLOW_FLAG=str(slowed))).start()
+    b = worker_factory(one, "b", _hook(tmp_path, _SLOW_OFFSETS_AT_A_SEEK, DRIFTLINE_TEST_SLOW_FLAG=str(slowed))).start()
     wait_for_log("Resuming streams with empty assignment", b)  # a keeps the one partition; b owns nothing
     _send_envelopes(one, 0, 20)
     wait_until_applied(one, a)
